@@ -1,0 +1,52 @@
+# berth — every command a newcomer or CI needs. Each target installs what it uses.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+# jsii (behind aws-cdk-lib) prints a banner on Node 20; it still works. Keep output readable.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+# Nothing here may reach a real AWS account.
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: help install local test lint typecheck unit synth bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(PY_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(PY_STAMP) $(NODE_STAMP) ## venv + Python packages + the pinned CDK CLI
+
+local: install ## run the API on http://127.0.0.1:8080 against an in-process AWS emulator
+	$(BIN)/python -m infra.sandbox
+
+test: install lint typecheck ## lint, type-check and run every test
+	$(BIN)/python -m pytest -n auto
+
+lint: $(PY_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(PY_STAMP)
+	$(BIN)/mypy app.py infra functions tests bench
+
+synth: install ## cdk synth into cdk.out/ (offline: no credentials, no Docker)
+	npx --no-install cdk synth --quiet
+
+bench: install ## print the bench/ ratios
+	$(BIN)/python bench/synth_time.py
+
+clean:
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

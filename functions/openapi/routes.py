@@ -1,0 +1,12 @@
+"""The routers whose routes make up berth's HTTP API, in the order the document lists them.
+
+A capability adds its router here; tests compare these routes with API Gateway's methods.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from health.routes import router as health_router
+
+ROUTERS: tuple[Router, ...] = (health_router,)

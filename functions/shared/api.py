@@ -1,0 +1,123 @@
+"""What every berth HTTP handler shares: the resolver, the error shape, the caller's identity.
+
+All errors leave as ``{"error": {"code": "<machine_code>", "message": "<human text>"}}`` with a
+4xx status for caller mistakes. Unexpected exceptions are logged with their stack trace and
+answered with a plain 500 that reveals nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+logger = Logger()
+
+MAX_BODY_BYTES = 64 * 1024
+API_TITLE = "berth"
+API_VERSION = "1.0.0"
+
+
+class ApiError(Exception):
+    """A caller-facing error: raise it from logic, the resolver turns it into a response."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class Unauthenticated(ApiError):
+    def __init__(self) -> None:
+        super().__init__(401, "unauthenticated", "the request carries no caller identity")
+
+
+class NotFound(ApiError):
+    def __init__(self, what: str) -> None:
+        super().__init__(404, "not_found", f"{what} not found")
+
+
+def error_response(status: int, code: str, message: str) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body={"error": {"code": code, "message": message}},
+    )
+
+
+def caller_id(event: Any) -> str:
+    """The caller's identity from the API Gateway request context, never from the body.
+
+    With IAM auth this is the SigV4 principal's ARN (a product acting for its end users
+    assumes its client role with ``RoleSessionName`` = the end user's id).
+    """
+    context = event.get("requestContext") or {}
+    identity = context.get("identity") or {}
+    claims = (context.get("authorizer") or {}).get("claims") or {}
+    user = identity.get("userArn") or claims.get("sub")
+    if not user:
+        raise Unauthenticated()
+    return str(user)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+        where = ".".join(loc) or "body"
+        kind = error.get("type", "")
+        if kind == "json_invalid":
+            return "the request body is not valid JSON"
+        message = "unknown field" if kind == "extra_forbidden" else error.get("msg", "invalid")
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts) or "invalid request"
+
+
+def _limit_body(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    body = app.current_event.body or ""
+    if len(body.encode() if isinstance(body, str) else body) > MAX_BODY_BYTES:
+        return error_response(
+            413, "payload_too_large", f"the request body is over {MAX_BODY_BYTES} bytes"
+        )
+    return next_middleware(app)
+
+
+def make_resolver(*routers: Router) -> APIGatewayRestResolver:
+    """One resolver with validation, berth's error shape and every given router."""
+    app = APIGatewayRestResolver(enable_validation=True)
+    app.use(middlewares=[_limit_body])
+    for router in routers:
+        app.include_router(router)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(exc: RequestValidationError) -> Response[Any]:
+        return error_response(400, "invalid_request", _describe_validation(exc))
+
+    @app.exception_handler(ApiError)
+    def _api_error(exc: ApiError) -> Response[Any]:
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.not_found
+    def _not_found(exc: NotFoundError) -> Response[Any]:
+        event = app.current_event
+        return error_response(404, "not_found", f"no route {event.http_method} {event.path}")
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response[Any]:
+        logger.exception("unhandled error")
+        return error_response(
+            HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "internal error; it was logged"
+        )
+
+    return app
+
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]

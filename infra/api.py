@@ -1,0 +1,142 @@
+"""API: the REST API every capability adds its routes to, with IAM (SigV4) auth by default.
+
+Capabilities call ``api.add_routes(function, [("GET", "/sessions"), ...])``; the paths must be
+the same ones the function's Powertools router serves (a test compares them with the
+OpenAPI document). Errors API Gateway produces itself (no credentials, throttled, unknown
+route) are rewritten to berth's ``{"error": {"code", "message"}}`` shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aws_cdk import CfnOutput, RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.functions import LambdaBaseline
+from infra.nag import acknowledge
+from infra.settings import ApiSettings
+
+Route = tuple[str, str]  # (HTTP method, path)
+
+ERROR_TEMPLATE = (
+    '{"error": {"code": "$context.error.responseType", "message": $context.error.messageString}}'
+)
+
+
+class BerthApi(Construct):
+    """Exposes ``rest_api`` and ``routes`` (every (method, path) it serves)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: ApiSettings,
+        baseline: LambdaBaseline,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+        name: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=log_retention, removal_policy=removal_policy
+        )
+        cors = (
+            apigw.CorsOptions(allow_origins=settings.cors_allow_origins)
+            if settings.cors_allow_origins
+            else None
+        )
+        self.rest_api = apigw.RestApi(
+            self,
+            "RestApi",
+            rest_api_name=name,
+            description="berth: per-user compute on demand",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=removal_policy,
+            default_method_options=apigw.MethodOptions(
+                authorization_type=apigw.AuthorizationType.IAM
+            ),
+            default_cors_preflight_options=cors,
+            deploy_options=apigw.StageOptions(
+                stage_name=settings.stage_name,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
+                metrics_enabled=True,
+                tracing_enabled=True,
+                throttling_rate_limit=settings.throttling_rate_limit,
+                throttling_burst_limit=settings.throttling_burst_limit,
+            ),
+        )
+        self.validator = self.rest_api.add_request_validator(
+            "Validator", validate_request_body=True, validate_request_parameters=True
+        )
+        for response_type, key in (
+            (apigw.ResponseType.DEFAULT_4_XX, "Default4xx"),
+            (apigw.ResponseType.DEFAULT_5_XX, "Default5xx"),
+        ):
+            self.rest_api.add_gateway_response(
+                key,
+                type=response_type,
+                templates={"application/json": ERROR_TEMPLATE},
+            )
+        self.routes: list[Route] = []
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-APIG3",
+            "WAF is an operator choice (cost, rules) layered on top; every method already "
+            "requires SigV4-signed IAM credentials and is throttled.",
+        )
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "API Gateway's account-level CloudWatch role uses the AWS managed "
+            "AmazonAPIGatewayPushToCloudWatchLogs policy, as AWS documents.",
+        )
+        acknowledge(
+            self.rest_api,
+            "AwsSolutions-COG4",
+            "berth authorizes with IAM (SigV4) by default, not Cognito; the caller's identity "
+            "comes from requestContext.identity.",
+        )
+        health = baseline.function(
+            self,
+            "Health",
+            handler="health.handler.handler",
+            service="health",
+            description="GET /health: proves the API to Lambda path",
+        )
+        self.add_routes(health, [("GET", "/health")])
+        docs = baseline.function(
+            self,
+            "OpenApi",
+            handler="openapi.handler.handler",
+            service="openapi",
+            description="GET /openapi.json: the OpenAPI document of every route",
+        )
+        self.add_routes(docs, [("GET", "/openapi.json")])
+        CfnOutput(self, "ApiUrl", key="ApiUrl", value=self.rest_api.url, description="Base URL")
+
+    def add_routes(self, function: lambda_.IFunction, routes: Iterable[Route]) -> None:
+        integration = apigw.LambdaIntegration(function, proxy=True)
+        for method, path in routes:
+            resource = self.rest_api.root.resource_for_path(path)
+            resource.add_method(method, integration, request_validator=self.validator)
+            self.routes.append((method, path))

@@ -1,0 +1,130 @@
+"""Lambda baseline: the one way berth makes a function.
+
+Every function: the current Python runtime on arm64, code from ``functions/`` as a plain
+directory asset (no Docker bundling), the public Powertools v3 layer by ARN, its own log
+group with retention, X-Ray tracing, Powertools settings in the environment, and a role
+whose only built-in permissions are writing to its own log group (and X-Ray).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Aws, CfnResource, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.nag import acknowledge
+from infra.settings import ROOT, FunctionSettings
+
+FUNCTIONS_DIR = ROOT / "functions"
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+POWERTOOLS_ACCOUNT = "017000801446"
+METRICS_NAMESPACE = "berth"
+
+
+def powertools_layer_arn(version: int) -> str:
+    """The public Powertools for AWS Lambda (Python) v3 layer for our runtime/arch, per region."""
+    runtime = RUNTIME.name.replace(".", "")  # python3.14 -> python314
+    return (
+        f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{POWERTOOLS_ACCOUNT}:layer:"
+        f"AWSLambdaPowertoolsPythonV3-{runtime}-arm64:{version}"
+    )
+
+
+class LambdaBaseline(Construct):
+    """Holds what every function shares (code asset, layer, settings) and makes functions."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: FunctionSettings,
+        log_level: str,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.settings = settings
+        self.log_level = log_level
+        self.log_retention = log_retention
+        self.removal_policy = removal_policy
+        self.code = lambda_.Code.from_asset(
+            str(FUNCTIONS_DIR), exclude=["**/__pycache__", "**/*.pyc", "**/.mypy_cache"]
+        )
+        self.powertools = lambda_.LayerVersion.from_layer_version_arn(
+            self, "Powertools", powertools_layer_arn(settings.powertools_layer_version)
+        )
+        self.functions: list[lambda_.Function] = []
+
+    def function(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        handler: str,
+        service: str,
+        description: str,
+        environment: Mapping[str, str] | None = None,
+        timeout: Duration | None = None,
+        memory_mb: int | None = None,
+    ) -> lambda_.Function:
+        """Makes a function in ``scope`` running ``handler`` (``package.module.function``)."""
+        log_group = logs.LogGroup(
+            scope,
+            f"{construct_id}Logs",
+            retention=self.log_retention,
+            removal_policy=self.removal_policy,
+        )
+        role = iam.Role(
+            scope,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"berth {service}: {description}"[:1000],
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        function = lambda_.Function(
+            scope,
+            construct_id,
+            description=description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            code=self.code,
+            handler=handler,
+            layers=[self.powertools],
+            role=role,
+            log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            timeout=timeout or Duration.seconds(self.settings.timeout_seconds),
+            memory_size=memory_mb or self.settings.memory_mb,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": service,
+                "POWERTOOLS_LOG_LEVEL": self.log_level,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                **(environment or {}),
+            },
+        )
+        # CDK makes the function DependsOn its role, which the Role GetAtt already implies
+        # (cfn-lint W3005); keep only the dependency on the role's policy.
+        policy = role.node.find_child("DefaultPolicy").node.default_child
+        cfn_function = function.node.default_child
+        if not (isinstance(policy, CfnResource) and isinstance(cfn_function, CfnResource)):
+            raise TypeError("expected L1 resources under the role policy and the function")
+        cfn_function.add_override("DependsOn", [Stack.of(self).get_logical_id(policy)])
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions; "
+            "AWS requires Resource '*' for active tracing.",
+        )
+        self.functions.append(function)
+        return function

@@ -1,0 +1,283 @@
+"""Typed settings for the whole app, read once from the CDK context.
+
+The settings live under the ``berth`` key of ``cdk.json``'s context. Any single value can be
+overridden on the command line with a dotted key under the ``berth:`` prefix, e.g.::
+
+    cdk synth -c berth:sessions.profiles.default.memory=1024
+    cdk synth -c berth:vpc.mode=lookup -c berth:vpc.vpc_id=vpc-0abc
+
+Override values are parsed as JSON when they parse (numbers, booleans, lists, objects) and
+taken as plain strings otherwise. Every problem is reported as one line naming the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTAINERS_DIR = ROOT / "containers"
+CONTEXT_KEY = "berth"
+OVERRIDE_PREFIX = f"{CONTEXT_KEY}:"
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    2922, 3288, 3653,
+)  # fmt: skip
+
+# Fargate's valid memory sizes (MiB) per CPU size (CPU units).
+FARGATE_MEMORY_BY_CPU: dict[int, range | tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: range(1024, 4097, 1024),
+    1024: range(2048, 8193, 1024),
+    2048: range(4096, 16385, 1024),
+    4096: range(8192, 30721, 1024),
+    8192: range(16384, 61441, 4096),
+    16384: range(32768, 122881, 8192),
+}
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class SettingsError(Exception):
+    """Raised with one line per problem, each naming the offending key."""
+
+
+class _Strict(BaseModel):
+    # `-c berth:env.account=111122223333` parses as a number; account ids are strings.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+class EnvironmentSettings(_Strict):
+    """Where to deploy. Leave both empty for an environment-agnostic template."""
+
+    account: str | None = Field(default=None, pattern=r"^\d{12}$")
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+
+class VpcSettings(_Strict):
+    mode: Literal["create", "lookup"] = "create"
+    vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
+    tags: dict[str, str] = Field(default_factory=dict)
+    cidr: str = "10.40.0.0/16"
+    max_azs: int = Field(default=2, ge=1, le=3)
+    task_subnets: Literal["public", "private"] = "public"
+    """Where Fargate tasks run. ``public`` gives them a public IP for egress (image pulls) with
+    no inbound from outside ``ingress_cidrs``; ``private`` needs ``interface_endpoints``."""
+    interface_endpoints: bool = False
+    """Create ECR/Logs/ECS interface endpoints (billed hourly) for tasks in private subnets."""
+    ingress_cidrs: list[str] = Field(default_factory=list)
+    """Who may reach session containers on their ports. Empty means the VPC's own CIDR."""
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        ipaddress.ip_network(value)
+        return value
+
+    @field_validator("ingress_cidrs")
+    @classmethod
+    def _ingress(cls, values: list[str]) -> list[str]:
+        for value in values:
+            network = ipaddress.ip_network(value)
+            if network.prefixlen == 0:
+                raise ValueError(f"{value} opens the containers to the whole internet")
+        return values
+
+    @model_validator(mode="after")
+    def _mode(self) -> Self:
+        if self.mode == "lookup" and not (self.vpc_id or self.tags):
+            raise ValueError("mode 'lookup' needs vpc_id or tags")
+        if self.mode == "create" and (self.vpc_id or self.tags):
+            raise ValueError("vpc_id/tags are only used with mode 'lookup'")
+        if (
+            self.task_subnets == "private"
+            and self.mode == "create"
+            and not self.interface_endpoints
+        ):
+            raise ValueError(
+                "task_subnets 'private' has no NAT gateway: set interface_endpoints true "
+                "so tasks can pull images"
+            )
+        return self
+
+
+class ProfileSettings(_Strict):
+    """One kind of per-user container a client can ask for with ``POST /sessions``."""
+
+    image: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    """A directory under containers/ that holds a Dockerfile."""
+    cpu: int = 256
+    memory: PositiveInt = 512
+    port: int = Field(default=8080, ge=1, le=65535)
+    environment: dict[str, str] = Field(default_factory=dict)
+    default_ttl_seconds: PositiveInt = 3600
+    max_ttl_seconds: PositiveInt = 8 * 3600
+    idle_timeout_seconds: PositiveInt = 30 * 60
+
+    @field_validator("image")
+    @classmethod
+    def _image_dir(cls, value: str) -> str:
+        if not (CONTAINERS_DIR / value / "Dockerfile").is_file():
+            raise ValueError(f"containers/{value}/Dockerfile does not exist")
+        return value
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: int) -> int:
+        if value not in FARGATE_MEMORY_BY_CPU:
+            raise ValueError(f"Fargate cpu must be one of {sorted(FARGATE_MEMORY_BY_CPU)}")
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _env_names(cls, values: dict[str, str]) -> dict[str, str]:
+        for key in values:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        return values
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Self:
+        allowed = FARGATE_MEMORY_BY_CPU[self.cpu]
+        if self.memory not in allowed:
+            raise ValueError(
+                f"memory {self.memory} is not valid with cpu {self.cpu} on Fargate "
+                f"(allowed {min(allowed)}..{max(allowed)} in steps shown in the Fargate docs)"
+            )
+        if self.default_ttl_seconds > self.max_ttl_seconds:
+            raise ValueError("default_ttl_seconds is larger than max_ttl_seconds")
+        return self
+
+
+def _default_profiles() -> dict[str, ProfileSettings]:
+    return {
+        "default": ProfileSettings(image="echo", port=8080),
+        "chroma": ProfileSettings(image="chroma", cpu=512, memory=1024, port=8000),
+    }
+
+
+class SessionsSettings(_Strict):
+    profiles: dict[Name, ProfileSettings] = Field(default_factory=_default_profiles, min_length=1)
+    reaper_interval_minutes: int = Field(default=1, ge=1, le=60)
+    reaper_dry_run: bool = False
+
+
+class LimitSettings(_Strict):
+    max_sessions_per_user: int = Field(default=3, ge=1, le=100)
+    max_worker_tasks: int = Field(default=10, ge=0, le=1000)
+
+
+class StorageSettings(_Strict):
+    object_expiry_days: int | None = Field(default=90, gt=0)
+    """Results/failure ZIPs are deleted after this many days (null keeps them forever)."""
+    noncurrent_version_expiry_days: PositiveInt = 30
+    removal_policy: Literal["retain", "destroy"] = "retain"
+    """What happens to data (buckets, tables) when the stack is deleted."""
+
+
+class LogSettings(_Strict):
+    retention_days: int = 30
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"CloudWatch Logs retention must be one of {list(LOG_RETENTION_DAYS)}")
+        return value
+
+
+class FunctionSettings(_Strict):
+    memory_mb: int = Field(default=256, ge=128, le=10240)
+    timeout_seconds: int = Field(default=29, ge=1, le=900)
+    powertools_layer_version: PositiveInt = 27
+    """Version of the public Powertools for AWS Lambda (Python) v3 layer (arm64, python3.14)."""
+
+
+class ApiSettings(_Strict):
+    auth: Literal["iam"] = "iam"
+    throttling_rate_limit: float = Field(default=50, gt=0)
+    throttling_burst_limit: int = Field(default=100, gt=0)
+    cors_allow_origins: list[str] = Field(default_factory=list)
+    """Empty keeps CORS off."""
+    stage_name: str = Field(default="v1", pattern=r"^[A-Za-z0-9_]{1,64}$")
+
+
+class Settings(_Strict):
+    prefix: str = Field(default="berth", pattern=r"^[a-z][a-z0-9-]{1,24}$")
+    """Names the stack and prefixes physical names."""
+    env: EnvironmentSettings = Field(default_factory=EnvironmentSettings)
+    vpc: VpcSettings = Field(default_factory=VpcSettings)
+    sessions: SessionsSettings = Field(default_factory=SessionsSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    logs: LogSettings = Field(default_factory=LogSettings)
+    functions: FunctionSettings = Field(default_factory=FunctionSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @model_validator(mode="after")
+    def _lookup_needs_env(self) -> Self:
+        if self.vpc.mode == "lookup" and not (self.env.account and self.env.region):
+            raise ValueError("vpc.mode 'lookup' needs env.account and env.region")
+        return self
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> Settings:
+        """Builds settings from a CDK context mapping (base object + ``berth:`` overrides)."""
+        base = context.get(CONTEXT_KEY, {})
+        if isinstance(base, str):
+            base = _parse_value(base)
+        if not isinstance(base, dict):
+            raise SettingsError(f"berth: setting '{CONTEXT_KEY}' must be an object")
+        data = json.loads(json.dumps(base))  # deep copy, plain JSON types only
+        for key in sorted(k for k in context if k.startswith(OVERRIDE_PREFIX)):
+            _set_path(data, key.removeprefix(OVERRIDE_PREFIX), _parse_value(context[key]))
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+
+
+def _parse_value(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    if not all(parts):
+        raise SettingsError(f"berth: setting '{dotted}' is not a valid dotted key")
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise SettingsError(f"berth: setting '{where}' is a value, not a group of settings")
+        node = child
+    node[parts[-1]] = value
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        key = ".".join(str(part) for part in error["loc"]) or CONTEXT_KEY
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        elif "input" in error and not isinstance(error["input"], dict | list):
+            message = f"{message} (got {error['input']!r})"
+        lines.append(f"berth: invalid setting '{key}': {message}")
+    return "\n".join(lines)

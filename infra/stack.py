@@ -1,0 +1,69 @@
+"""The berth stack: composes the capability constructs, grants across them, attaches cdk-nag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import RemovalPolicy, Stack, Tags
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.api import BerthApi
+from infra.compute import ComputeCore
+from infra.functions import LambdaBaseline
+from infra.network import Network
+from infra.settings import LOG_RETENTION_DAYS, Settings
+from infra.storage import Storage
+
+
+def log_retention(days: int) -> logs.RetentionDays:
+    """CloudWatch's retention enum for a number of days (settings allow only valid ones)."""
+    finite = [member for member in logs.RetentionDays if member.name != "INFINITE"]
+    return dict(zip(LOG_RETENTION_DAYS, finite, strict=True))[days]
+
+
+class BerthStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs: Any):
+        super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings
+        removal = (
+            RemovalPolicy.RETAIN
+            if settings.storage.removal_policy == "retain"
+            else RemovalPolicy.DESTROY
+        )
+        retention = log_retention(settings.logs.retention_days)
+        profiles = settings.sessions.profiles
+
+        self.network = Network(
+            self,
+            "Network",
+            settings=settings.vpc,
+            container_ports=[profile.port for profile in profiles.values()],
+            log_retention=retention,
+            removal_policy=removal,
+        )
+        self.storage = Storage(self, "Storage", settings=settings.storage, removal_policy=removal)
+        self.compute = ComputeCore(
+            self,
+            "Compute",
+            network=self.network,
+            image_dirs=[profile.image for profile in profiles.values()],
+        )
+        self.baseline = LambdaBaseline(
+            self,
+            "Functions",
+            settings=settings.functions,
+            log_level=settings.logs.level,
+            log_retention=retention,
+            removal_policy=removal,
+        )
+        self.api = BerthApi(
+            self,
+            "Api",
+            settings=settings.api,
+            baseline=self.baseline,
+            log_retention=retention,
+            removal_policy=removal,
+            name=settings.prefix,
+        )
+        Tags.of(self).add("berth:app", settings.prefix)

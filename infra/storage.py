@@ -1,0 +1,107 @@
+"""Storage: the results and failures buckets (seed 003's ArkApp) and their access-log bucket."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.settings import StorageSettings
+
+
+def secure_bucket(
+    scope: Construct,
+    construct_id: str,
+    *,
+    removal_policy: RemovalPolicy,
+    access_logs: s3.IBucket | None,
+    log_prefix: str = "",
+    lifecycle_rules: list[s3.LifecycleRule] | None = None,
+    versioned: bool = True,
+) -> s3.Bucket:
+    """The one way berth makes a bucket: encrypted, private, TLS-only, versioned, logged."""
+    return s3.Bucket(
+        scope,
+        construct_id,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        versioned=versioned,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        server_access_logs_bucket=access_logs,
+        server_access_logs_prefix=log_prefix or None,
+        lifecycle_rules=lifecycle_rules,
+        removal_policy=removal_policy,
+        auto_delete_objects=False,
+    )
+
+
+class Storage(Construct):
+    """Exposes ``results_bucket``, ``failures_bucket`` and ``access_logs_bucket``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: StorageSettings,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs_bucket = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+            removal_policy=removal_policy,
+        )
+        self.results_bucket = secure_bucket(
+            self,
+            "Results",
+            removal_policy=removal_policy,
+            access_logs=self.access_logs_bucket,
+            log_prefix="results/",
+            lifecycle_rules=self._lifecycle(settings),
+        )
+        self.failures_bucket = secure_bucket(
+            self,
+            "Failures",
+            removal_policy=removal_policy,
+            access_logs=self.access_logs_bucket,
+            log_prefix="failures/",
+            lifecycle_rules=self._lifecycle(settings),
+        )
+        CfnOutput(
+            self,
+            "ResultsBucketName",
+            key="ResultsBucketName",
+            value=self.results_bucket.bucket_name,
+            description="Bucket that receives results/<job_id>.zip",
+        )
+        CfnOutput(
+            self,
+            "FailuresBucketName",
+            key="FailuresBucketName",
+            value=self.failures_bucket.bucket_name,
+            description="Bucket that receives failures/<job_id>.zip",
+        )
+
+    @staticmethod
+    def _lifecycle(settings: StorageSettings) -> list[s3.LifecycleRule]:
+        return [
+            s3.LifecycleRule(
+                id="expire",
+                expiration=(
+                    Duration.days(settings.object_expiry_days)
+                    if settings.object_expiry_days
+                    else None
+                ),
+                noncurrent_version_expiration=Duration.days(
+                    settings.noncurrent_version_expiry_days
+                ),
+                abort_incomplete_multipart_upload_after=Duration.days(7),
+            )
+        ]

@@ -1,0 +1,261 @@
+"""Facts about the shared core that users and operators rely on, asserted one by one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+from syrupy.assertion import SnapshotAssertion
+from syrupy.extensions.json import JSONSnapshotExtension
+
+from infra.functions import POWERTOOLS_ACCOUNT
+from tests.infra.conftest import Synth, mask_asset_hashes
+
+
+def _by_output(synth: Synth, output: str) -> tuple[str, dict[str, Any]]:
+    logical_id = synth.data["Outputs"][output]["Value"]["Ref"]
+    return logical_id, synth.data["Resources"][logical_id]
+
+
+# --- network -------------------------------------------------------------------------------
+
+
+def test_default_deployment_has_no_nat_gateway_load_balancer_or_always_on_service(
+    synth: Synth,
+) -> None:
+    synth.template.resource_count_is("AWS::EC2::NatGateway", 0)
+    synth.template.resource_count_is("AWS::ElasticLoadBalancingV2::LoadBalancer", 0)
+    synth.template.resource_count_is("AWS::ElasticLoadBalancing::LoadBalancer", 0)
+    synth.template.resource_count_is("AWS::ECS::Service", 0)
+
+
+def test_created_vpc_spans_two_azs_with_public_and_isolated_subnets(synth: Synth) -> None:
+    subnets = synth.resources("AWS::EC2::Subnet")
+    kinds = sorted(
+        tag["Value"]
+        for subnet in subnets.values()
+        for tag in subnet["Properties"]["Tags"]
+        if tag["Key"] == "aws-cdk:subnet-type"
+    )
+    assert kinds == ["Isolated", "Isolated", "Public", "Public"]
+
+
+def test_vpc_has_s3_gateway_endpoint_and_flow_logs(synth: Synth) -> None:
+    synth.template.has_resource_properties(
+        "AWS::EC2::VPCEndpoint",
+        {
+            "VpcEndpointType": "Gateway",
+            "ServiceName": Match.object_like({"Fn::Join": ["", Match.array_with([".s3"])]}),
+        },
+    )
+    synth.template.has_resource_properties(
+        "AWS::EC2::FlowLog", {"ResourceType": "VPC", "TrafficType": "ALL"}
+    )
+    # no interface endpoints (billed hourly) unless asked for
+    interface = [
+        e
+        for e in synth.resources("AWS::EC2::VPCEndpoint").values()
+        if e["Properties"].get("VpcEndpointType") == "Interface"
+    ]
+    assert interface == []
+
+
+def test_task_security_group_opens_only_profile_ports_from_inside_the_vpc(synth: Synth) -> None:
+    (group,) = synth.resources("AWS::EC2::SecurityGroup").values()
+    ingress = group["Properties"]["SecurityGroupIngress"]
+    profiles = synth.stack.settings.sessions.profiles.values()
+    assert sorted(rule["FromPort"] for rule in ingress) == sorted({p.port for p in profiles})
+    for rule in ingress:
+        assert rule["ToPort"] == rule["FromPort"]
+        assert rule["IpProtocol"] == "tcp"
+        assert rule["CidrIp"] == synth.stack.settings.vpc.cidr
+
+
+# --- storage -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("output", ["ResultsBucketName", "FailuresBucketName"])
+def test_result_buckets_are_encrypted_private_versioned_logged_and_expire(
+    synth: Synth, output: str
+) -> None:
+    _, bucket = _by_output(synth, output)
+    props = bucket["Properties"]
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    ]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert "DestinationBucketName" in props["LoggingConfiguration"]
+    (rule,) = props["LifecycleConfiguration"]["Rules"]
+    assert rule["ExpirationInDays"] == synth.stack.settings.storage.object_expiry_days
+    assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30
+    assert bucket["DeletionPolicy"] == "Retain"
+
+
+@pytest.mark.parametrize("output", ["ResultsBucketName", "FailuresBucketName"])
+def test_result_buckets_deny_requests_without_tls(synth: Synth, output: str) -> None:
+    logical_id, _ = _by_output(synth, output)
+    (policy,) = [
+        p
+        for p in synth.resources("AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": logical_id}
+    ]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert any(
+        s["Effect"] == "Deny"
+        and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        and s["Principal"] == {"AWS": "*"}
+        for s in statements
+    )
+
+
+def test_bucket_names_are_stack_outputs(synth: Synth) -> None:
+    assert {"ResultsBucketName", "FailuresBucketName", "ApiUrl"} <= set(synth.data["Outputs"])
+
+
+# --- compute -------------------------------------------------------------------------------
+
+
+def test_cluster_has_container_insights_and_fargate_capacity_providers(synth: Synth) -> None:
+    synth.template.has_resource_properties(
+        "AWS::ECS::Cluster",
+        {"ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}]},
+    )
+    synth.template.has_resource_properties(
+        "AWS::ECS::ClusterCapacityProviderAssociations",
+        {"CapacityProviders": Match.array_with(["FARGATE", "FARGATE_SPOT"])},
+    )
+
+
+def test_profile_images_are_docker_assets_built_from_containers(synth: Synth) -> None:
+    assets = json.loads((synth.outdir / "berth.assets.json").read_text())
+    sources = sorted(image["source"]["directory"] for image in assets["dockerImages"].values())
+    # synth only copies each containers/<dir> into cdk.out: no Docker daemon is involved
+    assert len(sources) == len({p.image for p in synth.stack.settings.sessions.profiles.values()})
+    for directory in sources:
+        assert (synth.outdir / directory / "Dockerfile").is_file()
+
+
+# --- functions -----------------------------------------------------------------------------
+
+
+def test_every_function_is_arm64_traced_with_powertools_layer_and_own_log_group(
+    synth: Synth,
+) -> None:
+    functions = synth.resources("AWS::Lambda::Function")
+    assert functions, "the API must have at least its health function"
+    for logical_id, function in functions.items():
+        props = function["Properties"]
+        assert props["Architectures"] == ["arm64"], logical_id
+        assert props["Runtime"] == "python3.14", logical_id
+        assert props["TracingConfig"] == {"Mode": "Active"}, logical_id
+        (layer,) = props["Layers"]
+        rendered = json.dumps(layer)
+        assert f":{POWERTOOLS_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:" in (
+            rendered
+        )
+        assert "Ref" in json.dumps(props["LoggingConfig"]["LogGroup"]), logical_id
+        env = props["Environment"]["Variables"]
+        assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"} <= set(env)
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "berth"
+
+
+def test_log_groups_have_the_configured_retention(synth: Synth) -> None:
+    for logical_id, group in synth.resources("AWS::Logs::LogGroup").items():
+        assert group["Properties"]["RetentionInDays"] == 30, logical_id
+
+
+def test_function_roles_have_no_managed_policies_and_write_only_their_log_group(
+    synth: Synth,
+) -> None:
+    functions = synth.resources("AWS::Lambda::Function")
+    for function in functions.values():
+        role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        role = synth.data["Resources"][role_id]
+        assert "ManagedPolicyArns" not in role["Properties"]
+        log_group_ref = function["Properties"]["LoggingConfig"]["LogGroup"]
+        log_group_id = log_group_ref["Ref"]
+        (policy,) = [
+            p
+            for p in synth.resources("AWS::IAM::Policy").values()
+            if {"Ref": role_id} in p["Properties"]["Roles"]
+        ]
+        logs_statements = [
+            s
+            for s in policy["Properties"]["PolicyDocument"]["Statement"]
+            if any(a.startswith("logs:") for a in _actions(s))
+        ]
+        assert logs_statements, role_id
+        for statement in logs_statements:
+            assert statement["Resource"] == {"Fn::GetAtt": [log_group_id, "Arn"]}
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
+# --- API -----------------------------------------------------------------------------------
+
+
+def test_every_api_method_requires_iam_auth_and_validates_requests(synth: Synth) -> None:
+    methods = synth.resources("AWS::ApiGateway::Method")
+    assert methods
+    for logical_id, method in methods.items():
+        props = method["Properties"]
+        assert props["AuthorizationType"] == "AWS_IAM", logical_id
+        assert "RequestValidatorId" in props, logical_id
+
+
+def test_stage_has_access_logs_tracing_and_throttling(synth: Synth) -> None:
+    (stage,) = synth.resources("AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    assert "DestinationArn" in props["AccessLogSetting"]
+    assert props["TracingEnabled"] is True
+    (settings,) = props["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == 50
+    assert settings["ThrottlingBurstLimit"] == 100
+    assert settings["LoggingLevel"] == "ERROR"
+    assert settings["DataTraceEnabled"] is False
+
+
+def test_cors_is_off_by_default(synth: Synth) -> None:
+    methods = synth.resources("AWS::ApiGateway::Method").values()
+    assert all(m["Properties"]["HttpMethod"] != "OPTIONS" for m in methods)
+
+
+def test_gateway_errors_use_berth_error_shape(synth: Synth) -> None:
+    responses = synth.resources("AWS::ApiGateway::GatewayResponse").values()
+    assert sorted(r["Properties"]["ResponseType"] for r in responses) == [
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+    ]
+    for response in responses:
+        template = response["Properties"]["ResponseTemplates"]["application/json"]
+        assert template.startswith('{"error": {"code": ')
+
+
+def test_api_gateway_routes_are_exactly_the_openapi_document(synth: Synth) -> None:
+    from openapi.handler import document
+
+    documented = {
+        (method.upper(), path)
+        for path, operations in document()["paths"].items()
+        for method in operations
+    }
+    documented.add(("GET", "/openapi.json"))  # serves the document, not listed in it
+    assert set(synth.stack.api.routes) == documented
+
+
+# --- snapshot (a safety net; every fact above is asserted on its own) ---------------------
+
+
+def test_template_snapshot(synth: Synth, snapshot: SnapshotAssertion) -> None:
+    assert mask_asset_hashes(synth.data) == snapshot.use_extension(JSONSnapshotExtension)

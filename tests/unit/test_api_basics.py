@@ -1,0 +1,66 @@
+"""The shared API behaviour every route inherits: error shape, identity, limits, OpenAPI."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra.sandbox.events import local_user_arn, rest_event
+from tests.conftest import FakeLambdaContext
+
+ALICE = local_user_arn("alice")
+
+
+def call(
+    handler: Any, ctx: FakeLambdaContext, method: str, path: str, **kwargs: Any
+) -> tuple[int, Any]:
+    response = handler(rest_event(method, path, **kwargs), ctx)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_health_answers_ok(lambda_context: FakeLambdaContext) -> None:
+    from health.handler import handler
+
+    status, body = call(handler, lambda_context, "GET", "/health", user_arn=ALICE)
+    assert status == 200
+    assert body["status"] == "ok"
+
+
+def test_unknown_route_is_404_in_berth_error_shape(lambda_context: FakeLambdaContext) -> None:
+    from health.handler import handler
+
+    status, body = call(handler, lambda_context, "GET", "/nope", user_arn=ALICE)
+    assert status == 404
+    assert body == {"error": {"code": "not_found", "message": "no route GET /nope"}}
+
+
+def test_oversized_body_is_413_not_a_crash(lambda_context: FakeLambdaContext) -> None:
+    from health.handler import handler
+
+    status, body = call(
+        handler, lambda_context, "GET", "/health", user_arn=ALICE, body="x" * (64 * 1024 + 1)
+    )
+    assert status == 413
+    assert body["error"]["code"] == "payload_too_large"
+
+
+def test_openapi_document_lists_routes_and_is_served(lambda_context: FakeLambdaContext) -> None:
+    from openapi.handler import handler
+
+    status, body = call(handler, lambda_context, "GET", "/openapi.json", user_arn=ALICE)
+    assert status == 200
+    assert body["openapi"].startswith("3.")
+    assert "get" in body["paths"]["/health"]
+    assert "/openapi.json" not in body["paths"]
+
+
+def test_caller_identity_comes_only_from_request_context() -> None:
+    import pytest
+
+    from shared.api import Unauthenticated, caller_id
+
+    event = rest_event("GET", "/health", user_arn=ALICE, headers={"X-Berth-User": "mallory"})
+    assert caller_id(event) == ALICE
+    anonymous = rest_event("GET", "/health", headers={"X-Berth-User": "mallory"})
+    with pytest.raises(Unauthenticated):
+        caller_id(anonymous)
