@@ -30,10 +30,15 @@ def paired(
 
 def report(name_a: str, a: list[float], name_b: str, b: list[float]) -> str:
     ratios = [x / y for x, y in zip(a, b, strict=True)]
+
+    def row(name: str, times: list[float]) -> str:
+        median = statistics.median(times)
+        return f"{name:<34} median {median:7.3f} s  (min {min(times):.3f}, max {max(times):.3f})"
+
     return "\n".join(
         [
-            f"{name_a:<34} median {statistics.median(a):7.3f} s  (min {min(a):.3f}, max {max(a):.3f})",
-            f"{name_b:<34} median {statistics.median(b):7.3f} s  (min {min(b):.3f}, max {max(b):.3f})",
+            row(name_a, a),
+            row(name_b, b),
             f"ratio {name_a} / {name_b}: median {statistics.median(ratios):.2f}x "
             f"(min {min(ratios):.2f}, max {max(ratios):.2f}, {len(ratios)} pairs)",
         ]

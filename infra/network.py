@@ -18,7 +18,7 @@ from infra.settings import VpcSettings
 
 
 class Network(Construct):
-    """Exposes ``vpc``, ``task_subnets``, ``assign_public_ip`` and ``task_security_group``."""
+    """Exposes ``vpc``, ``task_subnet_type``, ``assign_public_ip`` and ``task_security_group``."""
 
     def __init__(
         self,
@@ -41,9 +41,7 @@ class Network(Construct):
 
         public = settings.task_subnets == "public"
         self.assign_public_ip = public
-        self.task_subnets = ec2.SubnetSelection(
-            subnet_type=ec2.SubnetType.PUBLIC if public else ec2.SubnetType.PRIVATE_ISOLATED
-        )
+        self.task_subnet_type = ec2.SubnetType.PUBLIC if public else ec2.SubnetType.PRIVATE_ISOLATED
 
         self.task_security_group = ec2.SecurityGroup(
             self,

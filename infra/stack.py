@@ -11,7 +11,9 @@ from constructs import Construct
 from infra.api import BerthApi
 from infra.compute import ComputeCore
 from infra.functions import LambdaBaseline
+from infra.live import LiveUpdates
 from infra.network import Network
+from infra.sessions import Sessions
 from infra.settings import LOG_RETENTION_DAYS, Settings
 from infra.storage import Storage
 
@@ -62,6 +64,30 @@ class BerthStack(Stack):
             "Api",
             settings=settings.api,
             baseline=self.baseline,
+            log_retention=retention,
+            removal_policy=removal,
+            name=settings.prefix,
+        )
+        self.live = LiveUpdates(
+            self,
+            "Live",
+            settings=settings.api,
+            baseline=self.baseline,
+            log_retention=retention,
+            removal_policy=removal,
+            name=settings.prefix,
+        )
+        self.sessions = Sessions(
+            self,
+            "Sessions",
+            settings=settings.sessions,
+            limits=settings.limits,
+            network=self.network,
+            cluster=self.compute.cluster,
+            images=self.compute.images,
+            baseline=self.baseline,
+            api=self.api,
+            live=self.live,
             log_retention=retention,
             removal_policy=removal,
             name=settings.prefix,

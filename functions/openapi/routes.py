@@ -8,5 +8,6 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from health.routes import router as health_router
+from sessions.routes import router as sessions_router
 
-ROUTERS: tuple[Router, ...] = (health_router,)
+ROUTERS: tuple[Router, ...] = (health_router, sessions_router)

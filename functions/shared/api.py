@@ -7,7 +7,8 @@ answered with a plain 500 that reveals nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -15,7 +16,6 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 logger = Logger()
@@ -81,19 +81,33 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def _limit_body(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
-    body = app.current_event.body or ""
-    if len(body.encode() if isinstance(body, str) else body) > MAX_BODY_BYTES:
-        return error_response(
-            413, "payload_too_large", f"the request body is over {MAX_BODY_BYTES} bytes"
-        )
-    return next_middleware(app)
+class BerthResolver(APIGatewayRestResolver):
+    """Refuses oversized bodies before anything parses them (validation runs first otherwise)."""
+
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        body = event.get("body") or ""
+        size = len(body.encode() if isinstance(body, str) else body)
+        if size > MAX_BODY_BYTES:
+            return {
+                "statusCode": 413,
+                "headers": {"Content-Type": content_types.APPLICATION_JSON},
+                "multiValueHeaders": {},
+                "isBase64Encoded": False,
+                "body": json.dumps(
+                    {
+                        "error": {
+                            "code": "payload_too_large",
+                            "message": f"the request body is over {MAX_BODY_BYTES} bytes",
+                        }
+                    }
+                ),
+            }
+        return super().resolve(event, context)
 
 
-def make_resolver(*routers: Router) -> APIGatewayRestResolver:
+def make_resolver(*routers: Router) -> BerthResolver:
     """One resolver with validation, berth's error shape and every given router."""
-    app = APIGatewayRestResolver(enable_validation=True)
-    app.use(middlewares=[_limit_body])
+    app = BerthResolver(enable_validation=True)
     for router in routers:
         app.include_router(router)
 

@@ -11,7 +11,7 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
 from infra.functions import POWERTOOLS_ACCOUNT
-from tests.infra.conftest import Synth, mask_asset_hashes
+from tests.synth import Synth, mask_asset_hashes
 
 
 def _by_output(synth: Synth, output: str) -> tuple[str, dict[str, Any]]:

@@ -14,7 +14,7 @@ from aws_cdk import aws_s3 as s3
 
 from infra.app import build_app, project_context
 from infra.settings import ROOT
-from tests.infra.conftest import Synth, synthesize
+from tests.synth import Synth, synthesize
 
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 

@@ -1,4 +1,4 @@
-"""Synthesizes the app once per test session; tests read the template, never re-synthesize."""
+"""Synthesizes the app once per test session (per xdist worker); tests read the template."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aws_cdk.assertions import Template
 
-from infra.app import build_app, project_context
+from infra.app import build_app
 from infra.stack import BerthStack
 
 ASSET_HASH = re.compile(r"[0-9a-f]{64}")
@@ -37,12 +36,6 @@ def synthesize(context: dict[str, Any], outdir: Path) -> Synth:
     app.synth()
     data = json.loads((outdir / f"{stack.artifact_id}.template.json").read_text())
     return Synth(stack=stack, template=Template.from_json(data), data=data, outdir=outdir)
-
-
-@pytest.fixture(scope="session")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """The default deployment, exactly as ``cdk synth`` builds it from cdk.json."""
-    return synthesize(project_context(), tmp_path_factory.mktemp("cdk.out"))
 
 
 def mask_asset_hashes(value: Any) -> Any:

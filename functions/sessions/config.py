@@ -1,0 +1,39 @@
+"""The sessions functions' environment (infra/sessions.py renders it with ``environment()``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, Json
+
+from shared.config import EnvModel
+
+
+class Profile(BaseModel):
+    """What a session of this profile runs (rendered by infra from the settings)."""
+
+    task_definition: str
+    container: str
+    port: int
+    default_ttl_seconds: int
+    max_ttl_seconds: int
+    idle_timeout_seconds: int
+
+
+class SessionsConfig(EnvModel):
+    sessions_table: str
+    cluster_arn: str
+    task_subnets: str
+    task_security_groups: str
+    assign_public_ip: bool = False
+    profiles: Json[dict[str, Profile]]
+    max_sessions_per_user: int = Field(default=3, ge=1)
+    reaper_dry_run: bool = False
+    connections_table: str | None = None
+    websocket_endpoint: str | None = None
+
+    @property
+    def subnet_ids(self) -> list[str]:
+        return [s for s in self.task_subnets.split(",") if s]
+
+    @property
+    def security_group_ids(self) -> list[str]:
+        return [s for s in self.task_security_groups.split(",") if s]

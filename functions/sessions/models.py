@@ -1,0 +1,166 @@
+"""Sessions: the record, its status flow, and the API's request/response models."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Status(StrEnum):
+    PENDING = "PENDING"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+    FAILED = "FAILED"
+
+    @property
+    def live(self) -> bool:
+        """Holds the caller's one-per-profile slot and counts against their limit."""
+        return self in LIVE
+
+    @property
+    def ended(self) -> bool:
+        return self in ENDED
+
+
+LIVE = frozenset({Status.PENDING, Status.STARTING, Status.RUNNING})
+ENDED = frozenset({Status.STOPPED, Status.FAILED})
+
+# Allowed moves; anything else is ignored as stale (events arrive late and out of order).
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.STARTING, Status.RUNNING, Status.STOPPING, *ENDED}),
+    Status.STARTING: frozenset({Status.RUNNING, Status.STOPPING, *ENDED}),
+    Status.RUNNING: frozenset({Status.STOPPING, *ENDED}),
+    Status.STOPPING: ENDED,
+    Status.STOPPED: frozenset(),
+    Status.FAILED: frozenset(),
+}
+
+SESSION_ID_PATTERN = r"^ses_[0-9a-f]{28}$"
+
+
+def new_session_id(now: float) -> str:
+    """Sortable by creation time (milliseconds, hex), then random."""
+    return f"ses_{int(now * 1000):012x}{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    user: str
+    profile: str
+    status: Status
+    created_at: float
+    updated_at: float
+    expires_at: float
+    last_heartbeat_at: float
+    idle_timeout_seconds: int
+    port: int
+    task_arn: str | None = None
+    private_ip: str | None = None
+    error: str | None = None
+    stop_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def idle_deadline(self) -> float:
+        return self.last_heartbeat_at + self.idle_timeout_seconds
+
+    def moved(self, status: Status, now: float, **changes: Any) -> Session:
+        return replace(self, status=status, updated_at=now, **changes)
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record.pop("extra")
+        record["status"] = self.status.value
+        return {key: value for key, value in record.items() if value is not None}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Session:
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        values = {key: _plain(record[key]) for key in known if key in record}
+        values["status"] = Status(values["status"])
+        return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal."""
+    if hasattr(value, "as_integer_ratio") and not isinstance(value, bool | int | float):
+        return int(value) if value == int(value) else float(value)
+    return value
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def now() -> float:
+    return time.time()
+
+
+# --- API models ------------------------------------------------------------------------------
+
+
+class CreateSession(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    profile: str = Field(
+        default="default",
+        min_length=1,
+        max_length=32,
+        pattern=r"^[a-z][a-z0-9-]*$",
+        description="A profile from the deployment's settings.",
+    )
+    ttl_seconds: int | None = Field(
+        default=None,
+        gt=0,
+        description="Session lifetime; defaults to the profile's, may not exceed its maximum.",
+    )
+
+
+class SessionOut(BaseModel):
+    id: str
+    user: str
+    profile: str
+    status: Status
+    private_ip: str | None
+    port: int
+    task_arn: str | None
+    created_at: str
+    updated_at: str
+    expires_at: str
+    last_heartbeat_at: str
+    idle_expires_at: str
+    error: str | None
+
+    @classmethod
+    def of(cls, session: Session) -> SessionOut:
+        return cls(
+            id=session.id,
+            user=session.user,
+            profile=session.profile,
+            status=session.status,
+            private_ip=session.private_ip,
+            port=session.port,
+            task_arn=session.task_arn,
+            created_at=iso(session.created_at) or "",
+            updated_at=iso(session.updated_at) or "",
+            expires_at=iso(session.expires_at) or "",
+            last_heartbeat_at=iso(session.last_heartbeat_at) or "",
+            idle_expires_at=iso(session.idle_deadline) or "",
+            error=session.error,
+        )
+
+
+class SessionList(BaseModel):
+    items: list[SessionOut]
+    next_token: str | None = None

@@ -1,0 +1,31 @@
+"""Scheduled: stops expired/idle sessions, closes vanished ones, stops orphan tasks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sessions.wiring import service_from_env
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    service = service_from_env()
+    dry_run = service.config.reaper_dry_run
+    decisions = service.reap(dry_run=dry_run)
+    metrics.add_metric(name="ReaperDecisions", unit=MetricUnit.Count, value=len(decisions))
+    return {
+        "dry_run": dry_run,
+        "decisions": [
+            {"session_id": d.session_id, "action": d.action, "reason": d.reason} for d in decisions
+        ],
+    }

@@ -1,0 +1,237 @@
+"""The session table. One table, three kinds of item:
+
+- ``pk = <session id>``: the session record (also indexed ``by_user`` on user + id, newest
+  first since ids sort by time, and — while not ended — in the sparse ``by_activity`` index
+  the reaper reads).
+- ``pk = LIVE#<user>#<profile>``: the caller's one live session for a profile. Creating it is
+  conditional, so concurrent identical POSTs start exactly one session.
+- ``pk = COUNT#<user>``: how many live sessions the user holds, bounded by the limit.
+
+Every write that changes whether a session is live updates all three in one transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from sessions.models import Session
+
+BY_USER = "by_user"
+BY_ACTIVITY = "by_activity"
+ACTIVE = "1"
+ENDED_RECORD_RETENTION_SECONDS = 30 * 24 * 3600
+
+
+class Conflict(Exception):
+    """The record changed since it was read (another writer won); re-read and decide again."""
+
+
+class InvalidToken(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CreateOutcome:
+    created: bool
+    existing_id: str | None = None
+    limit_reached: bool = False
+
+
+def live_key(user: str, profile: str) -> str:
+    return f"LIVE#{user}#{profile}"
+
+
+def count_key(user: str) -> str:
+    return f"COUNT#{user}"
+
+
+class SessionRepository:
+    def __init__(self, table: Any) -> None:
+        """``table`` is a boto3 ``dynamodb.Table`` (resource API)."""
+        self.table = table
+        self.client = table.meta.client
+        self.name = table.name
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def get(self, session_id: str) -> Session | None:
+        item = self.table.get_item(Key={"pk": session_id}, ConsistentRead=True).get("Item")
+        return Session.from_record(item) if item else None
+
+    def live_session_id(self, user: str, profile: str) -> str | None:
+        item = self.table.get_item(Key={"pk": live_key(user, profile)}, ConsistentRead=True).get(
+            "Item"
+        )
+        return str(item["session_id"]) if item else None
+
+    def list_for_user(
+        self, user: str, limit: int, token: str | None
+    ) -> tuple[list[Session], str | None]:
+        query: dict[str, Any] = {
+            "IndexName": BY_USER,
+            "KeyConditionExpression": "#u = :u",
+            "ExpressionAttributeNames": {"#u": "user"},
+            "ExpressionAttributeValues": {":u": user},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if token:
+            query["ExclusiveStartKey"] = decode_token(token, user)
+        response = self.table.query(**query)
+        items = [Session.from_record(item) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return items, encode_token(last) if last else None
+
+    def active(self) -> list[Session]:
+        """Every session not yet ended (the reaper's worklist)."""
+        sessions: list[Session] = []
+        query: dict[str, Any] = {
+            "IndexName": BY_ACTIVITY,
+            "KeyConditionExpression": "active = :a",
+            "ExpressionAttributeValues": {":a": ACTIVE},
+        }
+        while True:
+            response = self.table.query(**query)
+            sessions.extend(Session.from_record(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return sessions
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def create(self, session: Session, max_live: int) -> CreateOutcome:
+        """Stores a new live session unless the user already has one for the profile."""
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.name,
+                            "Item": self._record(session),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.name,
+                            "Item": {
+                                "pk": live_key(session.user, session.profile),
+                                "session_id": session.id,
+                            },
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.name,
+                            "Key": {"pk": count_key(session.user)},
+                            "UpdateExpression": "ADD live_count :one",
+                            "ConditionExpression": (
+                                "attribute_not_exists(live_count) OR live_count < :max"
+                            ),
+                            "ExpressionAttributeValues": {":one": 1, ":max": max_live},
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            lock = reasons[1] if len(reasons) > 1 else {}
+            if lock.get("Code") == "ConditionalCheckFailed":
+                existing = (lock.get("Item") or {}).get("session_id")
+                existing_id = _attr(existing)
+                return CreateOutcome(created=False, existing_id=existing_id)
+            count = reasons[2] if len(reasons) > 2 else {}
+            if count.get("Code") == "ConditionalCheckFailed":
+                return CreateOutcome(created=False, limit_reached=True)
+            raise
+        return CreateOutcome(created=True)
+
+    def replace(self, old: Session, new: Session) -> None:
+        """Writes ``new`` if the stored record is still ``old``'s status; raises ``Conflict``.
+
+        Leaving the live states frees the profile slot and the count in the same transaction.
+        """
+        put: dict[str, Any] = {
+            "Put": {
+                "TableName": self.name,
+                "Item": self._record(new),
+                "ConditionExpression": "#s = :expected",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {":expected": old.status.value},
+            }
+        }
+        items = [put]
+        if old.status.live and not new.status.live:
+            items += [
+                {
+                    "Delete": {
+                        "TableName": self.name,
+                        "Key": {"pk": live_key(old.user, old.profile)},
+                        "ConditionExpression": "session_id = :id",
+                        "ExpressionAttributeValues": {":id": old.id},
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.name,
+                        "Key": {"pk": count_key(old.user)},
+                        "UpdateExpression": "ADD live_count :minus",
+                        "ExpressionAttributeValues": {":minus": -1},
+                    }
+                },
+            ]
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                raise Conflict(old.id) from None
+            raise
+
+    def _record(self, session: Session) -> dict[str, Any]:
+        record = {
+            key: Decimal(str(round(value, 3))) if isinstance(value, float) else value
+            for key, value in {"pk": session.id, **session.to_record()}.items()
+        }
+        if session.status.ended:
+            record["expires_record_at"] = int(session.updated_at) + ENDED_RECORD_RETENTION_SECONDS
+        else:
+            record["active"] = ACTIVE
+        return record
+
+
+def _attr(value: Any) -> str | None:
+    """Cancellation reasons carry low-level attribute values ({"S": ...}) even on the resource."""
+    if isinstance(value, dict):
+        return str(value.get("S")) if value.get("S") is not None else None
+    return str(value) if value is not None else None
+
+
+def encode_token(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str, user: str) -> dict[str, Any]:
+    """A token is only good for the user whose listing produced it."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidToken("next_token is not a token this API issued") from exc
+    if (
+        not isinstance(key, dict)
+        or set(key) != {"pk", "user", "id"}
+        or key.get("user") != user
+        or not all(isinstance(v, str) for v in key.values())
+    ):
+        raise InvalidToken("next_token is not a token this API issued")
+    return key

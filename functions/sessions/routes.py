@@ -1,0 +1,101 @@
+"""HTTP routes for sessions (DESIGN.md contract). Each route: parse, call the service, respond."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+
+from sessions.models import SESSION_ID_PATTERN, CreateSession, SessionList, SessionOut
+from sessions.repository import InvalidToken
+from sessions.service import SessionService
+from shared.api import ApiError, NotFound, caller_id
+
+router = Router()
+
+SessionId = Annotated[str, Path(description="A session id (ses_...)")]
+
+
+def service() -> SessionService:
+    return router.context["sessions"]  # type: ignore[no-any-return]
+
+
+def _session_id(value: str) -> str:
+    if not re.fullmatch(SESSION_ID_PATTERN, value):
+        raise NotFound("session")
+    return value
+
+
+def _json(status: int, session: SessionOut) -> Response[str]:
+    return Response(status, content_types.APPLICATION_JSON, session.model_dump_json())
+
+
+@router.post(
+    "/sessions",
+    summary="Start (or get) the caller's session for a profile",
+    description="201 with a new session, or 200 with the caller's live session for that "
+    "profile: calling again is safe.",
+    responses={
+        200: {"description": "The caller's existing live session"},
+        201: {
+            "description": "A new session",
+            "content": {"application/json": {"model": SessionOut}},
+        },
+        400: {"description": "Unknown profile, bad ttl_seconds or unknown fields"},
+        429: {"description": "The caller's live-session limit is reached"},
+    },
+    tags=["sessions"],
+)
+def create_session(body: CreateSession) -> Response[str]:
+    session, created = service().create(
+        caller_id(router.current_event.raw_event), body.profile, body.ttl_seconds
+    )
+    return _json(201 if created else 200, SessionOut.of(session))
+
+
+@router.get("/sessions", summary="The caller's sessions, newest first", tags=["sessions"])
+def list_sessions(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> SessionList:
+    try:
+        sessions, token = service().list_sessions(
+            caller_id(router.current_event.raw_event), limit, next_token
+        )
+    except InvalidToken as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from None
+    return SessionList(items=[SessionOut.of(s) for s in sessions], next_token=token)
+
+
+@router.get("/sessions/<session_id>", summary="One of the caller's sessions", tags=["sessions"])
+def get_session(session_id: SessionId) -> SessionOut:
+    user = caller_id(router.current_event.raw_event)
+    return SessionOut.of(service().get(user, _session_id(session_id)))
+
+
+@router.delete(
+    "/sessions/<session_id>",
+    summary="Stop a session (202 stopping, 200 already stopped)",
+    responses={
+        200: {"description": "Already stopped"},
+        202: {"description": "Stopping", "content": {"application/json": {"model": SessionOut}}},
+    },
+    tags=["sessions"],
+)
+def stop_session(session_id: SessionId) -> Response[str]:
+    user = caller_id(router.current_event.raw_event)
+    session, stopping = service().stop(user, _session_id(session_id))
+    return _json(202 if stopping else 200, SessionOut.of(session))
+
+
+@router.post(
+    "/sessions/<session_id>/heartbeat",
+    summary="Keep a session from being reaped as idle",
+    tags=["sessions"],
+)
+def heartbeat(session_id: SessionId) -> SessionOut:
+    user = caller_id(router.current_event.raw_event)
+    return SessionOut.of(service().heartbeat(user, _session_id(session_id)))

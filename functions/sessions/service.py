@@ -1,0 +1,339 @@
+"""Session logic: launch, stop, status, reconcile and reap. No AWS client is made here; the
+repository, the task runner and the notifier are handed in, so tests pass moto-backed ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from sessions.config import Profile, SessionsConfig
+from sessions.models import TRANSITIONS, Session, Status, new_session_id
+from sessions.repository import Conflict, SessionRepository
+from sessions.tasks import STARTING_STATES, STOPPING_STATES, TaskInfo, TaskRunner
+from shared.api import ApiError, NotFound
+
+logger = Logger(child=True)
+
+PENDING_GRACE_SECONDS = 30
+"""A session still PENDING (no task yet) after this long lost its launcher; retry or fail."""
+STOPPING_GRACE_SECONDS = 15 * 60
+"""A STOPPING session whose task never reports STOPPED is closed by the reaper after this."""
+
+
+class Notifier(Protocol):
+    def session_changed(self, session: Session) -> None: ...
+
+
+class NullNotifier:
+    def session_changed(self, session: Session) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One thing the reaper did (or, in dry run, would do), with the signals it used."""
+
+    session_id: str | None
+    action: str
+    reason: str
+    signals: dict[str, Any] = field(default_factory=dict)
+
+
+class SessionService:
+    def __init__(
+        self,
+        *,
+        config: SessionsConfig,
+        repository: SessionRepository,
+        tasks: TaskRunner,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.repo = repository
+        self.tasks = tasks
+        self.notifier = notifier or NullNotifier()
+        self.clock = clock
+
+    # --- API operations -----------------------------------------------------------------------
+
+    def create(self, user: str, profile_name: str, ttl_seconds: int | None) -> tuple[Session, bool]:
+        """The caller's live session for the profile: ``(session, True)`` when new."""
+        profile = self._profile(profile_name)
+        ttl = ttl_seconds or profile.default_ttl_seconds
+        if ttl > profile.max_ttl_seconds:
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"ttl_seconds {ttl} is over profile {profile_name!r}'s maximum "
+                f"of {profile.max_ttl_seconds}",
+            )
+        now = self.clock()
+        session = Session(
+            id=new_session_id(now),
+            user=user,
+            profile=profile_name,
+            status=Status.PENDING,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + ttl,
+            last_heartbeat_at=now,
+            idle_timeout_seconds=profile.idle_timeout_seconds,
+            port=profile.port,
+        )
+        outcome = self.repo.create(session, self.config.max_sessions_per_user)
+        if outcome.limit_reached:
+            raise ApiError(
+                429,
+                "session_limit",
+                f"you already have {self.config.max_sessions_per_user} live sessions; "
+                "stop one (DELETE /sessions/{id}) before starting another",
+            )
+        if not outcome.created:
+            existing = self.repo.get(outcome.existing_id or "")
+            if existing is None:  # the live slot's session vanished: a broken record
+                raise ApiError(409, "conflict", "a previous session is still being cleaned up")
+            return self._resume_if_stalled(existing, profile), False
+        logger.info("session created", extra={"session_id": session.id, "profile": profile_name})
+        return self._launch(session, profile), True
+
+    def get(self, user: str, session_id: str) -> Session:
+        session = self._owned(user, session_id)
+        if session.status in {Status.STARTING, Status.STOPPING} and session.task_arn:
+            task = self.tasks.describe([session.task_arn])[session.task_arn]
+            return self._apply_task(session, task)
+        return session
+
+    def list_sessions(
+        self, user: str, limit: int, token: str | None
+    ) -> tuple[list[Session], str | None]:
+        return self.repo.list_for_user(user, limit, token)
+
+    def stop(self, user: str, session_id: str) -> tuple[Session, bool]:
+        """``(session, True)`` when this call (or an earlier one) has it stopping."""
+        session = self._owned(user, session_id)
+        if session.status.ended:
+            return session, False
+        if session.status == Status.STOPPING:
+            return session, True
+        return self._stop(session, reason="stopped by its owner"), True
+
+    def heartbeat(self, user: str, session_id: str) -> Session:
+        session = self._owned(user, session_id)
+        if not session.status.live:
+            raise ApiError(
+                409, "session_ended", f"session is {session.status.value}; start a new one"
+            )
+        now = self.clock()
+        return self._transition(session, session.moved(session.status, now, last_heartbeat_at=now))
+
+    # --- ECS task state (events and reconciliation) -------------------------------------------
+
+    def on_task_event(self, detail: dict[str, Any]) -> Session | None:
+        """Applies an ECS "Task State Change" event to its session, if it has one."""
+        task = TaskInfo.from_ecs(detail)
+        if not task.session_id:
+            return None
+        session = self.repo.get(task.session_id)
+        if session is None:
+            logger.warning("event for unknown session", extra={"task_arn": task.arn})
+            return None
+        if session.task_arn and session.task_arn != task.arn:
+            return session
+        return self._apply_task(session, task)
+
+    def _apply_task(self, session: Session, task: TaskInfo | None) -> Session:
+        now = self.clock()
+        if task is None:
+            target = session.moved(
+                Status.FAILED, now, error="the session's task no longer exists in ECS"
+            )
+        elif task.last_status == "RUNNING":
+            if session.status == Status.STOPPING:
+                return session
+            target = session.moved(
+                Status.RUNNING,
+                now,
+                task_arn=task.arn,
+                private_ip=task.private_ip or session.private_ip,
+            )
+        elif task.last_status in STARTING_STATES:
+            target = session.moved(Status.STARTING, now, task_arn=task.arn)
+        elif task.last_status in STOPPING_STATES:
+            target = session.moved(Status.STOPPING, now, stop_reason=task.stopped_reason)
+        elif task.last_status == "STOPPED":
+            requested = session.status == Status.STOPPING or task.stop_code == "UserInitiated"
+            if requested:
+                target = session.moved(Status.STOPPED, now)
+            else:
+                codes = f" (exit codes {list(task.exit_codes)})" if task.exit_codes else ""
+                reason = task.stopped_reason or "the task stopped"
+                target = session.moved(Status.FAILED, now, error=f"{reason}{codes}")
+        else:
+            return session
+        if target.status == session.status and target.private_ip == session.private_ip:
+            return session
+        return self._transition(session, target)
+
+    # --- the reaper ---------------------------------------------------------------------------
+
+    def reap(self, dry_run: bool) -> list[Decision]:
+        now = self.clock()
+        decisions: list[Decision] = []
+        active = self.repo.active()
+        described = self.tasks.describe(s.task_arn for s in active if s.task_arn)
+        for session in active:
+            decision = self._reap_one(session, described, now)
+            if decision:
+                decisions.append(decision)
+                logger.info(
+                    "reaper decision",
+                    extra={"dry_run": dry_run, **decision.__dict__},
+                )
+                if not dry_run:
+                    self._carry_out(session, decision, described)
+        live_ids = {s.id for s in active if s.status.live}
+        for task in self.tasks.running_berth_tasks():
+            if task.session_id in live_ids or not (task.session_id or "").startswith("ses_"):
+                continue
+            decision = Decision(
+                task.session_id,
+                "stop_orphan_task",
+                "task runs but its session is not live",
+                {"task_arn": task.arn, "last_status": task.last_status},
+            )
+            decisions.append(decision)
+            logger.info("reaper decision", extra={"dry_run": dry_run, **decision.__dict__})
+            if not dry_run:
+                self.tasks.stop(task.arn, "berth reaper: orphan task (no live session)")
+        return decisions
+
+    def _reap_one(
+        self, session: Session, described: dict[str, TaskInfo | None], now: float
+    ) -> Decision | None:
+        signals: dict[str, Any] = {
+            "status": session.status.value,
+            "now": round(now),
+            "expires_at": round(session.expires_at),
+            "idle_deadline": round(session.idle_deadline),
+            "task_arn": session.task_arn,
+        }
+        task = described.get(session.task_arn) if session.task_arn else None
+        if session.task_arn:
+            signals["task_last_status"] = task.last_status if task else "MISSING"
+        if session.task_arn and task is None:
+            return Decision(session.id, "mark_failed", "task vanished", signals)
+        if task and task.last_status == "STOPPED":
+            return Decision(session.id, "record_task_state", "task already stopped", signals)
+        if session.status == Status.STOPPING:
+            if now - session.updated_at > STOPPING_GRACE_SECONDS:
+                return Decision(session.id, "mark_stopped", "stopping for too long", signals)
+            return None
+        if session.status == Status.PENDING and not session.task_arn:
+            if now - session.created_at > PENDING_GRACE_SECONDS:
+                return Decision(session.id, "mark_failed", "never got a task", signals)
+            return None
+        if now >= session.expires_at:
+            return Decision(session.id, "stop", "ttl expired", signals)
+        if now >= session.idle_deadline:
+            return Decision(session.id, "stop", "idle (no heartbeat)", signals)
+        return None
+
+    def _carry_out(
+        self, session: Session, decision: Decision, described: dict[str, TaskInfo | None]
+    ) -> None:
+        now = self.clock()
+        try:
+            if decision.action == "stop":
+                self._stop(session, reason=f"berth reaper: {decision.reason}")
+            elif decision.action == "record_task_state":
+                self._apply_task(session, described.get(session.task_arn or ""))
+            elif decision.action == "mark_failed":
+                self._transition(session, session.moved(Status.FAILED, now, error=decision.reason))
+            elif decision.action == "mark_stopped":
+                self._transition(session, session.moved(Status.STOPPED, now))
+        except Conflict:
+            logger.info("session changed while reaping; next run decides again")
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _profile(self, name: str) -> Profile:
+        profile = self.config.profiles.get(name)
+        if profile is None:
+            known = ", ".join(sorted(self.config.profiles))
+            raise ApiError(400, "unknown_profile", f"unknown profile {name!r}; known: {known}")
+        return profile
+
+    def _owned(self, user: str, session_id: str) -> Session:
+        session = self.repo.get(session_id)
+        if session is None or session.user != user:
+            raise NotFound("session")  # another user's session is indistinguishable from none
+        return session
+
+    def _launch(self, session: Session, profile: Profile) -> Session:
+        result = self.tasks.run(
+            session_id=session.id,
+            profile=session.profile,
+            task_definition=profile.task_definition,
+            container=profile.container,
+            environment={"BERTH_SESSION_ID": session.id, "BERTH_USER": session.user},
+        )
+        now = self.clock()
+        if result.task_arn is None:
+            logger.warning(
+                "RunTask failed", extra={"session_id": session.id, "error": result.error}
+            )
+            return self._transition(session, session.moved(Status.FAILED, now, error=result.error))
+        return self._transition(
+            session, session.moved(Status.STARTING, now, task_arn=result.task_arn)
+        )
+
+    def _resume_if_stalled(self, session: Session, profile: Profile) -> Session:
+        """A retry finds a session whose launcher died before RunTask: launch it now.
+
+        RunTask's client token is the session id, so this can never start a second task.
+        """
+        stalled = (
+            session.status == Status.PENDING
+            and not session.task_arn
+            and self.clock() - session.created_at > PENDING_GRACE_SECONDS
+        )
+        return self._launch(session, profile) if stalled else session
+
+    def _stop(self, session: Session, reason: str) -> Session:
+        now = self.clock()
+        if not session.task_arn:
+            return self._transition(session, session.moved(Status.STOPPED, now))
+        stopping = self._transition(session, session.moved(Status.STOPPING, now))
+        self.tasks.stop(session.task_arn, reason)
+        return stopping
+
+    def _transition(self, current: Session, target: Session) -> Session:
+        """Moves along the status flow; a move the flow forbids keeps the stored state."""
+        for _ in range(3):
+            if target.status != current.status and target.status not in TRANSITIONS[current.status]:
+                return current
+            try:
+                return self._write(current, target)
+            except Conflict:
+                fresh = self.repo.get(current.id)
+                if fresh is None:
+                    raise
+                changes = {
+                    k: getattr(target, k)
+                    for k in ("task_arn", "private_ip", "error", "stop_reason", "last_heartbeat_at")
+                    if getattr(target, k) != getattr(current, k)
+                }
+                current = fresh
+                target = fresh.moved(target.status, target.updated_at, **changes)
+        raise Conflict(current.id)
+
+    def _write(self, current: Session, target: Session) -> Session:
+        self.repo.replace(current, target)
+        if target.status != current.status or target.private_ip != current.private_ip:
+            self.notifier.session_changed(target)
+        return target

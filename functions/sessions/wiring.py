@@ -1,0 +1,61 @@
+"""Builds the session service from the environment, once per cold start."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import boto3
+
+from live.connections import ConnectionStore, Publisher, user_topic
+from sessions.config import SessionsConfig
+from sessions.models import Session, SessionOut
+from sessions.repository import SessionRepository
+from sessions.service import NullNotifier, SessionService
+from sessions.tasks import TaskRunner
+
+
+class SessionPush:
+    """Tells the owner's WebSocket connections that a session changed."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+
+    def session_changed(self, session: Session) -> None:
+        message = {"type": "session", "session": SessionOut.of(session).model_dump(mode="json")}
+        self.publisher.publish(user_topic(session.user), message)
+
+
+def build_service(
+    config: SessionsConfig,
+    *,
+    session: Any = None,
+    clock: Callable[[], float] = time.time,
+) -> SessionService:
+    aws = session or boto3.session.Session()
+    dynamodb = aws.resource("dynamodb")
+    notifier: SessionPush | NullNotifier = NullNotifier()
+    if config.connections_table and config.websocket_endpoint:
+        store = ConnectionStore(dynamodb.Table(config.connections_table), clock)
+        management = aws.client("apigatewaymanagementapi", endpoint_url=config.websocket_endpoint)
+        notifier = SessionPush(Publisher(store, management))
+    return SessionService(
+        config=config,
+        repository=SessionRepository(dynamodb.Table(config.sessions_table)),
+        tasks=TaskRunner(
+            aws.client("ecs"),
+            cluster_arn=config.cluster_arn,
+            subnets=config.subnet_ids,
+            security_groups=config.security_group_ids,
+            assign_public_ip=config.assign_public_ip,
+        ),
+        notifier=notifier,
+        clock=clock,
+    )
+
+
+@cache
+def service_from_env() -> SessionService:
+    return build_service(SessionsConfig.from_env())

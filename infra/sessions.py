@@ -1,0 +1,308 @@
+"""Sessions: one Fargate task per user and profile, with status, TTL/idle reaping and push.
+
+Does the jobs of seeds 000 (user → private IP of their container) and 001 (per-user Chroma).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.api import BerthApi
+from infra.functions import LambdaBaseline
+from infra.live import LiveUpdates, secure_table
+from infra.nag import acknowledge, acknowledge_on_role, ref
+from infra.network import Network
+from infra.settings import LimitSettings, ProfileSettings, SessionsSettings
+from sessions.config import SessionsConfig
+from sessions.repository import BY_ACTIVITY, BY_USER
+
+CONTAINER_NAME = "session"
+STRING = dynamodb.AttributeType.STRING
+
+ROUTES = [
+    ("POST", "/sessions"),
+    ("GET", "/sessions"),
+    ("GET", "/sessions/{session_id}"),
+    ("DELETE", "/sessions/{session_id}"),
+    ("POST", "/sessions/{session_id}/heartbeat"),
+]
+
+
+class Sessions(Construct):
+    """Exposes ``table``, ``task_definitions`` (profile → task definition) and the functions."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: SessionsSettings,
+        limits: LimitSettings,
+        network: Network,
+        cluster: ecs.ICluster,
+        images: Mapping[str, ecr_assets.DockerImageAsset],
+        baseline: LambdaBaseline,
+        api: BerthApi,
+        live: LiveUpdates,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+        name: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.cluster = cluster
+        self.table = secure_table(
+            self, "Table", removal_policy=removal_policy, ttl_attribute="expires_record_at"
+        )
+        for index, partition in ((BY_USER, "user"), (BY_ACTIVITY, "active")):
+            self.table.add_global_secondary_index(
+                index_name=index,
+                partition_key=dynamodb.Attribute(name=partition, type=STRING),
+                sort_key=dynamodb.Attribute(name="id", type=STRING),
+                projection_type=dynamodb.ProjectionType.ALL,
+            )
+
+        self.task_definitions: dict[str, ecs.FargateTaskDefinition] = {}
+        for profile_name, profile in sorted(settings.profiles.items()):
+            self.task_definitions[profile_name] = self._task_definition(
+                profile_name,
+                profile,
+                images[profile.image],
+                log_retention,
+                removal_policy,
+                family=f"{name}-session-{profile_name}",
+            )
+
+        profiles_json = Stack.of(self).to_json_string(
+            {
+                profile_name: {
+                    "task_definition": self.task_definitions[profile_name].task_definition_arn,
+                    "container": CONTAINER_NAME,
+                    "port": profile.port,
+                    "default_ttl_seconds": profile.default_ttl_seconds,
+                    "max_ttl_seconds": profile.max_ttl_seconds,
+                    "idle_timeout_seconds": profile.idle_timeout_seconds,
+                }
+                for profile_name, profile in sorted(settings.profiles.items())
+            }
+        )
+        subnets = network.vpc.select_subnets(subnet_type=network.task_subnet_type).subnet_ids
+        environment = {
+            **SessionsConfig.environment(
+                sessions_table=self.table.table_name,
+                cluster_arn=cluster.cluster_arn,
+                task_subnets=",".join(subnets),
+                task_security_groups=network.task_security_group.security_group_id,
+                assign_public_ip=network.assign_public_ip,
+                profiles=profiles_json,
+                max_sessions_per_user=limits.max_sessions_per_user,
+                reaper_dry_run=settings.reaper_dry_run,
+            ),
+            **live.environment(),
+        }
+
+        self.api_function = baseline.function(
+            self,
+            "Api",
+            handler="sessions.handler.handler",
+            service="sessions",
+            description="Sessions API: launch, list, status, stop, heartbeat",
+            environment=environment,
+        )
+        self.events_function = baseline.function(
+            self,
+            "TaskEvents",
+            handler="sessions.on_task_event.handler",
+            service="sessions-events",
+            description="ECS task state changes to session status and WebSocket pushes",
+            environment=environment,
+            timeout=Duration.seconds(60),
+        )
+        self.reaper_function = baseline.function(
+            self,
+            "Reaper",
+            handler="sessions.reaper.handler",
+            service="sessions-reaper",
+            description="Stops expired or idle sessions and orphan tasks",
+            environment=environment,
+            timeout=Duration.minutes(5),
+        )
+        functions = (self.api_function, self.events_function, self.reaper_function)
+        for function in functions:
+            self.table.grant_read_write_data(function)
+            acknowledge_on_role(
+                function,
+                f"AwsSolutions-IAM5[Resource::{ref(self.table, 'Arn')}/index/*]",
+                "Covers only this table's own indexes (by_user, by_activity).",
+            )
+            live.grant_publish(function)
+            self._grant_task_control(function)
+        self._grant_run_task(self.api_function)
+        self._grant_list_tasks(self.reaper_function)
+
+        api.add_routes(self.api_function, ROUTES)
+        self._event_rule()
+        events.Rule(
+            self,
+            "ReaperSchedule",
+            description="berth sessions reaper",
+            schedule=events.Schedule.rate(Duration.minutes(settings.reaper_interval_minutes)),
+            targets=[targets.LambdaFunction(self.reaper_function, retry_attempts=0)],
+        )
+
+    def _task_definition(
+        self,
+        profile_name: str,
+        profile: ProfileSettings,
+        image: ecr_assets.DockerImageAsset,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+        family: str,
+    ) -> ecs.FargateTaskDefinition:
+        task_role = iam.Role(
+            self,
+            f"TaskRole-{profile_name}",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description=f"berth session profile {profile_name}: no AWS permissions",
+        )
+        definition = ecs.FargateTaskDefinition(
+            self,
+            f"Task-{profile_name}",
+            family=family,
+            cpu=profile.cpu,
+            memory_limit_mib=profile.memory,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.ARM64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+            task_role=task_role,
+        )
+        definition.add_container(
+            CONTAINER_NAME,
+            container_name=CONTAINER_NAME,
+            image=ecs.ContainerImage.from_docker_image_asset(image),
+            memory_limit_mib=profile.memory,
+            port_mappings=[ecs.PortMapping(container_port=profile.port)],
+            environment={"PORT": str(profile.port), **profile.environment},
+            logging=ecs.LogDrivers.aws_logs(
+                stream_prefix=profile_name,
+                log_group=logs.LogGroup(
+                    self,
+                    f"Logs-{profile_name}",
+                    retention=log_retention,
+                    removal_policy=removal_policy,
+                ),
+            ),
+        )
+        acknowledge(
+            definition,
+            "AwsSolutions-ECS2",
+            "The container environment holds the profile's non-secret settings (PORT and "
+            "the operator's profile.environment); per-session values come as RunTask overrides.",
+        )
+        if definition.execution_role is not None:
+            acknowledge(
+                definition.execution_role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "ecr:GetAuthorizationToken has no resource-level permissions; pulls are scoped "
+                "to the CDK asset repository.",
+            )
+        return definition
+
+    def _task_arns(self) -> str:
+        cluster_name = self.cluster.cluster_name
+        return Stack.of(self).format_arn(
+            service="ecs", resource="task", resource_name=f"{cluster_name}/*"
+        )
+
+    def _grant_task_control(self, function: lambda_.IFunction) -> None:
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ecs:DescribeTasks", "ecs:StopTask"], resources=[self._task_arns()]
+            )
+        )
+        acknowledge_on_role(
+            function,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:"
+            f"<AWS::AccountId>:task/{ref(self.cluster)}/*]",
+            "Session task ARNs are created at run time; the statement is scoped to tasks of "
+            "berth's own cluster.",
+        )
+
+    def _grant_run_task(self, function: lambda_.IFunction) -> None:
+        definitions = list(self.task_definitions.values())
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ecs:RunTask"],
+                resources=[d.task_definition_arn for d in definitions],
+                conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ecs:TagResource"],
+                resources=[self._task_arns()],
+                conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}},
+            )
+        )
+        roles = [d.task_role.role_arn for d in definitions]
+        roles += [d.execution_role.role_arn for d in definitions if d.execution_role]
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=roles,
+                conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+            )
+        )
+
+    def _grant_list_tasks(self, function: lambda_.IFunction) -> None:
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ecs:ListTasks"],
+                resources=["*"],
+                conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
+            )
+        )
+
+    def _event_rule(self) -> None:
+        dead_letters = sqs.Queue(
+            self,
+            "TaskEventsDlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            dead_letters,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of the task-state event rule.",
+        )
+        events.Rule(
+            self,
+            "TaskStateChanges",
+            description="berth: ECS task state changes of berth's cluster",
+            event_pattern=events.EventPattern(
+                source=["aws.ecs"],
+                detail_type=["ECS Task State Change"],
+                detail={"clusterArn": [self.cluster.cluster_arn]},
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    self.events_function,
+                    retry_attempts=4,
+                    max_event_age=Duration.hours(2),
+                    dead_letter_queue=dead_letters,
+                )
+            ],
+        )

@@ -1,0 +1,139 @@
+"""The sessions HTTP contract through the real Lambda handler (DESIGN.md), against moto."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra.sandbox.events import rest_event
+from tests.conftest import FakeLambdaContext
+from tests.unit.sessions.conftest import ALICE, BOB
+
+
+@pytest.fixture
+def call(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
+) -> Iterator[Any]:
+    from sessions import handler as module
+    from sessions.wiring import service_from_env
+
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    service_from_env.cache_clear()
+
+    def invoke(
+        method: str, path: str, body: Any = None, user: str | None = ALICE, raw: str | None = None
+    ) -> tuple[int, Any]:
+        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        event = rest_event(method, path, body=payload, user_arn=user)
+        response = module.handler(event, lambda_context)
+        return response["statusCode"], json.loads(response["body"])
+
+    yield invoke
+    service_from_env.cache_clear()
+
+
+def test_post_creates_201_then_returns_the_same_session_200(call: Any) -> None:
+    status, created = call("POST", "/sessions", {"profile": "default"})
+    assert status == 201
+    assert created["status"] == "STARTING"
+    assert created["user"] == ALICE
+    assert set(created) >= {
+        "id", "user", "profile", "status", "private_ip", "task_arn",
+        "created_at", "expires_at", "error", "port",
+    }  # fmt: skip
+    status, again = call("POST", "/sessions", {"profile": "default"})
+    assert status == 200
+    assert again["id"] == created["id"]
+
+
+def test_default_profile_when_body_is_empty_object(call: Any) -> None:
+    status, created = call("POST", "/sessions", {})
+    assert status == 201
+    assert created["profile"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("body", "raw", "code"),
+    [
+        ({"profile": "gpu"}, None, "unknown_profile"),
+        ({"profile": "default", "ttl_seconds": 10**6}, None, "invalid_request"),
+        ({"profile": "default", "ttl_seconds": -5}, None, "invalid_request"),
+        ({"profile": "default", "ttl_seconds": "soon"}, None, "invalid_request"),
+        ({"profile": "default", "user": "bob"}, None, "invalid_request"),
+        ({"profile": ["default"]}, None, "invalid_request"),
+        (None, '{"profile": "default"', "invalid_request"),
+        (None, "[]", "invalid_request"),
+        (None, "null", "invalid_request"),
+    ],
+)
+def test_bad_input_is_a_400_in_berth_error_shape(
+    call: Any, body: Any, raw: str | None, code: str
+) -> None:
+    status, error = call("POST", "/sessions", body, raw=raw)
+    assert status == 400, error
+    assert set(error) == {"error"}
+    assert error["error"]["code"] == code
+    assert error["error"]["message"]
+
+
+def test_a_huge_body_is_a_413(call: Any) -> None:
+    status, error = call("POST", "/sessions", raw=json.dumps({"profile": "x" * 70_000}))
+    assert (status, error["error"]["code"]) == (413, "payload_too_large")
+
+
+def test_no_caller_identity_is_a_401(call: Any) -> None:
+    status, error = call("GET", "/sessions", user=None)
+    assert (status, error["error"]["code"]) == (401, "unauthenticated")
+
+
+def test_get_list_heartbeat_and_delete(call: Any) -> None:
+    _, created = call("POST", "/sessions", {"profile": "default"})
+    session_id = created["id"]
+
+    status, current = call("GET", f"/sessions/{session_id}")
+    assert status == 200
+    assert current["status"] == "RUNNING"
+    assert current["private_ip"]
+
+    status, listing = call("GET", "/sessions")
+    assert status == 200
+    assert [item["id"] for item in listing["items"]] == [session_id]
+    assert listing["next_token"] is None
+
+    status, beaten = call("POST", f"/sessions/{session_id}/heartbeat")
+    assert status == 200
+    assert beaten["last_heartbeat_at"] >= created["last_heartbeat_at"]
+
+    status, stopping = call("DELETE", f"/sessions/{session_id}")
+    assert (status, stopping["status"]) == (202, "STOPPING")
+    status, stopped = call("GET", f"/sessions/{session_id}")
+    assert (status, stopped["status"]) == (200, "STOPPED")
+    status, again = call("DELETE", f"/sessions/{session_id}")
+    assert (status, again["status"]) == (200, "STOPPED")
+
+
+def test_other_users_and_malformed_ids_are_404(call: Any) -> None:
+    _, created = call("POST", "/sessions", {"profile": "default"})
+    for method, suffix in (("GET", ""), ("DELETE", ""), ("POST", "/heartbeat")):
+        status, error = call(method, f"/sessions/{created['id']}{suffix}", user=BOB)
+        assert (status, error["error"]["code"]) == (404, "not_found")
+    status, error = call("GET", "/sessions/../../etc/passwd")
+    assert status == 404
+    status, error = call("GET", "/sessions/ses_nothex")
+    assert (status, error["error"]["code"]) == (404, "not_found")
+
+
+def test_list_limits_are_validated(call: Any) -> None:
+    from sessions import handler as module
+
+    event = rest_event("GET", "/sessions", query={"limit": "1000"}, user_arn=ALICE)
+    response = module.handler(event, FakeLambdaContext())
+    assert response["statusCode"] == 400
+    event = rest_event("GET", "/sessions", query={"next_token": "garbage!"}, user_arn=ALICE)
+    response = module.handler(event, FakeLambdaContext())
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"]["code"] == "invalid_request"

@@ -1,0 +1,125 @@
+"""The reaper's decisions: each from the signals it logs, none without a reason."""
+
+from __future__ import annotations
+
+import boto3
+
+from sessions.config import SessionsConfig
+from sessions.models import Status
+from sessions.service import SessionService
+from tests.aws import FakeClock
+from tests.unit.sessions.conftest import ALICE, BOB, running_tasks
+
+
+def actions(decisions: list) -> list[tuple[str | None, str, str]]:  # type: ignore[type-arg]
+    return [(d.session_id, d.action, d.reason) for d in decisions]
+
+
+def test_nothing_to_do_for_fresh_sessions(service: SessionService) -> None:
+    service.create(ALICE, "default", None)
+    assert service.reap(dry_run=False) == []
+
+
+def test_expired_sessions_are_stopped(
+    service: SessionService, clock: FakeClock, aws: boto3.session.Session, config: SessionsConfig
+) -> None:
+    session, _ = service.create(ALICE, "default", 600)
+    clock.advance(300)
+    service.heartbeat(ALICE, session.id)
+    clock.advance(301)
+    decisions = service.reap(dry_run=False)
+    assert actions(decisions) == [(session.id, "stop", "ttl expired")]
+    assert decisions[0].signals["expires_at"] <= clock.now
+    stored = service.repo.get(session.id)
+    assert stored and stored.status == Status.STOPPING
+    assert running_tasks(aws, config) == []
+    # reading it reconciles with ECS, where the task has stopped
+    assert service.get(ALICE, session.id).status == Status.STOPPED
+
+
+def test_idle_sessions_are_stopped_unless_they_heartbeat(
+    service: SessionService, clock: FakeClock
+) -> None:
+    idle, _ = service.create(ALICE, "default", None)
+    busy, _ = service.create(BOB, "default", None)
+    for _ in range(3):
+        clock.advance(400)
+        service.heartbeat(BOB, busy.id)
+    decisions = service.reap(dry_run=False)
+    assert actions(decisions) == [(idle.id, "stop", "idle (no heartbeat)")]
+    assert service.get(BOB, busy.id).status.live
+
+
+def test_a_session_whose_task_vanished_is_marked_failed(
+    service: SessionService, aws: boto3.session.Session, config: SessionsConfig
+) -> None:
+    session, _ = service.create(ALICE, "default", None)
+    # the task disappears from ECS (e.g. stopped and expired out of DescribeTasks)
+    from moto.ecs.models import ecs_backends
+
+    backend = ecs_backends["123456789012"]["us-east-1"]
+    cluster_name = config.cluster_arn.rsplit("/", 1)[-1]
+    backend.tasks[cluster_name].clear()
+
+    decisions = service.reap(dry_run=False)
+    assert actions(decisions) == [(session.id, "mark_failed", "task vanished")]
+    failed = service.get(ALICE, session.id)
+    assert failed.status == Status.FAILED
+    assert failed.error == "task vanished"
+
+
+def test_orphan_tasks_are_stopped(
+    service: SessionService, aws: boto3.session.Session, config: SessionsConfig
+) -> None:
+    # Given a berth-tagged task whose session record is gone
+    result = service.tasks.run(
+        session_id="ses_" + "0" * 28,
+        profile="default",
+        task_definition=config.profiles["default"].task_definition,
+        container="session",
+        environment={},
+    )
+    assert result.task_arn
+    decisions = service.reap(dry_run=False)
+    assert actions(decisions) == [
+        ("ses_" + "0" * 28, "stop_orphan_task", "task runs but its session is not live")
+    ]
+    assert running_tasks(aws, config) == []
+
+
+def test_a_stalled_pending_session_is_failed_after_the_grace_period(
+    service: SessionService, clock: FakeClock
+) -> None:
+    from sessions.models import Session, new_session_id
+
+    now = clock.now
+    stalled = Session(
+        id=new_session_id(now),
+        user=ALICE,
+        profile="default",
+        status=Status.PENDING,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + 3600,
+        last_heartbeat_at=now,
+        idle_timeout_seconds=900,
+        port=8080,
+    )
+    assert service.repo.create(stalled, 5).created
+    assert service.reap(dry_run=False) == []
+    clock.advance(31)
+    assert actions(service.reap(dry_run=False)) == [(stalled.id, "mark_failed", "never got a task")]
+    # the profile slot is free again
+    _, created = service.create(ALICE, "default", None)
+    assert created
+
+
+def test_dry_run_only_reports(
+    service: SessionService, clock: FakeClock, aws: boto3.session.Session, config: SessionsConfig
+) -> None:
+    session, _ = service.create(ALICE, "default", 60)
+    clock.advance(61)
+    decisions = service.reap(dry_run=True)
+    assert actions(decisions) == [(session.id, "stop", "ttl expired")]
+    assert service.get(ALICE, session.id).status.live
+    assert len(running_tasks(aws, config)) == 1
