@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
 from constructs import IConstruct
@@ -21,11 +23,23 @@ def acknowledge_on_role(function: lambda_.IFunction, rule: str, reason: str) -> 
     acknowledge(function.role, rule, reason)
 
 
-def ref(construct: IConstruct, attribute: str | None = None) -> str:
-    """How cdk-nag writes a reference to ``construct`` in a finding: ``<LogicalId[.Attr]>``."""
-    child = construct.node.default_child
-    if not isinstance(child, cdk.CfnElement):
-        raise TypeError(f"{construct.node.path} has no CloudFormation resource")
-    stack = cdk.Stack.of(construct)
-    logical_id = str(stack.resolve(stack.get_logical_id(child)))
-    return f"<{logical_id}.{attribute}>" if attribute else f"<{logical_id}>"
+def acknowledge_wildcard(function: lambda_.IFunction, resource: str, reason: str) -> None:
+    """Acknowledges IAM5 for one wildcard ``resource`` (an ARN, tokens allowed) granted to
+    ``function``, written the way cdk-nag writes it for this stack (agnostic or not)."""
+    rendered = as_nag_text(cdk.Stack.of(function).resolve(resource))
+    acknowledge_on_role(function, f"AwsSolutions-IAM5[Resource::{rendered}]", reason)
+
+
+def as_nag_text(value: Any) -> str:
+    """A resolved CloudFormation value as cdk-nag prints it: ``<Ref>``, ``<Id.Attr>``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(as_nag_text(part) for part in parts)
+    if isinstance(value, dict) and "Ref" in value:
+        return f"<{value['Ref']}>"
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        logical_id, attribute = value["Fn::GetAtt"]
+        return f"<{logical_id}.{attribute}>"
+    raise TypeError(f"cannot render {value!r} as cdk-nag text")

@@ -22,7 +22,7 @@ from constructs import Construct
 from infra.api import BerthApi
 from infra.functions import LambdaBaseline
 from infra.live import LiveUpdates, secure_table
-from infra.nag import acknowledge, acknowledge_on_role, ref
+from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
 from infra.settings import LimitSettings, ProfileSettings, SessionsSettings
 from sessions.config import SessionsConfig
@@ -141,9 +141,9 @@ class Sessions(Construct):
         functions = (self.api_function, self.events_function, self.reaper_function)
         for function in functions:
             self.table.grant_read_write_data(function)
-            acknowledge_on_role(
+            acknowledge_wildcard(
                 function,
-                f"AwsSolutions-IAM5[Resource::{ref(self.table, 'Arn')}/index/*]",
+                f"{self.table.table_arn}/index/*",
                 "Covers only this table's own indexes (by_user, by_activity).",
             )
             live.grant_publish(function)
@@ -232,10 +232,9 @@ class Sessions(Construct):
                 actions=["ecs:DescribeTasks", "ecs:StopTask"], resources=[self._task_arns()]
             )
         )
-        acknowledge_on_role(
+        acknowledge_wildcard(
             function,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:"
-            f"<AWS::AccountId>:task/{ref(self.cluster)}/*]",
+            self._task_arns(),
             "Session task ARNs are created at run time; the statement is scoped to tasks of "
             "berth's own cluster.",
         )

@@ -12,6 +12,8 @@ SESSION_TAG = "berth:session-id"
 PROFILE_TAG = "berth:profile"
 STARTED_BY_PREFIX = "berth:"
 
+MAX_ERROR_CHARS = 500
+
 STARTING_STATES = frozenset({"PROVISIONING", "PENDING", "ACTIVATING"})
 STOPPING_STATES = frozenset({"DEACTIVATING", "STOPPING", "DEPROVISIONING"})
 
@@ -129,7 +131,8 @@ class TaskRunner:
             )
         except ClientError as exc:
             error = exc.response.get("Error", {})
-            return RunResult(None, f"{error.get('Code', 'Error')}: {error.get('Message', exc)}")
+            message = f"{error.get('Code', 'Error')}: {error.get('Message', exc)}"
+            return RunResult(None, message[:MAX_ERROR_CHARS])
         tasks = response.get("tasks") or []
         if tasks:
             return RunResult(tasks[0]["taskArn"], None)
@@ -138,7 +141,7 @@ class TaskRunner:
             f"{f.get('reason', 'unknown')}{': ' + f['detail'] if f.get('detail') else ''}"
             for f in failures
         )
-        return RunResult(None, f"RunTask failed: {reason}")
+        return RunResult(None, f"RunTask failed: {reason}"[:MAX_ERROR_CHARS])
 
     def stop(self, task_arn: str, reason: str) -> None:
         try:

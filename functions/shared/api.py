@@ -82,10 +82,13 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 
 class BerthResolver(APIGatewayRestResolver):
-    """Refuses oversized bodies before anything parses them (validation runs first otherwise)."""
+    """berth's API speaks JSON only: a body is parsed as JSON whatever Content-Type says (so
+    ``curl -d`` works), and oversized bodies are refused before anything parses them."""
 
     def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         body = event.get("body") or ""
+        if body:
+            event = _as_json(event)
         size = len(body.encode() if isinstance(body, str) else body)
         if size > MAX_BODY_BYTES:
             return {
@@ -103,6 +106,22 @@ class BerthResolver(APIGatewayRestResolver):
                 ),
             }
         return super().resolve(event, context)
+
+
+def _as_json(event: Mapping[str, Any]) -> dict[str, Any]:
+    headers = {
+        key: value
+        for key, value in (event.get("headers") or {}).items()
+        if key.lower() != "content-type"
+    }
+    multi = {
+        key: value
+        for key, value in (event.get("multiValueHeaders") or {}).items()
+        if key.lower() != "content-type"
+    }
+    headers["Content-Type"] = content_types.APPLICATION_JSON
+    multi["Content-Type"] = [content_types.APPLICATION_JSON]
+    return {**event, "headers": headers, "multiValueHeaders": multi}
 
 
 def make_resolver(*routers: Router) -> BerthResolver:

@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
 from infra.sandbox.events import local_user_arn, rest_event
 from tests.conftest import FakeLambdaContext
 
 ALICE = local_user_arn("alice")
+
+
+class Echo(BaseModel):
+    name: str
 
 
 def call(
@@ -64,3 +70,27 @@ def test_caller_identity_comes_only_from_request_context() -> None:
     anonymous = rest_event("GET", "/health", headers={"X-Berth-User": "mallory"})
     with pytest.raises(Unauthenticated):
         caller_id(anonymous)
+
+
+def test_a_json_body_is_read_as_json_whatever_the_content_type(
+    lambda_context: FakeLambdaContext,
+) -> None:
+    """``curl -d '{...}'`` sends form encoding; the API still reads the body as JSON."""
+    from shared.api import make_resolver
+
+    app = make_resolver()
+
+    @app.post("/echo")
+    def echo(body: Echo) -> Echo:
+        return body
+
+    event = rest_event(
+        "POST",
+        "/echo",
+        body='{"name": "alice"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        user_arn=ALICE,
+    )
+    response = app.resolve(event, lambda_context)
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"]) == {"name": "alice"}

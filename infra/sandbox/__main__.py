@@ -1,0 +1,52 @@
+"""``make local``: berth's API on localhost against an in-process AWS emulator. Ctrl-C stops it."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+import warnings
+
+from infra.sandbox.app import SandboxOptions, start
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    # moto notes each template resource type it does not emulate (stages, bucket policies):
+    # they do not change what the sandbox serves.
+    logging.getLogger("moto").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Tried to parse")
+    options = SandboxOptions.from_env()
+    print("berth sandbox: synthesizing and deploying into the local emulator...", flush=True)
+    began = time.monotonic()
+    sandbox = start(options)
+    print(
+        f"""
+berth sandbox ready in {time.monotonic() - began:.1f} s: {sandbox.url}
+  emulator (moto): {sandbox.emulator.endpoint}
+
+  curl -s -X POST {sandbox.url}/sessions -H 'X-Berth-User: alice' -d '{{"profile": "default"}}'
+  curl -s {sandbox.url}/sessions -H 'X-Berth-User: alice'
+  curl -s {sandbox.url}/openapi.json -H 'X-Berth-User: alice'
+
+Ctrl-C stops it.""",
+        flush=True,
+    )
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        sandbox.server.serve_forever()
+    except KeyboardInterrupt:
+        print("\nberth sandbox: stopping", flush=True)
+    finally:
+        sandbox.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The local sandbox: synthesize berth, deploy it into the emulator, serve its API locally."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.app import build_app, project_context
+from infra.sandbox.bridges import EventBridge
+from infra.sandbox.emulator import REGION, Deployment, Emulator, deploy
+from infra.sandbox.gateway import routes_of, serve
+from infra.sandbox.lambdas import LocalFunction
+from infra.settings import ROOT
+
+log = logging.getLogger("berth.sandbox")
+
+SANDBOX_DIR = ROOT / ".sandbox"
+
+
+@dataclass
+class SandboxOptions:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    concurrency: int = 4
+    log_level: str = "WARNING"
+    schedule_seconds: float | None = None
+
+    @classmethod
+    def from_env(cls) -> SandboxOptions:
+        schedule = os.environ.get("BERTH_LOCAL_SCHEDULE_SECONDS")
+        return cls(
+            host=os.environ.get("BERTH_LOCAL_HOST", "127.0.0.1"),
+            port=int(os.environ.get("BERTH_LOCAL_PORT", "8080")),
+            concurrency=int(os.environ.get("BERTH_LOCAL_CONCURRENCY", "4")),
+            log_level=os.environ.get("BERTH_LOCAL_LOG_LEVEL", "WARNING"),
+            schedule_seconds=float(schedule) if schedule else None,
+        )
+
+
+@dataclass
+class Sandbox:
+    options: SandboxOptions
+    emulator: Emulator
+    deployment: Deployment
+    functions: dict[str, LocalFunction]
+    events: EventBridge
+    server: Any
+    _thread: threading.Thread | None = field(default=None)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
+        return self.functions[logical_id].invoke(event)
+
+    def serve_in_background(self) -> None:
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.events.stop()
+        for function in self.functions.values():
+            function.close()
+        self.emulator.stop()
+
+
+def synthesize(outdir: Path) -> Path:
+    app, stack = build_app(project_context(), outdir=str(outdir))
+    app.synth()
+    return outdir / f"{stack.artifact_id}.template.json"
+
+
+def start(options: SandboxOptions) -> Sandbox:
+    started = time.monotonic()
+    assembly = SANDBOX_DIR / "cdk.out"
+    template_path = synthesize(assembly)
+    stack_name = template_path.name.removesuffix(".template.json")
+
+    emulator = Emulator().start()
+    deployment = deploy(emulator, assembly, stack_name)
+
+    base_env = {
+        "AWS_ENDPOINT_URL": emulator.endpoint,
+        "AWS_ACCESS_KEY_ID": "sandbox",
+        "AWS_SECRET_ACCESS_KEY": "sandbox",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_DEV": "false",
+    }
+    functions: dict[str, LocalFunction] = {}
+    for logical_id, described in deployment.functions.items():
+        environment = {
+            **described["environment"],
+            **base_env,
+            "POWERTOOLS_LOG_LEVEL": options.log_level,
+        }
+        if "BERTH_WEBSOCKET_ENDPOINT" in environment:
+            # API Gateway's management API is not emulated over the network; moto's accepts
+            # post_to_connection, so pushes succeed (and go nowhere) locally.
+            environment["BERTH_WEBSOCKET_ENDPOINT"] = emulator.endpoint
+        functions[logical_id] = LocalFunction(
+            described["name"], described["handler"], environment, options.concurrency
+        )
+
+    def invoke(logical_id: str, event: dict[str, Any]) -> Any:
+        return functions[logical_id].invoke(event)
+
+    events = EventBridge(
+        emulator, deployment, invoke, schedule_seconds=options.schedule_seconds
+    ).start()
+    server = serve(options.host, options.port, routes_of(deployment), invoke)
+    for function in functions.values():
+        function.warm()
+    log.info("sandbox ready in %.1f s", time.monotonic() - started)
+    return Sandbox(options, emulator, deployment, functions, events, server)

@@ -1,0 +1,84 @@
+"""Runs berth's Lambda handlers locally, the way Lambda runs them.
+
+Each function gets its own worker processes (execution environments): a worker imports the
+handler module once with the function's environment (cold start), then serves one event at
+a time. Concurrent requests go to different workers, so module-level state is never shared
+between two in-flight invocations — as on Lambda.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import sys
+import uuid
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from infra.settings import ROOT
+
+FUNCTIONS_DIR = ROOT / "functions"
+
+_handler: Any = None
+_function_name = ""
+
+
+@dataclass
+class LocalContext:
+    """The parts of Lambda's context object that berth's handlers read."""
+
+    function_name: str
+    aws_request_id: str
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+def _cold_start(handler: str, environment: dict[str, str], name: str) -> None:
+    global _handler, _function_name
+    os.environ.update(environment)
+    # Powertools warns when an invocation published no metric; locally that is only noise.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    if str(FUNCTIONS_DIR) not in sys.path:
+        sys.path.insert(0, str(FUNCTIONS_DIR))
+    module_name, function = handler.rsplit(".", 1)
+    _handler = getattr(importlib.import_module(module_name), function)
+    _function_name = name
+
+
+def _invoke(event: dict[str, Any]) -> Any:
+    context = LocalContext(
+        function_name=_function_name,
+        aws_request_id=str(uuid.uuid4()),
+        invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{_function_name}",
+    )
+    return _handler(event, context)
+
+
+class LocalFunction:
+    def __init__(
+        self, name: str, handler: str, environment: dict[str, str], concurrency: int = 4
+    ) -> None:
+        self.name = name
+        self.handler = handler
+        self._pool = ProcessPoolExecutor(
+            max_workers=concurrency,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_cold_start,
+            initargs=(handler, environment, name),
+        )
+
+    def invoke(self, event: dict[str, Any], timeout: float = 60) -> Any:
+        return self._pool.submit(_invoke, event).result(timeout=timeout)
+
+    def warm(self) -> None:
+        """Starts one execution environment now, so the first request is not a cold start."""
+        self._pool.submit(int).result(timeout=120)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,82 @@
+"""Starts the sandbox exactly as ``make local`` does (a separate process) once per module."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from infra.settings import ROOT
+
+
+@dataclass
+class Sandbox:
+    url: str
+    emulator: str
+
+    def request(
+        self, method: str, path: str, body: Any = None, user: str | None = "alice"
+    ) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)  # noqa: S310
+        if user:
+            request.add_header("X-Berth-User", user)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    env = {
+        **os.environ,
+        "BERTH_LOCAL_PORT": "0",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.sandbox"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    url = emulator = None
+    seen: list[str] = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not (url and emulator):
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if found := re.search(r"ready in [\d.]+ s: (http://\S+)", line):
+            url = found.group(1)
+        if found := re.search(r"emulator \(moto\): (http://\S+)", line):
+            emulator = found.group(1)
+    if not (url and emulator):
+        process.kill()
+        pytest.fail("the sandbox did not start:\n" + "".join(seen[-40:]))
+    try:
+        yield Sandbox(url, emulator)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)

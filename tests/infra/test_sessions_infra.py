@@ -1,0 +1,187 @@
+"""Facts about the sessions capability's infrastructure, asserted explicitly."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk.assertions import Match
+
+from tests.synth import Synth
+
+
+def statements_of(synth: Synth, function_prefix: str) -> list[dict[str, Any]]:
+    (function,) = [
+        f
+        for key, f in synth.resources("AWS::Lambda::Function").items()
+        if key.startswith(function_prefix)
+    ]
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements: list[dict[str, Any]] = []
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def actions(statement: dict[str, Any]) -> set[str]:
+    action = statement["Action"]
+    return {action} if isinstance(action, str) else set(action)
+
+
+def resources(statement: dict[str, Any]) -> list[Any]:
+    resource = statement["Resource"]
+    return resource if isinstance(resource, list) else [resource]
+
+
+def logical_ids(synth: Synth, type_name: str, prefix: str) -> list[str]:
+    return sorted(k for k in synth.resources(type_name) if k.startswith(prefix))
+
+
+def test_session_table_is_encrypted_with_pitr_ttl_and_user_index(synth: Synth) -> None:
+    (table_id,) = logical_ids(synth, "AWS::DynamoDB::Table", "SessionsTable")
+    table = synth.data["Resources"][table_id]
+    props = table["Properties"]
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["TimeToLiveSpecification"] == {
+        "AttributeName": "expires_record_at",
+        "Enabled": True,
+    }
+    indexes = {i["IndexName"]: i["KeySchema"] for i in props["GlobalSecondaryIndexes"]}
+    assert indexes["by_user"] == [
+        {"AttributeName": "user", "KeyType": "HASH"},
+        {"AttributeName": "id", "KeyType": "RANGE"},
+    ]
+    assert table["DeletionPolicy"] == "Retain"
+
+
+def test_one_fargate_task_definition_per_profile_with_empty_task_role(synth: Synth) -> None:
+    definitions = synth.resources("AWS::ECS::TaskDefinition")
+    families = sorted(d["Properties"]["Family"] for d in definitions.values())
+    assert families == ["berth-session-chroma", "berth-session-default"]
+    for definition in definitions.values():
+        props = definition["Properties"]
+        assert props["RequiresCompatibilities"] == ["FARGATE"]
+        assert props["NetworkMode"] == "awsvpc"
+        assert props["RuntimePlatform"]["CpuArchitecture"] == "ARM64"
+        (container,) = props["ContainerDefinitions"]
+        assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+        task_role_id = props["TaskRoleArn"]["Fn::GetAtt"][0]
+        task_role = synth.data["Resources"][task_role_id]
+        assert "ManagedPolicyArns" not in task_role["Properties"]
+        attached = [
+            p
+            for p in synth.resources("AWS::IAM::Policy").values()
+            if {"Ref": task_role_id} in p["Properties"]["Roles"]
+        ]
+        assert attached == [], "a session's task role has no permissions"
+
+
+def test_profile_sizes_and_ports_come_from_settings(synth: Synth) -> None:
+    profiles = synth.stack.settings.sessions.profiles
+    for definition in synth.resources("AWS::ECS::TaskDefinition").values():
+        props = definition["Properties"]
+        profile = profiles[props["Family"].removeprefix("berth-session-")]
+        assert props["Cpu"] == str(profile.cpu)
+        assert props["Memory"] == str(profile.memory)
+        (container,) = props["ContainerDefinitions"]
+        assert container["PortMappings"] == [{"ContainerPort": profile.port, "Protocol": "tcp"}]
+
+
+def test_run_task_is_limited_to_the_profiles_task_definitions_in_berths_cluster(
+    synth: Synth,
+) -> None:
+    definitions = logical_ids(synth, "AWS::ECS::TaskDefinition", "Sessions")
+    (run,) = [s for s in statements_of(synth, "SessionsApi") if "ecs:RunTask" in actions(s)]
+    assert actions(run) == {"ecs:RunTask"}
+    assert sorted(r["Ref"] for r in resources(run)) == definitions
+    (cluster_id,) = logical_ids(synth, "AWS::ECS::Cluster", "Compute")
+    assert run["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster_id, "Arn"]}}}
+
+
+def test_pass_role_is_limited_to_the_task_and_execution_roles(synth: Synth) -> None:
+    (passing,) = [s for s in statements_of(synth, "SessionsApi") if "iam:PassRole" in actions(s)]
+    expected = set()
+    for definition in synth.resources("AWS::ECS::TaskDefinition").values():
+        props = definition["Properties"]
+        expected.add(props["TaskRoleArn"]["Fn::GetAtt"][0])
+        expected.add(props["ExecutionRoleArn"]["Fn::GetAtt"][0])
+    assert {r["Fn::GetAtt"][0] for r in resources(passing)} == expected
+    assert passing["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
+
+
+def test_only_the_api_function_may_start_tasks(synth: Synth) -> None:
+    for function in ("SessionsTaskEvents", "SessionsReaper", "LiveHandler", "ApiHealth"):
+        granted = set().union(*(actions(s) for s in statements_of(synth, function)))
+        assert "ecs:RunTask" not in granted, function
+        assert "iam:PassRole" not in granted, function
+
+
+def test_stop_and_describe_are_scoped_to_tasks_of_berths_cluster(synth: Synth) -> None:
+    for function in ("SessionsApi", "SessionsTaskEvents", "SessionsReaper"):
+        (control,) = [s for s in statements_of(synth, function) if "ecs:StopTask" in actions(s)]
+        rendered = json.dumps(resources(control))
+        assert ":task/" in rendered
+        assert "Compute" in rendered  # the cluster's name, not a wildcard cluster
+
+
+def test_task_state_rule_is_filtered_to_berths_cluster_and_has_a_dlq(synth: Synth) -> None:
+    (cluster_id,) = logical_ids(synth, "AWS::ECS::Cluster", "Compute")
+    synth.template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.ecs"],
+                "detail-type": ["ECS Task State Change"],
+                "detail": {"clusterArn": [{"Fn::GetAtt": [cluster_id, "Arn"]}]},
+            },
+            "Targets": [
+                Match.object_like(
+                    {
+                        "DeadLetterConfig": Match.any_value(),
+                        "RetryPolicy": {
+                            "MaximumRetryAttempts": 4,
+                            "MaximumEventAgeInSeconds": 7200,
+                        },
+                    }
+                )
+            ],
+        },
+    )
+
+
+def test_reaper_runs_on_the_configured_schedule(synth: Synth) -> None:
+    minutes = synth.stack.settings.sessions.reaper_interval_minutes
+    synth.template.has_resource_properties(
+        "AWS::Events::Rule",
+        {"ScheduleExpression": f"rate({minutes} minute{'s' if minutes > 1 else ''})"},
+    )
+
+
+def test_websocket_connect_requires_iam(synth: Synth) -> None:
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in synth.resources("AWS::ApiGatewayV2::Route").values()
+    }
+    assert routes["$connect"]["AuthorizationType"] == "AWS_IAM"
+    assert set(routes) == {"$connect", "$disconnect", "$default"}
+
+
+def test_sessions_functions_get_the_environment_their_handlers_read(synth: Synth) -> None:
+    from sessions.config import SessionsConfig
+    from shared.config import env_name
+
+    required = {
+        env_name(name) for name, field in SessionsConfig.model_fields.items() if field.is_required()
+    }
+    for prefix in ("SessionsApi", "SessionsTaskEvents", "SessionsReaper"):
+        (function,) = [
+            f
+            for key, f in synth.resources("AWS::Lambda::Function").items()
+            if key.startswith(prefix)
+        ]
+        assert required <= set(function["Properties"]["Environment"]["Variables"]), prefix
