@@ -45,8 +45,10 @@ typecheck: $(PY_STAMP)
 synth: install ## cdk synth into cdk.out/ (offline: no credentials, no Docker)
 	npx --no-install cdk synth --quiet
 
-bench: install ## print the bench/ ratios
+bench: install ## print the bench/ ratios (each against a baseline measured in the same run)
 	$(BIN)/python bench/synth_time.py
+	$(BIN)/python bench/cold_import.py
+	$(BIN)/python bench/sandbox_latency.py
 
 clean:
-	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out .sandbox .pytest_cache .mypy_cache .ruff_cache

@@ -6,18 +6,12 @@ import logging
 import signal
 import sys
 import time
-import warnings
 
 from infra.sandbox.app import SandboxOptions, start
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    # moto notes each template resource type it does not emulate (stages, bucket policies):
-    # they do not change what the sandbox serves.
-    logging.getLogger("moto").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message="Tried to parse")
     options = SandboxOptions.from_env()
     print("berth sandbox: synthesizing and deploying into the local emulator...", flush=True)
     began = time.monotonic()

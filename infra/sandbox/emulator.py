@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 import time
+import warnings
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,6 +49,11 @@ class Emulator:
         self._lock = threading.Lock()
 
     def start(self) -> Emulator:
+        # One log line per emulated request, and one per template resource type moto does
+        # not emulate (stages, bucket policies): noise that changes nothing the sandbox serves.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        logging.getLogger("moto").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", message="Tried to parse")
         app = DomainDispatcherApplication(create_backend_app)
 
         def serialized(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
