@@ -8,6 +8,7 @@ against the baseline so machine drift hits both alike.
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,8 +26,8 @@ def main() -> None:
     for module in HANDLERS:
         code = f"import sys; sys.path.insert(0, {functions!r}); import {module}"
         a, b = paired(
-            lambda code=code: time_process([sys.executable, "-c", code]),
-            lambda: time_process([sys.executable, "-c", BASELINE]),
+            partial(time_process, [sys.executable, "-c", code]),
+            partial(time_process, [sys.executable, "-c", BASELINE]),
             rounds,
         )
         print(report(f"import {module}", a, BASELINE, b))
