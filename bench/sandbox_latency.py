@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -23,7 +24,9 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 from infra.sandbox.app import SandboxOptions, start  # noqa: E402
 
 
-def call(url: str, method: str, path: str, user: str, body: object = None) -> tuple[float, dict]:  # type: ignore[type-arg]
+def call(
+    url: str, method: str, path: str, user: str, body: object = None
+) -> tuple[float, dict[str, Any]]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"{url}{path}", data=data, method=method)  # noqa: S310
     request.add_header("X-Berth-User", user)

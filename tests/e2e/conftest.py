@@ -75,8 +75,11 @@ def sandbox() -> Iterator[Sandbox]:
     try:
         yield Sandbox(url, emulator)
     finally:
+        # Ctrl-C, as a user stops make local: it must stop cleanly and promptly.
         process.send_signal(signal.SIGINT)
         try:
-            process.wait(timeout=30)
+            code = process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail("the sandbox did not stop within 30 s of Ctrl-C")
+        assert code == 0, "the sandbox did not exit cleanly on Ctrl-C"

@@ -6,12 +6,12 @@ import boto3
 
 from sessions.config import SessionsConfig
 from sessions.models import Status
-from sessions.service import SessionService
+from sessions.service import Decision, SessionService
 from tests.aws import FakeClock
 from tests.unit.sessions.conftest import ALICE, BOB, running_tasks
 
 
-def actions(decisions: list) -> list[tuple[str | None, str, str]]:  # type: ignore[type-arg]
+def actions(decisions: list[Decision]) -> list[tuple[str | None, str, str]]:
     return [(d.session_id, d.action, d.reason) for d in decisions]
 
 
