@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Aws, CfnResource, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.cfn import depend_only_on_policy
 from infra.nag import acknowledge
 from infra.settings import ROOT, FunctionSettings
 
@@ -73,7 +74,65 @@ class LambdaBaseline(Construct):
         timeout: Duration | None = None,
         memory_mb: int | None = None,
     ) -> lambda_.Function:
-        """Makes a function in ``scope`` running ``handler`` (``package.module.function``)."""
+        """A Python function in ``scope`` running ``handler`` (``package.module.function``)
+        from ``functions/`` with the Powertools layer."""
+        return self._make(
+            scope,
+            construct_id,
+            service=service,
+            description=description,
+            environment=environment,
+            timeout=timeout,
+            memory_mb=memory_mb,
+            runtime=RUNTIME,
+            code=self.code,
+            handler=handler,
+            layers=[self.powertools],
+        )
+
+    def image_function(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        code: lambda_.Code,
+        service: str,
+        description: str,
+        environment: Mapping[str, str] | None = None,
+        timeout: Duration | None = None,
+        memory_mb: int | None = None,
+    ) -> lambda_.Function:
+        """A container-image function (``Code.from_asset_image``): it brings its own
+        dependencies, so no layer."""
+        return self._make(
+            scope,
+            construct_id,
+            service=service,
+            description=description,
+            environment=environment,
+            timeout=timeout,
+            memory_mb=memory_mb,
+            runtime=lambda_.Runtime.FROM_IMAGE,
+            code=code,
+            handler=lambda_.Handler.FROM_IMAGE,
+            layers=None,
+        )
+
+    def _make(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        service: str,
+        description: str,
+        environment: Mapping[str, str] | None,
+        timeout: Duration | None,
+        memory_mb: int | None,
+        runtime: lambda_.Runtime,
+        code: lambda_.Code,
+        handler: str,
+        layers: list[lambda_.ILayerVersion] | None,
+    ) -> lambda_.Function:
         log_group = logs.LogGroup(
             scope,
             f"{construct_id}Logs",
@@ -96,11 +155,11 @@ class LambdaBaseline(Construct):
             scope,
             construct_id,
             description=description,
-            runtime=RUNTIME,
+            runtime=runtime,
             architecture=ARCHITECTURE,
-            code=self.code,
+            code=code,
             handler=handler,
-            layers=[self.powertools],
+            layers=layers,
             role=role,
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
@@ -113,13 +172,7 @@ class LambdaBaseline(Construct):
                 **(environment or {}),
             },
         )
-        # CDK makes the function DependsOn its role, which the Role GetAtt already implies
-        # (cfn-lint W3005); keep only the dependency on the role's policy.
-        policy = role.node.find_child("DefaultPolicy").node.default_child
-        cfn_function = function.node.default_child
-        if not (isinstance(policy, CfnResource) and isinstance(cfn_function, CfnResource)):
-            raise TypeError("expected L1 resources under the role policy and the function")
-        cfn_function.add_override("DependsOn", [Stack.of(self).get_logical_id(policy)])
+        depend_only_on_policy(function, role)
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",

@@ -153,7 +153,7 @@ class LiveUpdates(Construct):
             connections_table=self.table.table_name, websocket_endpoint=self.callback_url
         )
 
-    def grant_publish(self, function: lambda_.IFunction) -> None:
+    def grant_publish(self, function: lambda_.Function) -> None:
         """Read subscribers (and forget gone ones) and post to connections."""
         self.table.grant_read_write_data(function)
         self.stage.grant_management_api_access(function)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import IConstruct
 
@@ -23,11 +24,15 @@ def acknowledge_on_role(function: lambda_.IFunction, rule: str, reason: str) -> 
     acknowledge(function.role, rule, reason)
 
 
-def acknowledge_wildcard(function: lambda_.IFunction, resource: str, reason: str) -> None:
-    """Acknowledges IAM5 for one wildcard ``resource`` (an ARN, tokens allowed) granted to
-    ``function``, written the way cdk-nag writes it for this stack (agnostic or not)."""
-    rendered = as_nag_text(cdk.Stack.of(function).resolve(resource))
-    acknowledge_on_role(function, f"AwsSolutions-IAM5[Resource::{rendered}]", reason)
+def acknowledge_wildcard(target: lambda_.Function | iam.IRole, resource: str, reason: str) -> None:
+    """Acknowledges IAM5 for one wildcard ``resource`` (an ARN, tokens allowed) granted to a
+    function's role or to a role, written the way cdk-nag writes it for this stack."""
+    rendered = as_nag_text(cdk.Stack.of(target).resolve(resource))
+    rule = f"AwsSolutions-IAM5[Resource::{rendered}]"
+    if isinstance(target, lambda_.Function):
+        acknowledge_on_role(target, rule, reason)
+    else:
+        acknowledge(target, rule, reason)
 
 
 def as_nag_text(value: Any) -> str:

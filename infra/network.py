@@ -59,6 +59,10 @@ class Network(Construct):
                     peer, ec2.Port.tcp(port), f"container port {port}"
                 )
 
+    def vpc_subnets(self) -> ec2.SubnetSelection:
+        """The subnets tasks run in."""
+        return ec2.SubnetSelection(subnet_type=self.task_subnet_type)
+
     def _create_vpc(
         self,
         settings: VpcSettings,

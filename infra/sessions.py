@@ -226,7 +226,7 @@ class Sessions(Construct):
             service="ecs", resource="task", resource_name=f"{cluster_name}/*"
         )
 
-    def _grant_task_control(self, function: lambda_.IFunction) -> None:
+    def _grant_task_control(self, function: lambda_.Function) -> None:
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["ecs:DescribeTasks", "ecs:StopTask"], resources=[self._task_arns()]

@@ -171,6 +171,52 @@ class SessionsSettings(_Strict):
     reaper_dry_run: bool = False
 
 
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+
+
+class JobSettings(_Strict):
+    """One job a client may start by name; the runtime comes from here, never from the client."""
+
+    runtime: Literal["lambda", "fargate"]
+    timeout_seconds: PositiveInt = 300
+    memory: PositiveInt = 1024
+    """MiB. Lambda jobs share one function sized for the largest of them."""
+    cpu: int = 512
+    """Fargate CPU units (Fargate jobs only)."""
+
+    @model_validator(mode="after")
+    def _runtime_limits(self) -> Self:
+        if self.runtime == "lambda":
+            if self.timeout_seconds > LAMBDA_MAX_TIMEOUT_SECONDS:
+                raise ValueError(
+                    f"timeout_seconds {self.timeout_seconds} is over Lambda's 15-minute cap "
+                    f"({LAMBDA_MAX_TIMEOUT_SECONDS} s): use runtime 'fargate'"
+                )
+            if not 128 <= self.memory <= 10240:
+                raise ValueError("Lambda memory must be 128..10240 MiB")
+        else:
+            if self.cpu not in FARGATE_MEMORY_BY_CPU:
+                raise ValueError(f"Fargate cpu must be one of {sorted(FARGATE_MEMORY_BY_CPU)}")
+            if self.memory not in FARGATE_MEMORY_BY_CPU[self.cpu]:
+                raise ValueError(
+                    f"memory {self.memory} is not valid with cpu {self.cpu} on Fargate"
+                )
+        return self
+
+
+def _default_jobs() -> dict[str, JobSettings]:
+    return {
+        "checksum": JobSettings(runtime="lambda", timeout_seconds=60, memory=512),
+        "render": JobSettings(runtime="fargate", timeout_seconds=1800, cpu=1024, memory=2048),
+    }
+
+
+class JobsSettings(_Strict):
+    catalogue: dict[Name, JobSettings] = Field(default_factory=_default_jobs, min_length=1)
+    result_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    """How long a presigned result/failure URL stays valid."""
+
+
 class LimitSettings(_Strict):
     max_sessions_per_user: int = Field(default=3, ge=1, le=100)
     max_worker_tasks: int = Field(default=10, ge=0, le=1000)
@@ -218,6 +264,7 @@ class Settings(_Strict):
     env: EnvironmentSettings = Field(default_factory=EnvironmentSettings)
     vpc: VpcSettings = Field(default_factory=VpcSettings)
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     logs: LogSettings = Field(default_factory=LogSettings)

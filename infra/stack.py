@@ -11,6 +11,7 @@ from constructs import Construct
 from infra.api import BerthApi
 from infra.compute import ComputeCore
 from infra.functions import LambdaBaseline
+from infra.jobs import Jobs
 from infra.live import LiveUpdates
 from infra.network import Network
 from infra.sessions import Sessions
@@ -88,6 +89,20 @@ class BerthStack(Stack):
             baseline=self.baseline,
             api=self.api,
             live=self.live,
+            log_retention=retention,
+            removal_policy=removal,
+            name=settings.prefix,
+        )
+        self.jobs = Jobs(
+            self,
+            "Jobs",
+            settings=settings.jobs,
+            network=self.network,
+            cluster=self.compute.cluster,
+            results_bucket=self.storage.results_bucket,
+            failures_bucket=self.storage.failures_bucket,
+            baseline=self.baseline,
+            api=self.api,
             log_retention=retention,
             removal_policy=removal,
             name=settings.prefix,

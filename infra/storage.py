@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import CfnOutput, Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -34,6 +37,18 @@ def secure_bucket(
         removal_policy=removal_policy,
         auto_delete_objects=False,
     )
+
+
+def grant_objects(
+    bucket: s3.IBucket, grantee: iam.IGrantable, prefix: str, actions: Sequence[str]
+) -> str:
+    """Exactly ``actions`` on the objects under ``prefix`` (CDK's grant_* add more); returns
+    the resource ARN pattern so callers can acknowledge its wildcard."""
+    resource = bucket.arn_for_objects(f"{prefix}*")
+    grantee.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(actions=list(actions), resources=[resource])
+    )
+    return resource
 
 
 class Storage(Construct):

@@ -12,8 +12,6 @@ Every write that changes whether a session is live updates all three in one tran
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sessions.models import Session
+from shared.pagination import query_user_page
 
 BY_USER = "by_user"
 BY_ACTIVITY = "by_activity"
@@ -30,10 +29,6 @@ ENDED_RECORD_RETENTION_SECONDS = 30 * 24 * 3600
 
 class Conflict(Exception):
     """The record changed since it was read (another writer won); re-read and decide again."""
-
-
-class InvalidToken(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -73,20 +68,8 @@ class SessionRepository:
     def list_for_user(
         self, user: str, limit: int, token: str | None
     ) -> tuple[list[Session], str | None]:
-        query: dict[str, Any] = {
-            "IndexName": BY_USER,
-            "KeyConditionExpression": "#u = :u",
-            "ExpressionAttributeNames": {"#u": "user"},
-            "ExpressionAttributeValues": {":u": user},
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if token:
-            query["ExclusiveStartKey"] = decode_token(token, user)
-        response = self.table.query(**query)
-        items = [Session.from_record(item) for item in response.get("Items", [])]
-        last = response.get("LastEvaluatedKey")
-        return items, encode_token(last) if last else None
+        items, next_token = query_user_page(self.table, BY_USER, user, limit, token)
+        return [Session.from_record(item) for item in items], next_token
 
     def active(self) -> list[Session]:
         """Every session not yet ended (the reaper's worklist)."""
@@ -214,24 +197,3 @@ def _attr(value: Any) -> str | None:
     if isinstance(value, dict):
         return str(value.get("S")) if value.get("S") is not None else None
     return str(value) if value is not None else None
-
-
-def encode_token(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode().rstrip("=")
-
-
-def decode_token(token: str, user: str) -> dict[str, Any]:
-    """A token is only good for the user whose listing produced it."""
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidToken("next_token is not a token this API issued") from exc
-    if (
-        not isinstance(key, dict)
-        or set(key) != {"pk", "user", "id"}
-        or key.get("user") != user
-        or not all(isinstance(v, str) for v in key.values())
-    ):
-        raise InvalidToken("next_token is not a token this API issued")
-    return key

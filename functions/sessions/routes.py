@@ -10,9 +10,9 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from sessions.models import SESSION_ID_PATTERN, CreateSession, SessionList, SessionOut
-from sessions.repository import InvalidToken
 from sessions.service import SessionService
 from shared.api import ApiError, NotFound, caller_id
+from shared.pagination import InvalidToken
 
 router = Router()
 

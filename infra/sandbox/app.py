@@ -110,8 +110,13 @@ def start(options: SandboxOptions) -> Sandbox:
             # API Gateway's management API is not emulated over the network; moto's accepts
             # post_to_connection, so pushes succeed (and go nowhere) locally.
             environment["BERTH_WEBSOCKET_ENDPOINT"] = emulator.endpoint
+        code_path = described["code_path"]
         functions[logical_id] = LocalFunction(
-            described["name"], described["handler"], environment, options.concurrency
+            described["name"],
+            described["handler"],
+            environment,
+            options.concurrency,
+            code_path=str(code_path) if code_path else None,
         )
 
     def invoke(logical_id: str, event: dict[str, Any]) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import threading
 import time
 import warnings
@@ -130,15 +131,58 @@ def deploy(emulator: Emulator, assembly: Path, stack_name: str) -> Deployment:
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     deployment = Deployment(stack_name, template, physical, outputs)
     lambda_client = emulator.client("lambda")
-    for logical_id in deployment.resources("AWS::Lambda::Function"):
+    images = json.loads((assembly / f"{stack_name}.assets.json").read_text()).get(
+        "dockerImages", {}
+    )
+    for logical_id, resource in deployment.resources("AWS::Lambda::Function").items():
         configuration = lambda_client.get_function_configuration(FunctionName=physical[logical_id])
+        props = resource["Properties"]
+        code_path: Path | None = None
+        if props.get("PackageType") == "Image":
+            # No Docker locally: run the image's Python code from its build context.
+            image = images[_image_hash(props["Code"]["ImageUri"])]["source"]
+            code_path = assembly / image["directory"]
+            command = props.get("ImageConfig", {}).get("Command") or dockerfile_cmd(
+                code_path / "Dockerfile", image.get("dockerBuildTarget")
+            )
+            handler = command[0]
+        else:
+            handler = configuration["Handler"]
         deployment.functions[logical_id] = {
             "name": configuration["FunctionName"],
-            "handler": configuration["Handler"],
+            "handler": handler,
+            "code_path": code_path,
             "environment": configuration.get("Environment", {}).get("Variables", {}),
         }
     bridge_gaps(emulator, deployment)
     return deployment
+
+
+def _image_hash(image_uri: Any) -> str:
+    """The asset hash at the end of a CDK image URI (a Fn::Sub string in the template)."""
+    text = json.dumps(image_uri)
+    found = re.search(r":([0-9a-f]{64})", text)
+    if not found:
+        raise ValueError(f"not a CDK asset image: {text}")
+    return found.group(1)
+
+
+def dockerfile_cmd(dockerfile: Path, target: str | None) -> list[str]:
+    """The exec-form CMD of ``target``'s stage (the last stage when no target is given)."""
+    stage: str | None = None
+    commands: dict[str | None, list[str]] = {}
+    for line in dockerfile.read_text().splitlines():
+        found = re.match(r"\s*FROM\s+\S+(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
+        if found:
+            stage = found.group(1)
+            continue
+        found = re.match(r"\s*CMD\s+(\[.*\])\s*$", line, re.IGNORECASE)
+        if found:
+            commands[stage] = json.loads(found.group(1))
+    chosen = commands.get(target) if target else next(reversed(commands.values()), None)
+    if not chosen:
+        raise ValueError(f"{dockerfile} has no exec-form CMD for target {target!r}")
+    return chosen
 
 
 def bridge_gaps(emulator: Emulator, deployment: Deployment) -> None:

@@ -39,13 +39,16 @@ class LocalContext:
         return 29_000
 
 
-def _cold_start(handler: str, environment: dict[str, str], name: str) -> None:
+def _cold_start(
+    handler: str, environment: dict[str, str], name: str, code_path: str | None
+) -> None:
     global _handler, _function_name
     os.environ.update(environment)
     # Powertools warns when an invocation published no metric; locally that is only noise.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
-    if str(FUNCTIONS_DIR) not in sys.path:
-        sys.path.insert(0, str(FUNCTIONS_DIR))
+    path = code_path or str(FUNCTIONS_DIR)
+    if path not in sys.path:
+        sys.path.insert(0, path)
     module_name, function = handler.rsplit(".", 1)
     _handler = getattr(importlib.import_module(module_name), function)
     _function_name = name
@@ -62,15 +65,21 @@ def _invoke(event: dict[str, Any]) -> Any:
 
 class LocalFunction:
     def __init__(
-        self, name: str, handler: str, environment: dict[str, str], concurrency: int = 4
+        self,
+        name: str,
+        handler: str,
+        environment: dict[str, str],
+        concurrency: int = 4,
+        code_path: str | None = None,
     ) -> None:
+        """``code_path``: where the handler's package lives (default: functions/)."""
         self.name = name
         self.handler = handler
         self._pool = ProcessPoolExecutor(
             max_workers=concurrency,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_cold_start,
-            initargs=(handler, environment, name),
+            initargs=(handler, environment, name, code_path),
         )
 
     def invoke(self, event: dict[str, Any], timeout: float = 60) -> Any:

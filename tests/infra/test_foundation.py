@@ -136,35 +136,63 @@ def test_cluster_has_container_insights_and_fargate_capacity_providers(synth: Sy
 
 def test_profile_images_are_docker_assets_built_from_containers(synth: Synth) -> None:
     assets = json.loads((synth.outdir / "berth.assets.json").read_text())
-    sources = sorted(image["source"]["directory"] for image in assets["dockerImages"].values())
+    images = [image["source"] for image in assets["dockerImages"].values()]
     # synth only copies each containers/<dir> into cdk.out: no Docker daemon is involved
-    assert len(sources) == len({p.image for p in synth.stack.settings.sessions.profiles.values()})
-    for directory in sources:
-        assert (synth.outdir / directory / "Dockerfile").is_file()
+    for source in images:
+        assert (synth.outdir / source["directory"] / "Dockerfile").is_file()
+    targets = sorted(source.get("dockerBuildTarget", "") for source in images)
+    profiles = {p.image for p in synth.stack.settings.sessions.profiles.values()}
+    # one untargeted image per profile, and the jobs Dockerfile's two targets
+    assert targets == sorted([""] * len(profiles) + ["fargate-image", "lambda-image"])
 
 
 # --- functions -----------------------------------------------------------------------------
 
 
-def test_every_function_is_arm64_traced_with_powertools_layer_and_own_log_group(
-    synth: Synth,
-) -> None:
+def test_every_function_is_arm64_traced_with_its_own_log_group(synth: Synth) -> None:
     functions = synth.resources("AWS::Lambda::Function")
     assert functions, "the API must have at least its health function"
     for logical_id, function in functions.items():
         props = function["Properties"]
         assert props["Architectures"] == ["arm64"], logical_id
-        assert props["Runtime"] == "python3.14", logical_id
         assert props["TracingConfig"] == {"Mode": "Active"}, logical_id
+        assert "Ref" in json.dumps(props["LoggingConfig"]["LogGroup"]), logical_id
+        env = props["Environment"]["Variables"]
+        assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"} <= set(env)
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "berth"
+
+
+def test_python_functions_use_the_current_runtime_and_the_powertools_layer(
+    synth: Synth,
+) -> None:
+    zipped = {
+        key: f["Properties"]
+        for key, f in synth.resources("AWS::Lambda::Function").items()
+        if f["Properties"].get("PackageType") != "Image"
+    }
+    assert len(zipped) >= 2
+    for logical_id, props in zipped.items():
+        assert props["Runtime"] == "python3.14", logical_id
         (layer,) = props["Layers"]
         rendered = json.dumps(layer)
         assert f":{POWERTOOLS_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:" in (
             rendered
         )
-        assert "Ref" in json.dumps(props["LoggingConfig"]["LogGroup"]), logical_id
-        env = props["Environment"]["Variables"]
-        assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"} <= set(env)
-        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "berth"
+
+
+def test_container_functions_are_the_job_image_without_a_layer(synth: Synth) -> None:
+    images = {
+        key: f["Properties"]
+        for key, f in synth.resources("AWS::Lambda::Function").items()
+        if f["Properties"].get("PackageType") == "Image"
+    }
+    assert sorted(k.rstrip("0123456789ABCDEF") for k in images) == [
+        "JobsFailureWriter",
+        "JobsJobFunction",
+    ]
+    for props in images.values():
+        assert "Layers" not in props
+        assert "ImageUri" in props["Code"]
 
 
 def test_log_groups_have_the_configured_retention(synth: Synth) -> None:

@@ -57,8 +57,16 @@ def test_session_table_is_encrypted_with_pitr_ttl_and_user_index(synth: Synth) -
     assert table["DeletionPolicy"] == "Retain"
 
 
+def session_task_definitions(synth: Synth) -> dict[str, dict[str, Any]]:
+    return {
+        key: d
+        for key, d in synth.resources("AWS::ECS::TaskDefinition").items()
+        if key.startswith("Sessions")
+    }
+
+
 def test_one_fargate_task_definition_per_profile_with_empty_task_role(synth: Synth) -> None:
-    definitions = synth.resources("AWS::ECS::TaskDefinition")
+    definitions = session_task_definitions(synth)
     families = sorted(d["Properties"]["Family"] for d in definitions.values())
     assert families == ["berth-session-chroma", "berth-session-default"]
     for definition in definitions.values():
@@ -81,7 +89,7 @@ def test_one_fargate_task_definition_per_profile_with_empty_task_role(synth: Syn
 
 def test_profile_sizes_and_ports_come_from_settings(synth: Synth) -> None:
     profiles = synth.stack.settings.sessions.profiles
-    for definition in synth.resources("AWS::ECS::TaskDefinition").values():
+    for definition in session_task_definitions(synth).values():
         props = definition["Properties"]
         profile = profiles[props["Family"].removeprefix("berth-session-")]
         assert props["Cpu"] == str(profile.cpu)
@@ -104,7 +112,7 @@ def test_run_task_is_limited_to_the_profiles_task_definitions_in_berths_cluster(
 def test_pass_role_is_limited_to_the_task_and_execution_roles(synth: Synth) -> None:
     (passing,) = [s for s in statements_of(synth, "SessionsApi") if "iam:PassRole" in actions(s)]
     expected = set()
-    for definition in synth.resources("AWS::ECS::TaskDefinition").values():
+    for definition in session_task_definitions(synth).values():
         props = definition["Properties"]
         expected.add(props["TaskRoleArn"]["Fn::GetAtt"][0])
         expected.add(props["ExecutionRoleArn"]["Fn::GetAtt"][0])

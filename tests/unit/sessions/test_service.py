@@ -184,7 +184,7 @@ def test_list_is_newest_first_and_paginates(service: SessionService, clock: Fake
 
 
 def test_a_token_is_only_good_for_its_user(service: SessionService, clock: FakeClock) -> None:
-    from sessions.repository import InvalidToken
+    from shared.pagination import InvalidToken
 
     service.create(ALICE, "default", None)
     clock.advance(1)

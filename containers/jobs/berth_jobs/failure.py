@@ -1,0 +1,44 @@
+"""The state machine's Catch path: always leave ``failures/<job_id>.zip`` with what is known.
+
+Merges into the runner's own failure ZIP (traceback) when there is one, adding Step
+Functions' error and cause, the input and a pointer to the logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from berth_jobs import environment as env
+from berth_jobs.archive import failure_key, zip_documents
+
+
+def write_failure(s3: Any, bucket: str, event: dict[str, Any]) -> str:
+    job_id = str(event.get("job_id") or "unknown")
+    key = failure_key(job_id)
+    try:
+        existing = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404"}:
+            raise
+        existing = None
+    error = event.get("error") or {}
+    document = {
+        "job_id": job_id,
+        "name": event.get("name"),
+        "error": error.get("Error", "States.Unknown"),
+        "cause": error.get("Cause", ""),
+        "logs": event.get("logs", ""),
+    }
+    archive = zip_documents(
+        {"state-machine-error.json": document, "input.json": event.get("input")}, base=existing
+    )
+    s3.put_object(Bucket=bucket, Key=key, Body=archive)
+    return key
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    key = write_failure(boto3.client("s3"), env.require(env.FAILURES_BUCKET), event)
+    return {"failure_key": key}

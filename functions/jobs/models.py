@@ -1,0 +1,103 @@
+"""Jobs: the record, its API models and the input limits of the two runtimes."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sessions.models import _plain, iso
+
+# Step Functions caps an execution's input at 256 KB; ECS caps RunTask overrides at 8 KB,
+# and a Fargate job's input travels as one environment variable in them.
+MAX_INPUT_BYTES = {"lambda": 200 * 1024, "fargate": 6 * 1024}
+JOB_ID_PATTERN = r"^job_[0-9a-f]{32}$"
+
+
+class JobStatus(StrEnum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+def new_job_id(now: float) -> str:
+    return f"job_{int(now * 1000):012x}{secrets.token_hex(10)}"
+
+
+def idempotent_job_id(user: str, key: str) -> str:
+    """The same caller and key always name the same job (and Step Functions execution)."""
+    digest = hashlib.sha256(f"{user}\0{key}".encode()).hexdigest()
+    return f"job_{digest[:32]}"
+
+
+def input_digest(name: str, payload: Any, canonical: str) -> str:
+    return hashlib.sha256(f"{name}\0{canonical}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    user: str
+    name: str
+    runtime: str
+    created_at: float
+    request_digest: str
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Job:
+        fields = set(cls.__dataclass_fields__)
+        return cls(**{k: _plain(v) for k, v in record.items() if k in fields})
+
+
+class CreateJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9-]*$")
+    input: dict[str, Any] = Field(default_factory=dict, description="The job's input object")
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Retrying with the same key returns the same job instead of a new one.",
+    )
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    failure_url: str | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str
+    runtime: str
+    status: JobStatus
+    created_at: str
+    finished_at: str | None = None
+    result_url: str | None = None
+    error: JobError | None = None
+
+    @classmethod
+    def of(cls, job: Job, status: JobStatus = JobStatus.RUNNING, **extra: Any) -> JobOut:
+        return cls(
+            id=job.id,
+            name=job.name,
+            runtime=job.runtime,
+            status=status,
+            created_at=iso(job.created_at) or "",
+            **extra,
+        )
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+    next_token: str | None = None

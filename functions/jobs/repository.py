@@ -1,0 +1,45 @@
+"""The jobs table: ``pk`` = job id, indexed ``by_user`` (user, id) for the caller's listing."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from jobs.models import Job
+from shared.pagination import query_user_page
+
+BY_USER = "by_user"
+
+
+class JobRepository:
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def create(self, job: Job) -> Job | None:
+        """Stores ``job``; returns the job already stored under its id instead, if any."""
+        record = {
+            "pk": job.id,
+            **{
+                k: Decimal(str(round(v, 3))) if isinstance(v, float) else v
+                for k, v in job.to_record().items()
+            },
+        }
+        try:
+            self.table.put_item(Item=record, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return self.get(job.id)
+        return None
+
+    def get(self, job_id: str) -> Job | None:
+        item = self.table.get_item(Key={"pk": job_id}, ConsistentRead=True).get("Item")
+        return Job.from_record(item) if item else None
+
+    def list_for_user(
+        self, user: str, limit: int, token: str | None
+    ) -> tuple[list[Job], str | None]:
+        items, next_token = query_user_page(self.table, BY_USER, user, limit, token)
+        return [Job.from_record(item) for item in items], next_token

@@ -1,0 +1,64 @@
+"""HTTP routes for jobs (DESIGN.md contract)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+
+from jobs.models import JOB_ID_PATTERN, CreateJob, JobList, JobOut
+from jobs.service import JobService
+from shared.api import ApiError, NotFound, caller_id
+from shared.pagination import InvalidToken
+
+router = Router()
+
+
+def service() -> JobService:
+    return router.context["jobs"]  # type: ignore[no-any-return]
+
+
+@router.post(
+    "/jobs",
+    summary="Start a job by name (the catalogue picks Lambda or Fargate)",
+    responses={
+        200: {"description": "The job this idempotency_key already started"},
+        202: {"description": "Started", "content": {"application/json": {"model": JobOut}}},
+        400: {"description": "Unknown job name, input too large, unknown fields"},
+        409: {"description": "idempotency_key reused for a different request"},
+    },
+    tags=["jobs"],
+)
+def start_job(body: CreateJob) -> Response[str]:
+    user = caller_id(router.current_event.raw_event)
+    job, started = service().start(user, body.name, body.input, body.idempotency_key)
+    return Response(202 if started else 200, content_types.APPLICATION_JSON, job.model_dump_json())
+
+
+@router.get("/jobs", summary="The caller's jobs, newest first", tags=["jobs"])
+def list_jobs(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> JobList:
+    try:
+        jobs, token = service().list_jobs(
+            caller_id(router.current_event.raw_event), limit, next_token
+        )
+    except InvalidToken as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from None
+    return JobList(items=jobs, next_token=token)
+
+
+@router.get(
+    "/jobs/<job_id>",
+    summary="A job's status, with a short-lived result_url or error when done",
+    tags=["jobs"],
+)
+def get_job(job_id: Annotated[str, Path(description="A job id (job_...)")]) -> JobOut:
+    user = caller_id(router.current_event.raw_event)
+    if not re.fullmatch(JOB_ID_PATTERN, job_id):
+        raise NotFound("job")
+    return service().get(user, job_id)

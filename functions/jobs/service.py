@@ -1,0 +1,160 @@
+"""Jobs logic: validate against the catalogue, start the execution, report its outcome."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from jobs.config import JobsConfig
+from jobs.models import (
+    MAX_INPUT_BYTES,
+    Job,
+    JobError,
+    JobOut,
+    JobStatus,
+    idempotent_job_id,
+    input_digest,
+    new_job_id,
+)
+from jobs.repository import JobRepository
+from shared.api import ApiError, NotFound
+
+FINISHED = {"SUCCEEDED": JobStatus.SUCCEEDED}
+FAILED_STATES = {"FAILED", "TIMED_OUT", "ABORTED"}
+MAX_ERROR_CHARS = 2000
+
+
+class JobService:
+    def __init__(
+        self,
+        *,
+        config: JobsConfig,
+        repository: JobRepository,
+        stepfunctions: Any,
+        s3: Any,
+        clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.repo = repository
+        self.sfn = stepfunctions
+        self.s3 = s3
+        self.clock = clock
+
+    def start(
+        self, user: str, name: str, payload: dict[str, Any], idempotency_key: str | None
+    ) -> tuple[JobOut, bool]:
+        """``(job, True)`` when this call started it; a retry with the same key gets it back."""
+        spec = self.config.catalogue.get(name)
+        if spec is None:
+            known = ", ".join(sorted(self.config.catalogue))
+            raise ApiError(400, "unknown_job", f"unknown job {name!r}; known: {known}")
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        limit = MAX_INPUT_BYTES[spec.runtime]
+        if len(canonical.encode()) > limit:
+            raise ApiError(
+                400,
+                "input_too_large",
+                f"input is {len(canonical.encode())} bytes; {spec.runtime} jobs take at most "
+                f"{limit} bytes",
+            )
+        now = self.clock()
+        job = Job(
+            id=idempotent_job_id(user, idempotency_key) if idempotency_key else new_job_id(now),
+            user=user,
+            name=name,
+            runtime=spec.runtime,
+            created_at=now,
+            request_digest=input_digest(name, payload, canonical),
+        )
+        existing = self.repo.create(job)
+        if existing is not None:
+            if existing.user != user or existing.request_digest != job.request_digest:
+                raise ApiError(
+                    409,
+                    "idempotency_key_reused",
+                    "this idempotency_key was used for a different job request",
+                )
+            job = existing
+        self._start_execution(job, payload)
+        return self.describe(job), existing is None
+
+    def get(self, user: str, job_id: str) -> JobOut:
+        job = self.repo.get(job_id)
+        if job is None or job.user != user:
+            raise NotFound("job")
+        return self.describe(job)
+
+    def list_jobs(
+        self, user: str, limit: int, token: str | None
+    ) -> tuple[list[JobOut], str | None]:
+        jobs, next_token = self.repo.list_for_user(user, limit, token)
+        return [JobOut.of(job, self._status_only(job)) for job in jobs], next_token
+
+    def describe(self, job: Job) -> JobOut:
+        execution = self._execution(job)
+        if execution is None:
+            return JobOut.of(job, JobStatus.RUNNING)
+        status = execution["status"]
+        finished = _iso(execution.get("stopDate"))
+        if status == "SUCCEEDED":
+            url = self._presign(self.config.results_bucket, f"results/{job.id}.zip")
+            return JobOut.of(job, JobStatus.SUCCEEDED, finished_at=finished, result_url=url)
+        if status in FAILED_STATES:
+            error = JobError(
+                code=str(execution.get("error") or status),
+                message=str(execution.get("cause") or f"the execution ended {status}")[
+                    :MAX_ERROR_CHARS
+                ],
+                failure_url=self._presign(self.config.failures_bucket, f"failures/{job.id}.zip"),
+            )
+            return JobOut.of(job, JobStatus.FAILED, finished_at=finished, error=error)
+        return JobOut.of(job, JobStatus.RUNNING)
+
+    def _status_only(self, job: Job) -> JobStatus:
+        execution = self._execution(job)
+        if execution is None or execution["status"] == "RUNNING":
+            return JobStatus.RUNNING
+        return JobStatus.SUCCEEDED if execution["status"] == "SUCCEEDED" else JobStatus.FAILED
+
+    def _execution_arn(self, job_id: str) -> str:
+        return f"{self.config.state_machine_arn.replace(':stateMachine:', ':execution:')}:{job_id}"
+
+    def _execution(self, job: Job) -> dict[str, Any] | None:
+        try:
+            return dict(self.sfn.describe_execution(executionArn=self._execution_arn(job.id)))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+                return None
+            raise
+
+    def _start_execution(self, job: Job, payload: dict[str, Any]) -> None:
+        """Execution name = job id: Step Functions itself refuses a second execution."""
+        try:
+            self.sfn.start_execution(
+                stateMachineArn=self.config.state_machine_arn,
+                name=job.id,
+                input=json.dumps({"name": job.name, "input": payload}),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+                raise
+
+    def _presign(self, bucket: str, key: str) -> str:
+        return str(
+            self.s3.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": bucket, "Key": key},
+                ExpiresIn=self.config.result_url_seconds,
+            )
+        )
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return str(value)

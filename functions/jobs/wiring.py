@@ -1,0 +1,32 @@
+"""Builds the job service from the environment, once per cold start."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import boto3
+
+from jobs.config import JobsConfig
+from jobs.repository import JobRepository
+from jobs.service import JobService
+
+
+def build_service(
+    config: JobsConfig, *, session: Any = None, clock: Callable[[], float] = time.time
+) -> JobService:
+    aws = session or boto3.session.Session()
+    return JobService(
+        config=config,
+        repository=JobRepository(aws.resource("dynamodb").Table(config.jobs_table)),
+        stepfunctions=aws.client("stepfunctions"),
+        s3=aws.client("s3"),
+        clock=clock,
+    )
+
+
+@cache
+def service_from_env() -> JobService:
+    return build_service(JobsConfig.from_env())

@@ -1,0 +1,542 @@
+"""Jobs: a Step Functions chooser that runs each job on Lambda or Fargate (seed 003).
+
+The state machine trusts nothing but the catalogue in the settings: its first state checks
+the input's shape and the job name; an unknown name can never reach a runtime. Every failure
+(bad input, unknown job, Lambda error, task error, non-zero exit, timeout) goes through the
+failure writer, so each execution leaves ``results/<id>.zip`` or ``failures/<id>.zip``.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.api import BerthApi
+from infra.cfn import depend_only_on_policy
+from infra.functions import LambdaBaseline
+from infra.live import secure_table
+from infra.nag import acknowledge, acknowledge_wildcard
+from infra.network import Network
+from infra.settings import CONTAINERS_DIR, JobSettings, JobsSettings
+from infra.storage import grant_objects
+from jobs.config import JobsConfig, JobSpec
+from jobs.repository import BY_USER
+
+JOBS_IMAGE_DIR = CONTAINERS_DIR / "jobs"
+CONTAINER_NAME = "job"
+FAILURE_HANDLER = "berth_jobs.failure.handler"
+STRING = dynamodb.AttributeType.STRING
+
+ROUTES = [("POST", "/jobs"), ("GET", "/jobs"), ("GET", "/jobs/{job_id}")]
+
+ECS_TRANSIENT_ERRORS = [
+    "ECS.AmazonECSException",
+    "ECS.ServerException",
+    "ECS.LimitExceededException",
+    "ECS.ThrottlingException",
+]
+LAMBDA_TRANSIENT_ERRORS = ["Lambda.TooManyRequestsException"]
+
+
+class Jobs(Construct):
+    """Exposes ``state_machine``, ``job_function``, ``failure_function``,
+    ``task_definition`` and ``table``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: JobsSettings,
+        network: Network,
+        cluster: ecs.ICluster,
+        results_bucket: s3.IBucket,
+        failures_bucket: s3.IBucket,
+        baseline: LambdaBaseline,
+        api: BerthApi,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+        name: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.settings = settings
+        catalogue = settings.catalogue
+        lambda_jobs = {k: v for k, v in catalogue.items() if v.runtime == "lambda"}
+        fargate_jobs = {k: v for k, v in catalogue.items() if v.runtime == "fargate"}
+        runner_env = {
+            "BERTH_RESULTS_BUCKET": results_bucket.bucket_name,
+            "BERTH_FAILURES_BUCKET": failures_bucket.bucket_name,
+        }
+
+        # --- the runtimes ---------------------------------------------------------------------
+        lambda_image = lambda_.Code.from_asset_image(
+            str(JOBS_IMAGE_DIR),
+            target="lambda-image",
+            platform=ecr_assets.Platform.LINUX_ARM64,
+            exclude=["**/__pycache__", "**/*.pyc"],
+        )
+        self.job_function = baseline.image_function(
+            self,
+            "JobFunction",
+            code=lambda_image,
+            service="jobs-runner",
+            description="Runs the catalogue's Lambda jobs (sized for the largest)",
+            environment=runner_env,
+            timeout=Duration.seconds(
+                max((j.timeout_seconds for j in lambda_jobs.values()), default=60)
+            ),
+            memory_mb=max((j.memory for j in lambda_jobs.values()), default=512),
+        )
+        self.failure_function = baseline.image_function(
+            self,
+            "FailureWriter",
+            code=lambda_.Code.from_asset_image(
+                str(JOBS_IMAGE_DIR),
+                target="lambda-image",
+                platform=ecr_assets.Platform.LINUX_ARM64,
+                exclude=["**/__pycache__", "**/*.pyc"],
+                cmd=[FAILURE_HANDLER],
+            ),
+            service="jobs-failures",
+            description="Writes failures/<job_id>.zip on every failed job",
+            environment=runner_env,
+            timeout=Duration.seconds(60),
+            memory_mb=256,
+        )
+        self.task_definition = self._task_definition(
+            fargate_jobs, runner_env, log_retention, removal_policy, name
+        )
+        runners: list[lambda_.Function | iam.IRole] = [
+            self.job_function,
+            self.task_definition.task_role,
+        ]
+        for runner in runners:
+            self._grant(runner, results_bucket, "results/", ["s3:PutObject"])
+            self._grant(runner, failures_bucket, "failures/", ["s3:PutObject"])
+        self._grant(
+            self.failure_function, failures_bucket, "failures/", ["s3:GetObject", "s3:PutObject"]
+        )
+
+        # --- the chooser ----------------------------------------------------------------------
+        self.state_machine = self._state_machine(
+            catalogue, network, cluster, log_retention, removal_policy
+        )
+        self._tighten_state_machine_policy(cluster)
+        depend_only_on_policy(self.state_machine, self.state_machine.role)
+
+        # --- the API --------------------------------------------------------------------------
+        self.table = secure_table(self, "Table", removal_policy=removal_policy)
+        self.table.add_global_secondary_index(
+            index_name=BY_USER,
+            partition_key=dynamodb.Attribute(name="user", type=STRING),
+            sort_key=dynamodb.Attribute(name="id", type=STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        self.api_function = baseline.function(
+            self,
+            "Api",
+            handler="jobs.handler.handler",
+            service="jobs",
+            description="Jobs API: start, status with presigned result URLs, list",
+            environment=JobsConfig.environment(
+                jobs_table=self.table.table_name,
+                state_machine_arn=self.state_machine.state_machine_arn,
+                results_bucket=results_bucket.bucket_name,
+                failures_bucket=failures_bucket.bucket_name,
+                catalogue=Stack.of(self).to_json_string(
+                    {k: JobSpec(runtime=v.runtime).model_dump() for k, v in catalogue.items()}
+                ),
+                result_url_seconds=settings.result_url_seconds,
+            ),
+        )
+        self.table.grant_read_write_data(self.api_function)
+        acknowledge_wildcard(
+            self.api_function,
+            f"{self.table.table_arn}/index/*",
+            "Covers only this table's own index (by_user).",
+        )
+        self.state_machine.grant_start_execution(self.api_function)
+        self.api_function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:DescribeExecution"],
+                resources=[self._execution_arns()],
+            )
+        )
+        acknowledge_wildcard(
+            self.api_function,
+            self._execution_arns(),
+            "Execution names are job ids made at run time; scoped to this state machine.",
+        )
+        self._grant(self.api_function, results_bucket, "results/", ["s3:GetObject"])
+        self._grant(self.api_function, failures_bucket, "failures/", ["s3:GetObject"])
+        api.add_routes(self.api_function, ROUTES)
+        CfnOutput(
+            self,
+            "StateMachineArn",
+            key="JobsStateMachineArn",
+            value=self.state_machine.state_machine_arn,
+            description="Start jobs directly: aws stepfunctions start-execution",
+        )
+
+    def _grant(
+        self,
+        target: lambda_.Function | iam.IRole,
+        bucket: s3.IBucket,
+        prefix: str,
+        actions: list[str],
+    ) -> None:
+        resource = grant_objects(bucket, target, prefix, actions)
+        acknowledge_wildcard(
+            target,
+            resource,
+            "Object keys are job ids made at run time; scoped to one prefix of one bucket.",
+        )
+
+    def _tighten_state_machine_policy(self, cluster: ecs.ICluster) -> None:
+        """CDK's task integrations grant more than the chooser uses: invoke on every
+        version (``<fn>:*``; berth invokes the unqualified function) and ECS
+        Describe/StopTask on ``*`` (berth's tasks run in one cluster). Rewrite the role's
+        policy to exactly what runs; the rest of ``*`` is what AWS requires (log delivery,
+        X-Ray)."""
+        policy = self.state_machine.role.node.find_child("DefaultPolicy")
+        cfn_policy = policy.node.default_child
+        if not isinstance(cfn_policy, iam.CfnPolicy):
+            raise TypeError("the state machine role has no CloudFormation policy")
+        stack = Stack.of(self)
+        document = stack.resolve(policy.document)  # type: ignore[attr-defined]
+        task_actions = {"ecs:DescribeTasks", "ecs:StopTask"}
+        statements = []
+        for statement in document["Statement"]:
+            actions = statement["Action"]
+            actions = [actions] if isinstance(actions, str) else list(actions)
+            resources = statement["Resource"]
+            resources = resources if isinstance(resources, list) else [resources]
+            if actions == ["lambda:InvokeFunction"]:
+                resources = [r for r in resources if "Fn::Join" not in r]
+            if resources == ["*"]:
+                actions = [a for a in actions if a not in task_actions]
+            if actions:
+                statements.append(
+                    {
+                        **statement,
+                        "Action": actions if len(actions) > 1 else actions[0],
+                        "Resource": resources if len(resources) > 1 else resources[0],
+                    }
+                )
+        statements.append(
+            {
+                "Action": sorted(task_actions),
+                "Effect": "Allow",
+                "Resource": stack.resolve(
+                    stack.format_arn(
+                        service="ecs", resource="task", resource_name=f"{cluster.cluster_name}/*"
+                    )
+                ),
+            }
+        )
+        cfn_policy.policy_document = {"Version": "2012-10-17", "Statement": statements}
+        acknowledge(
+            self.state_machine.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "CloudWatch Logs delivery (logs:*LogDelivery, DescribeLogGroups, resource policies) "
+            "and X-Ray tracing support no resource-level permissions.",
+        )
+        acknowledge_wildcard(
+            self.state_machine.role,
+            stack.format_arn(
+                service="ecs", resource="task", resource_name=f"{cluster.cluster_name}/*"
+            ),
+            "The .sync integration polls and stops the task it started; task ids are made at "
+            "run time, scoped to berth's cluster.",
+        )
+
+    def _execution_arns(self) -> str:
+        return Stack.of(self).format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{self.state_machine.state_machine_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+    def _task_definition(
+        self,
+        fargate_jobs: dict[str, JobSettings],
+        runner_env: dict[str, str],
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+        name: str,
+    ) -> ecs.FargateTaskDefinition:
+        # Sized for the largest Fargate job; each job's own size comes as a RunTask override.
+        largest = max(fargate_jobs.values(), key=lambda j: (j.cpu, j.memory), default=None)
+        cpu, memory = (largest.cpu, largest.memory) if largest else (256, 512)
+        log_group = logs.LogGroup(
+            self, "JobLogs", retention=log_retention, removal_policy=removal_policy
+        )
+        definition = ecs.FargateTaskDefinition(
+            self,
+            "JobTask",
+            family=f"{name}-job-runner",
+            cpu=cpu,
+            memory_limit_mib=memory,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.ARM64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+        )
+        definition.add_container(
+            CONTAINER_NAME,
+            container_name=CONTAINER_NAME,
+            image=ecs.ContainerImage.from_asset(
+                str(JOBS_IMAGE_DIR),
+                target="fargate-image",
+                platform=ecr_assets.Platform.LINUX_ARM64,
+                exclude=["**/__pycache__", "**/*.pyc"],
+            ),
+            memory_limit_mib=memory,
+            environment={**runner_env, "BERTH_JOB_LOG_GROUP": log_group.log_group_name},
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="job", log_group=log_group),
+        )
+        acknowledge(
+            definition,
+            "AwsSolutions-ECS2",
+            "The environment holds bucket names and the log group (not secrets); the job "
+            "itself comes as RunTask overrides.",
+        )
+        if definition.execution_role is not None:
+            acknowledge(
+                definition.execution_role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "ecr:GetAuthorizationToken has no resource-level permissions; pulls are scoped "
+                "to the CDK asset repository.",
+            )
+        return definition
+
+    def _state_machine(
+        self,
+        catalogue: dict[str, JobSettings],
+        network: Network,
+        cluster: ecs.ICluster,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> sfn.StateMachine:
+        job_id = sfn.JsonPath.string_at("$$.Execution.Name")
+
+        failed = sfn.Fail(
+            self, "Job failed", error_path="$.error.Error", cause_path="$.error.Cause"
+        )
+        write_failure = tasks.LambdaInvoke(
+            self,
+            "Write failure ZIP",
+            lambda_function=self.failure_function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "job_id": sfn.JsonPath.string_at("$.job_id"),
+                    "name": sfn.JsonPath.string_at("$.name"),
+                    "input": sfn.JsonPath.object_at("$.input"),
+                    "error": sfn.JsonPath.object_at("$.error"),
+                    "logs": sfn.JsonPath.format(
+                        "Step Functions execution {}", sfn.JsonPath.string_at("$$.Execution.Id")
+                    ),
+                }
+            ),
+            result_selector={"failure_key": sfn.JsonPath.string_at("$.Payload.failure_key")},
+            result_path="$.failure",
+            retry_on_service_exceptions=True,
+        ).next(failed)
+
+        def rejected(state_id: str, error: str, cause: str, name: str | None) -> sfn.Pass:
+            return sfn.Pass(
+                self,
+                state_id,
+                parameters={
+                    "job_id": job_id,
+                    "name": sfn.JsonPath.string_at("$.name") if name is None else name,
+                    "input": sfn.JsonPath.object_at("$.input" if name is None else "$"),
+                    "error": {"Error": error, "Cause": cause},
+                },
+            )
+
+        succeeded = sfn.Succeed(self, "Job succeeded")
+
+        run_on_lambda = tasks.LambdaInvoke(
+            self,
+            "Run on Lambda",
+            lambda_function=self.job_function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "job_id": sfn.JsonPath.string_at("$.job_id"),
+                    "name": sfn.JsonPath.string_at("$.name"),
+                    "input": sfn.JsonPath.object_at("$.input"),
+                }
+            ),
+            result_selector={"result_key": sfn.JsonPath.string_at("$.Payload.result_key")},
+            result_path="$.result",
+            task_timeout=sfn.Timeout.at("$.timeout_seconds"),
+            retry_on_service_exceptions=True,
+        )
+        run_on_lambda.add_retry(
+            errors=LAMBDA_TRANSIENT_ERRORS,
+            interval=Duration.seconds(2),
+            backoff_rate=2,
+            max_attempts=5,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        run_on_lambda.add_catch(write_failure, errors=["States.ALL"], result_path="$.error")
+        run_on_lambda.next(succeeded)
+
+        container = self.task_definition.default_container
+        if container is None:
+            raise ValueError("the job task definition has no container")
+        run_on_fargate = tasks.EcsRunTask(
+            self,
+            "Run on Fargate",
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            cluster=cluster,
+            task_definition=self.task_definition,
+            launch_target=tasks.EcsFargateLaunchTarget(
+                platform_version=ecs.FargatePlatformVersion.LATEST
+            ),
+            assign_public_ip=network.assign_public_ip,
+            subnets=network.vpc_subnets(),
+            security_groups=[network.task_security_group],
+            cpu=sfn.JsonPath.string_at("$.cpu"),
+            memory_mib=sfn.JsonPath.string_at("$.memory"),
+            container_overrides=[
+                tasks.ContainerOverride(
+                    container_definition=container,
+                    environment=[
+                        tasks.TaskEnvironmentVariable(
+                            name="JOB_ID", value=sfn.JsonPath.string_at("$.job_id")
+                        ),
+                        tasks.TaskEnvironmentVariable(
+                            name="JOB_NAME", value=sfn.JsonPath.string_at("$.name")
+                        ),
+                        tasks.TaskEnvironmentVariable(
+                            name="JOB_INPUT",
+                            value=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.input")),
+                        ),
+                    ],
+                )
+            ],
+            result_path="$.task",
+            task_timeout=sfn.Timeout.at("$.timeout_seconds"),
+        )
+        run_on_fargate.add_retry(
+            errors=ECS_TRANSIENT_ERRORS,
+            interval=Duration.seconds(5),
+            backoff_rate=2,
+            max_attempts=4,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        run_on_fargate.add_catch(write_failure, errors=["States.ALL"], result_path="$.error")
+        non_zero = sfn.Pass(
+            self,
+            "Non-zero exit",
+            parameters={
+                "job_id": sfn.JsonPath.string_at("$.job_id"),
+                "name": sfn.JsonPath.string_at("$.name"),
+                "input": sfn.JsonPath.object_at("$.input"),
+                "error": {
+                    "Error": "NonZeroExit",
+                    "Cause": sfn.JsonPath.format(
+                        "the job's container exited non-zero: {}",
+                        sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.task.Containers")),
+                    ),
+                },
+            },
+        ).next(write_failure)
+        run_on_fargate.next(
+            sfn.Choice(self, "Exit code 0?")
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_present("$.task.Containers[0].ExitCode"),
+                    sfn.Condition.number_equals("$.task.Containers[0].ExitCode", 0),
+                ),
+                succeeded,
+            )
+            .otherwise(non_zero)
+        )
+
+        choose_runtime = (
+            sfn.Choice(self, "Choose runtime")
+            .when(sfn.Condition.string_equals("$.runtime", "lambda"), run_on_lambda)
+            .when(sfn.Condition.string_equals("$.runtime", "fargate"), run_on_fargate)
+        )
+
+        pick_job = sfn.Choice(self, "Known job?")
+        for job_name, job in sorted(catalogue.items()):
+            pick_job.when(
+                sfn.Condition.string_equals("$.name", job_name),
+                sfn.Pass(
+                    self,
+                    f"Job {job_name}",
+                    comment="runtime and limits from the catalogue, never from the caller",
+                    parameters={
+                        "job_id": job_id,
+                        "name": job_name,
+                        "input": sfn.JsonPath.object_at("$.input"),
+                        "runtime": job.runtime,
+                        "timeout_seconds": job.timeout_seconds,
+                        "cpu": str(job.cpu),
+                        "memory": str(job.memory),
+                    },
+                ).next(choose_runtime),
+            )
+        pick_job.otherwise(
+            rejected(
+                "Unknown job",
+                "UnknownJob",
+                "the job name is not in the deployment's catalogue",
+                name=None,
+            ).next(write_failure)
+        )
+
+        validate = (
+            sfn.Choice(self, "Valid input?")
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_present("$.name"),
+                    sfn.Condition.is_string("$.name"),
+                    sfn.Condition.is_present("$.input"),
+                ),
+                pick_job,
+            )
+            .otherwise(
+                rejected(
+                    "Invalid input",
+                    "InvalidInput",
+                    'the input must be {"name": "<job>", "input": {...}}',
+                    name="",
+                ).next(write_failure)
+            )
+        )
+
+        longest = max(j.timeout_seconds for j in catalogue.values())
+        return sfn.StateMachine(
+            self,
+            "StateMachine",
+            comment="berth job chooser: Lambda or Fargate by job name, result or failure ZIP",
+            definition_body=sfn.DefinitionBody.from_chainable(validate),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            timeout=Duration.seconds(longest + 15 * 60),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=logs.LogGroup(
+                    self,
+                    "StateMachineLogs",
+                    retention=log_retention,
+                    removal_policy=removal_policy,
+                ),
+                level=sfn.LogLevel.ALL,
+                include_execution_data=False,
+            ),
+        )

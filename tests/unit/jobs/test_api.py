@@ -1,0 +1,71 @@
+"""The jobs HTTP contract through the real Lambda handler."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra.sandbox.events import rest_event
+from tests.conftest import FakeLambdaContext
+from tests.unit.jobs.conftest import ALICE, BOB
+
+
+@pytest.fixture
+def call(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
+) -> Iterator[Any]:
+    from jobs import handler as module
+    from jobs.wiring import service_from_env
+
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    service_from_env.cache_clear()
+
+    def invoke(method: str, path: str, body: Any = None, user: str = ALICE) -> tuple[int, Any]:
+        payload = json.dumps(body) if body is not None else None
+        response = module.handler(
+            rest_event(method, path, body=payload, user_arn=user), lambda_context
+        )
+        return response["statusCode"], json.loads(response["body"])
+
+    yield invoke
+    service_from_env.cache_clear()
+
+
+def test_post_is_202_then_200_for_the_same_key(call: Any) -> None:
+    body = {"name": "checksum", "input": {"text": "hi"}, "idempotency_key": "k-1"}
+    status, job = call("POST", "/jobs", body)
+    assert (status, job["status"]) == (202, "RUNNING")
+    status, again = call("POST", "/jobs", body)
+    assert (status, again["id"]) == (200, job["id"])
+    status, fetched = call("GET", f"/jobs/{job['id']}")
+    assert (status, fetched["status"], fetched["result_url"]) == (200, "RUNNING", None)
+    status, listed = call("GET", "/jobs")
+    assert [j["id"] for j in listed["items"]] == [job["id"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"name": "nope", "input": {}}, "unknown_job"),
+        ({"name": "checksum", "input": "text"}, "invalid_request"),
+        ({"name": "checksum", "runtime": "fargate"}, "invalid_request"),
+        ({"input": {}}, "invalid_request"),
+        ({"name": "render", "input": {"x": "y" * 7000}}, "input_too_large"),
+        ({"name": "checksum", "idempotency_key": "spaces are bad"}, "invalid_request"),
+    ],
+)
+def test_bad_requests_are_400(call: Any, body: Any, code: str) -> None:
+    status, error = call("POST", "/jobs", body)
+    assert (status, error["error"]["code"]) == (400, code)
+
+
+def test_other_users_jobs_and_bad_ids_are_404(call: Any) -> None:
+    _, job = call("POST", "/jobs", {"name": "checksum"})
+    status, error = call("GET", f"/jobs/{job['id']}", user=BOB)
+    assert (status, error["error"]["code"]) == (404, "not_found")
+    status, _ = call("GET", "/jobs/job_nothex")
+    assert status == 404
