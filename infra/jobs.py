@@ -330,8 +330,17 @@ class Jobs(Construct):
     ) -> sfn.StateMachine:
         job_id = sfn.JsonPath.string_at("$$.Execution.Name")
 
+        # A Fail state may not raise "States.*" errors (Step Functions' own): one name, and
+        # the original error and cause in the message.
         failed = sfn.Fail(
-            self, "Job failed", error_path="$.error.Error", cause_path="$.error.Cause"
+            self,
+            "Job failed",
+            error="JobFailed",
+            cause_path=sfn.JsonPath.format(
+                "{}: {}",
+                sfn.JsonPath.string_at("$.error.Error"),
+                sfn.JsonPath.string_at("$.error.Cause"),
+            ),
         )
         write_failure = tasks.LambdaInvoke(
             self,
@@ -448,18 +457,30 @@ class Jobs(Construct):
                 "error": {
                     "Error": "NonZeroExit",
                     "Cause": sfn.JsonPath.format(
-                        "the job's container exited non-zero: {}",
-                        sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.task.Containers")),
+                        "the job container exited non-zero: {}",
+                        sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.job.container")),
                     ),
                 },
             },
         ).next(write_failure)
-        run_on_fargate.next(
+        # The task's one container, taken out with an intrinsic so the Choice compares a
+        # plain field (an indexed path in a Choice is evaluated as a list by some runners).
+        first_container = sfn.Pass(
+            self,
+            "Job container",
+            parameters={
+                "container": sfn.JsonPath.array_get_item(
+                    sfn.JsonPath.list_at("$.task.Containers"), 0
+                )
+            },
+            result_path="$.job",
+        )
+        run_on_fargate.next(first_container).next(
             sfn.Choice(self, "Exit code 0?")
             .when(
                 sfn.Condition.and_(
-                    sfn.Condition.is_present("$.task.Containers[0].ExitCode"),
-                    sfn.Condition.number_equals("$.task.Containers[0].ExitCode", 0),
+                    sfn.Condition.is_present("$.job.container.ExitCode"),
+                    sfn.Condition.number_equals("$.job.container.ExitCode", 0),
                 ),
                 succeeded,
             )

@@ -12,9 +12,15 @@ from typing import Any
 
 from infra.app import build_app, project_context
 from infra.sandbox.bridges import EventBridge
+from infra.sandbox.containers import LocalTaskRunner, images_of
 from infra.sandbox.emulator import REGION, Deployment, Emulator, deploy
 from infra.sandbox.gateway import routes_of, serve
 from infra.sandbox.lambdas import LocalFunction
+from infra.sandbox.stepfunctions import (
+    enable_execution,
+    fix_ecs_integration,
+    route_lambda_invocations,
+)
 from infra.settings import ROOT
 
 log = logging.getLogger("berth.sandbox")
@@ -86,6 +92,8 @@ def start(options: SandboxOptions) -> Sandbox:
     stack_name = template_path.name.removesuffix(".template.json")
 
     emulator = Emulator().start()
+    enable_execution(emulator)
+    fix_ecs_integration()
     deployment = deploy(emulator, assembly, stack_name)
 
     base_env = {
@@ -122,9 +130,15 @@ def start(options: SandboxOptions) -> Sandbox:
     def invoke(logical_id: str, event: dict[str, Any]) -> Any:
         return functions[logical_id].invoke(event)
 
-    events = EventBridge(
-        emulator, deployment, invoke, schedule_seconds=options.schedule_seconds
-    ).start()
+    route_lambda_invocations(
+        {
+            described["name"]: functions[logical_id].invoke
+            for logical_id, described in deployment.functions.items()
+        }
+    )
+    events = EventBridge(emulator, deployment, invoke, schedule_seconds=options.schedule_seconds)
+    events.task_listeners.append(LocalTaskRunner(emulator, images_of(assembly, stack_name)))
+    events.start()
     server = serve(options.host, options.port, routes_of(deployment), invoke)
     for function in functions.values():
         function.warm()

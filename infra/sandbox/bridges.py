@@ -99,10 +99,11 @@ class EventBridge:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_status: dict[str, str] = {}
+        self.task_listeners: list[Callable[[dict[str, Any]], None]] = []
+        """Also told of every task status change (e.g. to run batch containers locally)."""
 
     def start(self) -> EventBridge:
-        if any(rule.pattern and "aws.ecs" in rule.pattern.get("source", []) for rule in self.rules):
-            self._spawn(self._watch_ecs, "ecs-events")
+        self._spawn(self._watch_ecs, "ecs-events")
         for rule in self.rules:
             if rule.rate_seconds:
                 every = self.schedule_seconds or rule.rate_seconds
@@ -173,6 +174,8 @@ class EventBridge:
                 if self._last_status.get(task["taskArn"]) == status:
                     continue
                 self._last_status[task["taskArn"]] = status
+                for listener in self.task_listeners:
+                    listener(task)
                 self.deliver(
                     {
                         "version": "0",

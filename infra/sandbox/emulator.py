@@ -29,17 +29,20 @@ from moto.moto_server.threaded_moto_server import (  # type: ignore[attr-defined
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from infra.sandbox.dockerfile import exec_form
+
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 BOOTSTRAP_QUALIFIER = "hnb659fds"
 
 
 class Emulator:
-    """moto's server on 127.0.0.1, handling one request at a time.
+    """moto's server on 127.0.0.1.
 
     Real DynamoDB evaluates a conditional write atomically; moto's threaded server does not
-    guarantee that under concurrency, so requests are serialized here. berth's handlers still
-    run concurrently against it.
+    guarantee that under concurrency, so DynamoDB requests are served one at a time here.
+    Only those: a Lambda invocation served by the emulator calls it back (S3, DynamoDB), so
+    serializing everything would deadlock. berth's handlers still run concurrently.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -58,8 +61,10 @@ class Emulator:
         app = DomainDispatcherApplication(create_backend_app)
 
         def serialized(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-            with self._lock:
-                return list(app(environ, start_response))
+            if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+                with self._lock:
+                    return list(app(environ, start_response))
+            return app(environ, start_response)  # type: ignore[no-any-return]
 
         self._server = make_server(
             self._host, self._port, serialized, threaded=True, request_handler=MotoRequestHandler
@@ -142,9 +147,11 @@ def deploy(emulator: Emulator, assembly: Path, stack_name: str) -> Deployment:
             # No Docker locally: run the image's Python code from its build context.
             image = images[_image_hash(props["Code"]["ImageUri"])]["source"]
             code_path = assembly / image["directory"]
-            command = props.get("ImageConfig", {}).get("Command") or dockerfile_cmd(
-                code_path / "Dockerfile", image.get("dockerBuildTarget")
+            command = props.get("ImageConfig", {}).get("Command") or exec_form(
+                code_path / "Dockerfile", image.get("dockerBuildTarget"), "CMD"
             )
+            if not command:
+                raise ValueError(f"{logical_id}: the image has no exec-form CMD (its handler)")
             handler = command[0]
         else:
             handler = configuration["Handler"]
@@ -165,24 +172,6 @@ def _image_hash(image_uri: Any) -> str:
     if not found:
         raise ValueError(f"not a CDK asset image: {text}")
     return found.group(1)
-
-
-def dockerfile_cmd(dockerfile: Path, target: str | None) -> list[str]:
-    """The exec-form CMD of ``target``'s stage (the last stage when no target is given)."""
-    stage: str | None = None
-    commands: dict[str | None, list[str]] = {}
-    for line in dockerfile.read_text().splitlines():
-        found = re.match(r"\s*FROM\s+\S+(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
-        if found:
-            stage = found.group(1)
-            continue
-        found = re.match(r"\s*CMD\s+(\[.*\])\s*$", line, re.IGNORECASE)
-        if found:
-            commands[stage] = json.loads(found.group(1))
-    chosen = commands.get(target) if target else next(reversed(commands.values()), None)
-    if not chosen:
-        raise ValueError(f"{dockerfile} has no exec-form CMD for target {target!r}")
-    return chosen
 
 
 def bridge_gaps(emulator: Emulator, deployment: Deployment) -> None:
@@ -219,6 +208,26 @@ def bridge_gaps(emulator: Emulator, deployment: Deployment) -> None:
     state_manager.set_transition(
         model_name="ecs::task", transition={"progression": "manual", "times": 10**9}
     )
+    _move_state_machines_to_the_interpreter(emulator, deployment)
+
+
+def _move_state_machines_to_the_interpreter(emulator: Emulator, deployment: Deployment) -> None:
+    """moto's CloudFormation creates state machines in its plain Step Functions backend; the
+    one that really executes them (switched on by ``stepfunctions.enable_execution``) is
+    another. Re-create each there, from the definition CloudFormation resolved."""
+    from moto.stepfunctions.models import stepfunctions_backends
+
+    plain = stepfunctions_backends[ACCOUNT][REGION]
+    sfn = emulator.client("stepfunctions")
+    existing = {m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
+    for logical_id in deployment.resources("AWS::StepFunctions::StateMachine"):
+        arn = deployment.physical[logical_id]
+        if arn in existing:
+            continue
+        machine = plain.describe_state_machine(arn)
+        sfn.create_state_machine(
+            name=machine.name, definition=machine.definition, roleArn=machine.roleArn
+        )
 
 
 def _bootstrap(emulator: Emulator) -> None:

@@ -1,0 +1,119 @@
+"""Runs batch containers (tasks a state machine starts) locally, since no Docker runs here.
+
+When a task started by Step Functions reaches RUNNING in the emulator, its image's Python
+entrypoint runs as a subprocess from the image's build context, with the container's
+environment and the task's overrides. Its exit code becomes the container's exit code and
+the task stops — which is what the state machine's ``.sync`` integration waits for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.sandbox.dockerfile import exec_form
+from infra.sandbox.emulator import ACCOUNT, REGION, Emulator
+
+log = logging.getLogger("berth.sandbox")
+
+STEP_FUNCTIONS = "AWS Step Functions"
+
+
+@dataclass(frozen=True)
+class Image:
+    context: Path
+    entrypoint: list[str]
+
+
+def images_of(assembly: Path, stack_name: str) -> dict[str, Image]:
+    """Each container image asset (by hash) with the Python entrypoint of its target stage."""
+    manifest = json.loads((assembly / f"{stack_name}.assets.json").read_text())
+    images = {}
+    for asset_hash, asset in manifest.get("dockerImages", {}).items():
+        context = assembly / asset["source"]["directory"]
+        target = asset["source"].get("dockerBuildTarget")
+        entrypoint = exec_form(context / "Dockerfile", target, "ENTRYPOINT")
+        if entrypoint and Path(entrypoint[0]).name.startswith("python"):
+            images[asset_hash] = Image(context, [sys.executable, *entrypoint[1:]])
+    return images
+
+
+class LocalTaskRunner:
+    def __init__(self, emulator: Emulator, images: dict[str, Image], timeout: float = 900):
+        self.emulator = emulator
+        self.images = images
+        self.timeout = timeout
+        self._started: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, task: dict[str, Any]) -> None:
+        """A task's status changed (called by the ECS watcher)."""
+        if task.get("lastStatus") != "RUNNING" or task.get("startedBy") != STEP_FUNCTIONS:
+            return
+        with self._lock:
+            if task["taskArn"] in self._started:
+                return
+            self._started.add(task["taskArn"])
+        threading.Thread(target=self._run, args=(task,), daemon=True).start()
+
+    def _run(self, task: dict[str, Any]) -> None:
+        ecs = self.emulator.client("ecs")
+        definition = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])
+        (container,) = definition["taskDefinition"]["containerDefinitions"][:1]
+        image = next(
+            (i for h, i in self.images.items() if container.get("image", "").endswith(h)), None
+        )
+        if image is None:
+            log.warning("no local way to run %s; stopping it", container.get("image"))
+            self._finish(task, 1, "the sandbox cannot run this image")
+            return
+        environment = {e["name"]: e["value"] for e in container.get("environment", [])}
+        for override in (task.get("overrides") or {}).get("containerOverrides", []):
+            if override.get("name") in (None, container["name"]):
+                environment.update({e["name"]: e["value"] for e in override.get("environment", [])})
+        env = {
+            **os.environ,
+            **environment,
+            "AWS_ENDPOINT_URL": self.emulator.endpoint,
+            "AWS_ACCESS_KEY_ID": "sandbox",
+            "AWS_SECRET_ACCESS_KEY": "sandbox",
+            "AWS_DEFAULT_REGION": REGION,
+            "PYTHONPATH": str(image.context),
+        }
+        try:
+            result = subprocess.run(  # noqa: S603 - the image's own entrypoint, no shell
+                image.entrypoint,
+                cwd=image.context,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                check=False,
+            )
+            code, reason = result.returncode, "Essential container in task exited"
+            if code:
+                log.info("task %s exited %s: %s", task["taskArn"], code, result.stderr[-500:])
+        except subprocess.TimeoutExpired:
+            code, reason = 137, "Task stopped: timeout"
+        self._finish(task, code, reason)
+
+    def _finish(self, task: dict[str, Any], exit_code: int, reason: str) -> None:
+        from moto.ecs.models import ecs_backends
+
+        backend = ecs_backends[ACCOUNT][REGION]
+        cluster = task["clusterArn"].rsplit("/", 1)[-1]
+        for arn, stored in backend.tasks.get(cluster, {}).items():
+            if arn.endswith(task["taskArn"].rsplit("/", 1)[-1]):
+                for container in stored.containers:
+                    container.exitCode = exit_code
+                    container.last_status = "STOPPED"
+        self.emulator.client("ecs").stop_task(
+            cluster=task["clusterArn"], task=task["taskArn"], reason=reason
+        )
