@@ -217,9 +217,29 @@ class JobsSettings(_Strict):
     """How long a presigned result/failure URL stays valid."""
 
 
+class InstancesSettings(_Strict):
+    """EC2 instances that fetch a blob and run its script (seed 002)."""
+
+    launch_template_id: str | None = Field(default=None, pattern=r"^lt-[0-9a-f]{8,17}$")
+    """Use an existing launch template instead of berth's."""
+    instance_type: str = Field(default="t4g.small", pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+    architecture: Literal["arm64", "x86_64"] = "arm64"
+    root_volume_gb: int = Field(default=16, ge=8, le=1024)
+    aggregator_url: str = Field(
+        default="https://aggregator.walrus-testnet.walrus.space",
+        pattern=r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~-]+)*$",
+    )
+    running_timeout_seconds: int = Field(default=300, ge=30, le=3600)
+    ssm_timeout_seconds: int = Field(default=300, ge=30, le=3600)
+    command_timeout_seconds: int = Field(default=900, ge=60, le=172800)
+    poll_seconds: int = Field(default=10, ge=1, le=300)
+    terminate_on_failure: bool = True
+
+
 class LimitSettings(_Strict):
     max_sessions_per_user: int = Field(default=3, ge=1, le=100)
     max_worker_tasks: int = Field(default=10, ge=0, le=1000)
+    max_instances_per_user: int = Field(default=2, ge=1, le=100)
 
 
 class StorageSettings(_Strict):
@@ -265,6 +285,7 @@ class Settings(_Strict):
     vpc: VpcSettings = Field(default_factory=VpcSettings)
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
+    instances: InstancesSettings = Field(default_factory=InstancesSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     logs: LogSettings = Field(default_factory=LogSettings)

@@ -11,6 +11,7 @@ from constructs import Construct
 from infra.api import BerthApi
 from infra.compute import ComputeCore
 from infra.functions import LambdaBaseline
+from infra.instances import Instances
 from infra.jobs import Jobs
 from infra.live import LiveUpdates
 from infra.network import Network
@@ -101,6 +102,18 @@ class BerthStack(Stack):
             cluster=self.compute.cluster,
             results_bucket=self.storage.results_bucket,
             failures_bucket=self.storage.failures_bucket,
+            baseline=self.baseline,
+            api=self.api,
+            log_retention=retention,
+            removal_policy=removal,
+            name=settings.prefix,
+        )
+        self.instances = Instances(
+            self,
+            "Instances",
+            settings=settings.instances,
+            max_per_user=settings.limits.max_instances_per_user,
+            network=self.network,
             baseline=self.baseline,
             api=self.api,
             log_retention=retention,

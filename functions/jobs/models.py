@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sessions.models import _plain, iso
+from shared.records import iso, plain
 
 # Step Functions caps an execution's input at 256 KB; ECS caps RunTask overrides at 8 KB,
 # and a Fargate job's input travels as one environment variable in them.
@@ -53,7 +53,7 @@ class Job:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Job:
         fields = set(cls.__dataclass_fields__)
-        return cls(**{k: _plain(v) for k, v in record.items() if k in fields})
+        return cls(**{k: plain(v) for k, v in record.items() if k in fields})
 
 
 class CreateJob(BaseModel):

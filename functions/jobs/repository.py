@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from jobs.models import Job
 from shared.pagination import query_user_page
+from shared.records import to_item
 
 BY_USER = "by_user"
 
@@ -19,13 +19,7 @@ class JobRepository:
 
     def create(self, job: Job) -> Job | None:
         """Stores ``job``; returns the job already stored under its id instead, if any."""
-        record = {
-            "pk": job.id,
-            **{
-                k: Decimal(str(round(v, 3))) if isinstance(v, float) else v
-                for k, v in job.to_record().items()
-            },
-        }
+        record = to_item(job.id, job.to_record())
         try:
             self.table.put_item(Item=record, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as exc:

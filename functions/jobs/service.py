@@ -21,6 +21,7 @@ from jobs.models import (
 )
 from jobs.repository import JobRepository
 from shared.api import ApiError, NotFound
+from shared.records import execution_arn
 
 FINISHED = {"SUCCEEDED": JobStatus.SUCCEEDED}
 FAILED_STATES = {"FAILED", "TIMED_OUT", "ABORTED"}
@@ -119,12 +120,13 @@ class JobService:
             return JobStatus.RUNNING
         return JobStatus.SUCCEEDED if execution["status"] == "SUCCEEDED" else JobStatus.FAILED
 
-    def _execution_arn(self, job_id: str) -> str:
-        return f"{self.config.state_machine_arn.replace(':stateMachine:', ':execution:')}:{job_id}"
-
     def _execution(self, job: Job) -> dict[str, Any] | None:
         try:
-            return dict(self.sfn.describe_execution(executionArn=self._execution_arn(job.id)))
+            return dict(
+                self.sfn.describe_execution(
+                    executionArn=execution_arn(self.config.state_machine_arn, job.id)
+                )
+            )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
                 return None

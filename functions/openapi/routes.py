@@ -8,7 +8,8 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from health.routes import router as health_router
+from instances.routes import router as instances_router
 from jobs.routes import router as jobs_router
 from sessions.routes import router as sessions_router
 
-ROUTERS: tuple[Router, ...] = (health_router, sessions_router, jobs_router)
+ROUTERS: tuple[Router, ...] = (health_router, sessions_router, jobs_router, instances_router)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.records import iso, plain
 
 
 class Status(StrEnum):
@@ -85,22 +86,9 @@ class Session:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Session:
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
-        values = {key: _plain(record[key]) for key in known if key in record}
+        values = {key: plain(record[key]) for key in known if key in record}
         values["status"] = Status(values["status"])
         return cls(**values)
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal."""
-    if hasattr(value, "as_integer_ratio") and not isinstance(value, bool | int | float):
-        return int(value) if value == int(value) else float(value)
-    return value
-
-
-def iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def now() -> float:

@@ -13,13 +13,13 @@ Every write that changes whether a session is live updates all three in one tran
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from sessions.models import Session
 from shared.pagination import query_user_page
+from shared.records import to_item
 
 BY_USER = "by_user"
 BY_ACTIVITY = "by_activity"
@@ -181,10 +181,7 @@ class SessionRepository:
             raise
 
     def _record(self, session: Session) -> dict[str, Any]:
-        record = {
-            key: Decimal(str(round(value, 3))) if isinstance(value, float) else value
-            for key, value in {"pk": session.id, **session.to_record()}.items()
-        }
+        record = to_item(session.id, session.to_record())
         if session.status.ended:
             record["expires_record_at"] = int(session.updated_at) + ENDED_RECORD_RETENTION_SECONDS
         else:

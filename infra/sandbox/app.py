@@ -79,8 +79,12 @@ class Sandbox:
         self.emulator.stop()
 
 
+# Settings the sandbox changes from cdk.json: nobody wants to wait 10 s per poll locally.
+SANDBOX_CONTEXT = {"berth:instances.poll_seconds": 1}
+
+
 def synthesize(outdir: Path) -> Path:
-    app, stack = build_app(project_context(), outdir=str(outdir))
+    app, stack = build_app(project_context() | SANDBOX_CONTEXT, outdir=str(outdir))
     app.synth()
     return outdir / f"{stack.artifact_id}.template.json"
 

@@ -209,6 +209,40 @@ def bridge_gaps(emulator: Emulator, deployment: Deployment) -> None:
         model_name="ecs::task", transition={"progression": "manual", "times": 10**9}
     )
     _move_state_machines_to_the_interpreter(emulator, deployment)
+    _report_ssm_agents_online()
+
+
+def _report_ssm_agents_online() -> None:
+    """moto has no DescribeInstanceInformation; every running instance's agent is Online here
+    (on AWS it takes the agent a minute or two after boot). Run Command itself is moto's:
+    it reports Success without running anything."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.models import ec2_backends
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    def describe_instance_information(self: Any) -> ActionResult:
+        wanted = {
+            value
+            for f in self._get_param("Filters") or []
+            if f.get("Key") == "InstanceIds"
+            for value in f.get("Values", [])
+        }
+        infos = [
+            {
+                "InstanceId": machine.id,
+                "PingStatus": "Online",
+                "PlatformType": "Linux",
+                "PlatformName": "Amazon Linux",
+                "AgentVersion": "3.3.0.0",
+                "ResourceType": "EC2Instance",
+            }
+            for reservation in ec2_backends[ACCOUNT][REGION].reservations.values()
+            for machine in reservation.instances
+            if machine.state == "running" and (not wanted or machine.id in wanted)
+        ]
+        return ActionResult({"InstanceInformationList": infos})
+
+    SimpleSystemManagerResponse.describe_instance_information = describe_instance_information  # type: ignore[attr-defined]
 
 
 def _move_state_machines_to_the_interpreter(emulator: Emulator, deployment: Deployment) -> None:

@@ -16,9 +16,18 @@ from tests.synth import Synth
 TASK_STATES = ("Run on Lambda", "Run on Fargate", "Write failure ZIP")
 
 
+def job_chooser(synth: Synth) -> dict[str, Any]:
+    (machine,) = [
+        m
+        for key, m in synth.resources("AWS::StepFunctions::StateMachine").items()
+        if key.startswith("Jobs")
+    ]
+    return machine
+
+
 def definition(synth: Synth) -> dict[str, Any]:
     """The state machine's ASL with CloudFormation references replaced by their logical ids."""
-    (machine,) = synth.resources("AWS::StepFunctions::StateMachine").values()
+    machine = job_chooser(synth)
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
     text = "".join(
         part
@@ -113,15 +122,16 @@ def test_each_jobs_timeout_bounds_its_task(synth: Synth) -> None:
 
 
 def test_state_machine_logs_and_traces(synth: Synth) -> None:
-    (machine,) = synth.resources("AWS::StepFunctions::StateMachine").values()
-    props = machine["Properties"]
+    props = job_chooser(synth)["Properties"]
     assert props["StateMachineType"] == "STANDARD"
     assert props["TracingConfiguration"] == {"Enabled": True}
     assert props["LoggingConfiguration"]["Level"] in {"ERROR", "ALL"}
 
 
 def test_state_machine_role_is_scoped_to_what_it_runs(synth: Synth) -> None:
-    (machine_id,) = synth.resources("AWS::StepFunctions::StateMachine")
+    (machine_id,) = [
+        k for k in synth.resources("AWS::StepFunctions::StateMachine") if k.startswith("Jobs")
+    ]
     role_id = synth.data["Resources"][machine_id]["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     (policy,) = [
         p
@@ -178,9 +188,11 @@ def test_definition_renders_deterministically(synth: Synth, tmp_path: Path) -> N
     app, _ = build_app(project_context(), outdir=str(tmp_path))
     app.synth()
     again = json.loads((tmp_path / "berth.template.json").read_text())
-    (first,) = synth.resources("AWS::StepFunctions::StateMachine").values()
+    first = job_chooser(synth)
     (second,) = [
-        r for r in again["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"
+        r
+        for k, r in again["Resources"].items()
+        if r["Type"] == "AWS::StepFunctions::StateMachine" and k.startswith("Jobs")
     ]
     assert first["Properties"]["DefinitionString"] == second["Properties"]["DefinitionString"]
 

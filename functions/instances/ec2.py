@@ -1,0 +1,109 @@
+"""EC2 and SSM access for instances: launch from the template, describe, terminate, run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from instances.models import APP_TAG, ID_TAG, USER_TAG, Ec2Facts, Instance
+from shared.records import iso
+
+GONE_STATES = {"shutting-down", "terminated", "stopping", "stopped"}
+
+
+class Machines:
+    def __init__(
+        self, ec2: Any, ssm: Any, *, launch_template_id: str, subnets: list[str], app_tag: str
+    ) -> None:
+        self.ec2 = ec2
+        self.ssm = ssm
+        self.launch_template_id = launch_template_id
+        self.subnets = subnets
+        self.app_tag = app_tag
+
+    def launch(self, instance: Instance) -> str:
+        tags = [
+            {"Key": "Name", "Value": instance.name},
+            {"Key": APP_TAG, "Value": self.app_tag},
+            {"Key": ID_TAG, "Value": instance.id},
+            {"Key": USER_TAG, "Value": instance.user[:256]},
+        ]
+        response = self.ec2.run_instances(
+            LaunchTemplate={"LaunchTemplateId": self.launch_template_id, "Version": "$Latest"},
+            MinCount=1,
+            MaxCount=1,
+            SubnetId=self.subnets[0],
+            ClientToken=instance.id,  # a retried launch starts no second instance
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": tags},
+                {"ResourceType": "volume", "Tags": tags},
+            ],
+        )
+        return str(response["Instances"][0]["InstanceId"])
+
+    def describe(self, ec2_ids: list[str]) -> dict[str, Ec2Facts]:
+        """Facts per EC2 id; ids EC2 no longer knows come back with state ``missing``."""
+        found: dict[str, Ec2Facts] = {}
+        for ec2_id in ec2_ids:
+            try:
+                reservations = self.ec2.describe_instances(InstanceIds=[ec2_id])["Reservations"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "InvalidInstanceID.NotFound":
+                    raise
+                reservations = []
+            machines = [i for r in reservations for i in r.get("Instances", [])]
+            if not machines:
+                found[ec2_id] = Ec2Facts(state="missing")
+                continue
+            machine = machines[0]
+            launched = machine.get("LaunchTime")
+            found[ec2_id] = Ec2Facts(
+                state=machine["State"]["Name"],
+                instance_type=machine.get("InstanceType"),
+                private_ip=machine.get("PrivateIpAddress"),
+                public_ip=machine.get("PublicIpAddress"),
+                launch_time=iso(launched.timestamp()) if hasattr(launched, "timestamp") else None,
+            )
+        return found
+
+    def terminate(self, ec2_id: str) -> None:
+        try:
+            self.ec2.terminate_instances(InstanceIds=[ec2_id])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvalidInstanceID.NotFound":
+                raise
+
+    def agent_online(self, ec2_id: str) -> bool:
+        response = self.ssm.describe_instance_information(
+            Filters=[{"Key": "InstanceIds", "Values": [ec2_id]}]
+        )
+        return any(
+            info.get("PingStatus") == "Online"
+            for info in response.get("InstanceInformationList", [])
+        )
+
+    def run_document(
+        self, ec2_id: str, document: str, parameters: dict[str, list[str]], timeout: int
+    ) -> str:
+        """The blob id reaches the instance only as a document parameter (validated by the
+        document's allowedPattern, read by the script from the environment)."""
+        response = self.ssm.send_command(
+            InstanceIds=[ec2_id],
+            DocumentName=document,
+            Parameters=parameters,
+            TimeoutSeconds=timeout,
+            Comment="berth: fetch blob and start its script",
+        )
+        return str(response["Command"]["CommandId"])
+
+    def command_status(self, command_id: str, ec2_id: str) -> tuple[str, str]:
+        """(status, details) of the command on the instance; ``Pending`` before it exists."""
+        try:
+            invocation = self.ssm.get_command_invocation(CommandId=command_id, InstanceId=ec2_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvocationDoesNotExist":
+                return "Pending", ""
+            raise
+        details = invocation.get("StandardErrorContent") or invocation.get("StatusDetails") or ""
+        return str(invocation.get("Status", "Pending")), str(details)[:1000]

@@ -1,0 +1,132 @@
+"""Instances: the record, its phases and the API models."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.records import iso, plain
+
+# URL-safe base64 (Walrus blob/object ids), bounded. The SSM document enforces the same.
+BLOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+INSTANCE_ID_PATTERN = r"^ins_[0-9a-f]{28}$"
+
+APP_TAG = "berth:app"
+ID_TAG = "berth:instance-id"
+USER_TAG = "berth:user"
+
+
+class Phase(StrEnum):
+    WAITING_FOR_INSTANCE = "waiting_for_instance"
+    WAITING_FOR_SSM = "waiting_for_ssm"
+    FETCHING_BLOB = "fetching_blob"
+    READY = "ready"
+    FAILED = "failed"
+    TERMINATED = "terminated"
+
+    @property
+    def live(self) -> bool:
+        """Holds one of the caller's instance slots."""
+        return self not in {Phase.FAILED, Phase.TERMINATED}
+
+    @property
+    def provisioning(self) -> bool:
+        return self in {Phase.WAITING_FOR_INSTANCE, Phase.WAITING_FOR_SSM, Phase.FETCHING_BLOB}
+
+
+def new_instance_id(now: float) -> str:
+    return f"ins_{int(now * 1000):012x}{secrets.token_hex(8)}"
+
+
+def vm_name(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("berth-vm-%Y%m%d-%H%M%S")
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: str
+    user: str
+    blob_id: str
+    name: str
+    status: Phase
+    created_at: float
+    updated_at: float
+    phase_started_at: float
+    ec2_instance_id: str | None = None
+    private_ip: str | None = None
+    public_ip: str | None = None
+    command_id: str | None = None
+    error: str | None = None
+
+    def moved(self, status: Phase, now: float, **changes: Any) -> Instance:
+        started = now if status != self.status else self.phase_started_at
+        return replace(self, status=status, updated_at=now, phase_started_at=started, **changes)
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["status"] = self.status.value
+        return {k: v for k, v in record.items() if v is not None}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Instance:
+        fields = set(cls.__dataclass_fields__)
+        values = {k: plain(v) for k, v in record.items() if k in fields}
+        values["status"] = Phase(values["status"])
+        return cls(**values)
+
+
+class CreateInstance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    blob_id: str = Field(
+        pattern=BLOB_ID_PATTERN,
+        description="The Walrus blob (object) id: URL-safe base64, at most 128 characters.",
+    )
+
+
+class Ec2Facts(BaseModel):
+    state: str
+    instance_type: str | None = None
+    private_ip: str | None = None
+    public_ip: str | None = None
+    launch_time: str | None = None
+
+
+class InstanceOut(BaseModel):
+    id: str
+    name: str
+    blob_id: str
+    status: Phase
+    ec2_instance_id: str | None
+    private_ip: str | None
+    public_ip: str | None
+    created_at: str
+    updated_at: str
+    error: str | None
+    ec2: Ec2Facts | None = None
+
+    @classmethod
+    def of(cls, instance: Instance, ec2: Ec2Facts | None = None) -> InstanceOut:
+        return cls(
+            id=instance.id,
+            name=instance.name,
+            blob_id=instance.blob_id,
+            status=instance.status,
+            ec2_instance_id=instance.ec2_instance_id,
+            private_ip=(ec2.private_ip if ec2 and ec2.private_ip else instance.private_ip),
+            public_ip=(ec2.public_ip if ec2 and ec2.public_ip else instance.public_ip),
+            created_at=iso(instance.created_at) or "",
+            updated_at=iso(instance.updated_at) or "",
+            error=instance.error,
+            ec2=ec2,
+        )
+
+
+class InstanceList(BaseModel):
+    items: list[InstanceOut]
+    next_token: str | None = None

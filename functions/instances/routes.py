@@ -1,0 +1,84 @@
+"""HTTP routes for instances (DESIGN.md contract)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+
+from instances.models import INSTANCE_ID_PATTERN, CreateInstance, InstanceList, InstanceOut
+from instances.service import InstanceService
+from shared.api import ApiError, NotFound, caller_id
+from shared.pagination import InvalidToken
+
+router = Router()
+
+InstanceId = Annotated[str, Path(description="An instance id (ins_...)")]
+
+
+def service() -> InstanceService:
+    return router.context["instances"]  # type: ignore[no-any-return]
+
+
+def _instance_id(value: str) -> str:
+    if not re.fullmatch(INSTANCE_ID_PATTERN, value):
+        raise NotFound("instance")
+    return value
+
+
+@router.post(
+    "/instances",
+    summary="Launch an instance that fetches a blob and runs its script",
+    description="202 at once; poll GET /instances/{id} through waiting_for_instance, "
+    "waiting_for_ssm and fetching_blob to ready (or failed).",
+    responses={
+        202: {
+            "description": "Provisioning",
+            "content": {"application/json": {"model": InstanceOut}},
+        },
+        400: {"description": "blob_id is not URL-safe base64 of at most 128 characters"},
+        429: {"description": "The caller's instance limit is reached"},
+    },
+    tags=["instances"],
+)
+def create_instance(body: CreateInstance) -> Response[str]:
+    instance = service().create(caller_id(router.current_event.raw_event), body.blob_id)
+    return Response(202, content_types.APPLICATION_JSON, instance.model_dump_json())
+
+
+@router.get("/instances", summary="The caller's instances with live EC2 data", tags=["instances"])
+def list_instances(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> InstanceList:
+    try:
+        items, token = service().list_instances(
+            caller_id(router.current_event.raw_event), limit, next_token
+        )
+    except InvalidToken as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from None
+    return InstanceList(items=items, next_token=token)
+
+
+@router.get(
+    "/instances/<instance_id>", summary="One instance with live EC2 data", tags=["instances"]
+)
+def get_instance(instance_id: InstanceId) -> InstanceOut:
+    user = caller_id(router.current_event.raw_event)
+    return service().get(user, _instance_id(instance_id))
+
+
+@router.delete(
+    "/instances/<instance_id>",
+    summary="Terminate an instance (202; 200 if already terminated)",
+    tags=["instances"],
+)
+def delete_instance(instance_id: InstanceId) -> Response[str]:
+    user = caller_id(router.current_event.raw_event)
+    instance, terminated = service().delete(user, _instance_id(instance_id))
+    return Response(
+        202 if terminated else 200, content_types.APPLICATION_JSON, instance.model_dump_json()
+    )

@@ -1,0 +1,113 @@
+"""Instances API logic: validate, count, start the workflow; show records with live EC2 data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from instances.config import InstancesConfig
+from instances.ec2 import Machines
+from instances.models import Instance, InstanceOut, Phase, new_instance_id, vm_name
+from instances.repository import Conflict, InstanceRepository, LimitReached
+from shared.api import ApiError, NotFound
+from shared.records import execution_arn
+
+
+class InstanceService:
+    def __init__(
+        self,
+        *,
+        config: InstancesConfig,
+        repository: InstanceRepository,
+        machines: Machines,
+        stepfunctions: Any,
+        clock: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.repo = repository
+        self.machines = machines
+        self.sfn = stepfunctions
+        self.clock = clock
+
+    def create(self, user: str, blob_id: str) -> InstanceOut:
+        now = self.clock()
+        instance = Instance(
+            id=new_instance_id(now),
+            user=user,
+            blob_id=blob_id,
+            name=vm_name(now),
+            status=Phase.WAITING_FOR_INSTANCE,
+            created_at=now,
+            updated_at=now,
+            phase_started_at=now,
+        )
+        try:
+            self.repo.create(instance, self.config.max_instances_per_user)
+        except LimitReached:
+            raise ApiError(
+                429,
+                "instance_limit",
+                f"you already have {self.config.max_instances_per_user} instances; delete one "
+                "(DELETE /instances/{id}) before starting another",
+            ) from None
+        try:
+            self.sfn.start_execution(
+                stateMachineArn=self.config.state_machine_arn,
+                name=instance.id,
+                input=json.dumps({"instance_id": instance.id}),
+            )
+        except ClientError as exc:
+            failed = instance.moved(Phase.FAILED, self.clock(), error=f"not started: {exc}")
+            self.repo.replace(instance, failed)
+            raise ApiError(503, "unavailable", "could not start provisioning; try again") from exc
+        return InstanceOut.of(instance)
+
+    def get(self, user: str, instance_id: str) -> InstanceOut:
+        instance = self._owned(user, instance_id)
+        return self._merged([instance])[0]
+
+    def list_instances(
+        self, user: str, limit: int, token: str | None
+    ) -> tuple[list[InstanceOut], str | None]:
+        instances, next_token = self.repo.list_for_user(user, limit, token)
+        return self._merged(instances), next_token
+
+    def delete(self, user: str, instance_id: str) -> tuple[InstanceOut, bool]:
+        """``(instance, True)`` when this call terminated it."""
+        instance = self._owned(user, instance_id)
+        if instance.status == Phase.TERMINATED:
+            return InstanceOut.of(instance), False
+        if instance.ec2_instance_id:
+            self.machines.terminate(instance.ec2_instance_id)
+        self._stop_workflow(instance.id)
+        terminated = instance.moved(Phase.TERMINATED, self.clock())
+        try:
+            self.repo.replace(instance, terminated)
+        except Conflict:
+            return self.delete(user, instance_id)  # the workflow moved it meanwhile: again
+        return InstanceOut.of(terminated), True
+
+    def _owned(self, user: str, instance_id: str) -> Instance:
+        instance = self.repo.get(instance_id)
+        if instance is None or instance.user != user:
+            raise NotFound("instance")
+        return instance
+
+    def _merged(self, instances: list[Instance]) -> list[InstanceOut]:
+        ids = [i.ec2_instance_id for i in instances if i.ec2_instance_id]
+        facts = self.machines.describe(ids) if ids else {}
+        return [
+            InstanceOut.of(i, facts.get(i.ec2_instance_id) if i.ec2_instance_id else None)
+            for i in instances
+        ]
+
+    def _stop_workflow(self, instance_id: str) -> None:
+        arn = execution_arn(self.config.state_machine_arn, instance_id)
+        try:
+            self.sfn.stop_execution(executionArn=arn, cause="instance deleted by its owner")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in {"ExecutionDoesNotExist"}:
+                raise

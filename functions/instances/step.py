@@ -1,0 +1,31 @@
+"""The provisioning workflow's Lambda step: ``{"step", "instance_id", "error"?}`` → outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from instances.wiring import provisioner_from_env
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+def describe_error(error: Any) -> str | None:
+    """A Catch hands over ``{"Error", "Cause"}``; keep it readable and bounded."""
+    if isinstance(error, dict):
+        return f"{error.get('Error', 'Error')}: {error.get('Cause', '')}"[:1000]
+    return str(error)[:1000] if error else None
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    step, instance_id = str(event["step"]), str(event["instance_id"])
+    outcome = provisioner_from_env().run(step, instance_id, describe_error(event.get("error")))
+    logger.info("step", extra={"step": step, "instance": instance_id, "outcome": outcome})
+    return {"outcome": outcome}

@@ -1,0 +1,58 @@
+"""Builds the instances service and provisioner from the environment, once per cold start."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import boto3
+
+from instances.config import InstancesConfig
+from instances.ec2 import Machines
+from instances.provisioning import Provisioner
+from instances.repository import InstanceRepository
+from instances.service import InstanceService
+
+
+def _parts(config: InstancesConfig, session: Any) -> tuple[Any, InstanceRepository, Machines]:
+    aws = session or boto3.session.Session()
+    machines = Machines(
+        aws.client("ec2"),
+        aws.client("ssm"),
+        launch_template_id=config.launch_template_id,
+        subnets=config.subnets,
+        app_tag=config.app_tag,
+    )
+    return aws, InstanceRepository(aws.resource("dynamodb").Table(config.instances_table)), machines
+
+
+def build_service(
+    config: InstancesConfig, *, session: Any = None, clock: Callable[[], float] = time.time
+) -> InstanceService:
+    aws, repository, machines = _parts(config, session)
+    return InstanceService(
+        config=config,
+        repository=repository,
+        machines=machines,
+        stepfunctions=aws.client("stepfunctions"),
+        clock=clock,
+    )
+
+
+def build_provisioner(
+    config: InstancesConfig, *, session: Any = None, clock: Callable[[], float] = time.time
+) -> Provisioner:
+    _, repository, machines = _parts(config, session)
+    return Provisioner(config=config, repository=repository, machines=machines, clock=clock)
+
+
+@cache
+def service_from_env() -> InstanceService:
+    return build_service(InstancesConfig.from_env())
+
+
+@cache
+def provisioner_from_env() -> Provisioner:
+    return build_provisioner(InstancesConfig.from_env())

@@ -1,0 +1,445 @@
+"""Instances: EC2 from a launch template, provisioned by a Step Functions workflow that waits
+for the instance and its SSM agent, then runs the ``berth-fetch-and-run`` document (seed 002).
+
+The blob id is never part of a command string: it is a document parameter with an
+``allowedPattern``, handed to the script as an environment variable (``interpolationType:
+ENV_VAR``), and the API refuses a bad one before anything is launched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.api import BerthApi
+from infra.cfn import depend_only_on_policy
+from infra.functions import LambdaBaseline
+from infra.live import secure_table
+from infra.nag import acknowledge, acknowledge_wildcard
+from infra.network import Network
+from infra.settings import InstancesSettings
+from instances.config import InstancesConfig
+from instances.models import APP_TAG, BLOB_ID_PATTERN
+from instances.repository import BY_USER
+
+DOCUMENT_NAME = "berth-fetch-and-run"
+ROUTES = [
+    ("POST", "/instances"),
+    ("GET", "/instances"),
+    ("GET", "/instances/{instance_id}"),
+    ("DELETE", "/instances/{instance_id}"),
+]
+AGGREGATOR_PATTERN = r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~-]+)*$"
+
+FETCH_AND_RUN = [
+    "set -euo pipefail",
+    'work="/opt/berth/blobs/${SSM_blobId}"',
+    'mkdir -p "$work" && cd "$work"',
+    'curl --fail --silent --show-error --location --max-time 600 --output blob.zip "${SSM_aggregatorUrl}/v1/blobs/by-object-id/${SSM_blobId}"',  # noqa: E501
+    "python3 -m zipfile -e blob.zip .",
+    'test -f script.sh || { echo "the blob has no script.sh" >&2; exit 3; }',
+    "chmod +x script.sh",
+    "nohup ./script.sh > script.log 2>&1 &",
+    'echo "started script.sh (pid $!) in $work; log: $work/script.log"',
+]
+
+
+class Instances(Construct):
+    """Exposes ``launch_template``, ``document``, ``state_machine``, ``table``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: InstancesSettings,
+        max_per_user: int,
+        network: Network,
+        baseline: LambdaBaseline,
+        api: BerthApi,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+        name: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.app_tag = name
+        stack = Stack.of(self)
+
+        # --- the machine ----------------------------------------------------------------------
+        self.instance_role = iam.Role(
+            self,
+            "InstanceRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description="berth instances: the SSM agent only",
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")
+            ],
+        )
+        acknowledge(
+            self.instance_role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+            "AmazonSSMManagedInstanceCore]",
+            "The SSM agent's own AWS-managed policy is what Run Command needs on the "
+            "instance; nothing else is granted.",
+        )
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=network.vpc,
+            description="berth instances: no inbound; outbound for SSM and the blob download",
+            allow_all_outbound=True,
+        )
+        self.launch_template_id: str
+        if settings.launch_template_id:
+            self.launch_template_id = settings.launch_template_id
+        else:
+            template = ec2.LaunchTemplate(
+                self,
+                "LaunchTemplate",
+                machine_image=ec2.MachineImage.latest_amazon_linux2023(
+                    cpu_type=(
+                        ec2.AmazonLinuxCpuType.ARM_64
+                        if settings.architecture == "arm64"
+                        else ec2.AmazonLinuxCpuType.X86_64
+                    )
+                ),
+                instance_type=ec2.InstanceType(settings.instance_type),
+                role=self.instance_role,
+                security_group=self.security_group,
+                require_imdsv2=True,
+                detailed_monitoring=True,
+                block_devices=[
+                    ec2.BlockDevice(
+                        device_name="/dev/xvda",
+                        volume=ec2.BlockDeviceVolume.ebs(
+                            settings.root_volume_gb,
+                            encrypted=True,
+                            volume_type=ec2.EbsDeviceVolumeType.GP3,
+                            delete_on_termination=True,
+                        ),
+                    )
+                ],
+            )
+            self.launch_template_id = template.launch_template_id or ""
+        launch_template_arn = stack.format_arn(
+            service="ec2", resource="launch-template", resource_name=self.launch_template_id
+        )
+
+        # --- the document ---------------------------------------------------------------------
+        self.document = ssm.CfnDocument(
+            self,
+            "FetchAndRun",
+            name=f"{name}-fetch-and-run",
+            document_type="Command",
+            document_format="JSON",
+            update_method="NewVersion",
+            content={
+                "schemaVersion": "2.2",
+                "description": "berth: download a Walrus blob, unzip it, start its script.sh",
+                "parameters": {
+                    "blobId": {
+                        "type": "String",
+                        "description": "Walrus blob (object) id, URL-safe base64",
+                        "allowedPattern": BLOB_ID_PATTERN,
+                        "interpolationType": "ENV_VAR",
+                    },
+                    "aggregatorUrl": {
+                        "type": "String",
+                        "description": "Walrus aggregator base URL",
+                        "default": settings.aggregator_url,
+                        "allowedPattern": AGGREGATOR_PATTERN,
+                        "interpolationType": "ENV_VAR",
+                    },
+                },
+                "mainSteps": [
+                    {
+                        "action": "aws:runShellScript",
+                        "name": "fetchAndRun",
+                        "inputs": {"timeoutSeconds": "900", "runCommand": FETCH_AND_RUN},
+                    }
+                ],
+            },
+        )
+        document_name = self.document.ref
+
+        # --- the records ----------------------------------------------------------------------
+        self.table = secure_table(self, "Table", removal_policy=removal_policy)
+        self.table.add_global_secondary_index(
+            index_name=BY_USER,
+            partition_key=dynamodb.Attribute(name="user", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+
+        # --- the workflow ---------------------------------------------------------------------
+        subnets = network.vpc.select_subnets(subnet_type=network.task_subnet_type).subnet_ids
+        environment = InstancesConfig.environment(
+            instances_table=self.table.table_name,
+            launch_template_id=self.launch_template_id,
+            subnet_ids=",".join(subnets),
+            document_name=document_name,
+            aggregator_url=settings.aggregator_url,
+            app_tag=name,
+            max_instances_per_user=max_per_user,
+            running_timeout_seconds=settings.running_timeout_seconds,
+            ssm_timeout_seconds=settings.ssm_timeout_seconds,
+            command_timeout_seconds=settings.command_timeout_seconds,
+            terminate_on_failure=settings.terminate_on_failure,
+        )
+        self.step_function = baseline.function(
+            self,
+            "Step",
+            handler="instances.step.handler",
+            service="instances-provisioning",
+            description="One step of instance provisioning (launch, check, run, fail)",
+            environment=environment,
+            timeout=Duration.seconds(60),
+        )
+        self._grant_provisioning(self.step_function, launch_template_arn, document_name)
+        self.state_machine = self._workflow(settings, log_retention, removal_policy)
+
+        # --- the API --------------------------------------------------------------------------
+        self.api_function = baseline.function(
+            self,
+            "Api",
+            handler="instances.handler.handler",
+            service="instances",
+            description="Instances API: launch, list, status with live EC2 data, terminate",
+            environment={
+                **environment,
+                **InstancesConfig.environment(
+                    state_machine_arn=self.state_machine.state_machine_arn
+                ),
+            },
+        )
+        for function in (self.step_function, self.api_function):
+            self.table.grant_read_write_data(function)
+            acknowledge_wildcard(
+                function,
+                f"{self.table.table_arn}/index/*",
+                "Covers only this table's own index (by_user).",
+            )
+            self._grant_terminate_and_describe(function)
+        self.state_machine.grant_start_execution(self.api_function)
+        execution_arns = stack.format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{self.state_machine.state_machine_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.api_function.add_to_role_policy(
+            iam.PolicyStatement(actions=["states:StopExecution"], resources=[execution_arns])
+        )
+        acknowledge_wildcard(
+            self.api_function,
+            execution_arns,
+            "Execution names are instance ids made at run time; scoped to this workflow.",
+        )
+        api.add_routes(self.api_function, ROUTES)
+        CfnOutput(self, "DocumentName", key="FetchAndRunDocument", value=document_name)
+
+    def _grant_provisioning(
+        self, function: lambda_.Function, launch_template_arn: str, document_name: str
+    ) -> None:
+        stack = Stack.of(self)
+
+        def arn(service: str, resource: str, name: str = "*", account: str | None = None) -> str:
+            return stack.format_arn(
+                service=service, resource=resource, resource_name=name, account=account
+            )
+
+        instances = arn("ec2", "instance")
+        statements = [
+            # RunInstances: only from berth's launch template, and only tagged as berth's
+            iam.PolicyStatement(actions=["ec2:RunInstances"], resources=[launch_template_arn]),
+            iam.PolicyStatement(
+                actions=["ec2:RunInstances"],
+                resources=[instances],
+                conditions={
+                    "ArnLike": {"ec2:LaunchTemplate": launch_template_arn},
+                    "StringEquals": {f"aws:RequestTag/{APP_TAG}": self.app_tag},
+                },
+            ),
+            iam.PolicyStatement(
+                actions=["ec2:RunInstances"],
+                resources=[
+                    arn("ec2", "volume"),
+                    arn("ec2", "network-interface"),
+                    arn("ec2", "subnet"),
+                    arn("ec2", "security-group"),
+                    arn("ec2", "image", account=""),
+                ],
+                conditions={"ArnLike": {"ec2:LaunchTemplate": launch_template_arn}},
+            ),
+            iam.PolicyStatement(
+                actions=["ec2:CreateTags"],
+                resources=[instances, arn("ec2", "volume")],
+                conditions={"StringEquals": {"ec2:CreateAction": "RunInstances"}},
+            ),
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.instance_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+            ),
+            # Run Command: only berth's document, only on instances tagged as berth's
+            iam.PolicyStatement(
+                actions=["ssm:SendCommand"], resources=[arn("ssm", "document", document_name)]
+            ),
+            iam.PolicyStatement(
+                actions=["ssm:SendCommand"],
+                resources=[instances],
+                conditions={"StringEquals": {f"ssm:resourceTag/{APP_TAG}": self.app_tag}},
+            ),
+            iam.PolicyStatement(
+                actions=["ssm:DescribeInstanceInformation", "ssm:GetCommandInvocation"],
+                resources=["*"],
+            ),
+        ]
+        for statement in statements:
+            function.add_to_role_policy(statement)
+        for resource in (
+            instances,
+            arn("ec2", "volume"),
+            arn("ec2", "network-interface"),
+            arn("ec2", "subnet"),
+            arn("ec2", "security-group"),
+            arn("ec2", "image", account=""),
+        ):
+            acknowledge_wildcard(
+                function,
+                resource,
+                "RunInstances needs these resource types; every statement on them requires "
+                "berth's launch template (and the berth tag on the instance).",
+            )
+        if function.role is not None:
+            acknowledge(
+                function.role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "ssm:DescribeInstanceInformation and ssm:GetCommandInvocation (and X-Ray) have "
+                "no resource-level permissions.",
+            )
+
+    def _grant_terminate_and_describe(self, function: lambda_.Function) -> None:
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ec2:TerminateInstances"],
+                resources=[
+                    Stack.of(self).format_arn(service="ec2", resource="instance", resource_name="*")
+                ],
+                conditions={"StringEquals": {f"ec2:ResourceTag/{APP_TAG}": self.app_tag}},
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["ec2:DescribeInstances"], resources=["*"])
+        )
+        acknowledge_wildcard(
+            function,
+            Stack.of(self).format_arn(service="ec2", resource="instance", resource_name="*"),
+            "Terminates only instances tagged as berth's (condition on the berth:app tag).",
+        )
+        if function.role is not None:
+            acknowledge(
+                function.role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "ec2:DescribeInstances (and X-Ray) have no resource-level permissions.",
+            )
+
+    def _workflow(
+        self,
+        settings: InstancesSettings,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> sfn.StateMachine:
+        poll = sfn.WaitTime.duration(Duration.seconds(settings.poll_seconds))
+
+        def step(state_id: str, name: str, with_error: bool = False) -> tasks.LambdaInvoke:
+            payload: dict[str, Any] = {
+                "step": name,
+                "instance_id": sfn.JsonPath.string_at("$.instance_id"),
+            }
+            if with_error:
+                payload["error"] = sfn.JsonPath.object_at("$.error")
+            return tasks.LambdaInvoke(
+                self,
+                state_id,
+                lambda_function=self.step_function,
+                payload=sfn.TaskInput.from_object(payload),
+                result_selector={"outcome": sfn.JsonPath.string_at("$.Payload.outcome")},
+                result_path="$.result",
+                retry_on_service_exceptions=True,
+            )
+
+        failed = sfn.Fail(self, "Provisioning failed", error="ProvisioningFailed")
+        record_failure = step("Record failure", "fail", with_error=True).next(failed)
+        ready = sfn.Succeed(self, "Ready")
+        ended = sfn.Succeed(self, "Ended", comment="the instance was deleted meanwhile")
+
+        def polled(name: str, step_name: str, then: sfn.IChainable) -> sfn.Wait:
+            wait = sfn.Wait(self, f"Wait for {name}", time=poll)
+            check = step(f"Check {name}", step_name)
+            check.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+            outcome = sfn.JsonPath.string_at("$.result.outcome")
+            wait.next(check).next(
+                sfn.Choice(self, f"{name.capitalize()} done?")
+                .when(sfn.Condition.string_equals(outcome, "wait"), wait)
+                .when(sfn.Condition.string_equals(outcome, "next"), then)
+                .when(sfn.Condition.string_equals(outcome, "done"), then)
+                .when(sfn.Condition.string_equals(outcome, "stopped"), ended)
+                .otherwise(failed)
+            )
+            return wait
+
+        command = polled("command", "check_command", ready)
+        agent = polled("agent", "check_ssm", command)
+        instance = polled("instance", "check_instance", agent)
+        launch = step("Launch", "launch")
+        launch.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+        launch.next(
+            sfn.Choice(self, "Launched?")
+            .when(sfn.Condition.string_equals("$.result.outcome", "next"), instance)
+            .when(sfn.Condition.string_equals("$.result.outcome", "stopped"), ended)
+            .otherwise(failed)
+        )
+        longest = (
+            settings.running_timeout_seconds
+            + settings.ssm_timeout_seconds
+            + settings.command_timeout_seconds
+        )
+        machine = sfn.StateMachine(
+            self,
+            "Workflow",
+            comment="berth instance provisioning: launch, wait running, wait SSM, fetch blob",
+            definition_body=sfn.DefinitionBody.from_chainable(launch),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            timeout=Duration.seconds(longest + 10 * 60),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=logs.LogGroup(
+                    self, "WorkflowLogs", retention=log_retention, removal_policy=removal_policy
+                ),
+                level=sfn.LogLevel.ALL,
+                include_execution_data=False,
+            ),
+        )
+        depend_only_on_policy(machine, machine.role)
+        acknowledge(
+            machine.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "CloudWatch Logs delivery and X-Ray support no resource-level permissions.",
+        )
+        acknowledge_wildcard(
+            machine.role,
+            f"{self.step_function.function_arn}:*",
+            "CDK grants invoke on the step function's versions; the workflow calls only it.",
+        )
+        return machine

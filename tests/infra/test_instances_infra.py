@@ -1,0 +1,136 @@
+"""Instances infrastructure facts: the document's guard, the hardened template, scoped IAM."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from instances.models import BLOB_ID_PATTERN
+from tests.infra.test_sessions_infra import actions, resources, statements_of
+from tests.synth import Synth
+
+
+def document(synth: Synth) -> dict[str, Any]:
+    (doc,) = synth.resources("AWS::SSM::Document").values()
+    return dict(doc["Properties"])
+
+
+def test_document_takes_the_blob_id_only_as_a_pattern_checked_env_var(synth: Synth) -> None:
+    props = document(synth)
+    assert props["DocumentType"] == "Command"
+    params = props["Content"]["parameters"]
+    assert params["blobId"]["allowedPattern"] == BLOB_ID_PATTERN == "^[A-Za-z0-9_-]{1,128}$"
+    assert params["blobId"]["interpolationType"] == "ENV_VAR"
+    assert params["aggregatorUrl"]["interpolationType"] == "ENV_VAR"
+    assert params["aggregatorUrl"]["default"] == synth.stack.settings.instances.aggregator_url
+    (step,) = props["Content"]["mainSteps"]
+    script = "\n".join(step["inputs"]["runCommand"])
+    assert "{{" not in script, "no textual interpolation of parameters into the script"
+    assert '"${SSM_aggregatorUrl}/v1/blobs/by-object-id/${SSM_blobId}"' in script
+    # every use of the blob id is inside double quotes
+    for use in re.finditer(r"\$\{SSM_blobId\}", script):
+        line = script[script.rfind("\n", 0, use.start()) + 1 : script.find("\n", use.end())]
+        assert line.count('"') >= 2, line
+
+
+def test_launch_template_requires_imdsv2_encrypts_and_has_no_ssh_key(synth: Synth) -> None:
+    (template,) = synth.resources("AWS::EC2::LaunchTemplate").values()
+    data = template["Properties"]["LaunchTemplateData"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    (device,) = data["BlockDeviceMappings"]
+    assert device["Ebs"]["Encrypted"] is True
+    assert "KeyName" not in data
+    assert data["InstanceType"] == synth.stack.settings.instances.instance_type
+    assert "al2023" in json.dumps(data["ImageId"]).lower()
+
+
+def test_instance_security_group_has_no_inbound_rules(synth: Synth) -> None:
+    (group,) = [
+        g
+        for k, g in synth.resources("AWS::EC2::SecurityGroup").items()
+        if k.startswith("InstancesSecurityGroup")
+    ]
+    assert "SecurityGroupIngress" not in group["Properties"]
+    ingress = [
+        r
+        for r in synth.resources("AWS::EC2::SecurityGroupIngress").values()
+        if "Instances" in json.dumps(r["Properties"].get("GroupId"))
+    ]
+    assert ingress == []
+
+
+def test_instance_role_has_only_the_ssm_core_policy(synth: Synth) -> None:
+    (role_id,) = [
+        k for k in synth.resources("AWS::IAM::Role") if k.startswith("InstancesInstanceRole")
+    ]
+    role = synth.data["Resources"][role_id]["Properties"]
+    (managed,) = role["ManagedPolicyArns"]
+    assert json.dumps(managed).endswith(':iam::aws:policy/AmazonSSMManagedInstanceCore"]]}')
+    inline = [
+        p
+        for p in synth.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    assert inline == []
+
+
+def test_run_instances_needs_berths_launch_template_and_tag(synth: Synth) -> None:
+    statements = [
+        s for s in statements_of(synth, "InstancesStep") if "ec2:RunInstances" in actions(s)
+    ]
+    assert len(statements) == 3
+    for statement in statements:
+        rendered = json.dumps(statement)
+        assert "launch-template" in rendered
+    (instance_statement,) = [s for s in statements if ":instance/" in json.dumps(resources(s))]
+    assert instance_statement["Condition"]["StringEquals"] == {"aws:RequestTag/berth:app": "berth"}
+    assert "ec2:LaunchTemplate" in instance_statement["Condition"]["ArnLike"]
+
+
+def test_pass_role_only_for_the_instance_role(synth: Synth) -> None:
+    (passing,) = [s for s in statements_of(synth, "InstancesStep") if "iam:PassRole" in actions(s)]
+    (role,) = resources(passing)
+    assert role["Fn::GetAtt"][0].startswith("InstancesInstanceRole")
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+
+
+def test_send_command_only_with_berths_document_on_berth_instances(synth: Synth) -> None:
+    sends = [s for s in statements_of(synth, "InstancesStep") if "ssm:SendCommand" in actions(s)]
+    rendered = sorted(json.dumps(s) for s in sends)
+    assert len(sends) == 2
+    (document_statement,) = [s for s in sends if ":document/" in json.dumps(resources(s))]
+    assert "Condition" not in document_statement
+    (instance_statement,) = [s for s in sends if ":instance/" in json.dumps(resources(s))]
+    assert instance_statement["Condition"] == {
+        "StringEquals": {"ssm:resourceTag/berth:app": "berth"}
+    }
+    assert rendered
+
+
+def test_terminate_only_berth_tagged_instances(synth: Synth) -> None:
+    for function in ("InstancesStep", "InstancesApi"):
+        (terminate,) = [
+            s for s in statements_of(synth, function) if "ec2:TerminateInstances" in actions(s)
+        ]
+        assert terminate["Condition"] == {"StringEquals": {"ec2:ResourceTag/berth:app": "berth"}}
+
+
+def test_workflow_waits_have_timeouts_and_failures_are_recorded(synth: Synth) -> None:
+    (machine,) = [
+        m
+        for k, m in synth.resources("AWS::StepFunctions::StateMachine").items()
+        if k.startswith("Instances")
+    ]
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    asl = json.loads("".join(p if isinstance(p, str) else '"x"'[1:-1] for p in parts))
+    states = asl["States"]
+    assert asl["TimeoutSeconds"] > 0
+    for name in ("instance", "agent", "command"):
+        check = states[f"Check {name}"]
+        (catch,) = check["Catch"]
+        assert catch["Next"] == "Record failure"
+        choice = states[f"{name.capitalize()} done?"]
+        assert {c["StringEquals"] for c in choice["Choices"]} >= {"wait", "stopped"}
+        assert choice["Default"] == "Provisioning failed"
+    assert states["Record failure"]["Next"] == "Provisioning failed"

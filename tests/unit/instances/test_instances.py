@@ -1,0 +1,184 @@
+"""Instances against moto: validation before launch, each provisioning step, failure cleanup."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from instances.config import InstancesConfig
+from instances.models import Phase
+from instances.provisioning import Provisioner
+from instances.service import InstanceService
+from shared.api import ApiError
+from tests.aws import FakeClock
+from tests.unit.instances.conftest import ALICE, BOB, Agent, ec2_instances
+
+
+def executions(aws: boto3.session.Session, config: InstancesConfig) -> list[str]:
+    sfn = aws.client("stepfunctions")
+    listed = sfn.list_executions(stateMachineArn=config.state_machine_arn)["executions"]
+    return [e["name"] for e in listed]
+
+
+def test_create_answers_at_once_and_starts_the_workflow(
+    service: InstanceService, aws: boto3.session.Session, config: InstancesConfig
+) -> None:
+    instance = service.create(ALICE, "0xAbC_-123")
+    assert instance.status == Phase.WAITING_FOR_INSTANCE
+    assert instance.name.startswith("berth-vm-")
+    assert executions(aws, config) == [instance.id]
+    assert ec2_instances(aws) == []  # the workflow launches, not the API
+
+
+def test_the_instance_limit_is_a_429(service: InstanceService) -> None:
+    service.create(ALICE, "a")
+    service.create(ALICE, "b")
+    with pytest.raises(ApiError) as raised:
+        service.create(ALICE, "c")
+    assert (raised.value.status, raised.value.code) == (429, "instance_limit")
+    service.create(BOB, "a")
+
+
+def launched(provisioner: Provisioner, service: InstanceService) -> str:
+    instance = service.create(ALICE, "blob_1")
+    assert provisioner.run("launch", instance.id) == "next"
+    return instance.id
+
+
+def test_launch_uses_the_template_and_tags_the_instance(
+    provisioner: Provisioner, service: InstanceService, aws: boto3.session.Session
+) -> None:
+    instance_id = launched(provisioner, service)
+    (machine,) = ec2_instances(aws)
+    tags = {t["Key"]: t["Value"] for t in machine["Tags"]}
+    assert tags["berth:instance-id"] == instance_id
+    assert tags["berth:user"] == ALICE
+    assert tags["berth:app"] == "berth"
+    assert tags["Name"].startswith("berth-vm-")
+    record = provisioner.repo.get(instance_id)
+    assert record and record.ec2_instance_id == machine["InstanceId"]
+
+
+def test_phases_advance_to_ready(
+    provisioner: Provisioner, service: InstanceService, agent: Agent, clock: FakeClock
+) -> None:
+    instance_id = launched(provisioner, service)
+    assert provisioner.run("check_instance", instance_id) == "next"
+    record = provisioner.repo.get(instance_id)
+    assert record and record.status == Phase.WAITING_FOR_SSM
+    assert record.private_ip
+    assert provisioner.run("check_ssm", instance_id) == "wait"
+    agent.online = True
+    assert provisioner.run("check_ssm", instance_id) == "next"
+    record = provisioner.repo.get(instance_id)
+    assert record and record.status == Phase.FETCHING_BLOB
+    assert record.command_id
+    assert provisioner.run("check_command", instance_id) == "done"  # moto: Success at once
+    assert service.get(ALICE, instance_id).status == Phase.READY
+
+
+def test_the_command_gets_the_blob_only_as_a_document_parameter(
+    provisioner: Provisioner,
+    service: InstanceService,
+    agent: Agent,
+    aws: boto3.session.Session,
+) -> None:
+    instance_id = launched(provisioner, service)
+    provisioner.run("check_instance", instance_id)
+    agent.online = True
+    provisioner.run("check_ssm", instance_id)
+    (command,) = aws.client("ssm").list_commands()["Commands"]
+    assert command["DocumentName"] == "berth-fetch-and-run"
+    assert command["Parameters"]["blobId"] == ["blob_1"]
+    assert command["Parameters"]["aggregatorUrl"] == ["https://aggregator.example"]
+
+
+def test_ssm_timeout_fails_and_terminates(
+    provisioner: Provisioner,
+    service: InstanceService,
+    clock: FakeClock,
+    aws: boto3.session.Session,
+) -> None:
+    instance_id = launched(provisioner, service)
+    provisioner.run("check_instance", instance_id)
+    clock.advance(301)
+    assert provisioner.run("check_ssm", instance_id) == "failed"
+    record = service.get(ALICE, instance_id)
+    assert record.status == Phase.FAILED
+    assert record.error == "the instance did not report its SSM agent online within 300 s"
+    (machine,) = ec2_instances(aws)
+    assert machine["State"]["Name"] in {"shutting-down", "terminated"}
+    # the slot is free again
+    service.create(ALICE, "again")
+    service.create(ALICE, "and-again")
+
+
+def test_a_vanished_instance_shows_in_the_record(
+    provisioner: Provisioner, service: InstanceService, aws: boto3.session.Session
+) -> None:
+    instance_id = launched(provisioner, service)
+    record = provisioner.repo.get(instance_id)
+    assert record and record.ec2_instance_id
+    from moto.ec2.models import ec2_backends
+
+    ec2_backends["123456789012"]["us-east-1"].reservations.clear()
+    shown = service.get(ALICE, instance_id)
+    assert shown.ec2 is not None
+    assert shown.ec2.state == "missing"
+    assert provisioner.run("check_instance", instance_id) == "failed"
+    assert service.get(ALICE, instance_id).error == (
+        "the EC2 instance is missing before it was ready"
+    )
+
+
+def test_a_failed_command_fails_with_its_details(
+    provisioner: Provisioner,
+    service: InstanceService,
+    agent: Agent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    instance_id = launched(provisioner, service)
+    provisioner.run("check_instance", instance_id)
+    agent.online = True
+    provisioner.run("check_ssm", instance_id)
+    monkeypatch.setattr(
+        provisioner.machines, "command_status", lambda *_: ("Failed", "the blob has no script.sh")
+    )
+    assert provisioner.run("check_command", instance_id) == "failed"
+    assert service.get(ALICE, instance_id).error == (
+        "fetching the blob ended Failed: the blob has no script.sh"
+    )
+
+
+def test_a_workflow_error_is_recorded_and_cleans_up(
+    provisioner: Provisioner, service: InstanceService, aws: boto3.session.Session
+) -> None:
+    instance_id = launched(provisioner, service)
+    assert provisioner.run("fail", instance_id, "States.Timeout: task timed out") == "failed"
+    assert service.get(ALICE, instance_id).error == "States.Timeout: task timed out"
+    (machine,) = ec2_instances(aws)
+    assert machine["State"]["Name"] in {"shutting-down", "terminated"}
+
+
+def test_delete_terminates_then_is_idempotent_and_stops_the_workflow(
+    provisioner: Provisioner, service: InstanceService, aws: boto3.session.Session
+) -> None:
+    instance_id = launched(provisioner, service)
+    deleted, terminated = service.delete(ALICE, instance_id)
+    assert (deleted.status, terminated) == (Phase.TERMINATED, True)
+    (machine,) = ec2_instances(aws)
+    assert machine["State"]["Name"] in {"shutting-down", "terminated"}
+    again, terminated_again = service.delete(ALICE, instance_id)
+    assert (again.status, terminated_again) == (Phase.TERMINATED, False)
+    # a workflow still polling finds nothing left to do
+    assert provisioner.run("check_instance", instance_id) == "stopped"
+
+
+def test_other_users_instances_are_not_found(
+    service: InstanceService, provisioner: Provisioner
+) -> None:
+    instance = service.create(ALICE, "x")
+    for call in (service.get, service.delete):
+        with pytest.raises(ApiError) as raised:
+            call(BOB, instance.id)
+        assert raised.value.status == 404
