@@ -40,7 +40,7 @@ lint: $(PY_STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(PY_STAMP)
-	$(BIN)/mypy app.py infra functions containers/jobs/berth_jobs tests bench
+	$(BIN)/mypy app.py infra functions containers/jobs/berth_jobs containers/worker/berth_worker tests bench
 
 synth: install ## cdk synth into cdk.out/ (offline: no credentials, no Docker)
 	npx --no-install cdk synth --quiet

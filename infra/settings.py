@@ -236,6 +236,33 @@ class InstancesSettings(_Strict):
     terminate_on_failure: bool = True
 
 
+class WorkersSettings(_Strict):
+    """Queue-fed Fargate workers that run terminal commands in a project's workspace (seed 004)."""
+
+    command_max_chars: int = Field(default=4096, ge=1, le=65536)
+    command_timeout_seconds: int = Field(default=600, ge=1, le=12 * 3600)
+    max_receive_count: int = Field(default=3, ge=1, le=1000)
+    """A message that fails this many times goes to the dead-letter queue."""
+    messages_per_task: int = Field(default=2, ge=1)
+    min_tasks: int = Field(default=0, ge=0)
+    expected_command_seconds: float = Field(default=15, gt=0)
+    idle_seconds: int = Field(default=10, ge=1, le=3600)
+    """A worker with no work for this long exits (scale to zero)."""
+    start_delay_seconds: int = Field(default=60, ge=1)
+    scaler_interval_minutes: int = Field(default=1, ge=1, le=60)
+    cpu: int = 512
+    memory: PositiveInt = 1024
+
+    @model_validator(mode="after")
+    def _sizes(self) -> Self:
+        if (
+            self.cpu not in FARGATE_MEMORY_BY_CPU
+            or self.memory not in FARGATE_MEMORY_BY_CPU[self.cpu]
+        ):
+            raise ValueError(f"cpu {self.cpu} / memory {self.memory} is not a Fargate size")
+        return self
+
+
 class LimitSettings(_Strict):
     max_sessions_per_user: int = Field(default=3, ge=1, le=100)
     max_worker_tasks: int = Field(default=10, ge=0, le=1000)
@@ -286,11 +313,18 @@ class Settings(_Strict):
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     instances: InstancesSettings = Field(default_factory=InstancesSettings)
+    workers: WorkersSettings = Field(default_factory=WorkersSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     logs: LogSettings = Field(default_factory=LogSettings)
     functions: FunctionSettings = Field(default_factory=FunctionSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @model_validator(mode="after")
+    def _workers_fit(self) -> Self:
+        if self.workers.min_tasks > self.limits.max_worker_tasks:
+            raise ValueError("workers.min_tasks is larger than limits.max_worker_tasks")
+        return self
 
     @model_validator(mode="after")
     def _lookup_needs_env(self) -> Self:

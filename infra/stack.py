@@ -18,6 +18,7 @@ from infra.network import Network
 from infra.sessions import Sessions
 from infra.settings import LOG_RETENTION_DAYS, Settings
 from infra.storage import Storage
+from infra.workers import WorkerFleet
 
 
 def log_retention(days: int) -> logs.RetentionDays:
@@ -114,6 +115,21 @@ class BerthStack(Stack):
             settings=settings.instances,
             max_per_user=settings.limits.max_instances_per_user,
             network=self.network,
+            baseline=self.baseline,
+            api=self.api,
+            log_retention=retention,
+            removal_policy=removal,
+            name=settings.prefix,
+        )
+        self.workers = WorkerFleet(
+            self,
+            "Workers",
+            settings=settings.workers,
+            max_tasks=settings.limits.max_worker_tasks,
+            network=self.network,
+            cluster=self.compute.cluster,
+            live=self.live,
+            access_logs=self.storage.access_logs_bucket,
             baseline=self.baseline,
             api=self.api,
             log_retention=retention,

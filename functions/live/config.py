@@ -8,3 +8,5 @@ from shared.config import EnvModel
 class LiveConfig(EnvModel):
     connections_table: str
     websocket_endpoint: str | None = None
+    workers_table: str | None = None
+    """Where project owners are recorded (for ``subscribe``)."""

@@ -1,14 +1,15 @@
 """WebSocket routes: ``$connect`` (IAM-authenticated), ``$disconnect`` and ``$default``.
 
-Every connection hears its user's session status; capabilities add actions (subscribe to a
-terminal) through ``ACTIONS``.
+Every connection hears its user's session status; ``subscribe`` adds a terminal's output.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import boto3
@@ -17,24 +18,53 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from live.config import LiveConfig
 from live.connections import ConnectionStore
+from workers.models import NAME_PATTERN, topic
+from workers.repository import WorkersRepository
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
 Action = Callable[[ConnectionStore, str, str, dict[str, Any]], dict[str, Any]]
-ACTIONS: dict[str, Action] = {}
-
-_store: ConnectionStore | None = None
 
 
+@cache
+def config() -> LiveConfig:
+    return LiveConfig.from_env()
+
+
+@cache
 def store() -> ConnectionStore:
-    global _store
-    if _store is None:
-        config = LiveConfig.from_env()
-        table = boto3.resource("dynamodb").Table(config.connections_table)
-        _store = ConnectionStore(table, time.time)
-    return _store
+    table = boto3.resource("dynamodb").Table(config().connections_table)
+    return ConnectionStore(table, time.time)
+
+
+@cache
+def owners() -> WorkersRepository:
+    if not config().workers_table:
+        raise RuntimeError("BERTH_WORKERS_TABLE is not set")
+    return WorkersRepository(boto3.resource("dynamodb").Table(config().workers_table))
+
+
+def subscribe(
+    connections: ConnectionStore, connection_id: str, user: str, message: dict[str, Any]
+) -> dict[str, Any]:
+    """``{"action": "subscribe", "project", "terminal"}``: hear that terminal's output.
+    Only the project's owner may; anyone else's project looks like no project."""
+    project, terminal = message.get("project"), message.get("terminal", "t1")
+    if not all(isinstance(v, str) and re.fullmatch(NAME_PATTERN, v) for v in (project, terminal)):
+        return respond(
+            400,
+            {"error": {"code": "invalid_request", "message": "project/terminal: [a-z0-9-]{1,63}"}},
+        )
+    assert isinstance(project, str) and isinstance(terminal, str)
+    if owners().owner_of(project) != user:
+        return respond(404, {"error": {"code": "not_found", "message": "project not found"}})
+    connections.subscribe(connection_id, topic(project, terminal))
+    return respond(200, {"subscribed": topic(project, terminal)})
+
+
+ACTIONS: dict[str, Action] = {"subscribe": subscribe}
 
 
 def respond(status: int, body: dict[str, Any] | None = None) -> dict[str, Any]:

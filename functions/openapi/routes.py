@@ -11,5 +11,12 @@ from health.routes import router as health_router
 from instances.routes import router as instances_router
 from jobs.routes import router as jobs_router
 from sessions.routes import router as sessions_router
+from workers.routes import router as workers_router
 
-ROUTERS: tuple[Router, ...] = (health_router, sessions_router, jobs_router, instances_router)
+ROUTERS: tuple[Router, ...] = (
+    health_router,
+    sessions_router,
+    jobs_router,
+    instances_router,
+    workers_router,
+)

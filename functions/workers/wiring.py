@@ -1,0 +1,32 @@
+"""Builds the command service from the environment, once per cold start."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import boto3
+
+from workers.config import WorkersConfig
+from workers.repository import WorkersRepository
+from workers.service import CommandService
+
+
+def build_service(
+    config: WorkersConfig, *, session: Any = None, clock: Callable[[], float] = time.time
+) -> CommandService:
+    aws = session or boto3.session.Session()
+    return CommandService(
+        config=config,
+        repository=WorkersRepository(aws.resource("dynamodb").Table(config.workers_table)),
+        sqs=aws.client("sqs"),
+        lambda_client=aws.client("lambda"),
+        clock=clock,
+    )
+
+
+@cache
+def service_from_env() -> CommandService:
+    return build_service(WorkersConfig.from_env())
