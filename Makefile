@@ -50,6 +50,7 @@ bench: install ## print the bench/ ratios (each against a baseline measured in t
 	$(BIN)/python bench/cold_import.py
 	$(BIN)/python bench/sandbox_latency.py
 	$(BIN)/python bench/job_cost.py
+	$(BIN)/python bench/scaling_sim.py
 
 clean:
 	rm -rf cdk.out .sandbox .pytest_cache .mypy_cache .ruff_cache

@@ -139,7 +139,7 @@ class LiveUpdates(Construct):
             "$connect", integration=integration, authorizer=authorizers.WebSocketIamAuthorizer()
         )
         self.api.add_route("$disconnect", integration=integration)
-        self.api.add_route("$default", integration=integration)
+        self.api.add_route("$default", integration=integration, return_response=True)
         acknowledge(
             self.api,
             "AwsSolutions-APIG4",

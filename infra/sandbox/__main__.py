@@ -19,11 +19,14 @@ def main() -> int:
     print(
         f"""
 berth sandbox ready in {time.monotonic() - began:.1f} s: {sandbox.url}
+  websocket:       {sandbox.websocket.url}  (header X-Berth-User, or ?user=)
   emulator (moto): {sandbox.emulator.endpoint}
 
   curl -s -X POST {sandbox.url}/sessions -H 'X-Berth-User: alice' -d '{{"profile": "default"}}'
   curl -s {sandbox.url}/sessions -H 'X-Berth-User: alice'
   curl -s {sandbox.url}/openapi.json -H 'X-Berth-User: alice'
+  curl -s -X POST {sandbox.url}/workspaces/demo/commands -H 'X-Berth-User: alice' \\
+       -d '{{"command": "echo hello", "terminal": "t1"}}'
 
 Ctrl-C stops it.""",
         flush=True,

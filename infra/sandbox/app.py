@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from infra.sandbox.stepfunctions import (
     fix_ecs_integration,
     route_lambda_invocations,
 )
+from infra.sandbox.websocket import LocalWebSocketApi
 from infra.settings import ROOT
 
 log = logging.getLogger("berth.sandbox")
@@ -32,6 +36,7 @@ SANDBOX_DIR = ROOT / ".sandbox"
 class SandboxOptions:
     host: str = "127.0.0.1"
     port: int = 8080
+    websocket_port: int = 8081
     concurrency: int = 4
     log_level: str = "WARNING"
     schedule_seconds: float | None = None
@@ -42,6 +47,7 @@ class SandboxOptions:
         return cls(
             host=os.environ.get("BERTH_LOCAL_HOST", "127.0.0.1"),
             port=int(os.environ.get("BERTH_LOCAL_PORT", "8080")),
+            websocket_port=int(os.environ.get("BERTH_LOCAL_WEBSOCKET_PORT", "8081")),
             concurrency=int(os.environ.get("BERTH_LOCAL_CONCURRENCY", "4")),
             log_level=os.environ.get("BERTH_LOCAL_LOG_LEVEL", "WARNING"),
             schedule_seconds=float(schedule) if schedule else None,
@@ -56,6 +62,7 @@ class Sandbox:
     functions: dict[str, LocalFunction]
     events: EventBridge
     server: Any
+    websocket: LocalWebSocketApi
     _thread: threading.Thread | None = field(default=None)
 
     @property
@@ -71,6 +78,7 @@ class Sandbox:
         self._thread.start()
 
     def close(self) -> None:
+        self.websocket.stop()
         self.server.shutdown()
         self.server.server_close()
         self.events.stop()
@@ -81,6 +89,23 @@ class Sandbox:
 
 # Settings the sandbox changes from cdk.json: nobody wants to wait 10 s per poll locally.
 SANDBOX_CONTEXT = {"berth:instances.poll_seconds": 1}
+
+
+def websocket_function(deployment: Deployment) -> str:
+    """The function the template integrates with the WebSocket API's routes."""
+    found = {
+        match.group(1)
+        for integration in deployment.resources("AWS::ApiGatewayV2::Integration").values()
+        if (
+            match := re.search(
+                r'"Fn::GetAtt": \["([A-Za-z0-9]+)", "Arn"\]',
+                json.dumps(integration["Properties"]["IntegrationUri"]),
+            )
+        )
+    }
+    if len(found) != 1:
+        raise ValueError(f"expected one WebSocket function, found {sorted(found)}")
+    return found.pop()
 
 
 def synthesize(outdir: Path) -> Path:
@@ -112,16 +137,25 @@ def start(options: SandboxOptions) -> Sandbox:
         "POWERTOOLS_DEV": "false",
     }
     functions: dict[str, LocalFunction] = {}
+
+    def invoke(logical_id: str, event: dict[str, Any]) -> Any:
+        return functions[logical_id].invoke(event)
+
+    socket_function = websocket_function(deployment)
+    websocket = LocalWebSocketApi(
+        options.host, options.websocket_port, partial(invoke, socket_function)
+    )
+    server = serve(options.host, options.port, routes_of(deployment), invoke, websocket.post)
+    # Functions and workers reach "API Gateway's management API" on the local gateway.
+    host, port = server.server_address[:2]
+    local_endpoints = {"BERTH_WEBSOCKET_ENDPOINT": f"http://{host!s}:{port}"}
     for logical_id, described in deployment.functions.items():
         environment = {
             **described["environment"],
             **base_env,
             "POWERTOOLS_LOG_LEVEL": options.log_level,
         }
-        if "BERTH_WEBSOCKET_ENDPOINT" in environment:
-            # API Gateway's management API is not emulated over the network; moto's accepts
-            # post_to_connection, so pushes succeed (and go nowhere) locally.
-            environment["BERTH_WEBSOCKET_ENDPOINT"] = emulator.endpoint
+        environment.update({k: v for k, v in local_endpoints.items() if k in environment})
         code_path = described["code_path"]
         functions[logical_id] = LocalFunction(
             described["name"],
@@ -131,9 +165,6 @@ def start(options: SandboxOptions) -> Sandbox:
             code_path=str(code_path) if code_path else None,
         )
 
-    def invoke(logical_id: str, event: dict[str, Any]) -> Any:
-        return functions[logical_id].invoke(event)
-
     route_lambda_invocations(
         {
             described["name"]: functions[logical_id].invoke
@@ -141,10 +172,11 @@ def start(options: SandboxOptions) -> Sandbox:
         }
     )
     events = EventBridge(emulator, deployment, invoke, schedule_seconds=options.schedule_seconds)
-    events.task_listeners.append(LocalTaskRunner(emulator, images_of(assembly, stack_name)))
+    images = images_of(assembly, stack_name, SANDBOX_DIR / "images")
+    events.task_listeners.append(LocalTaskRunner(emulator, images, overrides=local_endpoints))
     events.start()
-    server = serve(options.host, options.port, routes_of(deployment), invoke)
+    websocket.start()
     for function in functions.values():
         function.warm()
     log.info("sandbox ready in %.1f s", time.monotonic() - started)
-    return Sandbox(options, emulator, deployment, functions, events, server)
+    return Sandbox(options, emulator, deployment, functions, events, server, websocket)

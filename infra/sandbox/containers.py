@@ -1,9 +1,11 @@
-"""Runs batch containers (tasks a state machine starts) locally, since no Docker runs here.
+"""Runs berth's Python containers locally, since no Docker runs here.
 
-When a task started by Step Functions reaches RUNNING in the emulator, its image's Python
-entrypoint runs as a subprocess from the image's build context, with the container's
-environment and the task's overrides. Its exit code becomes the container's exit code and
-the task stops — which is what the state machine's ``.sync`` integration waits for.
+When a task whose image has a Python entrypoint (job runners, workers) reaches RUNNING in
+the emulator, that entrypoint runs as a local process from the image's laid-out files, with
+the container's environment and the task's overrides. When it exits, its exit code becomes
+the container's and the task stops — which is what a state machine's ``.sync`` waits for and
+how a worker scales itself in. Images without a Python entrypoint (session servers such as
+Chroma) are left to the emulator's bookkeeping.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.sandbox.dockerfile import exec_form
+from infra.sandbox.dockerfile import assemble, exec_form
 from infra.sandbox.emulator import ACCOUNT, REGION, Emulator
 
 log = logging.getLogger("berth.sandbox")
@@ -28,34 +30,45 @@ STEP_FUNCTIONS = "AWS Step Functions"
 
 @dataclass(frozen=True)
 class Image:
-    context: Path
+    workdir: Path
+    """A local directory laid out like the image's WORKDIR (its COPY lines applied)."""
     entrypoint: list[str]
 
 
-def images_of(assembly: Path, stack_name: str) -> dict[str, Image]:
-    """Each container image asset (by hash) with the Python entrypoint of its target stage."""
+def images_of(assembly: Path, stack_name: str, into: Path) -> dict[str, Image]:
+    """Each container image asset (by hash) whose entrypoint is Python, laid out in ``into``."""
     manifest = json.loads((assembly / f"{stack_name}.assets.json").read_text())
     images = {}
     for asset_hash, asset in manifest.get("dockerImages", {}).items():
-        context = assembly / asset["source"]["directory"]
-        target = asset["source"].get("dockerBuildTarget")
-        entrypoint = exec_form(context / "Dockerfile", target, "ENTRYPOINT")
+        source = asset["source"]
+        context = assembly / source["directory"]
+        dockerfile = context / source.get("dockerFile", "Dockerfile")
+        target = source.get("dockerBuildTarget")
+        entrypoint = exec_form(dockerfile, target, "ENTRYPOINT")
         if entrypoint and Path(entrypoint[0]).name.startswith("python"):
-            images[asset_hash] = Image(context, [sys.executable, *entrypoint[1:]])
+            workdir = assemble(context, dockerfile, target, into / asset_hash[:16])
+            images[asset_hash] = Image(workdir, [sys.executable, *entrypoint[1:]])
     return images
 
 
 class LocalTaskRunner:
-    def __init__(self, emulator: Emulator, images: dict[str, Image], timeout: float = 900):
+    def __init__(
+        self,
+        emulator: Emulator,
+        images: dict[str, Image],
+        overrides: dict[str, str] | None = None,
+        timeout: float = 900,
+    ):
         self.emulator = emulator
         self.images = images
+        self.overrides = overrides or {}
         self.timeout = timeout
         self._started: set[str] = set()
         self._lock = threading.Lock()
 
     def __call__(self, task: dict[str, Any]) -> None:
         """A task's status changed (called by the ECS watcher)."""
-        if task.get("lastStatus") != "RUNNING" or task.get("startedBy") != STEP_FUNCTIONS:
+        if task.get("lastStatus") != "RUNNING":
             return
         with self._lock:
             if task["taskArn"] in self._started:
@@ -71,8 +84,8 @@ class LocalTaskRunner:
             (i for h, i in self.images.items() if container.get("image", "").endswith(h)), None
         )
         if image is None:
-            log.warning("no local way to run %s; stopping it", container.get("image"))
-            self._finish(task, 1, "the sandbox cannot run this image")
+            if task.get("startedBy") == STEP_FUNCTIONS:  # a job would wait forever
+                self._finish(task, 1, "the sandbox cannot run this image")
             return
         environment = {e["name"]: e["value"] for e in container.get("environment", [])}
         for override in (task.get("overrides") or {}).get("containerOverrides", []):
@@ -81,16 +94,17 @@ class LocalTaskRunner:
         env = {
             **os.environ,
             **environment,
+            **{k: v for k, v in self.overrides.items() if k in environment},
             "AWS_ENDPOINT_URL": self.emulator.endpoint,
             "AWS_ACCESS_KEY_ID": "sandbox",
             "AWS_SECRET_ACCESS_KEY": "sandbox",
             "AWS_DEFAULT_REGION": REGION,
-            "PYTHONPATH": str(image.context),
+            "PYTHONPATH": str(image.workdir),
         }
         try:
             result = subprocess.run(  # noqa: S603 - the image's own entrypoint, no shell
                 image.entrypoint,
-                cwd=image.context,
+                cwd=image.workdir,
                 env=env,
                 capture_output=True,
                 text=True,

@@ -148,7 +148,9 @@ def deploy(emulator: Emulator, assembly: Path, stack_name: str) -> Deployment:
             image = images[_image_hash(props["Code"]["ImageUri"])]["source"]
             code_path = assembly / image["directory"]
             command = props.get("ImageConfig", {}).get("Command") or exec_form(
-                code_path / "Dockerfile", image.get("dockerBuildTarget"), "CMD"
+                code_path / image.get("dockerFile", "Dockerfile"),
+                image.get("dockerBuildTarget"),
+                "CMD",
             )
             if not command:
                 raise ValueError(f"{logical_id}: the image has no exec-form CMD (its handler)")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from infra.sandbox.emulator import Deployment
 from infra.sandbox.events import local_user_arn, match_resource, rest_event
@@ -56,13 +56,17 @@ def routes_of(deployment: Deployment) -> list[Route]:
 
 
 Invoke = Callable[[str, dict[str, Any]], Any]
+PostToConnection = Callable[[str, bytes], bool]
+MANAGEMENT_PATH = re.compile(r"^(?:/[A-Za-z0-9_]+)?/@connections/([^/]+)$")
 
 
 def error_body(code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 
 
-def make_handler(routes: list[Route], invoke: Invoke) -> type[BaseHTTPRequestHandler]:
+def make_handler(
+    routes: list[Route], invoke: Invoke, post_to_connection: PostToConnection | None = None
+) -> type[BaseHTTPRequestHandler]:
     class Gateway(BaseHTTPRequestHandler):
         server_version = "berth-local"
         protocol_version = "HTTP/1.1"
@@ -86,7 +90,16 @@ def make_handler(routes: list[Route], invoke: Invoke) -> type[BaseHTTPRequestHan
             if length > MAX_REQUEST_BYTES:
                 self._send(413, error_body("payload_too_large", "request body over 10 MB"))
                 return
-            body = self.rfile.read(length).decode("utf-8", "replace") if length else None
+            raw = self.rfile.read(length) if length else b""
+            management = MANAGEMENT_PATH.match(url.path)
+            if management and post_to_connection and self.command == "POST":
+                # the WebSocket management API (functions and workers push through it)
+                if post_to_connection(unquote(management.group(1)), raw):
+                    self._send(200, b"{}")
+                else:
+                    self._send(410, b'{"message": "Gone"}', {"x-amzn-ErrorType": "GoneException"})
+                return
+            body = raw.decode("utf-8", "replace") if raw else None
             matches = [
                 (route, params)
                 for route in routes
@@ -142,5 +155,11 @@ class GatewayServer(ThreadingHTTPServer):
     request_queue_size = 256  # bursts of parallel clients; the stdlib default (5) resets them
 
 
-def serve(host: str, port: int, routes: list[Route], invoke: Invoke) -> GatewayServer:
-    return GatewayServer((host, port), make_handler(routes, invoke))
+def serve(
+    host: str,
+    port: int,
+    routes: list[Route],
+    invoke: Invoke,
+    post_to_connection: PostToConnection | None = None,
+) -> GatewayServer:
+    return GatewayServer((host, port), make_handler(routes, invoke, post_to_connection))

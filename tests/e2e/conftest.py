@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,7 @@ from infra.settings import ROOT
 class Sandbox:
     url: str
     emulator: str
+    websocket: str
 
     def request(
         self, method: str, path: str, body: Any = None, user: str | None = "alice"
@@ -44,6 +46,7 @@ def sandbox() -> Iterator[Sandbox]:
     env = {
         **os.environ,
         "BERTH_LOCAL_PORT": "0",
+        "BERTH_LOCAL_WEBSOCKET_PORT": "0",
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         "PYTHONUNBUFFERED": "1",
     }
@@ -57,10 +60,10 @@ def sandbox() -> Iterator[Sandbox]:
         start_new_session=True,
     )
     assert process.stdout is not None
-    url = emulator = None
+    url = emulator = websocket = None
     seen: list[str] = []
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (url and emulator):
+    while time.monotonic() < deadline and not (url and emulator and websocket):
         line = process.stdout.readline()
         if not line:
             break
@@ -69,11 +72,15 @@ def sandbox() -> Iterator[Sandbox]:
             url = found.group(1)
         if found := re.search(r"emulator \(moto\): (http://\S+)", line):
             emulator = found.group(1)
-    if not (url and emulator):
+        if found := re.search(r"websocket: +(ws://\S+)", line):
+            websocket = found.group(1)
+    if not (url and emulator and websocket):
         process.kill()
         pytest.fail("the sandbox did not start:\n" + "".join(seen[-40:]))
+    # keep reading what it prints, so a full pipe never blocks it
+    threading.Thread(target=seen.extend, args=(process.stdout,), daemon=True).start()
     try:
-        yield Sandbox(url, emulator)
+        yield Sandbox(url, emulator, websocket)
     finally:
         # Ctrl-C, as a user stops make local: it must stop cleanly and promptly.
         process.send_signal(signal.SIGINT)

@@ -143,11 +143,12 @@ def test_profile_images_are_docker_assets_built_from_containers(synth: Synth) ->
     images = [image["source"] for image in assets["dockerImages"].values()]
     # synth only copies each containers/<dir> into cdk.out: no Docker daemon is involved
     for source in images:
-        assert (synth.outdir / source["directory"] / "Dockerfile").is_file()
+        dockerfile = source.get("dockerFile", "Dockerfile")
+        assert (synth.outdir / source["directory"] / dockerfile).is_file()
     targets = sorted(source.get("dockerBuildTarget", "") for source in images)
     profiles = {p.image for p in synth.stack.settings.sessions.profiles.values()}
-    # one untargeted image per profile, and the jobs Dockerfile's two targets
-    assert targets == sorted([""] * len(profiles) + ["fargate-image", "lambda-image"])
+    # one untargeted image per profile and the worker's, and the jobs Dockerfile's two targets
+    assert targets == sorted([""] * (len(profiles) + 1) + ["fargate-image", "lambda-image"])
 
 
 # --- functions -----------------------------------------------------------------------------
