@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from aws_cdk import Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from infra.nag import acknowledge
 from infra.network import Network
 from infra.settings import CONTAINERS_DIR
 
@@ -45,3 +48,47 @@ class ComputeCore(Construct):
             )
             for name in sorted(set(image_dirs))
         }
+
+
+def fargate_task_definition(
+    scope: Construct,
+    construct_id: str,
+    *,
+    family: str,
+    cpu: int,
+    memory: int,
+    task_role: iam.IRole | None = None,
+) -> ecs.FargateTaskDefinition:
+    """The one way berth makes a task definition: Fargate on ARM64 Linux."""
+    return ecs.FargateTaskDefinition(
+        scope,
+        construct_id,
+        family=family,
+        cpu=cpu,
+        memory_limit_mib=memory,
+        runtime_platform=ecs.RuntimePlatform(
+            cpu_architecture=ecs.CpuArchitecture.ARM64,
+            operating_system_family=ecs.OperatingSystemFamily.LINUX,
+        ),
+        task_role=task_role,
+    )
+
+
+def acknowledge_task_definition(definition: ecs.TaskDefinition, environment: str) -> None:
+    """After its containers are added: why their environment is plain, and the execution
+    role's one unavoidable wildcard."""
+    acknowledge(definition, "AwsSolutions-ECS2", environment)
+    if definition.execution_role is not None:
+        acknowledge(
+            definition.execution_role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken has no resource-level permissions; pulls are scoped "
+            "to the CDK asset repository.",
+        )
+
+
+def cluster_task_arns(scope: Construct, cluster: ecs.ICluster) -> str:
+    """Every task of ``cluster`` (task ids are made at run time)."""
+    return Stack.of(scope).format_arn(
+        service="ecs", resource="task", resource_name=f"{cluster.cluster_name}/*"
+    )

@@ -22,12 +22,12 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.api import BerthApi
-from infra.cfn import depend_only_on_policy
 from infra.functions import LambdaBaseline
 from infra.live import secure_table
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
 from infra.settings import InstancesSettings
+from infra.workflow import standard_state_machine
 from instances.config import InstancesConfig
 from instances.models import APP_TAG, BLOB_ID_PATTERN
 from instances.repository import BY_USER
@@ -415,27 +415,14 @@ class Instances(Construct):
             + settings.ssm_timeout_seconds
             + settings.command_timeout_seconds
         )
-        machine = sfn.StateMachine(
+        machine = standard_state_machine(
             self,
             "Workflow",
+            start=launch,
             comment="berth instance provisioning: launch, wait running, wait SSM, fetch blob",
-            definition_body=sfn.DefinitionBody.from_chainable(launch),
-            state_machine_type=sfn.StateMachineType.STANDARD,
             timeout=Duration.seconds(longest + 10 * 60),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=logs.LogGroup(
-                    self, "WorkflowLogs", retention=log_retention, removal_policy=removal_policy
-                ),
-                level=sfn.LogLevel.ALL,
-                include_execution_data=False,
-            ),
-        )
-        depend_only_on_policy(machine, machine.role)
-        acknowledge(
-            machine.role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "CloudWatch Logs delivery and X-Ray support no resource-level permissions.",
+            log_retention=log_retention,
+            removal_policy=removal_policy,
         )
         acknowledge_wildcard(
             machine.role,

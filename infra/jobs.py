@@ -21,13 +21,14 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.api import BerthApi
-from infra.cfn import depend_only_on_policy
+from infra.compute import acknowledge_task_definition, cluster_task_arns, fargate_task_definition
 from infra.functions import LambdaBaseline
 from infra.live import secure_table
-from infra.nag import acknowledge, acknowledge_wildcard
+from infra.nag import acknowledge_wildcard
 from infra.network import Network
 from infra.settings import CONTAINERS_DIR, JobSettings, JobsSettings
 from infra.storage import grant_objects
+from infra.workflow import standard_state_machine
 from jobs.config import JobsConfig, JobSpec
 from jobs.repository import BY_USER
 
@@ -131,7 +132,6 @@ class Jobs(Construct):
             catalogue, network, cluster, log_retention, removal_policy
         )
         self._tighten_state_machine_policy(cluster)
-        depend_only_on_policy(self.state_machine, self.state_machine.role)
 
         # --- the API --------------------------------------------------------------------------
         self.table = secure_table(self, "Table", removal_policy=removal_policy)
@@ -236,25 +236,13 @@ class Jobs(Construct):
             {
                 "Action": sorted(task_actions),
                 "Effect": "Allow",
-                "Resource": stack.resolve(
-                    stack.format_arn(
-                        service="ecs", resource="task", resource_name=f"{cluster.cluster_name}/*"
-                    )
-                ),
+                "Resource": stack.resolve(cluster_task_arns(self, cluster)),
             }
         )
         cfn_policy.policy_document = {"Version": "2012-10-17", "Statement": statements}
-        acknowledge(
-            self.state_machine.role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "CloudWatch Logs delivery (logs:*LogDelivery, DescribeLogGroups, resource policies) "
-            "and X-Ray tracing support no resource-level permissions.",
-        )
         acknowledge_wildcard(
             self.state_machine.role,
-            stack.format_arn(
-                service="ecs", resource="task", resource_name=f"{cluster.cluster_name}/*"
-            ),
+            cluster_task_arns(self, cluster),
             "The .sync integration polls and stops the task it started; task ids are made at "
             "run time, scoped to berth's cluster.",
         )
@@ -281,16 +269,8 @@ class Jobs(Construct):
         log_group = logs.LogGroup(
             self, "JobLogs", retention=log_retention, removal_policy=removal_policy
         )
-        definition = ecs.FargateTaskDefinition(
-            self,
-            "JobTask",
-            family=f"{name}-job-runner",
-            cpu=cpu,
-            memory_limit_mib=memory,
-            runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.ARM64,
-                operating_system_family=ecs.OperatingSystemFamily.LINUX,
-            ),
+        definition = fargate_task_definition(
+            self, "JobTask", family=f"{name}-job-runner", cpu=cpu, memory=memory
         )
         definition.add_container(
             CONTAINER_NAME,
@@ -305,19 +285,11 @@ class Jobs(Construct):
             environment={**runner_env, "BERTH_JOB_LOG_GROUP": log_group.log_group_name},
             logging=ecs.LogDrivers.aws_logs(stream_prefix="job", log_group=log_group),
         )
-        acknowledge(
+        acknowledge_task_definition(
             definition,
-            "AwsSolutions-ECS2",
             "The environment holds bucket names and the log group (not secrets); the job "
             "itself comes as RunTask overrides.",
         )
-        if definition.execution_role is not None:
-            acknowledge(
-                definition.execution_role,
-                "AwsSolutions-IAM5[Resource::*]",
-                "ecr:GetAuthorizationToken has no resource-level permissions; pulls are scoped "
-                "to the CDK asset repository.",
-            )
         return definition
 
     def _state_machine(
@@ -542,22 +514,12 @@ class Jobs(Construct):
         )
 
         longest = max(j.timeout_seconds for j in catalogue.values())
-        return sfn.StateMachine(
+        return standard_state_machine(
             self,
             "StateMachine",
+            start=validate,
             comment="berth job chooser: Lambda or Fargate by job name, result or failure ZIP",
-            definition_body=sfn.DefinitionBody.from_chainable(validate),
-            state_machine_type=sfn.StateMachineType.STANDARD,
             timeout=Duration.seconds(longest + 15 * 60),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=logs.LogGroup(
-                    self,
-                    "StateMachineLogs",
-                    retention=log_retention,
-                    removal_policy=removal_policy,
-                ),
-                level=sfn.LogLevel.ALL,
-                include_execution_data=False,
-            ),
+            log_retention=log_retention,
+            removal_policy=removal_policy,
         )

@@ -20,6 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.api import BerthApi
+from infra.compute import acknowledge_task_definition, cluster_task_arns, fargate_task_definition
 from infra.functions import LambdaBaseline
 from infra.live import LiveUpdates, secure_table
 from infra.nag import acknowledge, acknowledge_wildcard
@@ -176,16 +177,12 @@ class Sessions(Construct):
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description=f"berth session profile {profile_name}: no AWS permissions",
         )
-        definition = ecs.FargateTaskDefinition(
+        definition = fargate_task_definition(
             self,
             f"Task-{profile_name}",
             family=family,
             cpu=profile.cpu,
-            memory_limit_mib=profile.memory,
-            runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.ARM64,
-                operating_system_family=ecs.OperatingSystemFamily.LINUX,
-            ),
+            memory=profile.memory,
             task_role=task_role,
         )
         definition.add_container(
@@ -205,26 +202,15 @@ class Sessions(Construct):
                 ),
             ),
         )
-        acknowledge(
+        acknowledge_task_definition(
             definition,
-            "AwsSolutions-ECS2",
             "The container environment holds the profile's non-secret settings (PORT and "
             "the operator's profile.environment); per-session values come as RunTask overrides.",
         )
-        if definition.execution_role is not None:
-            acknowledge(
-                definition.execution_role,
-                "AwsSolutions-IAM5[Resource::*]",
-                "ecr:GetAuthorizationToken has no resource-level permissions; pulls are scoped "
-                "to the CDK asset repository.",
-            )
         return definition
 
     def _task_arns(self) -> str:
-        cluster_name = self.cluster.cluster_name
-        return Stack.of(self).format_arn(
-            service="ecs", resource="task", resource_name=f"{cluster_name}/*"
-        )
+        return cluster_task_arns(self, self.cluster)
 
     def _grant_task_control(self, function: lambda_.Function) -> None:
         function.add_to_role_policy(

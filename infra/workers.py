@@ -21,6 +21,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.api import BerthApi
+from infra.compute import acknowledge_task_definition, cluster_task_arns, fargate_task_definition
 from infra.functions import METRICS_NAMESPACE, LambdaBaseline
 from infra.live import LiveUpdates, secure_table
 from infra.nag import acknowledge, acknowledge_wildcard
@@ -200,16 +201,8 @@ class WorkerFleet(Construct):
         removal_policy: RemovalPolicy,
         family: str,
     ) -> ecs.FargateTaskDefinition:
-        definition = ecs.FargateTaskDefinition(
-            self,
-            "WorkerTask",
-            family=family,
-            cpu=settings.cpu,
-            memory_limit_mib=settings.memory,
-            runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.ARM64,
-                operating_system_family=ecs.OperatingSystemFamily.LINUX,
-            ),
+        definition = fargate_task_definition(
+            self, "WorkerTask", family=family, cpu=settings.cpu, memory=settings.memory
         )
         definition.add_container(
             CONTAINER_NAME,
@@ -298,24 +291,13 @@ class WorkerFleet(Construct):
             "cloudwatch:PutMetricData has no resource-level permissions; limited to the berth "
             "namespace by condition.",
         )
-        acknowledge(
-            definition,
-            "AwsSolutions-ECS2",
-            "The environment holds resource names and limits, not secrets.",
+        acknowledge_task_definition(
+            definition, "The environment holds resource names and limits, not secrets."
         )
-        if definition.execution_role is not None:
-            acknowledge(
-                definition.execution_role,
-                "AwsSolutions-IAM5[Resource::*]",
-                "ecr:GetAuthorizationToken has no resource-level permissions; pulls are scoped "
-                "to the CDK asset repository.",
-            )
         return definition
 
     def _task_arns(self) -> str:
-        return Stack.of(self).format_arn(
-            service="ecs", resource="task", resource_name=f"{self.cluster.cluster_name}/*"
-        )
+        return cluster_task_arns(self, self.cluster)
 
     def _grant_scaling(self, function: lambda_.Function) -> None:
         definition = self.task_definition

@@ -1,22 +1,8 @@
+"""API Gateway → GET /health."""
+
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from health.routes import router
-from shared.api import make_resolver
+from shared.api import api_handler
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
-app = make_resolver(router)
-
-
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+app, handler = api_handler(router)

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from instances.models import Instance
 from shared.pagination import query_user_page
 from shared.records import to_item
+from shared.transactions import Conflict, commit, count, guarded_put
+
+__all__ = ["Conflict", "InstanceRepository", "LimitReached"]
 
 BY_USER = "by_user"
-
-
-class Conflict(Exception):
-    """The record changed since it was read."""
 
 
 class LimitReached(Exception):
@@ -46,65 +43,29 @@ class InstanceRepository:
 
     def create(self, instance: Instance, max_live: int) -> None:
         """Stores a new instance, or raises ``LimitReached``."""
+        put = {
+            "Put": {
+                "TableName": self.name,
+                "Item": self._record(instance),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
         try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.name,
-                            "Item": self._record(instance),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.name,
-                            "Key": {"pk": count_key(instance.user)},
-                            "UpdateExpression": "ADD live_count :one",
-                            "ConditionExpression": (
-                                "attribute_not_exists(live_count) OR live_count < :max"
-                            ),
-                            "ExpressionAttributeValues": {":one": 1, ":max": max_live},
-                        }
-                    },
-                ]
+            commit(
+                self.client,
+                [put, count(self.name, count_key(instance.user), 1, limit=max_live)],
+                instance.id,
             )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                raise LimitReached() from None
-            raise
+        except Conflict:
+            raise LimitReached() from None
 
     def replace(self, old: Instance, new: Instance) -> None:
         """Writes ``new`` if the stored status is still ``old``'s; frees the slot on leaving
         the live phases."""
-        items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self.name,
-                    "Item": self._record(new),
-                    "ConditionExpression": "#s = :expected",
-                    "ExpressionAttributeNames": {"#s": "status"},
-                    "ExpressionAttributeValues": {":expected": old.status.value},
-                }
-            }
-        ]
+        items = [guarded_put(self.name, self._record(new), old.status.value)]
         if old.status.live and not new.status.live:
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self.name,
-                        "Key": {"pk": count_key(old.user)},
-                        "UpdateExpression": "ADD live_count :minus",
-                        "ExpressionAttributeValues": {":minus": -1},
-                    }
-                }
-            )
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                raise Conflict(old.id) from None
-            raise
+            items.append(count(self.name, count_key(old.user), -1))
+        commit(self.client, items, old.id)
 
     @staticmethod
     def _record(instance: Instance) -> dict[str, Any]:

@@ -5,18 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from openapi.routes import ROUTERS
-from shared.api import API_TITLE, API_VERSION, make_resolver
+from shared.api import API_TITLE, API_VERSION, api_handler
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
-app = make_resolver(*ROUTERS)
+app, handler = api_handler(*ROUTERS)
 
 
 def document() -> dict[str, Any]:
@@ -32,10 +26,3 @@ def document() -> dict[str, Any]:
 @app.get("/openapi.json", include_in_schema=False)
 def openapi() -> Response[str]:
     return Response(200, content_types.APPLICATION_JSON, json.dumps(document()))
-
-
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)

@@ -20,15 +20,14 @@ from botocore.exceptions import ClientError
 from sessions.models import Session
 from shared.pagination import query_user_page
 from shared.records import to_item
+from shared.transactions import Conflict, commit, count, guarded_put
+
+__all__ = ["Conflict", "CreateOutcome", "SessionRepository"]
 
 BY_USER = "by_user"
 BY_ACTIVITY = "by_activity"
 ACTIVE = "1"
 ENDED_RECORD_RETENTION_SECONDS = 30 * 24 * 3600
-
-
-class Conflict(Exception):
-    """The record changed since it was read (another writer won); re-read and decide again."""
 
 
 @dataclass(frozen=True)
@@ -111,17 +110,7 @@ class SessionRepository:
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
                     },
-                    {
-                        "Update": {
-                            "TableName": self.name,
-                            "Key": {"pk": count_key(session.user)},
-                            "UpdateExpression": "ADD live_count :one",
-                            "ConditionExpression": (
-                                "attribute_not_exists(live_count) OR live_count < :max"
-                            ),
-                            "ExpressionAttributeValues": {":one": 1, ":max": max_live},
-                        }
-                    },
+                    count(self.name, count_key(session.user), 1, limit=max_live),
                 ]
             )
         except ClientError as exc:
@@ -133,8 +122,8 @@ class SessionRepository:
                 existing = (lock.get("Item") or {}).get("session_id")
                 existing_id = _attr(existing)
                 return CreateOutcome(created=False, existing_id=existing_id)
-            count = reasons[2] if len(reasons) > 2 else {}
-            if count.get("Code") == "ConditionalCheckFailed":
+            limit = reasons[2] if len(reasons) > 2 else {}
+            if limit.get("Code") == "ConditionalCheckFailed":
                 return CreateOutcome(created=False, limit_reached=True)
             raise
         return CreateOutcome(created=True)
@@ -144,16 +133,7 @@ class SessionRepository:
 
         Leaving the live states frees the profile slot and the count in the same transaction.
         """
-        put: dict[str, Any] = {
-            "Put": {
-                "TableName": self.name,
-                "Item": self._record(new),
-                "ConditionExpression": "#s = :expected",
-                "ExpressionAttributeNames": {"#s": "status"},
-                "ExpressionAttributeValues": {":expected": old.status.value},
-            }
-        }
-        items = [put]
+        items = [guarded_put(self.name, self._record(new), old.status.value)]
         if old.status.live and not new.status.live:
             items += [
                 {
@@ -164,21 +144,9 @@ class SessionRepository:
                         "ExpressionAttributeValues": {":id": old.id},
                     }
                 },
-                {
-                    "Update": {
-                        "TableName": self.name,
-                        "Key": {"pk": count_key(old.user)},
-                        "UpdateExpression": "ADD live_count :minus",
-                        "ExpressionAttributeValues": {":minus": -1},
-                    }
-                },
+                count(self.name, count_key(old.user), -1),
             ]
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
-                raise Conflict(old.id) from None
-            raise
+        commit(self.client, items, old.id)
 
     def _record(self, session: Session) -> dict[str, Any]:
         record = to_item(session.id, session.to_record())

@@ -154,3 +154,29 @@ def make_resolver(*routers: Router) -> BerthResolver:
 
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def api_handler(
+    *routers: Router, services: Mapping[str, Callable[[], Any]] | None = None
+) -> tuple[BerthResolver, Handler]:
+    """The one way a berth API function is made: a resolver over ``routers`` and a Lambda
+    handler with Powertools logging (correlation id), tracing and metrics.
+
+    ``services`` name the objects routes read from ``router.context`` and how to build them
+    (once per cold start: the builders cache)."""
+    from aws_lambda_powertools import Metrics, Tracer
+    from aws_lambda_powertools.logging import correlation_paths
+
+    app = make_resolver(*routers)
+    tracer = Tracer()
+    metrics = Metrics()
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if services:
+            app.append_context(**{name: build() for name, build in services.items()})  # type: ignore[no-untyped-call]
+        return app.resolve(event, context)
+
+    return app, handler

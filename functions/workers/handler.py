@@ -1,26 +1,9 @@
-"""API Gateway → workspace command routes."""
+"""API Gateway → workers routes. Thin: the service is built once per cold start."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from shared.api import make_resolver
+from shared.api import api_handler
 from workers.routes import router
 from workers.wiring import service_from_env
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
-app = make_resolver(router)
-
-
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    app.append_context(workers=service_from_env())  # type: ignore[no-untyped-call]
-    return app.resolve(event, context)
+app, handler = api_handler(router, services={"workers": service_from_env})

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 
-from infra.sandbox.events import rest_event
 from instances.config import InstancesConfig
+from tests.api import Call, api_caller
 from tests.conftest import FakeLambdaContext
 from tests.unit.instances.conftest import ALICE, ec2_instances
 
@@ -18,23 +17,9 @@ from tests.unit.instances.conftest import ALICE, ec2_instances
 @pytest.fixture
 def call(
     environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
-) -> Iterator[Any]:
-    from instances import handler as module
-    from instances.wiring import service_from_env
-
-    for key, value in environment.items():
-        monkeypatch.setenv(key, value)
-    service_from_env.cache_clear()
-
-    def invoke(method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        event = rest_event(
-            method, path, body=json.dumps(body) if body is not None else None, user_arn=ALICE
-        )
-        response = module.handler(event, lambda_context)
-        return response["statusCode"], json.loads(response["body"])
-
-    yield invoke
-    service_from_env.cache_clear()
+) -> Iterator[Call]:
+    with api_caller("instances", environment, monkeypatch, lambda_context, ALICE) as caller:
+        yield caller
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from infra.sandbox.events import rest_event
+from tests.api import Call, api_caller
 from tests.conftest import FakeLambdaContext
 from tests.unit.sessions.conftest import ALICE, BOB
 
@@ -16,24 +16,9 @@ from tests.unit.sessions.conftest import ALICE, BOB
 @pytest.fixture
 def call(
     environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
-) -> Iterator[Any]:
-    from sessions import handler as module
-    from sessions.wiring import service_from_env
-
-    for key, value in environment.items():
-        monkeypatch.setenv(key, value)
-    service_from_env.cache_clear()
-
-    def invoke(
-        method: str, path: str, body: Any = None, user: str | None = ALICE, raw: str | None = None
-    ) -> tuple[int, Any]:
-        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
-        event = rest_event(method, path, body=payload, user_arn=user)
-        response = module.handler(event, lambda_context)
-        return response["statusCode"], json.loads(response["body"])
-
-    yield invoke
-    service_from_env.cache_clear()
+) -> Iterator[Call]:
+    with api_caller("sessions", environment, monkeypatch, lambda_context, ALICE) as caller:
+        yield caller
 
 
 def test_post_creates_201_then_returns_the_same_session_200(call: Any) -> None:
@@ -128,12 +113,7 @@ def test_other_users_and_malformed_ids_are_404(call: Any) -> None:
 
 
 def test_list_limits_are_validated(call: Any) -> None:
-    from sessions import handler as module
-
-    event = rest_event("GET", "/sessions", query={"limit": "1000"}, user_arn=ALICE)
-    response = module.handler(event, FakeLambdaContext())
-    assert response["statusCode"] == 400
-    event = rest_event("GET", "/sessions", query={"next_token": "garbage!"}, user_arn=ALICE)
-    response = module.handler(event, FakeLambdaContext())
-    assert response["statusCode"] == 400
-    assert json.loads(response["body"])["error"]["code"] == "invalid_request"
+    status, error = call("GET", "/sessions", query={"limit": "1000"})
+    assert (status, error["error"]["code"]) == (400, "invalid_request")
+    status, error = call("GET", "/sessions", query={"next_token": "garbage!"})
+    assert (status, error["error"]["code"]) == (400, "invalid_request")

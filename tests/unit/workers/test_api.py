@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from infra.sandbox.events import rest_event
+from tests.api import Call, api_caller
 from tests.conftest import FakeLambdaContext
 from tests.unit.workers.conftest import ALICE, BOB
 
@@ -16,23 +15,9 @@ from tests.unit.workers.conftest import ALICE, BOB
 @pytest.fixture
 def call(
     environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
-) -> Iterator[Any]:
-    from workers import handler as module
-    from workers.wiring import service_from_env
-
-    for key, value in environment.items():
-        monkeypatch.setenv(key, value)
-    service_from_env.cache_clear()
-
-    def invoke(method: str, path: str, body: Any = None, user: str = ALICE) -> tuple[int, Any]:
-        payload = json.dumps(body) if body is not None else None
-        response = module.handler(
-            rest_event(method, path, body=payload, user_arn=user), lambda_context
-        )
-        return response["statusCode"], json.loads(response["body"])
-
-    yield invoke
-    service_from_env.cache_clear()
+) -> Iterator[Call]:
+    with api_caller("workers", environment, monkeypatch, lambda_context, ALICE) as caller:
+        yield caller
 
 
 def test_queue_then_read_a_command(call: Any) -> None:

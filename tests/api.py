@@ -1,0 +1,50 @@
+"""Calling a capability's real API handler the way API Gateway does, with a moto environment."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from infra.sandbox.events import rest_event
+
+Call = Callable[..., tuple[int, Any]]
+
+
+@contextmanager
+def api_caller(
+    capability: str,
+    environment: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    lambda_context: Any,
+    default_user: str,
+) -> Iterator[Call]:
+    """``call(method, path, body=None, user=..., raw=None, query=None) -> (status, json)``;
+    the handler's cold start reads ``environment``."""
+    module = importlib.import_module(f"{capability}.handler")
+    wiring = importlib.import_module(f"{capability}.wiring")
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    wiring.service_from_env.cache_clear()
+
+    def call(
+        method: str,
+        path: str,
+        body: Any = None,
+        user: str | None = default_user,
+        raw: str | None = None,
+        query: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        event = rest_event(method, path, body=payload, user_arn=user, query=query)
+        response = module.handler(event, lambda_context)
+        return response["statusCode"], json.loads(response["body"])
+
+    try:
+        yield call
+    finally:
+        wiring.service_from_env.cache_clear()
