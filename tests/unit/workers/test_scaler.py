@@ -1,0 +1,103 @@
+"""The scaler: reads the queue, counts the fleet, launches in RunTask batches of ten."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from workers.config import ScalerConfig, WorkersConfig
+from workers.fleet import STARTED_BY, Fleet
+from workers.scaler import scale
+
+
+class FakeEcs:
+    """RunTask as ECS answers it: at most 10 per call; throttles the first ``throttle`` calls."""
+
+    def __init__(self, throttle: int = 0, running: int = 0, starting: int = 0) -> None:
+        self.throttle = throttle
+        self.calls: list[dict[str, Any]] = []
+        self.tasks = ["RUNNING"] * running + ["PENDING"] * starting
+
+    def run_task(self, **kwargs: Any) -> dict[str, Any]:
+        if self.throttle:
+            self.throttle -= 1
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "slow"}}, "RunTask"
+            )
+        assert kwargs["count"] <= 10
+        self.calls.append(kwargs)
+        return {"tasks": [{"taskArn": f"t{i}"} for i in range(kwargs["count"])], "failures": []}
+
+    def get_paginator(self, name: str) -> Any:
+        tasks = self.tasks
+
+        class Pages:
+            def paginate(self, **_: Any) -> list[dict[str, Any]]:
+                return [{"taskArns": [f"arn:{i}" for i in range(len(tasks))]}]
+
+        return Pages()
+
+    def describe_tasks(self, cluster: str, tasks: list[str]) -> dict[str, Any]:
+        return {"tasks": [{"lastStatus": self.tasks[int(a.split(":")[1])]} for a in tasks]}
+
+
+def fleet(ecs: FakeEcs) -> Fleet:
+    return Fleet(
+        ecs,
+        cluster_arn="arn:aws:ecs:us-east-1:123456789012:cluster/berth",
+        task_definition="berth-worker",
+        family="berth-worker",
+        subnets=["subnet-1"],
+        security_groups=["sg-1"],
+        assign_public_ip=True,
+        sleep=lambda _: None,
+    )
+
+
+def test_launches_go_out_in_batches_of_ten() -> None:
+    ecs = FakeEcs()
+    started, failures = fleet(ecs).launch(25)
+    assert (started, failures) == (25, [])
+    assert [c["count"] for c in ecs.calls] == [10, 10, 5]
+    assert {c["startedBy"] for c in ecs.calls} == {STARTED_BY}
+
+
+def test_throttling_is_retried_with_backoff() -> None:
+    ecs = FakeEcs(throttle=2)
+    started, _ = fleet(ecs).launch(3)
+    assert started == 3
+    assert len(ecs.calls) == 1
+
+
+def test_counts_running_and_starting_workers() -> None:
+    assert fleet(FakeEcs(running=2, starting=3)).counts() == (2, 3)
+
+
+def test_scale_sizes_the_fleet_to_the_backlog(
+    environment: dict[str, str], aws: boto3.session.Session, config: WorkersConfig
+) -> None:
+    sqs = aws.client("sqs")
+    for n in range(10):
+        sqs.send_message(QueueUrl=config.queue_url, MessageBody=f'{{"command_id": "{n}"}}')
+    scaler_config = ScalerConfig.model_validate(
+        {
+            "queue_url": config.queue_url,
+            "cluster_arn": "arn:aws:ecs:us-east-1:123456789012:cluster/berth",
+            "worker_task_definition": "berth-worker",
+            "worker_family": "berth-worker",
+            "task_subnets": "subnet-1",
+            "task_security_groups": "sg-1",
+            "messages_per_task": 2,
+            "max_tasks": 10,
+        }
+    )
+    ecs = FakeEcs(running=1)
+    result = scale(scaler_config, sqs, fleet(ecs))
+    # 150 s of work; one idle worker reaches 60 s of it before a new one starts: 3 more
+    assert result["observed"] == {"visible": 10, "in_flight": 0, "running": 1, "starting": 0}
+    assert (result["launch"], result["started"]) == (3, 3)
+    # the same backlog again, with those three starting: nothing more
+    ecs.tasks += ["PENDING"] * 3
+    assert scale(scaler_config, sqs, fleet(ecs))["launch"] == 0
