@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.records import iso, plain
+from shared.records import Record, iso
 
 # URL-safe base64 (Walrus blob/object ids), bounded. The SSM document enforces the same.
 BLOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
@@ -48,7 +48,7 @@ def vm_name(now: float) -> str:
 
 
 @dataclass(frozen=True)
-class Instance:
+class Instance(Record):
     id: str
     user: str
     blob_id: str
@@ -66,18 +66,6 @@ class Instance:
     def moved(self, status: Phase, now: float, **changes: Any) -> Instance:
         started = now if status != self.status else self.phase_started_at
         return replace(self, status=status, updated_at=now, phase_started_at=started, **changes)
-
-    def to_record(self) -> dict[str, Any]:
-        record = asdict(self)
-        record["status"] = self.status.value
-        return {k: v for k, v in record.items() if v is not None}
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Instance:
-        fields = set(cls.__dataclass_fields__)
-        values = {k: plain(v) for k, v in record.items() if k in fields}
-        values["status"] = Phase(values["status"])
-        return cls(**values)
 
 
 class CreateInstance(BaseModel):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.records import iso, plain
+from shared.records import Record, iso
 
 # Step Functions caps an execution's input at 256 KB; ECS caps RunTask overrides at 8 KB,
 # and a Fargate job's input travels as one environment variable in them.
@@ -39,21 +39,13 @@ def input_digest(name: str, payload: Any, canonical: str) -> str:
 
 
 @dataclass(frozen=True)
-class Job:
+class Job(Record):
     id: str
     user: str
     name: str
     runtime: str
     created_at: float
     request_digest: str
-
-    def to_record(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Job:
-        fields = set(cls.__dataclass_fields__)
-        return cls(**{k: plain(v) for k, v in record.items() if k in fields})
 
 
 class CreateJob(BaseModel):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.records import iso, plain
+from shared.records import Record, iso
 
 
 class Status(StrEnum):
@@ -53,7 +53,7 @@ def new_session_id(now: float) -> str:
 
 
 @dataclass(frozen=True)
-class Session:
+class Session(Record):
     id: str
     user: str
     profile: str
@@ -68,7 +68,6 @@ class Session:
     private_ip: str | None = None
     error: str | None = None
     stop_reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def idle_deadline(self) -> float:
@@ -76,19 +75,6 @@ class Session:
 
     def moved(self, status: Status, now: float, **changes: Any) -> Session:
         return replace(self, status=status, updated_at=now, **changes)
-
-    def to_record(self) -> dict[str, Any]:
-        record = asdict(self)
-        record.pop("extra")
-        record["status"] = self.status.value
-        return {key: value for key, value in record.items() if value is not None}
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Session:
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
-        values = {key: plain(record[key]) for key in known if key in record}
-        values["status"] = Status(values["status"])
-        return cls(**values)
 
 
 def now() -> float:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from enum import Enum
+from typing import Any, Self
 
 
 def to_item(pk: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -31,3 +34,33 @@ def iso(epoch: float | None) -> str | None:
 def execution_arn(state_machine_arn: str, name: str) -> str:
     """The ARN of the execution ``name`` of a state machine."""
     return f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+
+
+class Record:
+    """For frozen dataclasses stored as DynamoDB items: enums as their values, no Nones,
+    and back (Decimals to numbers, values to enums)."""
+
+    def to_record(self) -> dict[str, Any]:
+        record = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+        }
+        return {
+            key: value.value if isinstance(value, Enum) else value
+            for key, value in record.items()
+            if value is not None
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Self:
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in record:
+                continue
+            value = plain(record[f.name])
+            kind = hints.get(f.name)
+            if isinstance(kind, type) and issubclass(kind, Enum):
+                value = kind(value)
+            values[f.name] = value
+        return cls(**values)

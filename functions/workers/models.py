@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.records import iso, plain
+from shared.records import Record, iso
 
 NAME_PATTERN = r"^[a-z0-9-]{1,63}$"
 COMMAND_ID_PATTERN = r"^cmd_[0-9a-f]{28}$"
@@ -44,7 +44,7 @@ def topic(project: str, terminal: str) -> str:
 
 
 @dataclass(frozen=True)
-class Command:
+class Command(Record):
     id: str
     user: str
     project: str
@@ -60,18 +60,6 @@ class Command:
 
     def moved(self, status: CommandStatus, now: float, **changes: Any) -> Command:
         return replace(self, status=status, updated_at=now, **changes)
-
-    def to_record(self) -> dict[str, Any]:
-        record = asdict(self)
-        record["status"] = self.status.value
-        return {k: v for k, v in record.items() if v is not None}
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Command:
-        fields = set(cls.__dataclass_fields__)
-        values = {k: plain(v) for k, v in record.items() if k in fields}
-        values["status"] = CommandStatus(values["status"])
-        return cls(**values)
 
 
 class RunCommand(BaseModel):
