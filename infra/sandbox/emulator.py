@@ -57,6 +57,9 @@ class Emulator:
         # not emulate (stages, bucket policies): noise that changes nothing the sandbox serves.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         logging.getLogger("moto").setLevel(logging.ERROR)
+        # Its Step Functions interpreter logs every failed state with a full dump; a job's
+        # failure is what GET /jobs/{id} reports (and its failure ZIP holds).
+        logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", message="Tried to parse")
         app = DomainDispatcherApplication(create_backend_app)
 
