@@ -23,10 +23,10 @@ from constructs import Construct
 
 from infra.api import BerthApi
 from infra.functions import LambdaBaseline
-from infra.live import secure_table
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
 from infra.settings import InstancesSettings
+from infra.storage import secure_table
 from infra.workflow import standard_state_machine
 from instances.config import InstancesConfig
 from instances.models import APP_TAG, BLOB_ID_PATTERN
@@ -182,7 +182,7 @@ class Instances(Construct):
         )
 
         # --- the workflow ---------------------------------------------------------------------
-        subnets = network.vpc.select_subnets(subnet_type=network.task_subnet_type).subnet_ids
+        subnets = network.task_subnet_ids
         environment = InstancesConfig.environment(
             instances_table=self.table.table_name,
             launch_template_id=self.launch_template_id,

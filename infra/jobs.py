@@ -23,11 +23,10 @@ from constructs import Construct
 from infra.api import BerthApi
 from infra.compute import acknowledge_task_definition, cluster_task_arns, fargate_task_definition
 from infra.functions import LambdaBaseline
-from infra.live import secure_table
 from infra.nag import acknowledge_wildcard
 from infra.network import Network
 from infra.settings import CONTAINERS_DIR, JobSettings, JobsSettings
-from infra.storage import grant_objects
+from infra.storage import grant_objects, secure_table
 from infra.workflow import standard_state_machine
 from jobs.config import JobsConfig, JobSpec
 from jobs.repository import BY_USER

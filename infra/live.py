@@ -14,7 +14,6 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -22,36 +21,8 @@ from constructs import Construct
 from infra.functions import LambdaBaseline
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.settings import ApiSettings
+from infra.storage import secure_table
 from live.config import LiveConfig
-
-
-def secure_table(
-    scope: Construct,
-    construct_id: str,
-    *,
-    removal_policy: RemovalPolicy,
-    partition_key: str = "pk",
-    sort_key: str | None = None,
-    ttl_attribute: str | None = None,
-) -> dynamodb.Table:
-    """The one way berth makes a table: on-demand, PITR, KMS-encrypted, string keys."""
-    return dynamodb.Table(
-        scope,
-        construct_id,
-        partition_key=dynamodb.Attribute(name=partition_key, type=dynamodb.AttributeType.STRING),
-        sort_key=(
-            dynamodb.Attribute(name=sort_key, type=dynamodb.AttributeType.STRING)
-            if sort_key
-            else None
-        ),
-        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-        encryption=dynamodb.TableEncryption.AWS_MANAGED,
-        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-            point_in_time_recovery_enabled=True
-        ),
-        time_to_live_attribute=ttl_attribute,
-        removal_policy=removal_policy,
-    )
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)

@@ -63,6 +63,11 @@ class Network(Construct):
         """The subnets tasks run in."""
         return ec2.SubnetSelection(subnet_type=self.task_subnet_type)
 
+    @property
+    def task_subnet_ids(self) -> list[str]:
+        """The ids of the subnets tasks run in (for functions that call RunTask)."""
+        return list(self.vpc.select_subnets(subnet_type=self.task_subnet_type).subnet_ids)
+
     def _create_vpc(
         self,
         settings: VpcSettings,

@@ -22,10 +22,11 @@ from constructs import Construct
 from infra.api import BerthApi
 from infra.compute import acknowledge_task_definition, cluster_task_arns, fargate_task_definition
 from infra.functions import LambdaBaseline
-from infra.live import LiveUpdates, secure_table
+from infra.live import LiveUpdates
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
 from infra.settings import LimitSettings, ProfileSettings, SessionsSettings
+from infra.storage import secure_table
 from sessions.config import SessionsConfig
 from sessions.repository import BY_ACTIVITY, BY_USER
 
@@ -98,7 +99,7 @@ class Sessions(Construct):
                 for profile_name, profile in sorted(settings.profiles.items())
             }
         )
-        subnets = network.vpc.select_subnets(subnet_type=network.task_subnet_type).subnet_ids
+        subnets = network.task_subnet_ids
         environment = {
             **SessionsConfig.environment(
                 sessions_table=self.table.table_name,

@@ -1,10 +1,12 @@
-"""Storage: the results and failures buckets (seed 003's ArkApp) and their access-log bucket."""
+"""Storage: the results and failures buckets (seed 003's ArkApp) and their access-log bucket,
+and the one way berth makes a bucket or a table."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -49,6 +51,35 @@ def grant_objects(
         iam.PolicyStatement(actions=list(actions), resources=[resource])
     )
     return resource
+
+
+def secure_table(
+    scope: Construct,
+    construct_id: str,
+    *,
+    removal_policy: RemovalPolicy,
+    partition_key: str = "pk",
+    sort_key: str | None = None,
+    ttl_attribute: str | None = None,
+) -> dynamodb.Table:
+    """The one way berth makes a table: on-demand, PITR, KMS-encrypted, string keys."""
+    return dynamodb.Table(
+        scope,
+        construct_id,
+        partition_key=dynamodb.Attribute(name=partition_key, type=dynamodb.AttributeType.STRING),
+        sort_key=(
+            dynamodb.Attribute(name=sort_key, type=dynamodb.AttributeType.STRING)
+            if sort_key
+            else None
+        ),
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+        encryption=dynamodb.TableEncryption.AWS_MANAGED,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=True
+        ),
+        time_to_live_attribute=ttl_attribute,
+        removal_policy=removal_policy,
+    )
 
 
 class Storage(Construct):

@@ -23,11 +23,11 @@ from constructs import Construct
 from infra.api import BerthApi
 from infra.compute import acknowledge_task_definition, cluster_task_arns, fargate_task_definition
 from infra.functions import METRICS_NAMESPACE, LambdaBaseline
-from infra.live import LiveUpdates, secure_table
+from infra.live import LiveUpdates
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
 from infra.settings import ROOT, WorkersSettings
-from infra.storage import grant_objects, secure_bucket
+from infra.storage import grant_objects, secure_bucket, secure_table
 from live.config import LiveConfig
 from workers.config import ScalerConfig, WorkerConfig, WorkersConfig
 
@@ -121,7 +121,7 @@ class WorkerFleet(Construct):
         )
 
         # --- the scaler -----------------------------------------------------------------------
-        subnets = network.vpc.select_subnets(subnet_type=network.task_subnet_type).subnet_ids
+        subnets = network.task_subnet_ids
         self.scaler = baseline.function(
             self,
             "Scaler",

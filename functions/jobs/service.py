@@ -23,7 +23,6 @@ from jobs.repository import JobRepository
 from shared.api import ApiError, NotFound
 from shared.records import execution_arn
 
-FINISHED = {"SUCCEEDED": JobStatus.SUCCEEDED}
 FAILED_STATES = {"FAILED", "TIMED_OUT", "ABORTED"}
 MAX_ERROR_CHARS = 2000
 

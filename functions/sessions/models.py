@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -75,10 +74,6 @@ class Session(Record):
 
     def moved(self, status: Status, now: float, **changes: Any) -> Session:
         return replace(self, status=status, updated_at=now, **changes)
-
-
-def now() -> float:
-    return time.time()
 
 
 # --- API models ------------------------------------------------------------------------------
