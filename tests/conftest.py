@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from infra.app import project_context
+from tests.aws import FakeClock
 from tests.synth import Synth, synthesize
 
 FAKE_AWS_ENV = {
@@ -51,3 +55,15 @@ def lambda_context() -> FakeLambdaContext:
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     """The default deployment, exactly as ``cdk synth`` builds it from cdk.json (once)."""
     return synthesize(project_context(), tmp_path_factory.mktemp("cdk.out"))
+
+
+@pytest.fixture
+def aws() -> Iterator[boto3.session.Session]:
+    """An emulated account (moto, in-process) for one test."""
+    with mock_aws():
+        yield boto3.session.Session(region_name="us-east-1")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

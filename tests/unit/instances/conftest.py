@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from instances.config import InstancesConfig
 from instances.provisioning import Provisioner
@@ -19,12 +17,6 @@ from tests.synth import Synth
 
 ALICE = "arn:aws:sts::123456789012:assumed-role/berth-client/alice"
 BOB = "arn:aws:sts::123456789012:assumed-role/berth-client/bob"
-
-
-@pytest.fixture
-def aws() -> Iterator[boto3.session.Session]:
-    with mock_aws():
-        yield boto3.session.Session(region_name="us-east-1")
 
 
 def document_content(synth: Synth) -> dict[str, Any]:
@@ -81,11 +73,6 @@ def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
 @pytest.fixture
 def config(environment: dict[str, str]) -> InstancesConfig:
     return InstancesConfig.from_env(environment)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 class Agent:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from jobs.config import JobsConfig
 from jobs.service import JobService
@@ -17,12 +15,6 @@ from tests.synth import Synth
 
 ALICE = "arn:aws:sts::123456789012:assumed-role/berth-client/alice"
 BOB = "arn:aws:sts::123456789012:assumed-role/berth-client/bob"
-
-
-@pytest.fixture
-def aws() -> Iterator[boto3.session.Session]:
-    with mock_aws():
-        yield boto3.session.Session(region_name="us-east-1")
 
 
 @pytest.fixture
@@ -52,11 +44,6 @@ def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
 @pytest.fixture
 def config(environment: dict[str, str]) -> JobsConfig:
     return JobsConfig.from_env(environment)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -41,11 +41,6 @@ def aws() -> Iterator[boto3.session.Session]:
         state_manager.unset_transition("ecs::task")
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 def _network(aws: boto3.session.Session) -> tuple[str, str]:
     ec2 = aws.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]

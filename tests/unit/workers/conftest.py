@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from berth_worker.protection import TaskProtection
 from berth_worker.sync import WorkspaceSync
@@ -26,12 +24,6 @@ BUCKET = "workspaces"
 
 
 @pytest.fixture
-def aws() -> Iterator[boto3.session.Session]:
-    with mock_aws():
-        yield boto3.session.Session(region_name="us-east-1")
-
-
-@pytest.fixture
 def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
     create_table_like(aws.client("dynamodb"), synth, "WorkersTable", "workers")
     queue = aws.client("sqs").create_queue(
@@ -46,11 +38,6 @@ def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
 @pytest.fixture
 def config(environment: dict[str, str]) -> WorkersConfig:
     return WorkersConfig.from_env(environment)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
