@@ -41,16 +41,48 @@ ROUTES = [
 ]
 AGGREGATOR_PATTERN = r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~-]+)*$"
 
+BLOB_USER = "berth-blob"
+# Runs as root under the SSM agent. Everything from the blob runs as BLOB_USER, with the
+# instance metadata service (where the instance role's credentials are) closed to every user
+# but root — fail closed: no firewall rule, no script.
 FETCH_AND_RUN = [
     "set -euo pipefail",
+    f"id -u {BLOB_USER} >/dev/null 2>&1 || useradd --system --create-home "
+    f"--home-dir /var/lib/{BLOB_USER} --shell /sbin/nologin {BLOB_USER}",
+    "if command -v nft >/dev/null; then",
+    "  nft list table inet berth_imds >/dev/null 2>&1 || {",
+    "    nft add table inet berth_imds",
+    "    nft add chain inet berth_imds out"
+    " '{ type filter hook output priority 0; policy accept; }'",
+    "    nft add rule inet berth_imds out ip daddr 169.254.169.254 meta skuid != 0 reject",
+    "  }",
+    "elif command -v iptables >/dev/null; then",
+    "  iptables -C OUTPUT -d 169.254.169.254 -m owner ! --uid-owner 0 -j REJECT 2>/dev/null"
+    " || iptables -A OUTPUT -d 169.254.169.254 -m owner ! --uid-owner 0 -j REJECT",
+    "else",
+    '  echo "refusing to run the blob: cannot close the metadata service to it" >&2; exit 4',
+    "fi",
     'work="/opt/berth/blobs/${SSM_blobId}"',
     'mkdir -p "$work" && cd "$work"',
     'curl --fail --silent --show-error --location --max-time 600 --output blob.zip "${SSM_aggregatorUrl}/v1/blobs/by-object-id/${SSM_blobId}"',  # noqa: E501
     "python3 -m zipfile -e blob.zip .",
     'test -f script.sh || { echo "the blob has no script.sh" >&2; exit 3; }',
     "chmod +x script.sh",
-    "nohup ./script.sh > script.log 2>&1 &",
-    'echo "started script.sh (pid $!) in $work; log: $work/script.log"',
+    f'chown -R {BLOB_USER}: "$work"',
+    f'nohup setsid runuser -u {BLOB_USER} -- env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$work" ./script.sh > script.log 2>&1 &',  # noqa: E501
+    f'echo "started script.sh as {BLOB_USER} (pid $!) in $work; log: $work/script.log"',
+]
+# What the SSM agent needs to register and receive Run Command — no Parameter Store, no S3.
+SSM_AGENT_ACTIONS = [
+    "ssm:UpdateInstanceInformation",
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:OpenControlChannel",
 ]
 
 
@@ -80,17 +112,17 @@ class Instances(Construct):
             self,
             "InstanceRole",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            description="berth instances: the SSM agent only",
-            managed_policies=[
-                iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")
-            ],
+            description="berth instances: the SSM agent's Run Command channel only",
+        )
+        self.instance_role.add_to_policy(
+            iam.PolicyStatement(actions=SSM_AGENT_ACTIONS, resources=["*"])
         )
         acknowledge(
             self.instance_role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
-            "AmazonSSMManagedInstanceCore]",
-            "The SSM agent's own AWS-managed policy is what Run Command needs on the "
-            "instance; nothing else is granted.",
+            "AwsSolutions-IAM5[Resource::*]",
+            "The SSM agent's message channel actions (ec2messages, ssmmessages, "
+            "UpdateInstanceInformation) have no resource-level permissions; only root (the "
+            "agent) can reach the credentials: metadata is closed to other users.",
         )
         self.security_group = ec2.SecurityGroup(
             self,
@@ -103,16 +135,18 @@ class Instances(Construct):
         if settings.launch_template_id:
             self.launch_template_id = settings.launch_template_id
         else:
+            machine_image = ec2.MachineImage.latest_amazon_linux2023(
+                cpu_type=(
+                    ec2.AmazonLinuxCpuType.ARM_64
+                    if settings.architecture == "arm64"
+                    else ec2.AmazonLinuxCpuType.X86_64
+                )
+            )
+            image_id = machine_image.get_image(self).image_id
             template = ec2.LaunchTemplate(
                 self,
                 "LaunchTemplate",
-                machine_image=ec2.MachineImage.latest_amazon_linux2023(
-                    cpu_type=(
-                        ec2.AmazonLinuxCpuType.ARM_64
-                        if settings.architecture == "arm64"
-                        else ec2.AmazonLinuxCpuType.X86_64
-                    )
-                ),
+                machine_image=machine_image,
                 instance_type=ec2.InstanceType(settings.instance_type),
                 role=self.instance_role,
                 security_group=self.security_group,
@@ -134,6 +168,29 @@ class Instances(Construct):
         launch_template_arn = stack.format_arn(
             service="ec2", resource="launch-template", resource_name=self.launch_template_id
         )
+        # What a launch may use: berth's subnets always; berth's security group and image when
+        # berth made the template (an operator's own template brings its own, so any).
+        self.launch_pins: list[str] = [
+            stack.format_arn(service="ec2", resource="subnet", resource_name=subnet)
+            for subnet in network.task_subnet_ids
+        ]
+        self.launch_wildcards: list[str] = []
+        if settings.launch_template_id:
+            self.launch_wildcards = [
+                stack.format_arn(service="ec2", resource="security-group", resource_name="*"),
+                stack.format_arn(service="ec2", resource="image", resource_name="*", account=""),
+            ]
+        else:
+            self.launch_pins += [
+                stack.format_arn(
+                    service="ec2",
+                    resource="security-group",
+                    resource_name=self.security_group.security_group_id,
+                ),
+                stack.format_arn(
+                    service="ec2", resource="image", resource_name=image_id, account=""
+                ),
+            ]
 
         # --- the document ---------------------------------------------------------------------
         self.document = ssm.CfnDocument(
@@ -272,13 +329,14 @@ class Instances(Construct):
             ),
             iam.PolicyStatement(
                 actions=["ec2:RunInstances"],
-                resources=[
-                    arn("ec2", "volume"),
-                    arn("ec2", "network-interface"),
-                    arn("ec2", "subnet"),
-                    arn("ec2", "security-group"),
-                    arn("ec2", "image", account=""),
-                ],
+                resources=[arn("ec2", "volume"), arn("ec2", "network-interface")],
+                conditions={"ArnLike": {"ec2:LaunchTemplate": launch_template_arn}},
+            ),
+            # ... and only into berth's subnets, with berth's security group and image: a
+            # launch cannot override the template's network placement or AMI.
+            iam.PolicyStatement(
+                actions=["ec2:RunInstances"],
+                resources=[*self.launch_pins, *self.launch_wildcards],
                 conditions={"ArnLike": {"ec2:LaunchTemplate": launch_template_arn}},
             ),
             iam.PolicyStatement(
@@ -307,14 +365,8 @@ class Instances(Construct):
         ]
         for statement in statements:
             function.add_to_role_policy(statement)
-        for resource in (
-            instances,
-            arn("ec2", "volume"),
-            arn("ec2", "network-interface"),
-            arn("ec2", "subnet"),
-            arn("ec2", "security-group"),
-            arn("ec2", "image", account=""),
-        ):
+        wildcards = [instances, arn("ec2", "volume"), arn("ec2", "network-interface")]
+        for resource in wildcards + self.launch_wildcards:
             acknowledge_wildcard(
                 function,
                 resource,

@@ -223,12 +223,22 @@ class Jobs(Construct):
                 resources = [r for r in resources if "Fn::Join" not in r]
             if resources == ["*"]:
                 actions = [a for a in actions if a not in task_actions]
+            conditions = dict(statement.get("Condition") or {})
+            if "ecs:RunTask" in actions or "iam:PassRole" in actions:
+                if len(actions) != 1:
+                    raise ValueError(f"expected RunTask/PassRole in a statement alone: {actions}")
+                conditions |= (
+                    {"ArnEquals": {"ecs:cluster": stack.resolve(cluster.cluster_arn)}}
+                    if actions == ["ecs:RunTask"]
+                    else {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+                )
             if actions:
                 statements.append(
                     {
                         **statement,
                         "Action": actions if len(actions) > 1 else actions[0],
                         "Resource": resources if len(resources) > 1 else resources[0],
+                        **({"Condition": conditions} if conditions else {}),
                     }
                 )
         statements.append(
@@ -387,7 +397,13 @@ class Jobs(Construct):
             ),
             assign_public_ip=network.assign_public_ip,
             subnets=network.vpc_subnets(),
-            security_groups=[network.task_security_group],
+            security_groups=[
+                network.workload_security_group(
+                    self,
+                    "TaskSecurityGroup",
+                    description="berth job tasks: no inbound",
+                )
+            ],
             cpu=sfn.JsonPath.string_at("$.cpu"),
             memory_mib=sfn.JsonPath.string_at("$.memory"),
             container_overrides=[

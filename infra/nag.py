@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import aws_cdk as cdk
@@ -36,9 +37,10 @@ def acknowledge_wildcard(target: lambda_.Function | iam.IRole, resource: str, re
 
 
 def as_nag_text(value: Any) -> str:
-    """A resolved CloudFormation value as cdk-nag prints it: ``<Ref>``, ``<Id.Attr>``."""
+    """A resolved CloudFormation value as cdk-nag prints it: ``<Ref>``, ``<Id.Attr>``, and
+    policy variables ``${aws:PrincipalTag/x}`` as ``<aws:PrincipalTag/x>``."""
     if isinstance(value, str):
-        return value
+        return re.sub(r"\$\{([^}]+)\}", r"<\1>", value)  # ${aws:PrincipalTag/x} → <aws:…>
     if isinstance(value, dict) and "Fn::Join" in value:
         separator, parts = value["Fn::Join"]
         return str(separator).join(as_nag_text(part) for part in parts)

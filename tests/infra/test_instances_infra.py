@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from infra.instances import BLOB_USER, SSM_AGENT_ACTIONS
 from instances.models import BLOB_ID_PATTERN
 from tests.infra.test_sessions_infra import actions, resources, statements_of
 from tests.synth import Synth
@@ -60,19 +61,70 @@ def test_instance_security_group_has_no_inbound_rules(synth: Synth) -> None:
     assert ingress == []
 
 
-def test_instance_role_has_only_the_ssm_core_policy(synth: Synth) -> None:
+def test_instance_role_grants_the_ssm_agent_its_channel_and_nothing_more(synth: Synth) -> None:
     (role_id,) = [
         k for k in synth.resources("AWS::IAM::Role") if k.startswith("InstancesInstanceRole")
     ]
     role = synth.data["Resources"][role_id]["Properties"]
-    (managed,) = role["ManagedPolicyArns"]
-    assert json.dumps(managed).endswith(':iam::aws:policy/AmazonSSMManagedInstanceCore"]]}')
-    inline = [
-        p
+    assert "ManagedPolicyArns" not in role  # no AmazonSSM* policy: it reads every parameter
+    (statement,) = [
+        s
         for p in synth.resources("AWS::IAM::Policy").values()
         if {"Ref": role_id} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
-    assert inline == []
+    assert actions(statement) == set(SSM_AGENT_ACTIONS)
+    assert not any(
+        a.startswith(("ssm:GetParameter", "s3:", "kms:")) or a.endswith("*")
+        for a in actions(statement)
+    )
+
+
+def test_the_blob_script_runs_unprivileged_with_the_metadata_service_closed(
+    synth: Synth,
+) -> None:
+    (step,) = document(synth)["Content"]["mainSteps"]
+    lines = step["inputs"]["runCommand"]
+    script = "\n".join(lines)
+    block = next(i for i, line in enumerate(lines) if "skuid != 0 reject" in line)
+    fallback = next(i for i, line in enumerate(lines) if "! --uid-owner 0 -j REJECT" in line)
+    refuse = next(i for i, line in enumerate(lines) if "refusing to run the blob" in line)
+    start = next(i for i, line in enumerate(lines) if "./script.sh" in line and "nohup" in line)
+    assert "169.254.169.254" in lines[block]
+    assert block < fallback < refuse < start  # closed first, or the script never starts
+    assert f"runuser -u {BLOB_USER} -- env -i" in lines[start]
+    assert f"chown -R {BLOB_USER}:" in script
+    (template,) = synth.resources("AWS::EC2::LaunchTemplate").values()
+    metadata = template["Properties"]["LaunchTemplateData"]["MetadataOptions"]
+    assert metadata["HttpTokens"] == "required"
+    assert metadata.get("HttpPutResponseHopLimit", 1) == 1
+
+
+def test_launches_cannot_override_the_templates_subnet_security_group_or_image(
+    synth: Synth,
+) -> None:
+    statements = [
+        s for s in statements_of(synth, "InstancesStep") if "ec2:RunInstances" in actions(s)
+    ]
+    rendered = [json.dumps(r) for s in statements for r in resources(s)]
+    for r in rendered:
+        if "*" in r:  # only what a launch creates may be a wildcard
+            assert re.search(r":(instance|volume|network-interface)/\*", r), r
+    (group_id,) = [
+        k for k in synth.resources("AWS::EC2::SecurityGroup") if k.startswith("InstancesSecurity")
+    ]
+    assert (
+        [r for r in rendered if ":security-group/" in r]
+        == [r for r in rendered if ":security-group/" in r and group_id in r]
+        != []
+    )
+    images = [r for r in rendered if ":image/" in r]
+    assert len(images) == 1 and "SsmParameterValue" in images[0]  # the template's own AMI
+    subnets = [r for r in rendered if ":subnet/" in r]
+    assert len(subnets) == len(synth.stack.network.task_subnet_ids)
+    everything = json.dumps([resources(s) for s in statements])
+    for kind in ("subnet", "security-group", "image"):
+        assert f":{kind}/*" not in everything
 
 
 def test_run_instances_needs_berths_launch_template_and_tag(synth: Synth) -> None:

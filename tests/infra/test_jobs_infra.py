@@ -151,6 +151,13 @@ def test_state_machine_role_is_scoped_to_what_it_runs(synth: Synth) -> None:
         k for k in synth.resources("AWS::ECS::TaskDefinition") if k.startswith("JobsJobTask")
     ]
     assert resources(by_action["ecs:RunTask"]) == [{"Ref": task_def}]
+    (cluster,) = [k for k in synth.resources("AWS::ECS::Cluster")]
+    assert by_action["ecs:RunTask"]["Condition"] == {
+        "ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster, "Arn"]}}
+    }
+    assert by_action["iam:PassRole"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
     passed = {r["Fn::GetAtt"][0] for r in resources(by_action["iam:PassRole"])}
     props = synth.data["Resources"][task_def]["Properties"]
     assert passed == {
