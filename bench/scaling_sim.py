@@ -1,16 +1,25 @@
-"""Replays a bursty command trace through seed 004's scaling and berth's, side by side.
+"""Replays bursty command traces through the old orchestrator's scaling and berth's.
 
-Usage: ``.venv/bin/python bench/scaling_sim.py [seed] [runs]``. A seeded trace (10 minutes of
-Poisson bursts plus a trickle, durations log-normal) runs through a worker model: Fargate
-start delay 60 s, one command at a time per task, billed from launch to exit. Both fleets
-use the same policy code the scaler uses (functions/workers/scaling.py):
+Usage: ``.venv/bin/python bench/scaling_sim.py [first_seed] [runs]``. Each seeded trace is
+10 minutes of users' bursts (several commands at once into the user's project) plus a
+trickle of single commands into other projects, durations log-normal. A worker model runs
+them: Fargate start delay 60 s, one command at a time per task, billed from launch to exit.
+Both fleets use the policy code the scaler uses (``functions/workers/scaling.py``):
 
-- seed 004: the orchestrator polls every 30 s, counts running tasks only; a worker exits
-  when a 20 s long poll finds the queue empty;
-- berth: the scaler runs when a command is queued and every 60 s, counts starting tasks as
-  capacity; a worker exits after ``idle_seconds`` without work.
+- the old orchestrator: polls every 30 s, sizes to the queue depth and counts running tasks
+  only; any worker takes any message, so commands of one project run side by side (the
+  reason its users lost appends); a worker exits when a 20 s long poll finds nothing;
+- berth: commands of a project run one at a time, in order (SQS FIFO, one group per
+  project); the scaler runs when a command is queued and every 60 s and keeps one worker per
+  project with work; a worker exits after ``idle_seconds`` without work. Workers die now
+  and then (``CRASH_RATE`` of commands): the command ends ``worker_lost`` when its lease runs
+  out and its project's next command waits until then — never run twice.
 
-Prints p50/p95 queue wait and task-seconds for each, and berth's task-seconds ratio.
+Prints per trace and fleet the p50/p95 wait for a worker (from when a command could run:
+its arrival, or for berth the end of its project's previous command), the p95 wait from
+arrival including that (the price of running a project's commands in order), task-seconds
+and (berth) commands lost; then berth's task-seconds ratio against the old orchestrator
+measured on the same traces.
 """
 
 from __future__ import annotations
@@ -19,30 +28,33 @@ import math
 import random
 import statistics
 import sys
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
 
-from workers.scaling import Limits, Observed, berth_launch, seed_004_launch
-
-EXPECTED_SECONDS = 15.0  # berth's setting workers.expected_command_seconds
-BERTH_IDLE_SECONDS = 10  # berth's setting workers.idle_seconds
+from workers.scaling import Limits, Observed, berth_launch, depth_launch
 
 START_DELAY = 60
 LONG_POLL = 20
 TRACE_SECONDS = 600
-LIMITS = Limits(messages_per_task=2, min_tasks=0, max_tasks=20)
+BERTH_IDLE_SECONDS = 10  # berth's setting workers.idle_seconds
+LEASE_SECONDS = 60  # berth's setting workers.lease_seconds
+CRASH_RATE = 0.02  # a worker dies during this share of commands (berth's fleet only)
+LIMITS = Limits(min_tasks=0, max_tasks=20, messages_per_task=2)
 
 
 @dataclass
 class Command:
+    project: str
     arrival: float
     duration: float
     started: float | None = None
+    ended: float = 0.0
+    """When its project may go on: its end, or its worker's lease running out."""
+    lost: bool = False
 
 
 @dataclass
@@ -62,31 +74,42 @@ class Fleet:
     tick_seconds: int
     on_arrival: bool
     idle_seconds: int
-    count_starting: bool
+    ordered: bool
+    """One command of a project at a time, in arrival order (berth)."""
+    crash_rate: float = 0.0
     tasks: list[Task] = field(default_factory=list)
+    ended_at: int = 0
 
 
 def trace(seed: int) -> list[Command]:
     rng = random.Random(seed)
     commands: list[Command] = []
-    t = 0.0
+    t, user = 0.0, 0
     while t < TRACE_SECONDS:  # bursts: a user runs a build/test; several commands at once
         t += rng.expovariate(1 / 75)
+        user += 1
         for _ in range(max(1, int(rng.expovariate(1 / 6)))):
             commands.append(
-                Command(t + rng.uniform(0, 5), min(300.0, rng.lognormvariate(math.log(12), 0.9)))
+                Command(
+                    f"burst-{user}",
+                    t + rng.uniform(0, 5),
+                    min(300.0, rng.lognormvariate(math.log(12), 0.9)),
+                )
             )
     t = 0.0
-    while t < TRACE_SECONDS:  # the trickle in between
+    while t < TRACE_SECONDS:  # the trickle in between, over a pool of projects
         t += rng.expovariate(1 / 40)
-        commands.append(Command(t, min(300.0, rng.lognormvariate(math.log(8), 0.7))))
+        project = f"trickle-{rng.randrange(12)}"
+        commands.append(Command(project, t, min(300.0, rng.lognormvariate(math.log(8), 0.7))))
     return sorted((c for c in commands if c.arrival < TRACE_SECONDS), key=lambda c: c.arrival)
 
 
-def simulate(fleet: Fleet, commands: list[Command]) -> tuple[list[float], float]:
+def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
+    rng = random.Random(seed)
     queue: deque[Command] = deque()
-    pending = deque(Command(c.arrival, c.duration) for c in commands)
+    pending = deque(Command(c.project, c.arrival, c.duration) for c in commands)
     done: list[Command] = []
+    blocked_until: dict[str, float] = defaultdict(float)  # a project held by a lease
     t = 0
     while pending or queue or any(task.ended is None for task in fleet.tasks) or t < TRACE_SECONDS:
         arrived = False
@@ -94,29 +117,42 @@ def simulate(fleet: Fleet, commands: list[Command]) -> tuple[list[float], float]
             queue.append(pending.popleft())
             arrived = True
         live = [task for task in fleet.tasks if task.ended is None]
-        for task in live:  # finish work
-            if task.current and task.busy_until <= t:
-                done.append(task.current)
+        for task in live:  # finish work (or die trying)
+            command = task.current
+            if command and task.busy_until <= t:
+                done.append(command)
                 task.current = None
-                task.idle_since = t
+                if command.lost:  # the task died; its lease holds the project a while
+                    task.ended = t
+                    command.ended = t + LEASE_SECONDS
+                else:
+                    task.idle_since = t
+                    command.ended = t
+                blocked_until[command.project] = command.ended
+        busy = {task.current.project for task in live if task.current}
         for task in live:  # take work (one at a time), or give up when idle long enough
-            if task.ready_at > t or task.current:
+            if task.ended is not None or task.ready_at > t or task.current:
                 continue
-            if queue:
-                command = queue.popleft()
+            command = next_command(fleet, queue, busy, blocked_until, t)
+            if command is not None:
+                queue.remove(command)
+                busy.add(command.project)
                 command.started = t
-                task.current, task.busy_until, task.idle_since = command, t + command.duration, None
+                if fleet.crash_rate and rng.random() < fleet.crash_rate:
+                    command.lost = True
+                    task.busy_until = t + rng.uniform(0, command.duration)
+                else:
+                    task.busy_until = t + command.duration
+                task.current, task.idle_since = command, None
             elif task.idle_since is not None and t - task.idle_since >= fleet.idle_seconds:
                 task.ended = t
         if (fleet.on_arrival and arrived) or t % fleet.tick_seconds == 0:
             live = [task for task in fleet.tasks if task.ended is None]
             observed = Observed(
-                visible=len(queue),
-                in_flight=sum(1 for task in live if task.current),
                 running=sum(1 for task in live if task.ready_at <= t),
-                starting=sum(1 for task in live if task.ready_at > t)
-                if fleet.count_starting
-                else 0,
+                starting=sum(1 for task in live if task.ready_at > t) if fleet.ordered else 0,
+                projects=len({c.project for c in queue} | busy),
+                visible=len(queue),
             )
             for _ in range(fleet.decide(observed, LIMITS)):
                 fleet.tasks.append(
@@ -125,9 +161,54 @@ def simulate(fleet: Fleet, commands: list[Command]) -> tuple[list[float], float]
         t += 1
         if t > 10 * TRACE_SECONDS:
             raise RuntimeError("the simulation did not drain")
-    waits = [c.started - c.arrival for c in done if c.started is not None]
-    task_seconds = sum((task.ended or t) - task.launched for task in fleet.tasks)
-    return waits, task_seconds
+    if fleet.ordered:
+        check_order(done)
+    fleet.ended_at = t
+    return done
+
+
+def next_command(
+    fleet: Fleet,
+    queue: deque[Command],
+    busy: set[str],
+    blocked_until: dict[str, float],
+    t: float,
+) -> Command | None:
+    if not fleet.ordered:
+        return queue[0] if queue else None
+    heads: set[str] = set()
+    for command in queue:  # the first command of each project, in arrival order
+        if command.project in heads:
+            continue
+        heads.add(command.project)
+        if command.project not in busy and blocked_until[command.project] <= t:
+            return command
+    return None
+
+
+def check_order(done: list[Command]) -> None:
+    """berth's promise, checked on every run: a project's commands start in arrival order and
+    never overlap."""
+    by_project: dict[str, list[Command]] = defaultdict(list)
+    for command in done:
+        by_project[command.project].append(command)
+    for commands in by_project.values():
+        starts = sorted(commands, key=lambda c: c.started or 0)
+        if starts != sorted(commands, key=lambda c: c.arrival):
+            raise AssertionError("a project's commands started out of order")
+
+
+def waits_for_a_worker(done: list[Command], ordered: bool) -> list[float]:
+    """How long each command waited once it could run: from its arrival, or — when a
+    project's commands run in order — from the end of the command before it."""
+    previous_end: dict[str, float] = defaultdict(float)
+    waits = []
+    for command in sorted(done, key=lambda c: c.started or 0):
+        assert command.started is not None
+        ready = max(command.arrival, previous_end[command.project]) if ordered else command.arrival
+        waits.append(command.started - ready)
+        previous_end[command.project] = command.ended
+    return waits
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -138,20 +219,21 @@ def percentile(values: list[float], q: float) -> float:
 def fleets() -> list[Fleet]:
     return [
         Fleet(
-            "seed 004",
-            seed_004_launch,
+            "depth-only",
+            depth_launch,
             tick_seconds=30,
             on_arrival=False,
             idle_seconds=LONG_POLL,
-            count_starting=False,
+            ordered=False,
         ),
         Fleet(
             "berth",
-            partial(berth_launch, start_delay=START_DELAY, expected_seconds=EXPECTED_SECONDS),
+            berth_launch,
             tick_seconds=60,
             on_arrival=True,
             idle_seconds=BERTH_IDLE_SECONDS,
-            count_starting=True,
+            ordered=True,
+            crash_rate=CRASH_RATE,
         ),
     ]
 
@@ -165,20 +247,27 @@ def main() -> None:
         commands = trace(seed)
         line = [f"trace {seed}: {len(commands)} commands"]
         for fleet in fleets():
-            waits, task_seconds = simulate(fleet, commands)
+            done = simulate(fleet, commands, seed)
+            waits = waits_for_a_worker(done, fleet.ordered)
+            total = [c.started - c.arrival for c in done if c.started is not None]
+            task_seconds = sum(
+                (task.ended or fleet.ended_at) - task.launched for task in fleet.tasks
+            )
             totals.setdefault(fleet.name, []).append(task_seconds)
             p95s.setdefault(fleet.name, []).append(percentile(waits, 0.95))
-            p50, p95 = statistics.median(waits), percentile(waits, 0.95)
+            lost = sum(1 for c in done if c.lost)
             line.append(
-                f"{fleet.name}: p50 wait {p50:5.1f} s, p95 {p95:5.1f} s, "
-                f"{task_seconds:6.0f} task-s, {len(fleet.tasks)} tasks"
+                f"{fleet.name}: worker wait p50 {statistics.median(waits):4.1f} s "
+                f"p95 {percentile(waits, 0.95):5.1f} s (incl. own project p95 "
+                f"{percentile(total, 0.95):5.1f} s), {task_seconds:5.0f} task-s, "
+                f"{len(fleet.tasks)} tasks" + (f", {lost} lost" if fleet.crash_rate else "")
             )
         print(" | ".join(line))
-    ratios = [b / s for b, s in zip(totals["berth"], totals["seed 004"], strict=True)]
+    ratios = [b / s for b, s in zip(totals["berth"], totals["depth-only"], strict=True)]
     print(
-        f"berth / seed 004 task-seconds: median {statistics.median(ratios):.2f}x "
-        f"(min {min(ratios):.2f}, max {max(ratios):.2f}); p95 wait median "
-        f"{statistics.median(p95s['berth']):.1f} s vs {statistics.median(p95s['seed 004']):.1f} s"
+        f"berth / depth-only task-seconds: median {statistics.median(ratios):.2f}x "
+        f"(min {min(ratios):.2f}, max {max(ratios):.2f}); worker wait p95, median of traces "
+        f"{statistics.median(p95s['berth']):.1f} s vs {statistics.median(p95s['depth-only']):.1f} s"
     )
 
 

@@ -7,8 +7,6 @@ the lookup result committed in ``cdk.context.json`` so synth stays offline.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
@@ -18,7 +16,11 @@ from infra.settings import VpcSettings
 
 
 class Network(Construct):
-    """Exposes ``vpc``, ``task_subnet_type``, ``assign_public_ip`` and ``task_security_group``."""
+    """Exposes ``vpc``, ``task_subnet_type``, ``assign_public_ip`` and ``task_subnet_ids``.
+
+    There is no shared security group: each kind of workload gets its own from
+    ``workload_security_group`` (no inbound at all), and opens only what it serves.
+    """
 
     def __init__(
         self,
@@ -26,7 +28,6 @@ class Network(Construct):
         construct_id: str,
         *,
         settings: VpcSettings,
-        container_ports: Sequence[int],
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
@@ -43,21 +44,18 @@ class Network(Construct):
         self.assign_public_ip = public
         self.task_subnet_type = ec2.SubnetType.PUBLIC if public else ec2.SubnetType.PRIVATE_ISOLATED
 
-        self.task_security_group = ec2.SecurityGroup(
-            self,
-            "TaskSecurityGroup",
+    def workload_security_group(
+        self, scope: Construct, construct_id: str, *, description: str
+    ) -> ec2.SecurityGroup:
+        """A security group for one kind of workload: no inbound, outbound to anywhere (image
+        pulls, AWS APIs, the internet for what users run)."""
+        return ec2.SecurityGroup(
+            scope,
+            construct_id,
             vpc=self.vpc,
-            description="berth task containers: only their own ports, only from inside",
+            description=description,
             allow_all_outbound=True,
         )
-        # A literal CIDR (not the VPC's CidrBlock attribute) so the rule is checkable at synth.
-        own_cidr = settings.cidr if settings.mode == "create" else self.vpc.vpc_cidr_block
-        peers = [ec2.Peer.ipv4(cidr) for cidr in settings.ingress_cidrs or [own_cidr]]
-        for port in sorted(set(container_ports)):
-            for peer in peers:
-                self.task_security_group.add_ingress_rule(
-                    peer, ec2.Port.tcp(port), f"container port {port}"
-                )
 
     def vpc_subnets(self) -> ec2.SubnetSelection:
         """The subnets tasks run in."""

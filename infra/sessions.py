@@ -5,10 +5,11 @@ Does the jobs of seeds 000 (user → private IP of their container) and 001 (per
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
@@ -53,6 +54,7 @@ class Sessions(Construct):
         settings: SessionsSettings,
         limits: LimitSettings,
         network: Network,
+        ingress_cidrs: Sequence[str],
         cluster: ecs.ICluster,
         images: Mapping[str, ecr_assets.DockerImageAsset],
         baseline: LambdaBaseline,
@@ -86,6 +88,9 @@ class Sessions(Construct):
                 family=f"{name}-session-{profile_name}",
             )
 
+        self.task_security_group, self.client_security_group = self._security_groups(
+            network, settings, ingress_cidrs
+        )
         profiles_json = Stack.of(self).to_json_string(
             {
                 profile_name: {
@@ -105,7 +110,7 @@ class Sessions(Construct):
                 sessions_table=self.table.table_name,
                 cluster_arn=cluster.cluster_arn,
                 task_subnets=",".join(subnets),
-                task_security_groups=network.task_security_group.security_group_id,
+                task_security_groups=[self.task_security_group.security_group_id],
                 assign_public_ip=network.assign_public_ip,
                 profiles=profiles_json,
                 max_sessions_per_user=limits.max_sessions_per_user,
@@ -162,6 +167,35 @@ class Sessions(Construct):
             schedule=events.Schedule.rate(Duration.minutes(settings.reaper_interval_minutes)),
             targets=[targets.LambdaFunction(self.reaper_function, retry_attempts=0)],
         )
+
+    def _security_groups(
+        self, network: Network, settings: SessionsSettings, ingress_cidrs: Sequence[str]
+    ) -> tuple[ec2.SecurityGroup, ec2.SecurityGroup]:
+        """Session containers admit their profiles' ports only from the ``SessionClients``
+        group (a product's backend attaches it) and the operator's ``ingress_cidrs`` — never
+        from workers, job tasks, instances or other sessions, which run users' code."""
+        tasks = network.workload_security_group(
+            self,
+            "TaskSecurityGroup",
+            description="berth session containers: their ports, from SessionClients only",
+        )
+        clients = network.workload_security_group(
+            self,
+            "ClientSecurityGroup",
+            description="berth SessionClients: attach to what may reach session containers",
+        )
+        for port in sorted({profile.port for profile in settings.profiles.values()}):
+            tasks.add_ingress_rule(clients, ec2.Port.tcp(port), f"session port {port}")
+            for cidr in ingress_cidrs:
+                tasks.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), f"port {port}")
+        CfnOutput(
+            self,
+            "ClientSecurityGroupId",
+            key="SessionClientsSecurityGroupId",
+            value=clients.security_group_id,
+            description="Attach to a product's backend so it can reach session containers",
+        )
+        return tasks, clients
 
     def _task_definition(
         self,

@@ -71,11 +71,13 @@ class VpcSettings(_Strict):
     max_azs: int = Field(default=2, ge=1, le=3)
     task_subnets: Literal["public", "private"] = "public"
     """Where Fargate tasks run. ``public`` gives them a public IP for egress (image pulls) with
-    no inbound from outside ``ingress_cidrs``; ``private`` needs ``interface_endpoints``."""
+    no inbound from the internet; ``private`` needs ``interface_endpoints``."""
     interface_endpoints: bool = False
     """Create ECR/Logs/ECS interface endpoints (billed hourly) for tasks in private subnets."""
     ingress_cidrs: list[str] = Field(default_factory=list)
-    """Who may reach session containers on their ports. Empty means the VPC's own CIDR."""
+    """Networks that may reach session containers on their ports, besides members of the
+    ``SessionClients`` security group (a product's backend attaches that group). Empty: no
+    one else — in particular not workers, job tasks, instances or other sessions."""
 
     @field_validator("cidr")
     @classmethod
@@ -172,6 +174,8 @@ class SessionsSettings(_Strict):
 
 
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
+STOP_GRACE_SECONDS = 100
+"""A stopping worker's grace for its command, within Fargate's 120 s stop timeout."""
 
 
 class JobSettings(_Strict):
@@ -237,19 +241,27 @@ class InstancesSettings(_Strict):
 
 
 class WorkersSettings(_Strict):
-    """Queue-fed Fargate workers that run terminal commands in a project's workspace (seed 004)."""
+    """Queue-fed Fargate workers that run terminal commands in a project's workspace."""
 
     command_max_chars: int = Field(default=4096, ge=1, le=65536)
     command_timeout_seconds: int = Field(default=600, ge=1, le=12 * 3600)
-    max_receive_count: int = Field(default=3, ge=1, le=1000)
-    """A message that fails this many times goes to the dead-letter queue."""
-    messages_per_task: int = Field(default=2, ge=1)
+    lease_seconds: int = Field(default=60, ge=3, le=900)
+    """A worker holds its command for this long without a heartbeat (it renews every third of
+    it): a vanished worker's command ends ``worker_lost`` about this long after."""
+    cancel_grace_seconds: int = Field(default=10, ge=1, le=60)
+    """A cancelled (or stopping) command gets SIGTERM, then SIGKILL after this long."""
+    max_receive_count: int = Field(default=5, ge=2, le=1000)
+    """A message received this many times without ending goes to the dead-letter queue."""
     min_tasks: int = Field(default=0, ge=0)
-    expected_command_seconds: float = Field(default=15, gt=0)
     idle_seconds: int = Field(default=10, ge=1, le=3600)
     """A worker with no work for this long exits (scale to zero)."""
-    start_delay_seconds: int = Field(default=60, ge=1)
     scaler_interval_minutes: int = Field(default=1, ge=1, le=60)
+    reconcile_interval_minutes: int = Field(default=1, ge=1, le=60)
+    """How often lost and undeliverable commands are looked for."""
+    log_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+    """How long a command's presigned log URL stays valid."""
+    log_expiry_days: int = Field(default=30, ge=1)
+    """Command logs are deleted this many days after they are written."""
     cpu: int = 512
     memory: PositiveInt = 1024
 
@@ -260,6 +272,8 @@ class WorkersSettings(_Strict):
             or self.memory not in FARGATE_MEMORY_BY_CPU[self.cpu]
         ):
             raise ValueError(f"cpu {self.cpu} / memory {self.memory} is not a Fargate size")
+        if self.cancel_grace_seconds >= STOP_GRACE_SECONDS:
+            raise ValueError(f"cancel_grace_seconds must be under {STOP_GRACE_SECONDS}")
         return self
 
 
@@ -267,6 +281,8 @@ class LimitSettings(_Strict):
     max_sessions_per_user: int = Field(default=3, ge=1, le=100)
     max_worker_tasks: int = Field(default=10, ge=0, le=1000)
     max_instances_per_user: int = Field(default=2, ge=1, le=100)
+    max_queued_commands_per_user: int = Field(default=20, ge=1, le=10000)
+    """Commands a user may have QUEUED or RUNNING at once (429 ``command_limit`` beyond)."""
 
 
 class StorageSettings(_Strict):

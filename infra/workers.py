@@ -1,14 +1,17 @@
-"""Workers: queue-fed Fargate workers that run terminal commands in a project's workspace
-(seed 004), scaled 0..N by a Lambda, streaming output over the WebSocket API.
+"""Workers: queue-fed Fargate workers that run terminal commands in a project's workspace,
+scaled 0..N by a Lambda, streaming output over the WebSocket API.
 
-No orchestrator on a server, no Redis, no NAT: the queue is SQS, the scaler is a scheduled
-Lambda woken by every queued command, output goes through API Gateway's management API.
+No orchestrator on a server, no Redis, no NAT: commands wait in an SQS FIFO queue (one
+message group per project: a project's commands run one at a time, in order), a worker holds
+each command under a lease it keeps alive, a scheduled reconciler ends what a vanished worker
+or the dead-letter queue left behind, and output goes through API Gateway's management API.
 """
 
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Duration, IgnoreMode, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
@@ -26,15 +29,21 @@ from infra.functions import METRICS_NAMESPACE, LambdaBaseline
 from infra.live import LiveUpdates
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
-from infra.settings import ROOT, WorkersSettings
+from infra.settings import ROOT, STOP_GRACE_SECONDS, WorkersSettings
 from infra.storage import grant_objects, secure_bucket, secure_table
 from live.config import LiveConfig
-from workers.config import ScalerConfig, WorkerConfig, WorkersConfig
+from workers.config import ReconcilerConfig, ScalerConfig, WorkerConfig, WorkersConfig
+from workers.repository import BY_PROJECT, PENDING
 
 CONTAINER_NAME = "worker"
+RUN_AS_UID = 10002
+"""The image's unprivileged ``berth-run`` user (containers/worker/Dockerfile)."""
+WORKDIR = "/workspaces"
 ROUTES = [
     ("POST", "/workspaces/{project}/commands"),
+    ("GET", "/workspaces/{project}/commands"),
     ("GET", "/workspaces/{project}/commands/{command_id}"),
+    ("DELETE", "/workspaces/{project}/commands/{command_id}"),
 ]
 # The worker image is built from the repository root; only these paths go into its context.
 WORKER_CONTEXT = [
@@ -43,11 +52,14 @@ WORKER_CONTEXT = [
     "functions/live/**",
     "functions/workers/**",
 ]
+PROJECT_TAG = "${aws:PrincipalTag/project}"
+COMMAND_TAG = "${aws:PrincipalTag/command}"
+USER_TAG = "${aws:PrincipalTag/user}"
 
 
 class WorkerFleet(Construct):
     """Exposes ``queue``, ``dead_letters``, ``bucket``, ``table``, ``task_definition``,
-    ``scaler`` and ``dashboard``."""
+    ``command_role``, ``security_group``, ``scaler``, ``reconciler`` and ``dashboard``."""
 
     def __init__(
         self,
@@ -56,6 +68,8 @@ class WorkerFleet(Construct):
         *,
         settings: WorkersSettings,
         max_tasks: int,
+        max_pending_per_user: int,
+        noncurrent_version_expiry_days: int,
         network: Network,
         cluster: ecs.ICluster,
         live: LiveUpdates,
@@ -68,122 +82,40 @@ class WorkerFleet(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.cluster = cluster
-
-        # --- storage and queue ----------------------------------------------------------------
         self.bucket = secure_bucket(
             self,
             "Workspaces",
             removal_policy=removal_policy,
             access_logs=access_logs,
             log_prefix="workspaces/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-logs",
+                    prefix="logs/",
+                    expiration=Duration.days(settings.log_expiry_days),
+                ),
+                s3.LifecycleRule(
+                    id="expire-old-versions",
+                    noncurrent_version_expiration=Duration.days(noncurrent_version_expiry_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                ),
+            ],
         )
-        self.table = secure_table(self, "Table", removal_policy=removal_policy)
-        self.dead_letters = sqs.Queue(
-            self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
+        self.table = self._table(removal_policy)
+        self.queue, self.dead_letters = self._queues(settings, name)
+        self.security_group = network.workload_security_group(
+            self, "SecurityGroup", description="berth workers: no inbound"
         )
-        acknowledge(
-            self.dead_letters,
-            "AwsSolutions-SQS3",
-            "This queue is itself the command queue's dead-letter queue.",
-        )
-        self.queue = sqs.Queue(
-            self,
-            "Commands",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            # longer than the longest command plus sync and upload time
-            visibility_timeout=Duration.seconds(settings.command_timeout_seconds + 300),
-            retention_period=Duration.days(4),
-            dead_letter_queue=sqs.DeadLetterQueue(
-                max_receive_count=settings.max_receive_count, queue=self.dead_letters
-            ),
-        )
-        self.dlq_alarm = cloudwatch.Alarm(
-            self,
-            "DeadLettersAlarm",
-            alarm_description="berth: commands failed repeatedly and reached the DLQ",
-            metric=self.dead_letters.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1)
-            ),
-            threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-
-        # --- the worker -----------------------------------------------------------------------
         self.task_definition = self._task_definition(
             settings, live, log_retention, removal_policy, f"{name}-worker"
         )
-
-        # --- the scaler -----------------------------------------------------------------------
-        subnets = network.task_subnet_ids
-        self.scaler = baseline.function(
-            self,
-            "Scaler",
-            handler="workers.scaler.handler",
-            service="workers-scaler",
-            description="Sizes the worker fleet to the command backlog",
-            environment=ScalerConfig.environment(
-                queue_url=self.queue.queue_url,
-                cluster_arn=cluster.cluster_arn,
-                worker_task_definition=self.task_definition.task_definition_arn,
-                worker_family=self.task_definition.family,
-                task_subnets=",".join(subnets),
-                task_security_groups=network.task_security_group.security_group_id,
-                assign_public_ip=network.assign_public_ip,
-                messages_per_task=settings.messages_per_task,
-                min_tasks=settings.min_tasks,
-                max_tasks=max_tasks,
-                expected_command_seconds=settings.expected_command_seconds,
-                start_delay_seconds=settings.start_delay_seconds,
-            ),
-            timeout=Duration.seconds(60),
-        )
-        # Two concurrent scalers could both launch for the same backlog.
-        scaler_function = self.scaler.node.default_child
-        assert isinstance(scaler_function, lambda_.CfnFunction)
-        scaler_function.reserved_concurrent_executions = 1
-        self.queue.grant(self.scaler, "sqs:GetQueueAttributes")
-        self._grant_scaling(self.scaler)
-        events.Rule(
-            self,
-            "ScalerSchedule",
-            description="berth workers scaler",
-            schedule=events.Schedule.rate(Duration.minutes(settings.scaler_interval_minutes)),
-            targets=[targets.LambdaFunction(self.scaler, retry_attempts=0)],
-        )
-
-        # --- the API and the WebSocket --------------------------------------------------------
-        self.api_function = baseline.function(
-            self,
-            "Api",
-            handler="workers.handler.handler",
-            service="workers",
-            description="Workspace commands API: queue a command, read its status",
-            environment=WorkersConfig.environment(
-                workers_table=self.table.table_name,
-                queue_url=self.queue.queue_url,
-                workspaces_bucket=self.bucket.bucket_name,
-                command_max_chars=settings.command_max_chars,
-                scaler_function=self.scaler.function_name,
-            ),
-        )
-        self.table.grant_read_write_data(self.api_function)
-        self.queue.grant_send_messages(self.api_function)
-        self.scaler.grant_invoke(self.api_function)
-        acknowledge_wildcard(
-            self.api_function,
-            f"{self.scaler.function_arn}:*",
-            "CDK's invoke grant covers the scaler's versions; the API calls only the scaler.",
-        )
-        api.add_routes(self.api_function, ROUTES)
+        self.scaler = self._scaler(settings, baseline, network, max_tasks)
+        self.reconciler = self._reconciler(settings, baseline, live)
+        self.api_function = self._api(settings, baseline, api, max_pending_per_user)
         # subscribe (WebSocket) checks project ownership in this table
-        self.table.grant_read_data(live.function)
+        live.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[self.table.table_arn])
+        )
         for key, value in LiveConfig.environment(workers_table=self.table.table_name).items():
             live.function.add_environment(key, value)
 
@@ -192,6 +124,75 @@ class WorkerFleet(Construct):
         CfnOutput(
             self, "WorkspacesBucketName", key="WorkspacesBucketName", value=self.bucket.bucket_name
         )
+
+    # --- records and queues -------------------------------------------------------------------
+
+    def _table(self, removal_policy: RemovalPolicy) -> dynamodb.Table:
+        table = secure_table(
+            self, "Table", removal_policy=removal_policy, ttl_attribute="expires_record_at"
+        )
+        for index, partition in ((BY_PROJECT, "project"), (PENDING, PENDING)):
+            table.add_global_secondary_index(
+                index_name=index,
+                partition_key=dynamodb.Attribute(
+                    name=partition, type=dynamodb.AttributeType.STRING
+                ),
+                sort_key=dynamodb.Attribute(name="created_at", type=dynamodb.AttributeType.NUMBER),
+                projection_type=dynamodb.ProjectionType.ALL,
+            )
+        return table
+
+    def _queues(self, settings: WorkersSettings, name: str) -> tuple[sqs.Queue, sqs.Queue]:
+        # FIFO queue names must end in .fifo; named here (CloudFormation only adds the suffix
+        # to names it makes up, emulators do not).
+        dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            queue_name=f"{name}-commands-dlq.fifo",
+            fifo=True,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            dead_letters,
+            "AwsSolutions-SQS3",
+            "This queue is itself the command queue's dead-letter queue.",
+        )
+        queue = sqs.Queue(
+            self,
+            "Commands",
+            queue_name=f"{name}-commands.fifo",
+            # One message group per project: its commands are delivered one at a time, in
+            # the order they were sent; the command id is the deduplication id.
+            fifo=True,
+            deduplication_scope=sqs.DeduplicationScope.MESSAGE_GROUP,
+            fifo_throughput_limit=sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            # A short lease, kept alive by the worker's heartbeat (not sized for the longest
+            # command): a dead worker's command is visible again within one lease.
+            visibility_timeout=Duration.seconds(settings.lease_seconds),
+            retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                max_receive_count=settings.max_receive_count, queue=dead_letters
+            ),
+        )
+        self.dlq_alarm = cloudwatch.Alarm(
+            self,
+            "DeadLettersAlarm",
+            alarm_description="berth: command messages could not be delivered (DLQ)",
+            metric=dead_letters.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5)
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        return queue, dead_letters
+
+    # --- the worker ---------------------------------------------------------------------------
 
     def _task_definition(
         self,
@@ -204,6 +205,7 @@ class WorkerFleet(Construct):
         definition = fargate_task_definition(
             self, "WorkerTask", family=family, cpu=settings.cpu, memory=settings.memory
         )
+        self.command_role = self._command_role(definition.task_role)
         definition.add_container(
             CONTAINER_NAME,
             container_name=CONTAINER_NAME,
@@ -216,19 +218,24 @@ class WorkerFleet(Construct):
             ),
             memory_limit_mib=settings.memory,
             stop_timeout=Duration.seconds(120),
-            environment={
-                **WorkerConfig.environment(
-                    queue_url=self.queue.queue_url,
-                    workers_table=self.table.table_name,
-                    workspaces_bucket=self.bucket.bucket_name,
-                    connections_table=live.table.table_name,
-                    websocket_endpoint=live.callback_url,
-                    idle_seconds=settings.idle_seconds,
-                    command_timeout_seconds=settings.command_timeout_seconds,
-                    stop_grace_seconds=100,
-                    metrics_namespace=METRICS_NAMESPACE,
-                )
-            },
+            # an init as PID 1 reaps what commands leave behind (the worker kills it)
+            linux_parameters=ecs.LinuxParameters(self, "WorkerLinux", init_process_enabled=True),
+            environment=WorkerConfig.environment(
+                queue_url=self.queue.queue_url,
+                workers_table=self.table.table_name,
+                workspaces_bucket=self.bucket.bucket_name,
+                connections_table=live.table.table_name,
+                websocket_endpoint=live.callback_url,
+                command_role_arn=self.command_role.role_arn,
+                idle_seconds=settings.idle_seconds,
+                command_timeout_seconds=settings.command_timeout_seconds,
+                lease_seconds=settings.lease_seconds,
+                stop_grace_seconds=STOP_GRACE_SECONDS,
+                cancel_grace_seconds=settings.cancel_grace_seconds,
+                run_as_uid=RUN_AS_UID,
+                workdir=WORKDIR,
+                metrics_namespace=METRICS_NAMESPACE,
+            ),
             logging=ecs.LogDrivers.aws_logs(
                 stream_prefix="worker",
                 log_group=logs.LogGroup(
@@ -236,26 +243,25 @@ class WorkerFleet(Construct):
                 ),
             ),
         )
-        role = definition.task_role
-        self.queue.grant_consume_messages(role)
-        self.table.grant_read_write_data(role)
+        self._grant_worker(definition.task_role, live)
+        acknowledge_task_definition(
+            definition, "The environment holds resource names and limits, not secrets."
+        )
+        return definition
+
+    def _grant_worker(self, role: iam.IRole, live: LiveUpdates) -> None:
+        """The task role: take messages, publish output, assume the command role — and
+        nothing of any project's files or records."""
+        self.queue.grant(
+            role, "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"
+        )
         live.table.grant_read_write_data(role)
         stage = live.stage
         stage.grant_management_api_access(role)
-        for prefix, actions in (
-            ("workspaces/", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]),
-            ("logs/", ["s3:PutObject"]),
-        ):
-            acknowledge_wildcard(
-                role,
-                grant_objects(self.bucket, role, prefix, actions),
-                "Workspace files and logs are named at run time; one prefix of one bucket.",
-            )
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[self.bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": ["workspaces/*"]}},
+                actions=["sts:AssumeRole", "sts:TagSession"],
+                resources=[self.command_role.role_arn],
             )
         )
         role.add_to_principal_policy(
@@ -291,10 +297,175 @@ class WorkerFleet(Construct):
             "cloudwatch:PutMetricData has no resource-level permissions; limited to the berth "
             "namespace by condition.",
         )
-        acknowledge_task_definition(
-            definition, "The environment holds resource names and limits, not secrets."
+
+    def _command_role(self, task_role: iam.IRole) -> iam.Role:
+        """What a worker may do for one command, assumed per command with the session tags
+        ``project``, ``command`` and ``user``: that project's files and logs, that command's
+        record and that user's count — nothing else."""
+        role = iam.Role(
+            self,
+            "CommandRole",
+            assumed_by=iam.SessionTagsPrincipal(iam.ArnPrincipal(task_role.role_arn)),
+            description="berth workers: one command's project files, log and record",
+            max_session_duration=Duration.hours(1),
         )
-        return definition
+        workspace = grant_objects(
+            self.bucket,
+            role,
+            f"workspaces/{PROJECT_TAG}/",
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+        )
+        logs_prefix = grant_objects(self.bucket, role, f"logs/{PROJECT_TAG}/", ["s3:PutObject"])
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"workspaces/{PROJECT_TAG}/*"]}},
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                resources=[self.table.table_arn],
+                conditions={
+                    "ForAllValues:StringEquals": {
+                        "dynamodb:LeadingKeys": [f"CMD#{COMMAND_TAG}", f"COUNT#{USER_TAG}"]
+                    }
+                },
+            )
+        )
+        for resource in (workspace, logs_prefix):
+            acknowledge_wildcard(
+                role,
+                resource,
+                "One project's prefix (the session's project tag) of one bucket; file names "
+                "are the user's.",
+            )
+        return role
+
+    # --- functions ----------------------------------------------------------------------------
+
+    def _scaler(
+        self,
+        settings: WorkersSettings,
+        baseline: LambdaBaseline,
+        network: Network,
+        max_tasks: int,
+    ) -> lambda_.Function:
+        scaler = baseline.function(
+            self,
+            "Scaler",
+            handler="workers.scaler.handler",
+            service="workers-scaler",
+            description="Sizes the worker fleet to the projects with commands",
+            environment=ScalerConfig.environment(
+                workers_table=self.table.table_name,
+                cluster_arn=self.cluster.cluster_arn,
+                worker_task_definition=self.task_definition.task_definition_arn,
+                worker_family=self.task_definition.family,
+                task_subnets=network.task_subnet_ids,
+                task_security_groups=[self.security_group.security_group_id],
+                assign_public_ip=network.assign_public_ip,
+                min_tasks=settings.min_tasks,
+                max_tasks=max_tasks,
+            ),
+            timeout=Duration.seconds(60),
+        )
+        # Two concurrent scalers could both launch for the same backlog.
+        cfn_function = scaler.node.default_child
+        assert isinstance(cfn_function, lambda_.CfnFunction)
+        cfn_function.reserved_concurrent_executions = 1
+        scaler.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:Query"],
+                resources=[f"{self.table.table_arn}/index/{PENDING}"],
+            )
+        )
+        self._grant_scaling(scaler)
+        self._schedule("ScalerSchedule", scaler, settings.scaler_interval_minutes)
+        return scaler
+
+    def _reconciler(
+        self, settings: WorkersSettings, baseline: LambdaBaseline, live: LiveUpdates
+    ) -> lambda_.Function:
+        reconciler = baseline.function(
+            self,
+            "Reconciler",
+            handler="workers.reconciler.handler",
+            service="workers-reconciler",
+            description="Ends commands whose worker vanished or whose message reached the DLQ",
+            environment={
+                **ReconcilerConfig.environment(
+                    workers_table=self.table.table_name,
+                    dead_letter_queue_url=self.dead_letters.queue_url,
+                ),
+                **live.environment(),
+            },
+            timeout=Duration.seconds(60),
+        )
+        self.table.grant_read_write_data(reconciler)
+        acknowledge_wildcard(
+            reconciler,
+            f"{self.table.table_arn}/index/*",
+            "CDK's table grant covers this table's own indexes (it reads the pending one).",
+        )
+        self.dead_letters.grant_consume_messages(reconciler)
+        live.grant_publish(reconciler)
+        self._schedule("ReconcilerSchedule", reconciler, settings.reconcile_interval_minutes)
+        return reconciler
+
+    def _api(
+        self,
+        settings: WorkersSettings,
+        baseline: LambdaBaseline,
+        api: BerthApi,
+        max_pending_per_user: int,
+    ) -> lambda_.Function:
+        function = baseline.function(
+            self,
+            "Api",
+            handler="workers.handler.handler",
+            service="workers",
+            description="Workspace commands API: queue, list, read, cancel",
+            environment=WorkersConfig.environment(
+                workers_table=self.table.table_name,
+                queue_url=self.queue.queue_url,
+                workspaces_bucket=self.bucket.bucket_name,
+                command_max_chars=settings.command_max_chars,
+                max_pending_per_user=max_pending_per_user,
+                log_url_seconds=settings.log_url_seconds,
+                scaler_function=self.scaler.function_name,
+            ),
+        )
+        self.table.grant_read_write_data(function)
+        acknowledge_wildcard(
+            function,
+            f"{self.table.table_arn}/index/*",
+            "Covers only this table's own indexes (by_project, pending).",
+        )
+        self.queue.grant_send_messages(function)
+        self.scaler.grant_invoke(function)
+        acknowledge_wildcard(
+            function,
+            f"{self.scaler.function_arn}:*",
+            "CDK's invoke grant covers the scaler's versions; the API calls only the scaler.",
+        )
+        acknowledge_wildcard(
+            function,
+            grant_objects(self.bucket, function, "logs/", ["s3:GetObject"]),
+            "Presigned log URLs: command logs are named at run time; one prefix of one bucket.",
+        )
+        api.add_routes(function, ROUTES)
+        return function
+
+    def _schedule(self, construct_id: str, function: lambda_.Function, minutes: int) -> None:
+        events.Rule(
+            self,
+            construct_id,
+            description=f"berth {function.node.id.lower()}",
+            schedule=events.Schedule.rate(Duration.minutes(minutes)),
+            targets=[targets.LambdaFunction(function, retry_attempts=0)],
+        )
 
     def _task_arns(self) -> str:
         return cluster_task_arns(self, self.cluster)
@@ -338,11 +509,13 @@ class WorkerFleet(Construct):
             )
 
     def _dashboard(self, name: str) -> cloudwatch.Dashboard:
-        def berth_metric(metric: str, statistic: str = "Maximum") -> cloudwatch.Metric:
+        def berth_metric(
+            metric: str, statistic: str = "Maximum", service: str = "workers-scaler"
+        ) -> cloudwatch.Metric:
             return cloudwatch.Metric(
                 namespace=METRICS_NAMESPACE,
                 metric_name=metric,
-                dimensions_map={"service": "workers-scaler"},
+                dimensions_map={"service": service},
                 statistic=statistic,
                 period=Duration.minutes(1),
             )
@@ -362,11 +535,13 @@ class WorkerFleet(Construct):
                 left=[queue.metric_approximate_age_of_oldest_message()],
             ),
             cloudwatch.GraphWidget(
-                title="Workers: running, starting, launched",
+                title="Workers: running, starting, launched; projects with commands",
                 left=[
                     berth_metric("RunningWorkers"),
                     berth_metric("StartingWorkers"),
                     berth_metric("LaunchedWorkers", "Sum"),
+                    berth_metric("ActiveProjects"),
+                    berth_metric("PendingCommands"),
                 ],
             ),
         )
@@ -397,8 +572,12 @@ class WorkerFleet(Construct):
                 ],
             ),
             cloudwatch.GraphWidget(
-                title="Dead-letter queue depth",
-                left=[self.dead_letters.metric_approximate_number_of_messages_visible()],
+                title="Dead-letter queue depth; commands ended lost or undeliverable",
+                left=[
+                    self.dead_letters.metric_approximate_number_of_messages_visible(),
+                    berth_metric("LostCommands", "Sum", "workers-reconciler"),
+                    berth_metric("UndeliverableCommands", "Sum", "workers-reconciler"),
+                ],
             ),
         )
         return dashboard

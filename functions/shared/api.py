@@ -18,6 +18,8 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
+from shared import errors
+
 logger = Logger()
 
 MAX_BODY_BYTES = 64 * 1024
@@ -43,6 +45,23 @@ class Unauthenticated(ApiError):
 class NotFound(ApiError):
     def __init__(self, what: str) -> None:
         super().__init__(404, "not_found", f"{what} not found")
+
+
+# The one place a domain error becomes an HTTP status.
+DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
+    errors.Invalid: 400,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.LimitReached: 429,
+    errors.Unavailable: 503,
+}
+
+
+def status_of(error: errors.DomainError) -> int:
+    for kind in type(error).__mro__:
+        if kind in DOMAIN_STATUS:
+            return DOMAIN_STATUS[kind]
+    return 500
 
 
 def error_response(status: int, code: str, message: str) -> Response[Any]:
@@ -137,6 +156,10 @@ def make_resolver(*routers: Router) -> BerthResolver:
     @app.exception_handler(ApiError)
     def _api_error(exc: ApiError) -> Response[Any]:
         return error_response(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(errors.DomainError)
+    def _domain_error(exc: errors.DomainError) -> Response[Any]:
+        return error_response(status_of(exc), exc.code, exc.message)
 
     @app.not_found
     def _not_found(exc: NotFoundError) -> Response[Any]:

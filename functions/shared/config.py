@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 PREFIX = "BERTH_"
 
 
 def env_name(field: str) -> str:
     return f"{PREFIX}{field.upper()}"
+
+
+def _split(value: Any) -> Any:
+    return [part for part in value.split(",") if part] if isinstance(value, str) else value
+
+
+Ids = Annotated[list[str], BeforeValidator(_split)]
+"""A list of ids (subnets, security groups) in one comma-separated variable."""
 
 
 class ConfigurationError(RuntimeError):
@@ -51,7 +59,10 @@ class EnvModel(BaseModel):
         for name, value in values.items():
             if value is None:
                 continue
-            rendered[env_name(name)] = (
-                ("true" if value else "false") if isinstance(value, bool) else str(value)
-            )
+            if isinstance(value, bool):
+                rendered[env_name(name)] = "true" if value else "false"
+            elif isinstance(value, list | tuple):
+                rendered[env_name(name)] = ",".join(str(part) for part in value)
+            else:
+                rendered[env_name(name)] = str(value)
         return rendered

@@ -7,8 +7,12 @@ import json
 from collections.abc import Collection
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-class InvalidToken(ValueError):
+from shared.errors import Invalid
+
+
+class InvalidToken(Invalid):
     def __init__(self) -> None:
         super().__init__("next_token is not a token this API issued")
 
@@ -51,3 +55,60 @@ def query_user_page(
     response = table.query(**query)
     last = response.get("LastEvaluatedKey")
     return list(response.get("Items", [])), encode_token(last) if last else None
+
+
+def _encode_key(key: dict[str, Any]) -> str:
+    typed = {name: TypeSerializer().serialize(value) for name, value in key.items()}
+    return encode_token(typed)
+
+
+def _decode_key(token: str, partition: tuple[str, str], keys: Collection[str]) -> dict[str, Any]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        typed = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidToken() from exc
+    if not isinstance(typed, dict) or set(typed) != set(keys):
+        raise InvalidToken()
+    for value in typed.values():
+        if (
+            not isinstance(value, dict)
+            or len(value) != 1
+            or not set(value) <= {"S", "N"}
+            or not all(isinstance(v, str) for v in value.values())
+        ):
+            raise InvalidToken()
+    try:
+        key = {name: TypeDeserializer().deserialize(value) for name, value in typed.items()}
+    except (ValueError, ArithmeticError) as exc:
+        raise InvalidToken() from exc
+    if key.get(partition[0]) != partition[1]:
+        raise InvalidToken()  # a token from another listing
+    return key
+
+
+def query_page(
+    table: Any,
+    index: str,
+    partition: tuple[str, str],
+    *,
+    sort_key: str = "created_at",
+    limit: int,
+    token: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of an index's items under ``partition`` (attribute, value), newest first by
+    ``sort_key``. The ``next_token`` is good only for the same listing."""
+    name, value = partition
+    query: dict[str, Any] = {
+        "IndexName": index,
+        "KeyConditionExpression": "#k = :k",
+        "ExpressionAttributeNames": {"#k": name},
+        "ExpressionAttributeValues": {":k": value},
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if token:
+        query["ExclusiveStartKey"] = _decode_key(token, partition, ("pk", name, sort_key))
+    response = table.query(**query)
+    last = response.get("LastEvaluatedKey")
+    return list(response.get("Items", [])), _encode_key(last) if last else None

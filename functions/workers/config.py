@@ -1,43 +1,60 @@
-"""The workers functions' environment (infra/workers.py renders it)."""
+"""The workers functions' and the worker container's environment (infra/workers.py renders
+each with ``environment()``; the worker and the functions read it with ``from_env()``)."""
 
 from __future__ import annotations
 
-from shared.config import EnvModel
+from pydantic import Field
+
+from shared.config import EnvModel, Ids
 
 
 class WorkersConfig(EnvModel):
+    """The commands API."""
+
     workers_table: str
     queue_url: str
     workspaces_bucket: str
-    command_max_chars: int = 4096
+    command_max_chars: int = Field(ge=1)
+    max_pending_per_user: int = Field(ge=1)
+    log_url_seconds: int = Field(ge=1)
     scaler_function: str | None = None
 
 
 class ScalerConfig(EnvModel):
-    queue_url: str
+    workers_table: str
     cluster_arn: str
     worker_task_definition: str
     worker_family: str
-    task_subnets: str
-    task_security_groups: str
-    assign_public_ip: bool = False
-    messages_per_task: int = 2
-    min_tasks: int = 0
-    max_tasks: int = 10
-    expected_command_seconds: float = 15
-    start_delay_seconds: int = 60
+    task_subnets: Ids
+    task_security_groups: Ids
+    assign_public_ip: bool
+    min_tasks: int = Field(ge=0)
+    max_tasks: int = Field(ge=0)
+
+
+class ReconcilerConfig(EnvModel):
+    workers_table: str
+    dead_letter_queue_url: str
+    connections_table: str | None = None
+    websocket_endpoint: str | None = None
 
 
 class WorkerConfig(EnvModel):
-    """The worker container's environment."""
+    """The worker container."""
 
     queue_url: str
-    workers_table: str
     workspaces_bucket: str
+    workers_table: str
     connections_table: str | None = None
     websocket_endpoint: str | None = None
-    idle_seconds: int = 10
-    command_timeout_seconds: int = 600
-    stop_grace_seconds: int = 100
-    workdir: str = "/tmp/workspaces"  # noqa: S108 - the container's own scratch space
+    command_role_arn: str | None = None
+    """Assumed per command with the project and command as session tags (narrowed access)."""
+    idle_seconds: int = Field(ge=1)
+    command_timeout_seconds: int = Field(ge=1)
+    lease_seconds: int = Field(ge=3)
+    stop_grace_seconds: int = Field(ge=1)
+    cancel_grace_seconds: int = Field(ge=1)
+    run_as_uid: int = Field(ge=1)
+    """Commands run as this user (and its group) when the worker runs as root."""
+    workdir: str
     metrics_namespace: str = "berth"

@@ -1,11 +1,16 @@
-"""Workspace commands: the record, its status flow and the API models."""
+"""Workspace commands: the record, its status flow and the API models.
+
+A command is ``QUEUED`` when accepted, ``RUNNING`` once a worker holds its lease, then ends
+``SUCCEEDED`` (exit code 0), ``FAILED`` (with an ``error``) or ``CANCELLED``. A started
+command is never run again: if its worker vanishes it ends ``FAILED`` with
+``worker_lost``.
+"""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -13,6 +18,8 @@ from shared.records import Record, iso
 
 NAME_PATTERN = r"^[a-z0-9-]{1,63}$"
 COMMAND_ID_PATTERN = r"^cmd_[0-9a-f]{28}$"
+TAIL_BYTES = 4096
+"""How much of the end of a command's output its record keeps."""
 
 
 class CommandStatus(StrEnum):
@@ -20,10 +27,31 @@ class CommandStatus(StrEnum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
 
     @property
     def finished(self) -> bool:
-        return self in {CommandStatus.SUCCEEDED, CommandStatus.FAILED}
+        return self in FINISHED
+
+
+FINISHED = frozenset({CommandStatus.SUCCEEDED, CommandStatus.FAILED, CommandStatus.CANCELLED})
+
+
+class ErrorCode(StrEnum):
+    """Why a command ended without succeeding (``error.code``)."""
+
+    EXIT_STATUS = "exit_status"
+    """The command ran and exited with a non-zero code."""
+    TIMED_OUT = "timed_out"
+    """It ran longer than ``workers.command_timeout_seconds`` and was killed."""
+    WORKER_LOST = "worker_lost"
+    """It had started, and its worker vanished (or was stopped) before it ended."""
+    UNDELIVERABLE = "undeliverable"
+    """Its message could not be delivered to a worker (it reached the dead-letter queue)."""
+    WORKSPACE = "workspace_error"
+    """The workspace could not be prepared, so it never ran."""
+    CANCELLED = "cancelled"
+    """Its owner cancelled it."""
 
 
 def new_command_id(now: float) -> str:
@@ -43,6 +71,11 @@ def topic(project: str, terminal: str) -> str:
     return f"terminal:{project}:{terminal}"
 
 
+def tail_of(output: bytes) -> str:
+    """The last ``TAIL_BYTES`` of output as text (a split character becomes U+FFFD)."""
+    return output[-TAIL_BYTES:].decode("utf-8", "replace")
+
+
 @dataclass(frozen=True)
 class Command(Record):
     id: str
@@ -53,19 +86,25 @@ class Command(Record):
     status: CommandStatus
     created_at: float
     updated_at: float
+    sequence: str | None = None
+    """SQS FIFO sequence number: the order commands of a project were accepted in."""
     started_at: float | None = None
     finished_at: float | None = None
     exit_code: int | None = None
-    error: str | None = None
-
-    def moved(self, status: CommandStatus, now: float, **changes: Any) -> Command:
-        return replace(self, status=status, updated_at=now, **changes)
+    error_code: ErrorCode | None = None
+    error_message: str | None = None
+    worker: str | None = None
+    """The worker that holds (or held) the command."""
+    lease_expires_at: float | None = None
+    """While RUNNING: the worker's lease; past it, the worker is presumed gone."""
+    cancel_requested: bool | None = None
+    tail: str | None = None
 
 
 class RunCommand(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    command: str = Field(min_length=1, description="Run with bash -c inside the worker only.")
+    command: str = Field(min_length=1, description="Run with bash -c inside a worker only.")
     terminal: str = Field(default="t1", pattern=NAME_PATTERN)
 
     @field_validator("command")
@@ -76,26 +115,42 @@ class RunCommand(BaseModel):
         return value
 
 
+class CommandError(BaseModel):
+    code: ErrorCode
+    message: str
+
+
 class CommandOut(BaseModel):
     id: str
     project: str
     terminal: str
     command: str
     status: CommandStatus
+    sequence: str | None = Field(
+        description="Commands of a project run in increasing sequence (acceptance) order."
+    )
     exit_code: int | None
     created_at: str
     started_at: str | None
     finished_at: str | None
     duration_seconds: float | None
-    log: str
-    """Where the full output log is stored (s3://bucket/key) once the command ran."""
-    error: str | None
+    cancel_requested: bool
+    error: CommandError | None
+    output_tail: str = Field(description="The last 4 KB of the output so far.")
+    log_url: str | None = Field(
+        description="A presigned URL of the full output log, once the command has started."
+    )
 
     @classmethod
-    def of(cls, command: Command, bucket: str) -> CommandOut:
+    def of(cls, command: Command, *, log_url: str | None) -> CommandOut:
         duration = (
             round(command.finished_at - command.started_at, 3)
             if command.finished_at is not None and command.started_at is not None
+            else None
+        )
+        error = (
+            CommandError(code=command.error_code, message=command.error_message or "")
+            if command.error_code
             else None
         )
         return cls(
@@ -104,11 +159,19 @@ class CommandOut(BaseModel):
             terminal=command.terminal,
             command=command.command,
             status=command.status,
+            sequence=command.sequence,
             exit_code=command.exit_code,
             created_at=iso(command.created_at) or "",
             started_at=iso(command.started_at),
             finished_at=iso(command.finished_at),
             duration_seconds=duration,
-            log=f"s3://{bucket}/{log_key(command.project, command.id)}",
-            error=command.error,
+            cancel_requested=bool(command.cancel_requested),
+            error=error,
+            output_tail=command.tail or "",
+            log_url=log_url,
         )
+
+
+class CommandList(BaseModel):
+    items: list[CommandOut]
+    next_token: str | None

@@ -1,4 +1,5 @@
-"""Scheduled (and woken by each queued command): size the worker fleet to the backlog."""
+"""Scheduled (and woken by each queued command): size the worker fleet to the projects with
+work. Thin: reads the pending commands and the fleet, asks the policy, launches."""
 
 from __future__ import annotations
 
@@ -6,41 +7,29 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workers.config import ScalerConfig
 from workers.fleet import Fleet
+from workers.repository import WorkersRepository
 from workers.scaling import Limits, Observed, berth_launch
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 
-def scale(config: ScalerConfig, sqs: Any, fleet: Fleet) -> dict[str, Any]:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=config.queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
+def scale(config: ScalerConfig, repository: WorkersRepository, fleet: Fleet) -> dict[str, Any]:
+    pending = repository.pending()
     running, starting = fleet.counts()
     observed = Observed(
-        visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
-        in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
-        running=running,
-        starting=starting,
+        running=running, starting=starting, projects=len({c.project for c in pending})
     )
-    limits = Limits(config.messages_per_task, config.min_tasks, config.max_tasks)
-    wanted = berth_launch(
-        observed,
-        limits,
-        start_delay=config.start_delay_seconds,
-        expected_seconds=config.expected_command_seconds,
-    )
+    wanted = berth_launch(observed, Limits(config.min_tasks, config.max_tasks))
     started, failures = fleet.launch(wanted) if wanted else (0, [])
     return {
-        "observed": observed.__dict__,
+        "observed": {**observed.__dict__, "commands": len(pending)},
         "launch": wanted,
         "started": started,
         "failures": failures,
@@ -48,30 +37,35 @@ def scale(config: ScalerConfig, sqs: Any, fleet: Fleet) -> dict[str, Any]:
 
 
 @cache
-def _parts() -> tuple[ScalerConfig, Any, Fleet]:
+def _parts() -> tuple[ScalerConfig, WorkersRepository, Fleet]:
     config = ScalerConfig.from_env()
     fleet = Fleet(
         boto3.client("ecs"),
         cluster_arn=config.cluster_arn,
         task_definition=config.worker_task_definition,
         family=config.worker_family,
-        subnets=[s for s in config.task_subnets.split(",") if s],
-        security_groups=[s for s in config.task_security_groups.split(",") if s],
+        subnets=config.task_subnets,
+        security_groups=config.task_security_groups,
         assign_public_ip=config.assign_public_ip,
     )
-    return config, boto3.client("sqs"), fleet
+    table = boto3.resource("dynamodb").Table(config.workers_table)
+    return config, WorkersRepository(table), fleet
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = scale(*_parts())
     observed = result["observed"]
-    metrics.add_metric(name="QueueVisible", unit=MetricUnit.Count, value=observed["visible"])
-    metrics.add_metric(name="QueueInFlight", unit=MetricUnit.Count, value=observed["in_flight"])
-    metrics.add_metric(name="RunningWorkers", unit=MetricUnit.Count, value=observed["running"])
-    metrics.add_metric(name="StartingWorkers", unit=MetricUnit.Count, value=observed["starting"])
-    metrics.add_metric(name="LaunchedWorkers", unit=MetricUnit.Count, value=result["started"])
-    logger.info("scaled", extra=result)
+    if observed["commands"] or observed["running"] or observed["starting"]:
+        # Metrics only when there is something to count: an idle stack publishes none.
+        for name, value in (
+            ("PendingCommands", observed["commands"]),
+            ("ActiveProjects", observed["projects"]),
+            ("RunningWorkers", observed["running"]),
+            ("StartingWorkers", observed["starting"]),
+            ("LaunchedWorkers", result["started"]),
+        ):
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        logger.info("scaled", extra=result)
     return result

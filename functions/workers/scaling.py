@@ -1,15 +1,19 @@
 """How many workers to run: pure functions, so the scaler and the simulation use the same code.
 
-Seed 004's orchestrator (every 30 s): ``desired = min(max(ceil(depth / messages_per_task),
-min_tasks), max_tasks)`` and launch ``desired - running``, where ``depth`` is the visible
-backlog and ``running`` the tasks already running.
+The hand-written orchestrator berth replaces polled every 30 s and computed
+``desired = min(max(ceil(depth / messages_per_task), min_tasks), max_tasks)``, launching
+``desired - running``, where ``depth`` is the visible backlog and ``running`` the tasks
+already running (``seed_004_*`` below, kept to compare against).
 
-berth's policy (``berth_launch``) keeps the same limits but counts what a new worker can
-still change: it takes about a minute to start, so it only helps the backlog that the workers
-already running or starting cannot reach in that minute. Starting tasks count as capacity
-(the same backlog is never answered twice while its workers boot), in-flight messages occupy
-their workers (concurrency 1), and the scaler runs when a command is queued as well as on its
-schedule, so a backlog never waits for the next tick to get its first worker.
+berth runs the commands of one project one at a time, in order (one SQS FIFO message group
+per project), so a project can use at most one worker at a time, and a project whose command
+runs keeps its worker busy however many commands wait behind it. berth's policy
+(``berth_launch``) therefore sizes the fleet to the *projects* with work — QUEUED or RUNNING
+commands — not to the messages: one worker per such project, between ``min_tasks`` and
+``max_tasks``. Capacity is the worker tasks that are alive (running, or starting — a
+starting task already answers the demand that launched it); a task that died is gone from
+ECS, and the command it held comes back once its lease runs out. The scaler runs when a
+command is queued as well as on its schedule, so new work never waits for the next tick.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Limits:
-    messages_per_task: int
     min_tasks: int
     max_tasks: int
+    messages_per_task: int = 2
+    """Only the old orchestrator's formula uses it."""
 
     def __post_init__(self) -> None:
         if self.messages_per_task < 1 or self.min_tasks < 0 or self.max_tasks < self.min_tasks:
@@ -31,50 +36,32 @@ class Limits:
 
 @dataclass(frozen=True)
 class Observed:
-    visible: int
-    """Messages waiting (SQS ApproximateNumberOfMessages)."""
-    in_flight: int
-    """Messages being worked on (ApproximateNumberOfMessagesNotVisible)."""
     running: int
     """Worker tasks that have started."""
     starting: int = 0
     """Worker tasks launched but not started yet (PROVISIONING/PENDING)."""
+    projects: int = 0
+    """Projects with a command QUEUED or RUNNING (each can use one worker)."""
+    visible: int = 0
+    """Messages waiting (SQS ApproximateNumberOfMessages): the old formula's input."""
 
 
-def seed_004_desired(observed: Observed, limits: Limits) -> int:
-    """Seed 004's formula, as written: only the queue depth, only running tasks."""
+def depth_desired(observed: Observed, limits: Limits) -> int:
+    """The old orchestrator's formula, as written: only the queue depth, only running tasks."""
     wanted = math.ceil(observed.visible / limits.messages_per_task)
     return min(max(wanted, limits.min_tasks), limits.max_tasks)
 
 
-def seed_004_launch(observed: Observed, limits: Limits) -> int:
-    return max(0, seed_004_desired(observed, limits) - observed.running)
+def depth_launch(observed: Observed, limits: Limits) -> int:
+    return max(0, depth_desired(observed, limits) - observed.running)
 
 
-def berth_launch(
-    observed: Observed, limits: Limits, *, start_delay: float, expected_seconds: float
-) -> int:
-    """How many tasks to start now.
+def berth_desired(observed: Observed, limits: Limits) -> int:
+    """One worker per project with work, within the fleet's limits."""
+    return min(max(observed.projects, limits.min_tasks), limits.max_tasks)
 
-    A new worker only helps messages that would otherwise wait longer than it takes to
-    start one, so berth launches for the backlog work that the workers already running or
-    starting cannot reach within ``start_delay`` — each new one sized to take
-    ``messages_per_task`` messages of ``expected_seconds`` each. A backlog with no worker at
-    all always gets one (scale from zero).
-    """
-    capacity_now = observed.running + observed.starting
-    backlog_work = observed.visible * expected_seconds
-    idle = max(0, observed.running - observed.in_flight)
-    reach = (
-        idle * start_delay
-        + observed.in_flight * max(0.0, start_delay - expected_seconds / 2)
-        + observed.starting * start_delay / 2
-    )
-    shortfall = backlog_work - reach
-    launch = (
-        math.ceil(shortfall / (limits.messages_per_task * expected_seconds)) if shortfall > 0 else 0
-    )
-    if observed.visible and capacity_now == 0:
-        launch = max(launch, 1)
-    launch = max(launch, limits.min_tasks - capacity_now)
-    return max(0, min(launch, limits.max_tasks - capacity_now))
+
+def berth_launch(observed: Observed, limits: Limits) -> int:
+    """How many tasks to start now: the desired fleet minus the live one (never negative:
+    scale-in is each worker's own idle exit, never a kill mid-command)."""
+    return max(0, berth_desired(observed, limits) - (observed.running + observed.starting))

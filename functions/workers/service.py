@@ -1,17 +1,19 @@
-"""Workspace commands: check ownership, record, queue, wake the fleet; report status."""
+"""Workspace commands: check ownership, record, queue in order, wake the fleet; report,
+list and cancel. Raises domain errors only (``shared.errors``); no HTTP here."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from shared.api import ApiError, NotFound
+from shared.errors import Invalid, LimitReached, NotFound, Unavailable
 from workers.config import WorkersConfig
-from workers.models import Command, CommandOut, CommandStatus, new_command_id
-from workers.repository import WorkersRepository
+from workers.models import Command, CommandStatus, ErrorCode, log_key, new_command_id
+from workers.repository import QueueFull, StaleCommand, WorkersRepository
 
 logger = Logger(child=True)
 
@@ -23,21 +25,22 @@ class CommandService:
         config: WorkersConfig,
         repository: WorkersRepository,
         sqs: Any,
+        s3: Any,
         lambda_client: Any,
         clock: Callable[[], float],
     ) -> None:
         self.config = config
         self.repo = repository
         self.sqs = sqs
+        self.s3 = s3
         self.lambda_client = lambda_client
         self.clock = clock
 
-    def submit(self, user: str, project: str, terminal: str, command_text: str) -> CommandOut:
+    def submit(self, user: str, project: str, terminal: str, command_text: str) -> Command:
         if len(command_text) > self.config.command_max_chars:
-            raise ApiError(
-                400,
-                "command_too_long",
+            raise Invalid(
                 f"a command may be at most {self.config.command_max_chars} characters",
+                code="command_too_long",
             )
         now = self.clock()
         if not self.repo.claim_project(project, user, now):
@@ -52,20 +55,86 @@ class CommandService:
             created_at=now,
             updated_at=now,
         )
-        self.repo.put(command)
-        # The message carries ids only; the worker reads the command from the record.
-        self.sqs.send_message(
-            QueueUrl=self.config.queue_url,
-            MessageBody=json.dumps({"command_id": command.id, "project": project}),
-        )
+        try:
+            self.repo.add(command, self.config.max_pending_per_user)
+        except QueueFull:
+            raise LimitReached(
+                f"you have {self.config.max_pending_per_user} commands queued or running; "
+                "wait for one to end or cancel one",
+                code="command_limit",
+            ) from None
+        try:
+            # One message group per project: its commands run one at a time, in this order.
+            # The message carries ids only; the worker reads the command from the record.
+            sent = self.sqs.send_message(
+                QueueUrl=self.config.queue_url,
+                MessageBody=json.dumps({"command_id": command.id, "project": project}),
+                MessageGroupId=project,
+                MessageDeduplicationId=command.id,
+            )
+        except Exception as exc:
+            logger.exception("could not queue a command", extra={"command_id": command.id})
+            self.repo.finish(
+                command,
+                CommandStatus.FAILED,
+                self.clock(),
+                error=(ErrorCode.UNDELIVERABLE, "the command could not be queued"),
+            )
+            raise Unavailable("the command could not be queued; try again") from exc
+        if sequence := sent.get("SequenceNumber"):
+            self.repo.set_sequence(command.id, sequence)
+            command = replace(command, sequence=sequence)
         self._wake_fleet()
-        return CommandOut.of(command, self.config.workspaces_bucket)
+        return command
 
-    def get(self, user: str, project: str, command_id: str) -> CommandOut:
+    def get(self, user: str, project: str, command_id: str) -> Command:
         command = self.repo.get(command_id)
         if command is None or command.user != user or command.project != project:
             raise NotFound("command")
-        return CommandOut.of(command, self.config.workspaces_bucket)
+        return command
+
+    def list(
+        self, user: str, project: str, limit: int, token: str | None
+    ) -> tuple[list[Command], str | None]:
+        if self.repo.owner_of(project) != user:
+            raise NotFound("project")
+        return self.repo.list_for_project(project, limit, token)
+
+    def cancel(self, user: str, project: str, command_id: str) -> Command:
+        """A queued command ends CANCELLED at once; a running one is asked to stop (its
+        worker ends it CANCELLED within the cancel grace period); an ended one is left."""
+        for _ in range(3):  # it may start or end between the read and the write
+            command = self.get(user, project, command_id)
+            try:
+                if command.status == CommandStatus.QUEUED:
+                    self.repo.finish(
+                        command,
+                        CommandStatus.CANCELLED,
+                        self.clock(),
+                        error=(ErrorCode.CANCELLED, "cancelled before it started"),
+                    )
+                    return self.get(user, project, command_id)
+                if command.status == CommandStatus.RUNNING:
+                    return self.repo.request_cancel(command.id, self.clock())
+                return command
+            except StaleCommand:
+                continue
+        return self.get(user, project, command_id)
+
+    def log_url(self, command: Command) -> str | None:
+        """Where to download the full output (once the command has started)."""
+        if command.started_at is None:
+            return None
+        return str(
+            self.s3.generate_presigned_url(
+                "get_object",
+                Params={
+                    "Bucket": self.config.workspaces_bucket,
+                    "Key": log_key(command.project, command.id),
+                },
+                ExpiresIn=self.config.log_url_seconds,
+            )
+        )
 
     def _wake_fleet(self) -> None:
         """One queued command must not wait for the scaler's next tick to get a worker."""

@@ -22,6 +22,7 @@ def build_service(
         config=config,
         repository=WorkersRepository(aws.resource("dynamodb").Table(config.workers_table)),
         sqs=aws.client("sqs"),
+        s3=aws.client("s3"),
         lambda_client=aws.client("lambda"),
         clock=clock,
     )

@@ -16,11 +16,17 @@ def main() -> int:
     print("berth sandbox: synthesizing and deploying into the local emulator...", flush=True)
     began = time.monotonic()
     sandbox = start(options)
+    fence = (
+        f"commands run as uids from {sandbox.command_user}, apart from the sandbox's credentials"
+        if sandbox.command_user is not None
+        else "commands run as YOUR user and can read the sandbox's environment (not root)"
+    )
     print(
         f"""
 berth sandbox ready in {time.monotonic() - began:.1f} s: {sandbox.url}
   websocket:       {sandbox.websocket.url}  (header X-Berth-User, or ?user=)
   emulator (moto): {sandbox.emulator.endpoint}
+  workers:         {fence}
 
   curl -s -X POST {sandbox.url}/sessions -H 'X-Berth-User: alice' -d '{{"profile": "default"}}'
   curl -s {sandbox.url}/sessions -H 'X-Berth-User: alice'

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pwd
 import re
+import secrets
+import shutil
+import stat
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +24,7 @@ from infra.sandbox.containers import LocalTaskRunner, images_of
 from infra.sandbox.emulator import REGION, Deployment, Emulator, deploy
 from infra.sandbox.gateway import routes_of, serve
 from infra.sandbox.lambdas import LocalFunction
+from infra.sandbox.sqs import number_fifo_messages_in_order
 from infra.sandbox.stepfunctions import (
     enable_execution,
     fix_ecs_integration,
@@ -40,6 +46,8 @@ class SandboxOptions:
     concurrency: int = 4
     log_level: str = "WARNING"
     schedule_seconds: float | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    """Settings overrides (``{"berth:workers.lease_seconds": 6}``) on top of cdk.json."""
 
     @classmethod
     def from_env(cls) -> SandboxOptions:
@@ -51,6 +59,7 @@ class SandboxOptions:
             concurrency=int(os.environ.get("BERTH_LOCAL_CONCURRENCY", "4")),
             log_level=os.environ.get("BERTH_LOCAL_LOG_LEVEL", "WARNING"),
             schedule_seconds=float(schedule) if schedule else None,
+            context=json.loads(os.environ.get("BERTH_LOCAL_CONTEXT") or "{}"),
         )
 
 
@@ -63,6 +72,10 @@ class Sandbox:
     events: EventBridge
     server: Any
     websocket: LocalWebSocketApi
+    state: Path
+    """This sandbox's own state folder (task scratch directories, task logs)."""
+    command_user: int | None
+    """The uid local workers run commands as; None: the sandbox's own user."""
     _thread: threading.Thread | None = field(default=None)
 
     @property
@@ -85,6 +98,7 @@ class Sandbox:
         for function in self.functions.values():
             function.close()
         self.emulator.stop()
+        shutil.rmtree(self.state, ignore_errors=True)
 
 
 # Settings the sandbox changes from cdk.json: nobody wants to wait 10 s per poll locally.
@@ -108,18 +122,61 @@ def websocket_function(deployment: Deployment) -> str:
     return found.pop()
 
 
-def synthesize(outdir: Path) -> Path:
-    app, stack = build_app(project_context() | SANDBOX_CONTEXT, outdir=str(outdir))
+def state_folder() -> Path:
+    """A folder of this sandbox's own. Commands run as another user when the sandbox is root,
+    so every folder above it must let others through; if the checkout's does not, the state
+    goes to a private temporary folder instead."""
+    folder = SANDBOX_DIR / "run" / f"{os.getpid()}-{secrets.token_hex(3)}"
+    folder.mkdir(parents=True)
+    if os.geteuid() == 0 and not all(
+        p.stat().st_mode & stat.S_IXOTH for p in [folder, *folder.parents]
+    ):
+        shutil.rmtree(folder)
+        folder = Path(tempfile.mkdtemp(prefix="berth-sandbox-"))
+        folder.chmod(0o711)
+    return folder
+
+
+UIDS_PER_SANDBOX = 1000
+
+
+def command_uid() -> int | None:
+    """When root: the first of ``UIDS_PER_SANDBOX`` uids no account on this machine has, for
+    local workers' commands (the image's own ``berth-run`` uid may be a real person here),
+    and no other sandbox uses — derived from this process's id, which no other running
+    process shares. Otherwise None."""
+    if os.geteuid() != 0:
+        return None
+    taken = {entry.pw_uid for entry in pwd.getpwall()}
+    first = 1_000_000 + (os.getpid() % 2**22) * UIDS_PER_SANDBOX
+    if taken & set(range(first, first + UIDS_PER_SANDBOX)):
+        raise RuntimeError(f"uids {first}.. are taken by accounts here; cannot fence commands")
+    return first
+
+
+def synthesize(outdir: Path, overrides: dict[str, Any] | None = None) -> Path:
+    context = project_context() | SANDBOX_CONTEXT | (overrides or {})
+    app, stack = build_app(context, outdir=str(outdir))
     app.synth()
     return outdir / f"{stack.artifact_id}.template.json"
 
 
 def start(options: SandboxOptions) -> Sandbox:
     started = time.monotonic()
-    assembly = SANDBOX_DIR / "cdk.out"
-    template_path = synthesize(assembly)
+    state = state_folder()
+    try:
+        return _start(options, state, started)
+    except BaseException:
+        shutil.rmtree(state, ignore_errors=True)
+        raise
+
+
+def _start(options: SandboxOptions, state: Path, started: float) -> Sandbox:
+    assembly = state / "cdk.out"
+    template_path = synthesize(assembly, options.context)
     stack_name = template_path.name.removesuffix(".template.json")
 
+    number_fifo_messages_in_order()
     emulator = Emulator().start()
     enable_execution(emulator)
     fix_ecs_integration()
@@ -149,6 +206,7 @@ def start(options: SandboxOptions) -> Sandbox:
     # Functions and workers reach "API Gateway's management API" on the local gateway.
     host, port = server.server_address[:2]
     local_endpoints = {"BERTH_WEBSOCKET_ENDPOINT": f"http://{host!s}:{port}"}
+    uid = command_uid()
     for logical_id, described in deployment.functions.items():
         environment = {
             **described["environment"],
@@ -172,11 +230,19 @@ def start(options: SandboxOptions) -> Sandbox:
         }
     )
     events = EventBridge(emulator, deployment, invoke, schedule_seconds=options.schedule_seconds)
-    images = images_of(assembly, stack_name, SANDBOX_DIR / "images")
-    events.task_listeners.append(LocalTaskRunner(emulator, images, overrides=local_endpoints))
+    images = images_of(assembly, stack_name, state / "images")
+    events.task_listeners.append(
+        LocalTaskRunner(
+            emulator,
+            images,
+            state,
+            overrides=local_endpoints,
+            command_uids=range(uid, uid + UIDS_PER_SANDBOX) if uid is not None else None,
+        )
+    )
     events.start()
     websocket.start()
     for function in functions.values():
         function.warm()
     log.info("sandbox ready in %.1f s", time.monotonic() - started)
-    return Sandbox(options, emulator, deployment, functions, events, server, websocket)
+    return Sandbox(options, emulator, deployment, functions, events, server, websocket, state, uid)

@@ -6,13 +6,21 @@ the container's environment and the task's overrides. When it exits, its exit co
 the container's and the task stops — which is what a state machine's ``.sync`` waits for and
 how a worker scales itself in. Images without a Python entrypoint (session servers such as
 Chroma) are left to the emulator's bookkeeping.
+
+Like a container, a task is a world of its own: its entrypoint starts a new session, every
+process left in that session dies with it (as a container's processes die when it stops),
+a container's scratch directory (``BERTH_WORKDIR``) is a fresh directory per task under the
+sandbox's own state folder — never shared with another task or another sandbox — and a
+worker's command user (``BERTH_RUN_AS_UID``) is a uid of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -56,13 +64,18 @@ class LocalTaskRunner:
         self,
         emulator: Emulator,
         images: dict[str, Image],
+        state: Path,
         overrides: dict[str, str] | None = None,
         timeout: float = 900,
+        command_uids: range | None = None,
     ):
         self.emulator = emulator
         self.images = images
+        self.state = state
         self.overrides = overrides or {}
         self.timeout = timeout
+        self.command_uids = command_uids
+        self._launched = 0
         self._started: set[str] = set()
         self._lock = threading.Lock()
 
@@ -91,6 +104,16 @@ class LocalTaskRunner:
         for override in (task.get("overrides") or {}).get("containerOverrides", []):
             if override.get("name") in (None, container["name"]):
                 environment.update({e["name"]: e["value"] for e in override.get("environment", [])})
+        task_id = task["taskArn"].rsplit("/", 1)[-1]
+        if "BERTH_WORKDIR" in environment:
+            environment["BERTH_WORKDIR"] = str(self.state / "tasks" / task_id)
+        if "BERTH_RUN_AS_UID" in environment and self.command_uids is not None:
+            # Each Fargate task is a machine of its own; here tasks share one, so each gets
+            # a user of its own (what one worker cleans up must not touch another's).
+            with self._lock:
+                self._launched += 1
+                uid = self.command_uids[self._launched % len(self.command_uids)]
+            environment["BERTH_RUN_AS_UID"] = str(uid)
         env = {
             **os.environ,
             **environment,
@@ -101,22 +124,27 @@ class LocalTaskRunner:
             "AWS_DEFAULT_REGION": REGION,
             "PYTHONPATH": str(image.workdir),
         }
-        try:
-            result = subprocess.run(  # noqa: S603 - the image's own entrypoint, no shell
+        output = self.state / "tasks" / f"{task_id}.log"
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with output.open("wb") as sink:
+            process = subprocess.Popen(  # noqa: S603 - the image's own entrypoint, no shell
                 image.entrypoint,
                 cwd=image.workdir,
                 env=env,
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-                check=False,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-            code, reason = result.returncode, "Essential container in task exited"
-            if code:
-                log.info("task %s exited %s: %s", task["taskArn"], code, result.stderr[-500:])
-        except subprocess.TimeoutExpired:
-            code, reason = 137, "Task stopped: timeout"
-        self._finish(task, code, reason)
+            try:
+                code, reason = process.wait(timeout=self.timeout), "Essential container exited"
+            except subprocess.TimeoutExpired:
+                process.kill()
+                code, reason = 137, "Task stopped: timeout"
+                process.wait()
+            end_session(process.pid)
+        if code:
+            log.info("task %s exited %s (log: %s)", task["taskArn"], code, output)
+        self._finish(task, 128 - code if code < 0 else code, reason)
 
     def _finish(self, task: dict[str, Any], exit_code: int, reason: str) -> None:
         from moto.ecs.models import ecs_backends
@@ -131,3 +159,18 @@ class LocalTaskRunner:
         self.emulator.client("ecs").stop_task(
             cluster=task["clusterArn"], task=task["taskArn"], reason=reason
         )
+
+
+def end_session(session_id: int) -> None:
+    """Kills every process left in a session: what a stopped container leaves behind."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # after the command name: state, ppid, pgrp, session
+        if len(fields) > 3 and int(fields[3]) == session_id:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)

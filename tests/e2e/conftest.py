@@ -27,6 +27,18 @@ class Sandbox:
     emulator: str
     websocket: str
 
+    def aws(self, service: str) -> Any:
+        """A client of the sandbox's emulator (its own credentials, like the banner says)."""
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.emulator,
+            region_name="us-east-1",
+            aws_access_key_id="sandbox",
+            aws_secret_access_key="sandbox",
+        )
+
     def request(
         self, method: str, path: str, body: Any = None, user: str | None = "alice"
     ) -> tuple[int, Any]:
@@ -42,13 +54,17 @@ class Sandbox:
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """A test module may set ``SANDBOX_CONTEXT`` (settings overrides, e.g. short leases) and
+    ``SANDBOX_ENV`` (the sandbox's own options) for its sandbox."""
     env = {
         **os.environ,
         "BERTH_LOCAL_PORT": "0",
         "BERTH_LOCAL_WEBSOCKET_PORT": "0",
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         "PYTHONUNBUFFERED": "1",
+        "BERTH_LOCAL_CONTEXT": json.dumps(getattr(request.module, "SANDBOX_CONTEXT", {})),
+        **getattr(request.module, "SANDBOX_ENV", {}),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "infra.sandbox"],

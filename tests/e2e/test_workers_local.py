@@ -1,10 +1,20 @@
-"""Workspace commands against make local: a worker process runs them, output reaches the
-local WebSocket endpoint in order, files persist in the emulated workspace bucket."""
+"""Workspace commands against make local, as a user would run them — the happy path and the
+faults: a burst into one project, a worker killed mid-command, a hostile file name, a dead
+letter, a long command beside another user's short one, cancels, and what a command can see.
+
+Leases, timeouts and schedules are shortened by settings for this sandbox, as an operator
+could; nothing else differs from the default deployment.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +23,53 @@ from websockets.sync.client import connect
 from tests.e2e.conftest import Sandbox
 
 pytestmark = pytest.mark.e2e
+
+LEASE = 4
+SANDBOX_CONTEXT = {
+    "berth:workers.lease_seconds": LEASE,
+    "berth:workers.cancel_grace_seconds": 1,
+    "berth:limits.max_queued_commands_per_user": 40,
+}
+SANDBOX_ENV = {"BERTH_LOCAL_SCHEDULE_SECONDS": "1"}
+ENDED = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+def run(sandbox: Sandbox, user: str, project: str, command: str) -> dict[str, Any]:
+    code, queued = sandbox.request(
+        "POST", f"/workspaces/{project}/commands", {"command": command}, user=user
+    )
+    assert code == 202, queued
+    return dict(queued)
+
+
+def get(sandbox: Sandbox, user: str, project: str, command_id: str) -> dict[str, Any]:
+    code, shown = sandbox.request("GET", f"/workspaces/{project}/commands/{command_id}", user=user)
+    assert code == 200, shown
+    return dict(shown)
+
+
+def wait_for(
+    sandbox: Sandbox,
+    user: str,
+    project: str,
+    command_id: str,
+    statuses: set[str] = ENDED,
+    timeout: float = 60,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shown = get(sandbox, user, project, command_id)
+        if shown["status"] in statuses:
+            return shown
+        time.sleep(0.2)
+    raise AssertionError(f"{command_id} is still {shown['status']} after {timeout} s")
+
+
+def output_of(sandbox: Sandbox, user: str, project: str, command: str) -> str:
+    queued = run(sandbox, user, project, command)
+    done = wait_for(sandbox, user, project, queued["id"])
+    assert done["status"] == "SUCCEEDED", done
+    return str(done["output_tail"])
 
 
 def frames_until_done(socket: Any, command_id: str, timeout: float = 60) -> list[dict[str, Any]]:
@@ -26,51 +83,36 @@ def frames_until_done(socket: Any, command_id: str, timeout: float = 60) -> list
         if frame.get("command_id") != command_id:
             continue
         frames.append(frame)
-        if frame["type"] == "status" and frame["data"]["status"] in {"SUCCEEDED", "FAILED"}:
+        if frame["type"] == "status" and frame["data"]["status"] in ENDED:
             return frames
     raise AssertionError(f"no final status for {command_id}: {frames}")
 
 
+# --- the happy path ---------------------------------------------------------------------------
+
+
 def test_output_streams_to_the_subscribed_terminal_and_files_persist(sandbox: Sandbox) -> None:
-    code, _ = sandbox.request("POST", "/workspaces/jims/commands", {"command": "true"}, user="jim")
-    assert code == 202  # jim owns the project from now on
+    run(sandbox, "jim", "jims", "true")  # jim owns the project from now on
     with connect(sandbox.websocket, additional_headers={"X-Berth-User": "jim"}) as socket:
         socket.send(json.dumps({"action": "subscribe", "project": "jims", "terminal": "t1"}))
         assert json.loads(socket.recv(timeout=10)) == {"subscribed": "terminal:jims:t1"}
-        code, queued = sandbox.request(
-            "POST",
-            "/workspaces/jims/commands",
-            {
-                "command": "for i in 1 2 3; do echo line $i; sleep 0.2; done >out.txt; cat out.txt",
-                "terminal": "t1",
-            },
-            user="jim",
+        queued = run(
+            sandbox,
+            "jim",
+            "jims",
+            "for i in 1 2 3; do echo line $i; sleep 0.2; done >out.txt; cat out.txt",
         )
-        assert (code, queued["status"]) == (202, "QUEUED")
         frames = frames_until_done(socket, queued["id"])
     seqs = [f["seq"] for f in frames]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # increasing, no gaps
     assert frames[-1]["data"] == {"status": "SUCCEEDED", "exit_code": 0}
     assert "".join(f["data"] for f in frames if f["type"] == "output") == "line 1\nline 2\nline 3\n"
-
-    code, done = sandbox.request("GET", f"/workspaces/jims/commands/{queued['id']}", user="jim")
-    assert (code, done["status"], done["exit_code"]) == (200, "SUCCEEDED", 0)
     # the next command sees the file the last one wrote (synced back to the bucket and down)
-    with connect(sandbox.websocket, additional_headers={"X-Berth-User": "jim"}) as socket:
-        socket.send(json.dumps({"action": "subscribe", "project": "jims", "terminal": "t2"}))
-        socket.recv(timeout=10)
-        _, again = sandbox.request(
-            "POST",
-            "/workspaces/jims/commands",
-            {"command": "wc -l < out.txt", "terminal": "t2"},
-            user="jim",
-        )
-        frames = frames_until_done(socket, again["id"])
-    assert "".join(f["data"] for f in frames if f["type"] == "output").strip() == "3"
+    assert output_of(sandbox, "jim", "jims", "wc -l < out.txt").strip() == "3"
 
 
 def test_only_the_owner_may_subscribe_or_run(sandbox: Sandbox) -> None:
-    sandbox.request("POST", "/workspaces/kates/commands", {"command": "true"}, user="kate")
+    run(sandbox, "kate", "kates", "true")
     code, error = sandbox.request(
         "POST", "/workspaces/kates/commands", {"command": "id"}, user="leo"
     )
@@ -101,3 +143,144 @@ def test_session_status_is_pushed_to_the_owner(sandbox: Sandbox) -> None:
             if message.get("type") == "session" and message["session"]["id"] == created["id"]:
                 statuses.append(message["session"]["status"])
         assert "RUNNING" in statuses
+
+
+# --- bursts and faults ------------------------------------------------------------------------
+
+
+def test_a_burst_of_30_appends_into_one_project_runs_each_once_in_acceptance_order(
+    sandbox: Sandbox,
+) -> None:
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        accepted = list(
+            pool.map(
+                lambda n: run(sandbox, "nina", "counter", f"echo {n} >> counter.txt"), range(1, 31)
+            )
+        )
+    ended = [wait_for(sandbox, "nina", "counter", c["id"], timeout=120) for c in accepted]
+    assert {(c["status"], c["exit_code"]) for c in ended} == {("SUCCEEDED", 0)}
+    by_acceptance = sorted(accepted, key=lambda c: int(c["sequence"]))
+    expected = [c["command"].split()[1] for c in by_acceptance]
+    assert sorted(expected, key=int) == [str(n) for n in range(1, 31)]
+    assert output_of(sandbox, "nina", "counter", "cat counter.txt").split() == expected
+
+
+def worker_running(marker: str) -> int:
+    """The pid of the worker process whose command carries ``marker``."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if marker.encode() in cmdline and b"bash" in cmdline:
+                return int(stat.rsplit(")", 1)[1].split()[1])  # its parent: the worker
+        time.sleep(0.1)
+    raise AssertionError(f"no command with {marker} started")
+
+
+def test_a_worker_killed_mid_command_ends_it_worker_lost_and_never_reruns_it(
+    sandbox: Sandbox,
+) -> None:
+    marker = uuid.uuid4().hex
+    doomed = run(sandbox, "otto", "killed", f"sleep 5; date >> ran.txt # {marker}")
+    after = run(sandbox, "otto", "killed", "cat ran.txt 2>/dev/null || echo no-ran-txt")
+    os.kill(worker_running(marker), signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    lost = wait_for(sandbox, "otto", "killed", doomed["id"], timeout=4 * LEASE)
+    assert time.monotonic() - killed_at <= 2 * LEASE + 1
+    assert (lost["status"], lost["error"]["code"]) == ("FAILED", "worker_lost")
+    assert lost["exit_code"] is None
+    nxt = wait_for(sandbox, "otto", "killed", after["id"])
+    assert (nxt["status"], nxt["output_tail"]) == ("SUCCEEDED", "no-ran-txt\n")
+    time.sleep(6)  # long after the sleep would have ended: it did not run again anywhere
+    assert output_of(sandbox, "otto", "killed", "ls").strip() == ""
+
+
+def test_a_file_name_s3_cannot_hold_is_skipped_with_a_warning(sandbox: Sandbox) -> None:
+    queued = run(sandbox, "pia", "names", "touch $'bad\\xffname.txt' fine.txt")
+    done = wait_for(sandbox, "pia", "names", queued["id"])
+    assert done["status"] == "SUCCEEDED"
+    assert "berth: skipped bad\\xffname.txt: the name is not valid UTF-8" in done["output_tail"]
+    assert output_of(sandbox, "pia", "names", "ls") == "fine.txt\n"
+
+
+def test_a_dead_letter_ends_its_command_undeliverable(sandbox: Sandbox) -> None:
+    blocker = run(sandbox, "quinn", "dlq", "sleep 30")
+    wait_for(sandbox, "quinn", "dlq", blocker["id"], {"RUNNING"})
+    stuck = run(sandbox, "quinn", "dlq", "echo never")
+    sqs = sandbox.aws("sqs")
+    (dlq,) = [u for u in sqs.list_queues()["QueueUrls"] if u.endswith("commands-dlq.fifo")]
+    sqs.send_message(  # as SQS does after max_receive_count deliveries
+        QueueUrl=dlq,
+        MessageBody=json.dumps({"command_id": stuck["id"], "project": "dlq"}),
+        MessageGroupId="dlq",
+        MessageDeduplicationId=stuck["id"],
+    )
+    ended = wait_for(sandbox, "quinn", "dlq", stuck["id"], timeout=15)
+    assert (ended["status"], ended["error"]["code"]) == ("FAILED", "undeliverable")
+    assert ended["started_at"] is None
+    sandbox.request("DELETE", f"/workspaces/dlq/commands/{blocker['id']}", user="quinn")
+
+
+def test_a_long_command_does_not_hold_back_another_users_short_one(sandbox: Sandbox) -> None:
+    long = run(sandbox, "rosa", "long", "sleep 300")
+    started = wait_for(sandbox, "rosa", "long", long["id"], {"RUNNING"})
+    # what starting a worker costs here (the cold start the long command just paid)
+    start_delay = time.mktime(time.strptime(started["started_at"], "%Y-%m-%dT%H:%M:%SZ")) - (
+        time.mktime(time.strptime(started["created_at"], "%Y-%m-%dT%H:%M:%SZ"))
+    )
+    accepted = time.monotonic()
+    short = run(sandbox, "sam", "short", "echo hi; exit 3")
+    done = wait_for(sandbox, "sam", "short", short["id"], timeout=60)
+    assert time.monotonic() - accepted <= start_delay + 5 + 1
+    assert (done["status"], done["exit_code"], done["output_tail"]) == ("FAILED", 3, "hi\n")
+    still = get(sandbox, "rosa", "long", long["id"])
+    assert still["status"] == "RUNNING", (still["error"], still["output_tail"])
+    sandbox.request("DELETE", f"/workspaces/long/commands/{long['id']}", user="rosa")
+
+
+def test_cancel_a_queued_and_a_running_command(sandbox: Sandbox) -> None:
+    running = run(sandbox, "tess", "cancel", "echo kept > kept.txt; sleep 60")
+    wait_for(sandbox, "tess", "cancel", running["id"], {"RUNNING"})
+    queued = run(sandbox, "tess", "cancel", "echo ran > ran.txt")  # waits behind the sleep
+
+    code, cancelled = sandbox.request(
+        "DELETE", f"/workspaces/cancel/commands/{queued['id']}", user="tess"
+    )
+    assert (code, cancelled["status"]) == (200, "CANCELLED")
+    code, asked = sandbox.request(
+        "DELETE", f"/workspaces/cancel/commands/{running['id']}", user="tess"
+    )
+    assert (code, asked["status"], asked["cancel_requested"]) == (202, "RUNNING", True)
+    stopped = wait_for(sandbox, "tess", "cancel", running["id"], timeout=15)
+    assert (stopped["status"], stopped["error"]["code"]) == ("CANCELLED", "cancelled")
+    assert output_of(sandbox, "tess", "cancel", "ls") == "kept.txt\n"  # changes kept, no ran.txt
+    code, listed = sandbox.request("GET", "/workspaces/cancel/commands", user="tess")
+    assert code == 200
+    assert [c["status"] for c in listed["items"]] == ["SUCCEEDED", "CANCELLED", "CANCELLED"]
+
+
+# --- tenant isolation -------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="make local fences commands only when root")
+def test_a_command_sees_no_credentials_and_no_other_project(sandbox: Sandbox) -> None:
+    output_of(sandbox, "uma", "private", "echo s3cr3t > key.txt")
+    shown = output_of(
+        sandbox,
+        "uma",
+        "snoop",
+        "env; for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f 2>/dev/null; done;"
+        " cat ~/.aws/credentials 2>&1; cat ../private/key.txt 2>&1; ls .. 2>&1;"
+        " echo mine > mine.txt && cat mine.txt",
+    )
+    for secret in ("AWS_", "ECS_", "=sandbox", "s3cr3t"):
+        assert secret not in shown, secret
+    assert "Permission denied" in shown
+    assert shown.endswith("mine\n")  # its own project: readable and writable

@@ -62,21 +62,6 @@ def test_vpc_has_s3_gateway_endpoint_and_flow_logs(synth: Synth) -> None:
     assert interface == []
 
 
-def test_task_security_group_opens_only_profile_ports_from_inside_the_vpc(synth: Synth) -> None:
-    (group,) = [
-        g
-        for key, g in synth.resources("AWS::EC2::SecurityGroup").items()
-        if key.startswith("NetworkTaskSecurityGroup")
-    ]
-    ingress = group["Properties"]["SecurityGroupIngress"]
-    profiles = synth.stack.settings.sessions.profiles.values()
-    assert sorted(rule["FromPort"] for rule in ingress) == sorted({p.port for p in profiles})
-    for rule in ingress:
-        assert rule["ToPort"] == rule["FromPort"]
-        assert rule["IpProtocol"] == "tcp"
-        assert rule["CidrIp"] == synth.stack.settings.vpc.cidr
-
-
 # --- storage -------------------------------------------------------------------------------
 
 

@@ -80,7 +80,7 @@ def test_lookup_mode_synthesizes_offline_from_committed_context(tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     template = (outdir / "berth.template.json").read_text()
     assert "vpc-0a1b2c3d4e5f67890" in template
-    assert '"CidrIp": "10.20.0.0/16"' in template  # ingress from the looked-up VPC's CIDR
+    assert "subnet-0aa1111111111111a" in template  # tasks run in the looked-up subnets
     assert "AWS::EC2::VPC" not in template.replace("AWS::EC2::VPCEndpoint", "")
 
 

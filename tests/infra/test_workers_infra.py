@@ -1,10 +1,14 @@
-"""Workers infrastructure facts: the queue, the worker's narrow role, the scaler, the dashboard."""
+"""Workers infrastructure facts: the FIFO queue and its lease, the worker's narrow roles, the
+scaler, the reconciler, the dashboard."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+from infra.settings import ROOT
+from infra.workers import RUN_AS_UID
 from tests.infra.test_sessions_infra import actions, resources, statements_of
 from tests.synth import Synth
 
@@ -23,23 +27,37 @@ def role_statements(synth: Synth, role_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def test_queue_is_encrypted_tls_only_with_a_dlq_and_a_long_visibility(synth: Synth) -> None:
+def worker_container(synth: Synth) -> dict[str, Any]:
+    _, task = only(synth, "AWS::ECS::TaskDefinition", "WorkersWorkerTask")
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    return dict(container)
+
+
+def environment(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["Name"]: e["Value"] for e in container["Environment"]}
+
+
+def test_queue_is_fifo_per_project_with_a_short_lease_and_a_fifo_dlq(synth: Synth) -> None:
     queue_id, queue = only(synth, "AWS::SQS::Queue", "WorkersCommands")
     dlq_id, dlq = only(synth, "AWS::SQS::Queue", "WorkersDeadLetters")
     settings = synth.stack.settings.workers
     props = queue["Properties"]
+    assert props["FifoQueue"] is True and dlq["Properties"]["FifoQueue"] is True
+    assert props["QueueName"].endswith(".fifo") and dlq["Properties"]["QueueName"].endswith(".fifo")
+    assert props["DeduplicationScope"] == "messageGroup"
+    assert props["FifoThroughputLimit"] == "perMessageGroupId"
+    # the lease, not the longest command: a dead worker's message is back within a minute
+    assert props["VisibilityTimeout"] == settings.lease_seconds == 60
     assert props["SqsManagedSseEnabled"] is True
     assert dlq["Properties"]["SqsManagedSseEnabled"] is True
     assert props["RedrivePolicy"] == {
         "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
         "maxReceiveCount": settings.max_receive_count,
     }
-    assert props["VisibilityTimeout"] > settings.command_timeout_seconds
-    policies = [
+    (policy,) = [
         p for p in synth.resources("AWS::SQS::QueuePolicy").values()
         if {"Ref": queue_id} in p["Properties"]["Queues"]
     ]  # fmt: skip
-    (policy,) = policies
     (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -57,27 +75,30 @@ def test_an_alarm_fires_when_the_dlq_is_not_empty(synth: Synth) -> None:
     ]
 
 
-def test_worker_role_is_limited_to_its_queue_bucket_prefixes_table_and_websocket(
-    synth: Synth,
-) -> None:
+def test_the_worker_role_holds_no_project_data(synth: Synth) -> None:
+    """The task role takes messages, publishes output, assumes the command role; it cannot
+    read or write any workspace, log or command record itself."""
     _, task = only(synth, "AWS::ECS::TaskDefinition", "WorkersWorkerTask")
     role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     queue_id, _ = only(synth, "AWS::SQS::Queue", "WorkersCommands")
-    bucket_id, _ = only(synth, "AWS::S3::Bucket", "WorkersWorkspaces")
+    command_role, _ = only(synth, "AWS::IAM::Role", "WorkersCommandRole")
+    workers_table, _ = only(synth, "AWS::DynamoDB::Table", "WorkersTable")
     for statement in role_statements(synth, role_id):
         granted = actions(statement)
         rendered = json.dumps(resources(statement))
+        assert not any(a.startswith("s3:") for a in granted), statement
+        assert workers_table not in rendered, statement
         if any(a.startswith("sqs:") for a in granted):
+            assert granted == {
+                "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"
+            }  # fmt: skip
             assert resources(statement) == [{"Fn::GetAtt": [queue_id, "Arn"]}]
-        elif granted & {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}:
-            assert bucket_id in rendered
-            assert "/workspaces/*" in rendered or "/logs/*" in rendered
-        elif granted == {"s3:ListBucket"}:
-            assert statement["Condition"] == {"StringLike": {"s3:prefix": ["workspaces/*"]}}
+        elif granted == {"sts:AssumeRole", "sts:TagSession"}:
+            assert resources(statement) == [{"Fn::GetAtt": [command_role, "Arn"]}]
         elif "execute-api:ManageConnections" in granted:
             assert "@connections" in rendered
         elif any(a.startswith("dynamodb:") for a in granted):
-            assert "Table" in rendered
+            assert "LiveConnections" in rendered
         elif granted & {"ecs:UpdateTaskProtection"}:
             assert ":task/" in rendered
         elif granted == {"cloudwatch:PutMetricData"}:
@@ -86,43 +107,131 @@ def test_worker_role_is_limited_to_its_queue_bucket_prefixes_table_and_websocket
             raise AssertionError(f"unexpected grant {granted} on {rendered}")
 
 
+def test_the_command_role_reaches_one_project_and_one_command(synth: Synth) -> None:
+    role_id, role = only(synth, "AWS::IAM::Role", "WorkersCommandRole")
+    _, task = only(synth, "AWS::ECS::TaskDefinition", "WorkersWorkerTask")
+    task_role = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert set(trust["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
+    assert trust["Principal"] == {"AWS": {"Fn::GetAtt": [task_role, "Arn"]}}
+    bucket_id, _ = only(synth, "AWS::S3::Bucket", "WorkersWorkspaces")
+    table_id, _ = only(synth, "AWS::DynamoDB::Table", "WorkersTable")
+    seen = set()
+    for statement in role_statements(synth, role_id):
+        granted = actions(statement)
+        rendered = json.dumps(resources(statement))
+        if granted & {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}:
+            assert bucket_id in rendered
+            prefix = re.search(r'"/(workspaces|logs)/\$\{aws:PrincipalTag/project\}/\*"', rendered)
+            assert prefix, rendered
+            seen.add(prefix.group(1))
+            if prefix.group(1) == "logs":
+                assert granted == {"s3:PutObject"}
+        elif granted == {"s3:ListBucket"}:
+            assert statement["Condition"] == {
+                "StringLike": {"s3:prefix": ["workspaces/${aws:PrincipalTag/project}/*"]}
+            }
+        elif granted == {"dynamodb:GetItem", "dynamodb:UpdateItem"}:
+            assert resources(statement) == [{"Fn::GetAtt": [table_id, "Arn"]}]
+            assert statement["Condition"] == {
+                "ForAllValues:StringEquals": {
+                    "dynamodb:LeadingKeys": [
+                        "CMD#${aws:PrincipalTag/command}",
+                        "COUNT#${aws:PrincipalTag/user}",
+                    ]
+                }
+            }
+            seen.add("record")
+        else:
+            raise AssertionError(f"unexpected grant {granted} on {rendered}")
+    assert seen == {"workspaces", "logs", "record"}
+
+
+def test_the_worker_runs_commands_as_the_images_unprivileged_user(synth: Synth) -> None:
+    container = worker_container(synth)
+    env = environment(container)
+    assert env["BERTH_RUN_AS_UID"] == str(RUN_AS_UID)
+    assert container["LinuxParameters"]["InitProcessEnabled"] is True  # reaps leftovers
+    assert env["BERTH_LEASE_SECONDS"] == "60"
+    dockerfile = (ROOT / "containers/worker/Dockerfile").read_text()
+    assert f"useradd --uid {RUN_AS_UID} " in dockerfile
+    assert "USER root" in dockerfile  # to switch to that user; commands never run as root
+
+
+def test_workspace_logs_and_old_versions_expire(synth: Synth) -> None:
+    _, bucket = only(synth, "AWS::S3::Bucket", "WorkersWorkspaces")
+    settings = synth.stack.settings
+    rules = {r["Id"]: r for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-logs"]["Prefix"] == "logs/"
+    assert rules["expire-logs"]["ExpirationInDays"] == settings.workers.log_expiry_days
+    assert (
+        rules["expire-old-versions"]["NoncurrentVersionExpiration"]["NoncurrentDays"]
+        == settings.storage.noncurrent_version_expiry_days
+    )
+
+
 def test_only_the_scaler_starts_workers(synth: Synth) -> None:
     task_id, _ = only(synth, "AWS::ECS::TaskDefinition", "WorkersWorkerTask")
     (run,) = [s for s in statements_of(synth, "WorkersScaler") if "ecs:RunTask" in actions(s)]
     assert resources(run) == [{"Ref": task_id}]
-    for function in ("WorkersApi", "LiveHandler"):
+    for function in ("WorkersApi", "LiveHandler", "WorkersReconciler"):
         granted = set().union(*(actions(s) for s in statements_of(synth, function)))
         assert "ecs:RunTask" not in granted
 
 
-def test_scaler_runs_every_minute_alone(synth: Synth) -> None:
-    scaler_id, scaler = only(synth, "AWS::Lambda::Function", "WorkersScaler")
-    assert scaler["Properties"]["ReservedConcurrentExecutions"] == 1
-    synth.template.has_resource_properties(
-        "AWS::Events::Rule",
-        {
-            "ScheduleExpression": "rate(1 minute)",
-            "Targets": [
-                {
-                    "Arn": {"Fn::GetAtt": [scaler_id, "Arn"]},
-                    "Id": "Target0",
-                    "RetryPolicy": {"MaximumRetryAttempts": 0},
-                }
-            ],
-        },
+def test_the_scaler_reads_only_the_pending_commands(synth: Synth) -> None:
+    table_id, _ = only(synth, "AWS::DynamoDB::Table", "WorkersTable")
+    (query,) = [
+        s
+        for s in statements_of(synth, "WorkersScaler")
+        if any(a.startswith("dynamodb:") for a in actions(s))
+    ]
+    assert actions(query) == {"dynamodb:Query"}
+    assert json.dumps(resources(query)) == json.dumps(
+        [{"Fn::Join": ["", [{"Fn::GetAtt": [table_id, "Arn"]}, "/index/pending"]]}]
     )
 
 
-def test_the_dashboard_shows_seed_004s_list(synth: Synth) -> None:
+def test_scaler_and_reconciler_run_on_schedules_and_the_scaler_alone(synth: Synth) -> None:
+    scaler_id, scaler = only(synth, "AWS::Lambda::Function", "WorkersScaler")
+    reconciler_id, _ = only(synth, "AWS::Lambda::Function", "WorkersReconciler")
+    assert scaler["Properties"]["ReservedConcurrentExecutions"] == 1
+    for function_id in (scaler_id, reconciler_id):
+        synth.template.has_resource_properties(
+            "AWS::Events::Rule",
+            {
+                "ScheduleExpression": "rate(1 minute)",
+                "Targets": [
+                    {
+                        "Arn": {"Fn::GetAtt": [function_id, "Arn"]},
+                        "Id": "Target0",
+                        "RetryPolicy": {"MaximumRetryAttempts": 0},
+                    }
+                ],
+            },
+        )
+
+
+def test_the_reconciler_drains_the_dead_letter_queue(synth: Synth) -> None:
+    dlq_id, _ = only(synth, "AWS::SQS::Queue", "WorkersDeadLetters")
+    consume = [
+        s for s in statements_of(synth, "WorkersReconciler") if "sqs:DeleteMessage" in actions(s)
+    ]
+    assert [resources(s) for s in consume] == [[{"Fn::GetAtt": [dlq_id, "Arn"]}]]
+
+
+def test_the_dashboard_shows_queue_fleet_durations_and_losses(synth: Synth) -> None:
     _, dashboard = only(synth, "AWS::CloudWatch::Dashboard", "WorkersDashboard")
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
     for metric in (
         "ApproximateNumberOfMessagesVisible",
-        "ApproximateNumberOfMessagesNotVisible",
         "ApproximateAgeOfOldestMessage",
         "RunningWorkers",
+        "ActiveProjects",
         "CommandDuration",
         "CommandFailures",
+        "LostCommands",
+        "UndeliverableCommands",
     ):
         assert metric in body, metric
 

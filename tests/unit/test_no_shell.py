@@ -33,5 +33,5 @@ def test_the_worker_runs_the_command_only_as_bash_c_argument() -> None:
     users = [p for p in python_files("containers/worker") if SHELL_CALLS.search(p.read_text())]
     assert [p.name for p in users] == ["stream.py"]
     source = users[0].read_text()
-    assert '["bash", "-c", command]' in source
+    assert '[*prefix, "bash", "-c", command]' in source  # prefix: setpriv --pdeathsig
     assert "shell=True" not in source

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m berth_worker`` (the container's ENTRYPOINT)."""
+"""Entry point: ``python -m berth_worker`` (the container's ENTRYPOINT). Wiring only."""
 
 from __future__ import annotations
 
@@ -11,25 +11,26 @@ from pathlib import Path
 
 import boto3
 
+from berth_worker.access import AccessBroker
+from berth_worker.isolation import Isolation
 from berth_worker.protection import TaskProtection
-from berth_worker.sync import WorkspaceSync
 from berth_worker.worker import Publish, Worker
 from live.connections import ConnectionStore, Publisher
 from workers.config import WorkerConfig
-from workers.repository import WorkersRepository
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = WorkerConfig.from_env()
-    dynamodb = boto3.resource("dynamodb")
-    s3 = boto3.client("s3")
-    cloudwatch = boto3.client("cloudwatch")
+    session = boto3.session.Session()
+    cloudwatch = session.client("cloudwatch")
     publish: Publish = lambda channel, message: 0  # noqa: E731 - no WebSocket configured
     if config.connections_table and config.websocket_endpoint:
         publisher = Publisher(
-            ConnectionStore(dynamodb.Table(config.connections_table), time.time),
-            boto3.client("apigatewaymanagementapi", endpoint_url=config.websocket_endpoint),
+            ConnectionStore(
+                session.resource("dynamodb").Table(config.connections_table), time.time
+            ),
+            session.client("apigatewaymanagementapi", endpoint_url=config.websocket_endpoint),
         )
         publish = publisher.publish
 
@@ -47,19 +48,21 @@ def main() -> int:
         )
 
     worker = Worker(
-        sqs=boto3.client("sqs"),
+        sqs=session.client("sqs"),
         queue_url=config.queue_url,
-        repository=WorkersRepository(dynamodb.Table(config.workers_table)),
-        sync=WorkspaceSync(s3, config.workspaces_bucket, Path(config.workdir)),
-        s3=s3,
+        access=AccessBroker(session, config.workers_table, config.command_role_arn),
         bucket=config.workspaces_bucket,
+        workdir=Path(config.workdir),
         publish=publish,
         protection=TaskProtection(
             os.environ.get("ECS_AGENT_URI"), config.command_timeout_seconds // 60 + 2
         ),
+        isolation=Isolation.for_worker(config.run_as_uid),
         idle_seconds=config.idle_seconds,
         command_timeout=config.command_timeout_seconds,
+        lease_seconds=config.lease_seconds,
         stop_grace=config.stop_grace_seconds,
+        cancel_grace=config.cancel_grace_seconds,
         metrics=metric,
     )
     signal.signal(signal.SIGTERM, worker.stop)

@@ -18,10 +18,10 @@ class TaskProtection:
     def __init__(self, agent_uri: str | None, minutes: int) -> None:
         self.agent_uri = agent_uri
         self.minutes = max(1, minutes)
-        self.calls: list[bool] = []
+        self.protected = False
 
     def set(self, protected: bool) -> None:
-        self.calls.append(protected)
+        self.protected = protected
         if not self.agent_uri:
             return
         body = {"ProtectionEnabled": protected}

@@ -1,16 +1,46 @@
-"""Keeps ``/tmp/workspaces/<project>`` and ``s3://<bucket>/workspaces/<project>/`` in step.
+"""Keeps a project's local directory and ``s3://<bucket>/workspaces/<project>/`` in step.
 
-Down: only objects whose ETag or size changed since the last sync. Up: new and changed files
-(by MD5 and size), and removed files are deleted from S3. The manifest of what was synced
-lives beside the workspace, not in it.
+Down: the local directory becomes an exact copy of the bucket's files — only objects that
+changed since the last sync are fetched, and anything else found locally (files a command
+made that never reached the bucket, symbolic links, empty directories) is removed. Up: new
+and changed regular files are uploaded and removed ones deleted. The manifest of what was
+synced lives outside the workspace, written atomically.
+
+Anything the bucket cannot hold is skipped with a warning, never an exception: names that are
+not valid UTF-8 or longer than S3's key limit, symbolic links, sockets and pipes. Keys that
+would land outside the directory (``..``) are skipped on the way down.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+MAX_KEY_BYTES = 1024
+SMALL_FILE_BYTES = 8 * 1024 * 1024
+MAX_WARNINGS = 20
+
+
+@dataclass
+class SyncReport:
+    fetched: int = 0
+    uploaded: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        self.skipped += 1
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
+        elif len(self.warnings) == MAX_WARNINGS:
+            self.warnings.append("berth: more files were skipped (see above for why)")
 
 
 def _md5(path: Path) -> str:
@@ -21,26 +51,51 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _shown(relative: str) -> str:
+    """A name as the user would type it, whatever bytes it holds."""
+    return os.fsencode(relative).decode("utf-8", "backslashreplace")
+
+
+def _stamp(info: os.stat_result) -> dict[str, int]:
+    """What changes when a file's content may have (ctime cannot be set back by a user)."""
+    return {"size": info.st_size, "mtime": info.st_mtime_ns, "ctime": info.st_ctime_ns}
+
+
 class WorkspaceSync:
-    def __init__(self, s3: Any, bucket: str, root: Path) -> None:
+    def __init__(self, s3: Any, bucket: str, root: Path, state: Path) -> None:
+        """``root`` holds the projects' directories; ``state`` the manifests (not readable
+        by commands)."""
         self.s3 = s3
         self.bucket = bucket
         self.root = root
+        self.state = state
 
     def directory(self, project: str) -> Path:
         return self.root / project
 
+    def forget(self, project: str) -> None:
+        """Drop the local copy (after a command that did not end cleanly)."""
+        shutil.rmtree(self.directory(project), ignore_errors=True)
+        self._manifest_path(project).unlink(missing_ok=True)
+
+    # --- manifest -----------------------------------------------------------------------------
+
     def _manifest_path(self, project: str) -> Path:
-        return self.root / ".manifests" / f"{project}.json"
+        return self.state / "manifests" / f"{project}.json"
 
     def _manifest(self, project: str) -> dict[str, dict[str, Any]]:
         path = self._manifest_path(project)
-        return dict(json.loads(path.read_text())) if path.is_file() else {}
+        try:
+            return dict(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            return {}
 
     def _save(self, project: str, manifest: dict[str, dict[str, Any]]) -> None:
         path = self._manifest_path(project)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(manifest, sort_keys=True))
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(manifest, sort_keys=True))
+        os.replace(partial, path)
 
     def _remote(self, project: str) -> dict[str, dict[str, Any]]:
         prefix = f"workspaces/{project}/"
@@ -54,47 +109,121 @@ class WorkspaceSync:
                     found[relative] = {"etag": item["ETag"].strip('"'), "size": item["Size"]}
         return found
 
-    def down(self, project: str) -> int:
-        """Downloads what changed remotely; returns how many files were fetched."""
+    # --- down ---------------------------------------------------------------------------------
+
+    def down(self, project: str) -> SyncReport:
+        report = SyncReport()
         workdir = self.directory(project)
         workdir.mkdir(parents=True, exist_ok=True)
         manifest, remote = self._manifest(project), self._remote(project)
-        fetched = 0
-        for relative, meta in remote.items():
-            target = _inside(workdir, relative)
-            if manifest.get(relative) == meta and target.is_file():
+        wanted: dict[str, Path] = {}
+        for relative in remote:
+            parts = relative.split("/")
+            if any(part in ("", ".", "..") for part in parts) or "\x00" in relative:
+                report.warn(f"berth: skipped {relative!r}: not a safe path inside the workspace")
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self.s3.download_file(self.bucket, f"workspaces/{project}/{relative}", str(target))
-            fetched += 1
-        for relative in set(manifest) - set(remote):  # deleted elsewhere
-            _inside(workdir, relative).unlink(missing_ok=True)
-        self._save(project, remote)
-        return fetched
+            wanted[relative] = workdir.joinpath(*parts)
+        kept = self._prune(workdir, set(wanted), manifest)
+        saved: dict[str, dict[str, Any]] = {}
+        for relative, target in wanted.items():
+            meta = remote[relative]
+            known = manifest.get(relative)
+            if relative in kept and known and known.get("etag") == meta["etag"]:
+                saved[relative] = known
+                continue
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.s3.download_file(self.bucket, f"workspaces/{project}/{relative}", str(target))
+            except (OSError, ValueError) as exc:
+                report.warn(f"berth: skipped {relative!r}: {exc}")
+                continue
+            report.fetched += 1
+            saved[relative] = {"etag": meta["etag"], "md5": None, **_stamp(target.lstat())}
+        self._save(project, saved)
+        return report
 
-    def up(self, project: str) -> tuple[int, int]:
-        """Uploads new/changed files and deletes removed ones; returns (uploaded, deleted)."""
+    def _prune(
+        self, workdir: Path, wanted: set[str], manifest: dict[str, dict[str, Any]]
+    ) -> set[str]:
+        """Removes whatever the bucket does not hold; returns the wanted files that are still
+        exactly as last synced."""
+        intact: set[str] = set()
+        for parent, dirs, files in os.walk(workdir, topdown=False, followlinks=False):
+            for name in files + [d for d in dirs if Path(parent, d).is_symlink()]:
+                path = Path(parent, name)
+                relative = path.relative_to(workdir).as_posix()
+                info = path.lstat()
+                known = manifest.get(relative)
+                if (
+                    relative in wanted
+                    and stat.S_ISREG(info.st_mode)
+                    and known
+                    and all(known.get(k) == v for k, v in _stamp(info).items())
+                ):
+                    intact.add(relative)
+                elif relative not in wanted or not stat.S_ISREG(info.st_mode):
+                    path.unlink()
+            for name in dirs:
+                path = Path(parent, name)
+                if not path.is_symlink() and not any(path.iterdir()):
+                    path.rmdir()
+        return intact
+
+    # --- up -----------------------------------------------------------------------------------
+
+    def up(self, project: str) -> SyncReport:
+        report = SyncReport()
         workdir = self.directory(project)
         manifest = self._manifest(project)
         current: dict[str, dict[str, Any]] = {}
-        uploaded = deleted = 0
-        for path in sorted(p for p in workdir.rglob("*") if p.is_file() and not p.is_symlink()):
-            relative = path.relative_to(workdir).as_posix()
-            meta = {"etag": _md5(path), "size": path.stat().st_size}
-            current[relative] = meta
-            if manifest.get(relative) != meta:
-                self.s3.upload_file(str(path), self.bucket, f"workspaces/{project}/{relative}")
-                uploaded += 1
+        for parent, dirs, files in os.walk(workdir, followlinks=False):
+            for name in sorted(files + [d for d in dirs if Path(parent, d).is_symlink()]):
+                path = Path(parent, name)
+                relative = path.relative_to(workdir).as_posix()
+                info = path.lstat()
+                if not stat.S_ISREG(info.st_mode):
+                    kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a file"
+                    report.warn(f"berth: skipped {_shown(relative)}: {kind} (not synced)")
+                    continue
+                try:
+                    key = f"workspaces/{project}/{relative}"
+                    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+                        report.warn(f"berth: skipped {_shown(relative)}: the name is too long")
+                        continue
+                except UnicodeEncodeError:
+                    report.warn(
+                        f"berth: skipped {_shown(relative)}: the name is not valid UTF-8, "
+                        "which S3 cannot store"
+                    )
+                    continue
+                current[relative] = self._upload_if_changed(
+                    path, key, info, manifest.get(relative), report
+                )
         for relative in set(manifest) - set(current):
             self.s3.delete_object(Bucket=self.bucket, Key=f"workspaces/{project}/{relative}")
-            deleted += 1
+            report.deleted += 1
         self._save(project, current)
-        return uploaded, deleted
+        return report
 
-
-def _inside(root: Path, relative: str) -> Path:
-    """An object key may not escape the workspace (``../``)."""
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root.resolve()):
-        raise ValueError(f"refusing to write outside the workspace: {relative}")
-    return target
+    def _upload_if_changed(
+        self,
+        path: Path,
+        key: str,
+        info: os.stat_result,
+        known: dict[str, Any] | None,
+        report: SyncReport,
+    ) -> dict[str, Any]:
+        stamp = _stamp(info)
+        if known and all(known.get(k) == v for k, v in stamp.items()):
+            return known  # untouched since the last sync
+        md5 = _md5(path)
+        if known and md5 in (known.get("md5"), known.get("etag")):
+            return {**known, "md5": md5, **stamp}  # touched, same bytes
+        if info.st_size <= SMALL_FILE_BYTES:
+            with path.open("rb") as body:
+                etag = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)["ETag"]
+        else:
+            self.s3.upload_file(str(path), self.bucket, key)
+            etag = self.s3.head_object(Bucket=self.bucket, Key=key)["ETag"]
+        report.uploaded += 1
+        return {"etag": etag.strip('"'), "md5": md5, **stamp}

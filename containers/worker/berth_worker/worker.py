@@ -1,53 +1,84 @@
-"""The worker loop: one message at a time, protected from scale-in while it works.
+"""The worker loop: one command at a time, under a lease, never run twice.
 
-For each message: protect the task, claim the command (QUEUED/RUNNING → RUNNING), sync the
-workspace down, run ``bash -c`` with a timeout while streaming output, sync files back, store
-the full log, record the exit code, delete the message, drop the protection. SIGTERM: finish
-the command if it ends within the grace period, otherwise stop it and give the message back
-(visibility 0) with the command QUEUED again — nothing is lost, nothing runs twice on a
-healthy worker.
+For each message (one project's next command; the FIFO queue holds the project's later
+commands back until this one is deleted):
+
+- the command is already over → drop the message (a duplicate delivery);
+- it is RUNNING → it had started on a worker that is gone once its lease has expired: end it
+  ``FAILED worker_lost`` with the output it had, never run it again; while the lease is still
+  live its worker is alive, so leave the message for later;
+- it is QUEUED → claim it (a conditional write: one worker wins) and run it: sync the
+  workspace down, give it to the command's user, run ``bash -c`` streaming its output, take
+  the workspace back, sync it up, store the log and the result, delete the message — all
+  under a heartbeat that renews the lease, saves the output so far and notices a cancel.
+
+SIGTERM: finish the command if it ends within the grace period; otherwise stop it, keep its
+file changes and end it ``FAILED worker_lost``. A command that starts is never started again.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from berth_worker.access import AccessBroker, CommandAccess
+from berth_worker.isolation import Isolation, command_environment
+from berth_worker.lease import Lease
 from berth_worker.protection import TaskProtection
-from berth_worker.stream import run
-from berth_worker.sync import WorkspaceSync
-from workers.models import Command, CommandStatus, log_key, topic
-from workers.repository import StaleCommand, WorkersRepository
+from berth_worker.stream import Stop, run
+from berth_worker.sync import SyncReport, WorkspaceSync
+from workers.models import Command, CommandStatus, ErrorCode, log_key, tail_of, topic
+from workers.reconcile import declare_lost
+from workers.repository import StaleCommand
 
 log = logging.getLogger("berth.worker")
 
 Publish = Callable[[str, dict[str, Any]], Any]
+TIMEOUT_EXIT_CODE = 124
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass
 class Worker:
     sqs: Any
     queue_url: str
-    repository: WorkersRepository
-    sync: WorkspaceSync
-    s3: Any
+    access: AccessBroker
     bucket: str
+    workdir: Path
     publish: Publish
     protection: TaskProtection
+    isolation: Isolation
     idle_seconds: float
     command_timeout: float
+    lease_seconds: float
     stop_grace: float
+    cancel_grace: float
     clock: Callable[[], float] = time.time
     metrics: Callable[[str, float, str], None] = lambda *_: None
+    name: str = field(default_factory=worker_id)
     stopping: bool = False
     handled: list[str] = field(default_factory=list)
+    _stop_requested_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.isolation.prepare_root(self.workdir)
+        self.state = self.workdir / ".berth"
+        self.state.mkdir(mode=0o700, exist_ok=True)
 
     def stop(self, *_: Any) -> None:
-        """SIGTERM: finish or hand back the current command, take no new one."""
+        """SIGTERM: finish or end the current command, take no new one."""
         self.stopping = True
         self._stop_requested_at = time.monotonic()
 
@@ -56,116 +87,285 @@ class Worker:
         while not self.stopping:
             wait = max(1, min(20, round(self.idle_seconds - (time.monotonic() - idle_since))))
             messages = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=wait
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=1,
+                WaitTimeSeconds=wait,
+                VisibilityTimeout=int(self.lease_seconds),
             ).get("Messages", [])
             if not messages:
                 if time.monotonic() - idle_since >= self.idle_seconds:
                     log.info("idle for %s s with an empty queue: exiting", self.idle_seconds)
                     return 0
                 continue
-            self.handle(messages[0])
+            try:
+                self.handle(messages[0])
+            except Exception:  # its lease runs out and the command ends worker_lost
+                log.exception("could not handle a message")
             idle_since = time.monotonic()
         return 0
 
+    # --- one message --------------------------------------------------------------------------
+
     def handle(self, message: dict[str, Any]) -> None:
         receipt = message["ReceiptHandle"]
-        body = json.loads(message.get("Body") or "{}")
-        command = self.repository.get(str(body.get("command_id", "")))
+        try:
+            body = json.loads(message.get("Body") or "{}")
+            command_id, project = str(body["command_id"]), str(body["project"])
+        except (ValueError, KeyError, TypeError):
+            log.error("dropping a message that is not a berth command: %r", message.get("Body"))
+            self._delete(receipt)
+            return
+        access = self.access.for_command(project, command_id)
+        command = access.repository.get(command_id)
         if command is None or command.status.finished:
-            self._delete(receipt)  # unknown, or already done (a duplicate delivery)
+            self._delete(receipt)  # unknown, or over (a duplicate, or cancelled while queued)
+            return
+        if command.status == CommandStatus.RUNNING:
+            self._started_elsewhere(command, access, receipt)
             return
         self.protection.set(True)
         try:
-            self._work(command, receipt)
+            self._run(command, access, receipt)
         finally:
             self.protection.set(False)
 
-    def _work(self, command: Command, receipt: str) -> None:
-        started = self.clock()
-        running = command.moved(CommandStatus.RUNNING, started, started_at=started)
-        try:
-            self.repository.move(running, {CommandStatus.QUEUED, CommandStatus.RUNNING})
-        except StaleCommand:
+    def _started_elsewhere(self, command: Command, access: CommandAccess, receipt: str) -> None:
+        now = self.clock()
+        if declare_lost(access.repository, command, now):
+            self._status_frame(command, None, CommandStatus.FAILED, None)
             self._delete(receipt)
             return
-        channel = topic(command.project, command.terminal)
-        sequence = iter(range(1, 1 << 62))
-        self._frame(channel, command, next(sequence), "status", {"status": "RUNNING"})
+        if command.lease_expires_at is not None and command.lease_expires_at > now:
+            # Its worker still holds it: look again when that lease would run out.
+            self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url,
+                ReceiptHandle=receipt,
+                VisibilityTimeout=max(1, min(43200, int(command.lease_expires_at - now) + 1)),
+            )
+        else:  # ended meanwhile
+            self._delete(receipt)
+
+    def _run(self, queued: Command, access: CommandAccess, receipt: str) -> None:
         try:
-            self.sync.down(command.project)
+            command = access.repository.claim(
+                queued.id, self.name, self.clock(), self.lease_seconds
+            )
+        except StaleCommand:
+            return  # another worker has it, or it was cancelled: the message is theirs
+        sync = self.workspace_sync(access.s3)
+        output = _Output(self, command, self.state / "logs" / f"{command.id}.log")
+        lease = Lease(
+            sqs=self.sqs,
+            queue_url=self.queue_url,
+            receipt=receipt,
+            repository=access.lease_repository,
+            command_id=command.id,
+            worker=self.name,
+            lease_seconds=self.lease_seconds,
+            clock=self.clock,
+            progress=lambda: output.save(access.s3, self.bucket),
+        )
+        self._status_frame(command, output.next_seq(), CommandStatus.RUNNING, None)
+        with lease:
+            verdict = self._execute(command, sync, output, lease)
+        if verdict is None:
+            # Declared lost while it ran: its result is no longer ours to write.
+            sync.forget(command.project)
+            output.discard()
+            return
+        self._finish(command, access, receipt, output, *verdict)
+
+    def _execute(
+        self, command: Command, sync: WorkspaceSync, output: _Output, lease: Lease
+    ) -> tuple[int, tuple[ErrorCode, str] | None] | None:
+        """Runs the command in its synced workspace; None if the lease was lost meanwhile."""
+        project_dir = sync.directory(command.project)
+        try:
+            output.warnings(sync.down(command.project))
+            self.isolation.enter(project_dir)
+        except Exception as exc:
+            log.exception("could not prepare the workspace of %s", command.id)
+            sync.forget(command.project)
+            message = f"the workspace could not be prepared: {exc}"
+            output.line(f"berth: {message}")
+            return 1, (ErrorCode.WORKSPACE, message)
+        try:
             outcome = run(
                 command.command,
-                self.sync.directory(command.project),
+                project_dir,
                 timeout=self.command_timeout,
-                emit=lambda data: self._frame(
-                    channel, command, next(sequence), "output", data.decode("utf-8", "replace")
-                ),
-                should_stop=self._give_up,
+                emit=output.write,
+                log=output.file,
+                isolation=self.isolation,
+                env=command_environment(project_dir, command.project, command.id),
+                should_stop=lambda: self._should_stop(lease),
+                grace=self.cancel_grace,
             )
-        except Exception as exc:  # the workspace could not be synced: the command fails
-            log.exception("command %s failed before it ran", command.id)
-            self._finish(running, receipt, channel, next(sequence), 1, f"worker error: {exc}", b"")
-            return
-        if self.stopping and not outcome.timed_out and self._gave_up:
-            self._hand_back(running, receipt)
-            return
-        self.sync.up(command.project)
-        error = f"timed out after {self.command_timeout:.0f} s" if outcome.timed_out else None
-        code = 124 if outcome.timed_out else outcome.exit_code
-        self._finish(running, receipt, channel, next(sequence), code, error, outcome.log)
+        finally:
+            self.isolation.leave(project_dir)
+        if lease.lost:
+            return None
+        try:
+            output.warnings(sync.up(command.project))
+        except Exception as exc:
+            log.exception("could not save the workspace of %s", command.id)
+            sync.forget(command.project)
+            message = f"the command ran, but its file changes could not all be saved: {exc}"
+            output.line(f"berth: {message}")
+            return outcome.exit_code or 1, (ErrorCode.WORKSPACE, message)
+        return self._verdict(outcome.exit_code, outcome.stopped)
 
-    _gave_up = False
-    _stop_requested_at = 0.0
+    def workspace_sync(self, s3: Any) -> WorkspaceSync:
+        return WorkspaceSync(s3, self.bucket, self.workdir, self.state)
 
-    def _give_up(self) -> bool:
-        """Stop the command only when SIGTERM's grace period is nearly used up."""
-        if self.stopping and time.monotonic() - self._stop_requested_at >= self.stop_grace:
-            self._gave_up = True
-        return self._gave_up
+    def _verdict(
+        self, exit_code: int, stopped: Stop | None
+    ) -> tuple[int, tuple[ErrorCode, str] | None]:
+        if stopped == Stop.TIMEOUT:
+            return TIMEOUT_EXIT_CODE, (
+                ErrorCode.TIMED_OUT,
+                f"timed out after {self.command_timeout:.0f} s",
+            )
+        if stopped == Stop.CANCEL:
+            return exit_code, (ErrorCode.CANCELLED, "cancelled while it ran")
+        if stopped == Stop.SHUTDOWN:
+            return exit_code, (
+                ErrorCode.WORKER_LOST,
+                "its worker was stopped before the command ended; its file changes were kept "
+                "and it was not run again",
+            )
+        if exit_code != 0:
+            return exit_code, (ErrorCode.EXIT_STATUS, f"the command exited with {exit_code}")
+        return 0, None
+
+    def _should_stop(self, lease: Lease) -> Stop | None:
+        if lease.lost:
+            return Stop.LOST
+        if lease.cancel_requested:
+            return Stop.CANCEL
+        if self.stopping and time.monotonic() - self._stop_requested_at >= max(
+            0.0, self.stop_grace - self.cancel_grace
+        ):
+            return Stop.SHUTDOWN
+        return None
 
     def _finish(
         self,
-        running: Command,
+        command: Command,
+        access: CommandAccess,
         receipt: str,
-        channel: str,
-        seq: int,
+        output: _Output,
         exit_code: int,
-        error: str | None,
-        output: bytes,
+        error: tuple[ErrorCode, str] | None,
     ) -> None:
-        self.s3.put_object(
-            Bucket=self.bucket, Key=log_key(running.project, running.id), Body=output
-        )
+        if error and error[0] == ErrorCode.CANCELLED:
+            status = CommandStatus.CANCELLED
+        elif exit_code == 0 and error is None:
+            status = CommandStatus.SUCCEEDED
+        else:
+            status = CommandStatus.FAILED
+        output.close()
+        output.save(access.s3, self.bucket, force=True)
+        tail = output.tail()
+        output.discard()
         finished = self.clock()
-        status = CommandStatus.SUCCEEDED if exit_code == 0 else CommandStatus.FAILED
-        done = running.moved(
-            status, finished, finished_at=finished, exit_code=exit_code, error=error
-        )
-        self.repository.move(done, {CommandStatus.RUNNING})
-        self._frame(
-            channel, running, seq, "status", {"status": status.value, "exit_code": exit_code}
-        )
+        try:
+            access.repository.finish(
+                command,
+                status,
+                finished,
+                exit_code=exit_code,
+                error=error,
+                tail=tail,
+                worker=self.name,
+            )
+        except StaleCommand:
+            log.warning("%s was ended elsewhere before its worker could record it", command.id)
+            return
+        self._status_frame(command, output.next_seq(), status, exit_code)
         self._delete(receipt)
-        self.handled.append(running.id)
-        self.metrics("CommandDuration", finished - (running.started_at or finished), "Seconds")
+        self.handled.append(command.id)
+        self.metrics("CommandDuration", finished - (command.started_at or finished), "Seconds")
         if status == CommandStatus.FAILED:
             self.metrics("CommandFailures", 1, "Count")
 
-    def _hand_back(self, running: Command, receipt: str) -> None:
-        queued = running.moved(CommandStatus.QUEUED, self.clock(), started_at=None)
-        self.repository.move(queued, {CommandStatus.RUNNING})
-        self.sqs.change_message_visibility(
-            QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
-        )
-        log.info("stopping: handed %s back to the queue", running.id)
+    # --- output -------------------------------------------------------------------------------
 
-    def _frame(self, channel: str, command: Command, seq: int, kind: str, data: Any) -> None:
+    def _status_frame(
+        self, command: Command, seq: int | None, status: CommandStatus, exit_code: int | None
+    ) -> None:
+        data: dict[str, Any] = {"status": status.value}
+        if exit_code is not None:
+            data["exit_code"] = exit_code
+        self._frame(command, seq, "status", data)
+
+    def _frame(self, command: Command, seq: int | None, kind: str, data: Any) -> None:
         try:
             self.publish(
-                channel, {"type": kind, "command_id": command.id, "seq": seq, "data": data}
+                topic(command.project, command.terminal),
+                {"type": kind, "command_id": command.id, "seq": seq, "data": data},
             )
         except Exception:  # a lost frame is visible to clients as a gap in seq; the log has it
             log.exception("could not publish frame %s of %s", seq, command.id)
 
     def _delete(self, receipt: str) -> None:
         self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+
+
+class _Output:
+    """A command's output: frames to its terminal, the full log on disk (uploaded as it
+    grows), its tail for the record."""
+
+    def __init__(self, worker: Worker, command: Command, path: Path) -> None:
+        self.worker = worker
+        self.command = command
+        self.path = path
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.file = path.open("wb", buffering=0)
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.seq = 0
+        self.saved_size = -1
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def write(self, data: bytes) -> None:
+        """Output of the command (already written to the log by the runner)."""
+        text = self.decoder.decode(data)
+        if text:
+            self.worker._frame(self.command, self.next_seq(), "output", text)
+
+    def line(self, text: str) -> None:
+        """A line of berth's own (a warning), in the output and the log."""
+        data = (text + "\n").encode()
+        if not self.file.closed:
+            self.file.write(data)
+        self.worker._frame(self.command, self.next_seq(), "output", text + "\n")
+
+    def warnings(self, report: SyncReport) -> None:
+        for warning in report.warnings:
+            self.line(warning)
+
+    def tail(self) -> str:
+        size = self.path.stat().st_size
+        with self.path.open("rb") as handle:
+            handle.seek(max(0, size - 4096))
+            return tail_of(handle.read())
+
+    def save(self, s3: Any, bucket: str, force: bool = False) -> str:
+        """Uploads the log if it grew (or ``force``); returns its tail."""
+        size = self.path.stat().st_size
+        if force or size != self.saved_size:
+            s3.upload_file(str(self.path), bucket, log_key(self.command.project, self.command.id))
+            self.saved_size = size
+        return self.tail()
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+
+    def discard(self) -> None:
+        """The log is in the bucket (or no longer ours): drop the local copy."""
+        self.close()
+        self.path.unlink(missing_ok=True)

@@ -1,17 +1,21 @@
-"""A moto account with the workers' table (from the template), queue and workspaces bucket."""
+"""A moto account with the workers' table (from the template), FIFO queue with its DLQ, and
+workspaces bucket; a command service and workers over it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from berth_worker.access import AccessBroker
+from berth_worker.isolation import Isolation
 from berth_worker.protection import TaskProtection
-from berth_worker.sync import WorkspaceSync
 from berth_worker.worker import Worker
-from tests.aws import FakeClock, create_table_like
+from infra.sandbox.sqs import number_fifo_messages_in_order
+from tests.aws import create_table_like
 from tests.synth import Synth
 from workers.config import WorkersConfig
 from workers.repository import WorkersRepository
@@ -21,18 +25,40 @@ from workers.wiring import build_service
 ALICE = "arn:aws:sts::123456789012:assumed-role/berth-client/alice"
 BOB = "arn:aws:sts::123456789012:assumed-role/berth-client/bob"
 BUCKET = "workspaces"
+TABLE = "workers"
+MAX_RECEIVES = 2
 
 
 @pytest.fixture
 def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
-    create_table_like(aws.client("dynamodb"), synth, "WorkersTable", "workers")
-    queue = aws.client("sqs").create_queue(
-        QueueName="commands", Attributes={"VisibilityTimeout": "900"}
+    number_fifo_messages_in_order()
+    create_table_like(aws.client("dynamodb"), synth, "WorkersTable", TABLE)
+    sqs = aws.client("sqs")
+    fifo = {"FifoQueue": "true", "VisibilityTimeout": "30"}
+    dlq = sqs.create_queue(QueueName="commands-dlq.fifo", Attributes=fifo)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
+    queue = sqs.create_queue(
+        QueueName="commands.fifo",
+        Attributes={
+            **fifo,
+            "RedrivePolicy": (
+                f'{{"deadLetterTargetArn": "{dlq_arn["QueueArn"]}", '
+                f'"maxReceiveCount": "{MAX_RECEIVES}"}}'
+            ),
+        },
     )["QueueUrl"]
     aws.client("s3").create_bucket(Bucket=BUCKET)
-    return WorkersConfig.environment(
-        workers_table="workers", queue_url=queue, workspaces_bucket=BUCKET, command_max_chars=200
-    )
+    return {
+        **WorkersConfig.environment(
+            workers_table=TABLE,
+            queue_url=queue,
+            workspaces_bucket=BUCKET,
+            command_max_chars=200,
+            max_pending_per_user=5,
+            log_url_seconds=60,
+        ),
+        "DLQ_URL": dlq,
+    }
 
 
 @pytest.fixture
@@ -41,8 +67,18 @@ def config(environment: dict[str, str]) -> WorkersConfig:
 
 
 @pytest.fixture
-def service(config: WorkersConfig, aws: boto3.session.Session, clock: FakeClock) -> CommandService:
-    return build_service(config, session=aws, clock=clock)
+def dead_letter_queue(environment: dict[str, str]) -> str:
+    return environment["DLQ_URL"]
+
+
+@pytest.fixture
+def repository(aws: boto3.session.Session, environment: dict[str, str]) -> WorkersRepository:
+    return WorkersRepository(aws.resource("dynamodb").Table(TABLE))
+
+
+@pytest.fixture
+def service(config: WorkersConfig, aws: boto3.session.Session) -> CommandService:
+    return build_service(config, session=aws)
 
 
 class Frames:
@@ -53,8 +89,15 @@ class Frames:
         self.sent.append((channel, message))
         return 1
 
-    def output(self) -> str:
-        return "".join(m["data"] for _, m in self.sent if m["type"] == "output")
+    def of(self, command_id: str) -> list[dict[str, Any]]:
+        return [m for _, m in self.sent if m["command_id"] == command_id]
+
+    def output(self, command_id: str | None = None) -> str:
+        return "".join(
+            m["data"]
+            for _, m in self.sent
+            if m["type"] == "output" and command_id in (None, m["command_id"])
+        )
 
 
 @pytest.fixture
@@ -62,24 +105,46 @@ def frames() -> Frames:
     return Frames()
 
 
+MakeWorker = Callable[..., Worker]
+
+
 @pytest.fixture
-def worker(
-    config: WorkersConfig,
-    aws: boto3.session.Session,
-    frames: Frames,
-    tmp_path: Path,
-) -> Worker:
-    s3 = aws.client("s3")
-    return Worker(
-        sqs=aws.client("sqs"),
-        queue_url=config.queue_url,
-        repository=WorkersRepository(aws.resource("dynamodb").Table("workers")),
-        sync=WorkspaceSync(s3, BUCKET, tmp_path / "workspaces"),
-        s3=s3,
-        bucket=BUCKET,
-        publish=frames,
-        protection=TaskProtection(None, 5),
-        idle_seconds=1,
-        command_timeout=10,
-        stop_grace=5,
-    )
+def make_worker(
+    config: WorkersConfig, aws: boto3.session.Session, frames: Frames, tmp_path: Path
+) -> MakeWorker:
+    """A worker with its own scratch directory (as each Fargate task has its own disk)."""
+    made = 0
+
+    def make(**overrides: Any) -> Worker:
+        nonlocal made
+        made += 1
+        settings: dict[str, Any] = {
+            "sqs": aws.client("sqs"),
+            "queue_url": config.queue_url,
+            "access": AccessBroker(aws, TABLE, None),
+            "bucket": BUCKET,
+            "workdir": tmp_path / f"worker-{made}",
+            "publish": frames,
+            "protection": TaskProtection(None, 5),
+            "isolation": Isolation(None),
+            "idle_seconds": 1,
+            "command_timeout": 10,
+            "lease_seconds": 30,
+            "stop_grace": 5,
+            "cancel_grace": 1,
+        }
+        return Worker(**(settings | overrides))
+
+    return make
+
+
+@pytest.fixture
+def worker(make_worker: MakeWorker) -> Worker:
+    return make_worker()
+
+
+def receive(aws: boto3.session.Session, queue_url: str, visibility: int = 30) -> dict[str, Any]:
+    (message,) = aws.client("sqs").receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=1, VisibilityTimeout=visibility
+    )["Messages"]
+    return dict(message)

@@ -1,15 +1,18 @@
-"""Workspace commands through the real handler: names and commands validated, 4xx shapes."""
+"""Workspace commands through the real handler: validation, listing, cancel, limits, 4xx."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 
 from tests.api import Call, api_caller
 from tests.conftest import FakeLambdaContext
-from tests.unit.workers.conftest import ALICE, BOB
+from tests.unit.workers.conftest import ALICE, BOB, MakeWorker
+from workers.config import WorkersConfig
 
 
 @pytest.fixture
@@ -25,9 +28,101 @@ def test_queue_then_read_a_command(call: Any) -> None:
         "POST", "/workspaces/demo/commands", {"command": "ls -la", "terminal": "t1"}
     )
     assert (status, queued["status"]) == (202, "QUEUED")
-    assert queued["log"].endswith(f"/logs/demo/{queued['id']}.log")
+    assert queued["sequence"] and queued["log_url"] is None and queued["output_tail"] == ""
     status, shown = call("GET", f"/workspaces/demo/commands/{queued['id']}")
-    assert (status, shown["status"], shown["exit_code"]) == (200, "QUEUED", None)
+    assert (status, shown["status"], shown["exit_code"], shown["error"]) == (
+        200,
+        "QUEUED",
+        None,
+        None,
+    )
+    assert shown == queued
+
+
+def test_a_finished_command_shows_its_error_tail_and_log_url(
+    call: Any, make_worker: MakeWorker
+) -> None:
+    _, queued = call("POST", "/workspaces/demo/commands", {"command": "echo out; exit 3"})
+    make_worker().run_forever()
+    _, done = call("GET", f"/workspaces/demo/commands/{queued['id']}")
+    assert (done["status"], done["exit_code"]) == ("FAILED", 3)
+    assert done["error"] == {"code": "exit_status", "message": "the command exited with 3"}
+    assert done["output_tail"] == "out\n"
+    assert f"logs/demo/{queued['id']}.log" in done["log_url"]
+    _, listed = call("GET", "/workspaces/demo/commands")
+    assert listed["items"] == [done]  # list items and GET agree field by field
+
+
+def test_the_list_is_newest_first_and_paginated(call: Any) -> None:
+    ids = []
+    for n in range(5):
+        ids.append(call("POST", "/workspaces/demo/commands", {"command": f"echo {n}"})[1]["id"])
+        time.sleep(0.002)  # creation times are kept to the millisecond
+    status, first = call("GET", "/workspaces/demo/commands", query={"limit": "2"})
+    assert status == 200 and [c["id"] for c in first["items"]] == ids[:-3:-1]
+    _, second = call(
+        "GET", "/workspaces/demo/commands", query={"limit": "2", "next_token": first["next_token"]}
+    )
+    _, third = call(
+        "GET", "/workspaces/demo/commands", query={"limit": "2", "next_token": second["next_token"]}
+    )
+    seen = [c["id"] for page in (first, second, third) for c in page["items"]]
+    assert seen == ids[::-1]
+    assert third["next_token"] is None
+
+
+def test_a_next_token_from_another_project_is_refused(call: Any) -> None:
+    for project in ("one", "two"):
+        for n in range(2):
+            call("POST", f"/workspaces/{project}/commands", {"command": f"echo {n}"})
+    _, page = call("GET", "/workspaces/one/commands", query={"limit": "1"})
+    status, error = call(
+        "GET", "/workspaces/two/commands", query={"next_token": page["next_token"]}
+    )
+    assert (status, error["error"]["code"]) == (400, "invalid_request")
+    status, error = call("GET", "/workspaces/two/commands", query={"next_token": "garbage!"})
+    assert (status, error["error"]["code"]) == (400, "invalid_request")
+
+
+def test_cancel_a_queued_command_then_again(call: Any) -> None:
+    _, queued = call("POST", "/workspaces/demo/commands", {"command": "sleep 1"})
+    status, cancelled = call("DELETE", f"/workspaces/demo/commands/{queued['id']}")
+    assert (status, cancelled["status"], cancelled["error"]["code"]) == (
+        200,
+        "CANCELLED",
+        "cancelled",
+    )
+    status, again = call("DELETE", f"/workspaces/demo/commands/{queued['id']}")
+    assert (status, again["status"]) == (200, "CANCELLED")
+
+
+def test_cancel_a_running_command_is_202_until_its_worker_stops_it(
+    call: Any, environment: dict[str, str], aws: boto3.session.Session
+) -> None:
+    from workers.repository import WorkersRepository
+
+    _, queued = call("POST", "/workspaces/demo/commands", {"command": "sleep 30"})
+    repository = WorkersRepository(aws.resource("dynamodb").Table("workers"))
+    repository.claim(queued["id"], "w1", 1.0e9, 60)
+    status, asked = call("DELETE", f"/workspaces/demo/commands/{queued['id']}")
+    assert (status, asked["status"], asked["cancel_requested"]) == (202, "RUNNING", True)
+
+
+def test_the_queued_limit_is_a_429_and_frees_up_as_commands_end(
+    call: Any, make_worker: MakeWorker
+) -> None:
+    for n in range(5):  # max_pending_per_user is 5 in these tests
+        assert call("POST", "/workspaces/demo/commands", {"command": f"echo {n}"})[0] == 202
+    status, error = call("POST", "/workspaces/other/commands", {"command": "echo 6"})
+    assert (status, error["error"]["code"]) == (429, "command_limit")
+    status, _ = call("POST", "/workspaces/bobs/commands", {"command": "echo"}, user=BOB)
+    assert status == 202  # the limit is per user
+    make_worker().run_forever()
+    for n in range(4):
+        assert call("POST", "/workspaces/demo/commands", {"command": f"echo {n}"})[0] == 202
+    _, queued = call("POST", "/workspaces/demo/commands", {"command": "echo last"})
+    call("DELETE", f"/workspaces/demo/commands/{queued['id']}")  # a cancel frees one too
+    assert call("POST", "/workspaces/demo/commands", {"command": "echo again"})[0] == 202
 
 
 @pytest.mark.parametrize(
@@ -50,7 +145,34 @@ def test_bad_requests_are_400(call: Any, path: str, body: Any) -> None:
     assert error["error"]["code"] in {"invalid_request", "command_too_long"}
 
 
-def test_someone_elses_project_is_404(call: Any) -> None:
-    call("POST", "/workspaces/mine/commands", {"command": "ls"})
-    status, error = call("POST", "/workspaces/mine/commands", {"command": "ls"}, user=BOB)
-    assert (status, error["error"]["code"]) == (404, "not_found")
+def test_someone_elses_project_is_404_everywhere(call: Any) -> None:
+    _, queued = call("POST", "/workspaces/mine/commands", {"command": "ls"})
+    for method, path, body in (
+        ("POST", "/workspaces/mine/commands", {"command": "ls"}),
+        ("GET", "/workspaces/mine/commands", None),
+        ("GET", f"/workspaces/mine/commands/{queued['id']}", None),
+        ("DELETE", f"/workspaces/mine/commands/{queued['id']}", None),
+    ):
+        status, error = call(method, path, body, user=BOB)
+        assert (status, error["error"]["code"]) == (404, "not_found"), (method, path)
+    _, still = call("GET", f"/workspaces/mine/commands/{queued['id']}")
+    assert still["status"] == "QUEUED"
+
+
+def test_an_unknown_or_malformed_command_id_is_404(call: Any) -> None:
+    call("POST", "/workspaces/demo/commands", {"command": "ls"})
+    for command_id in ("cmd_" + "0" * 28, "../../etc", "x"):
+        status, error = call("GET", f"/workspaces/demo/commands/{command_id}")
+        assert (status, error["error"]["code"]) == (404, "not_found")
+
+
+def test_a_queue_failure_is_a_503_and_leaves_nothing_queued(
+    call: Any, config: WorkersConfig, aws: boto3.session.Session
+) -> None:
+    aws.client("sqs").delete_queue(QueueUrl=config.queue_url)
+    status, error = call("POST", "/workspaces/demo/commands", {"command": "ls"})
+    assert (status, error["error"]["code"]) == (503, "unavailable")
+    _, listed = call("GET", "/workspaces/demo/commands")
+    assert [(c["status"], c["error"]["code"]) for c in listed["items"]] == [
+        ("FAILED", "undeliverable")
+    ]

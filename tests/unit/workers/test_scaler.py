@@ -1,15 +1,17 @@
-"""The scaler: reads the queue, counts the fleet, launches in RunTask batches of ten."""
+"""The scaler: reads the pending commands, counts the fleet, launches in RunTask batches of ten."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from workers.config import ScalerConfig, WorkersConfig
+from tests.unit.workers.conftest import ALICE
+from workers.config import ScalerConfig
 from workers.fleet import STARTED_BY, Fleet
+from workers.repository import WorkersRepository
 from workers.scaler import scale
+from workers.service import CommandService
 
 
 class FakeEcs:
@@ -75,29 +77,38 @@ def test_counts_running_and_starting_workers() -> None:
     assert fleet(FakeEcs(running=2, starting=3)).counts() == (2, 3)
 
 
-def test_scale_sizes_the_fleet_to_the_backlog(
-    environment: dict[str, str], aws: boto3.session.Session, config: WorkersConfig
+def test_scale_sizes_the_fleet_to_the_projects_with_commands(
+    service: CommandService, repository: WorkersRepository
 ) -> None:
-    sqs = aws.client("sqs")
-    for n in range(10):
-        sqs.send_message(QueueUrl=config.queue_url, MessageBody=f'{{"command_id": "{n}"}}')
+    for n in range(3):  # three commands of one project need one worker, not three
+        service.submit(ALICE, "one", "t1", f"echo {n}")
+    running = service.submit(ALICE, "two", "t1", "sleep 300")
+    repository.claim(running.id, "w", 1.0e9, 60)  # busy on a long command
+    service.submit(ALICE, "three", "t1", "echo")
     scaler_config = ScalerConfig.model_validate(
         {
-            "queue_url": config.queue_url,
+            "workers_table": "workers",
             "cluster_arn": "arn:aws:ecs:us-east-1:123456789012:cluster/berth",
             "worker_task_definition": "berth-worker",
             "worker_family": "berth-worker",
-            "task_subnets": "subnet-1",
+            "task_subnets": "subnet-1,subnet-2",
             "task_security_groups": "sg-1",
-            "messages_per_task": 2,
+            "assign_public_ip": True,
+            "min_tasks": 0,
             "max_tasks": 10,
         }
     )
-    ecs = FakeEcs(running=1)
-    result = scale(scaler_config, sqs, fleet(ecs))
-    # 150 s of work; one idle worker reaches 60 s of it before a new one starts: 3 more
-    assert result["observed"] == {"visible": 10, "in_flight": 0, "running": 1, "starting": 0}
-    assert (result["launch"], result["started"]) == (3, 3)
-    # the same backlog again, with those three starting: nothing more
-    ecs.tasks += ["PENDING"] * 3
-    assert scale(scaler_config, sqs, fleet(ecs))["launch"] == 0
+    assert scaler_config.task_subnets == ["subnet-1", "subnet-2"]
+    ecs = FakeEcs(running=1)  # the one running the long command
+    result = scale(scaler_config, repository, fleet(ecs))
+    assert result["observed"] == {
+        "running": 1,
+        "starting": 0,
+        "projects": 3,
+        "visible": 0,
+        "commands": 5,
+    }
+    assert (result["launch"], result["started"]) == (2, 2)
+    # the same work again, with those two starting: nothing more
+    ecs.tasks += ["PENDING"] * 2
+    assert scale(scaler_config, repository, fleet(ecs))["launch"] == 0

@@ -1,12 +1,12 @@
-"""The scaling policies as tables: seed 004's formula as written, and berth's."""
+"""The scaling policies as tables: the old orchestrator's formula as written, and berth's."""
 
 from __future__ import annotations
 
 import pytest
 
-from workers.scaling import Limits, Observed, berth_launch, seed_004_desired, seed_004_launch
+from workers.scaling import Limits, Observed, berth_launch, depth_desired, depth_launch
 
-LIMITS = Limits(messages_per_task=2, min_tasks=0, max_tasks=10)
+LIMITS = Limits(min_tasks=0, max_tasks=10, messages_per_task=2)
 
 
 @pytest.mark.parametrize(
@@ -18,45 +18,40 @@ LIMITS = Limits(messages_per_task=2, min_tasks=0, max_tasks=10)
         (5, 2, LIMITS, 3, 1),
         (5, 4, LIMITS, 3, 0),  # never negative: scale-in is the workers' own idle exit
         (100, 0, LIMITS, 10, 10),  # capped at max_tasks
-        (0, 0, Limits(2, 2, 10), 2, 2),  # floor at min_tasks
-        (7, 0, Limits(3, 1, 2), 2, 2),
+        (0, 0, Limits(2, 10), 2, 2),  # floor at min_tasks
+        (7, 0, Limits(1, 2, 3), 2, 2),
     ],
 )
-def test_seed_004_formula(
+def test_the_depth_only_formula(
     visible: int, running: int, limits: Limits, desired: int, launch: int
 ) -> None:
-    observed = Observed(visible=visible, in_flight=0, running=running)
-    assert seed_004_desired(observed, limits) == desired
-    assert seed_004_launch(observed, limits) == launch
-
-
-def berth(
-    visible: int, in_flight: int, running: int, starting: int = 0, limits: Limits = LIMITS
-) -> int:
-    observed = Observed(visible=visible, in_flight=in_flight, running=running, starting=starting)
-    return berth_launch(observed, limits, start_delay=60, expected_seconds=15)
+    observed = Observed(visible=visible, running=running)
+    assert depth_desired(observed, limits) == desired
+    assert depth_launch(observed, limits) == launch
 
 
 @pytest.mark.parametrize(
-    ("case", "launch"),
+    ("projects", "running", "starting", "limits", "launch"),
     [
-        (berth(0, 0, 0), 0),
-        (berth(1, 0, 0), 1),  # scale from zero: a backlog with no worker always gets one
-        (berth(3, 0, 1), 0),  # one idle worker drains 45 s of work before a new one starts
-        (berth(10, 0, 0), 5),  # 150 s of work, nobody: ceil(150 / (2 * 15))
-        (berth(10, 2, 2), 2),  # two busy workers free up in time for 105 of the 150 s
-        (berth(10, 0, 0, starting=5), 0),  # starting tasks count: no second answer
-        (berth(100, 0, 0), 10),  # capped at max_tasks
-        (berth(100, 4, 4, starting=4), 2),  # ... including what already runs or starts
-        (berth(0, 0, 0, limits=Limits(2, 2, 10)), 2),  # floor at min_tasks
+        (0, 0, 0, LIMITS, 0),
+        (1, 0, 0, LIMITS, 1),  # scale from zero
+        (1, 1, 0, LIMITS, 0),  # a project's commands never need a second worker
+        (2, 1, 0, LIMITS, 1),  # one busy on a long command: the other project gets its own
+        (3, 0, 2, LIMITS, 1),  # starting tasks already answer their share
+        (30, 4, 2, LIMITS, 4),  # capped at max_tasks, counting what runs and starts
+        (0, 0, 0, Limits(2, 10), 2),  # floor at min_tasks
+        (0, 5, 0, LIMITS, 0),  # never negative: idle workers leave by themselves
     ],
 )
-def test_berth_policy(case: int, launch: int) -> None:
-    assert case == launch
+def test_berth_policy_is_one_worker_per_project_with_work(
+    projects: int, running: int, starting: int, limits: Limits, launch: int
+) -> None:
+    observed = Observed(running=running, starting=starting, projects=projects)
+    assert berth_launch(observed, limits) == launch
 
 
 def test_limits_are_validated() -> None:
     with pytest.raises(ValueError, match="invalid scaling limits"):
-        Limits(messages_per_task=0, min_tasks=0, max_tasks=1)
+        Limits(min_tasks=0, max_tasks=1, messages_per_task=0)
     with pytest.raises(ValueError, match="invalid scaling limits"):
-        Limits(messages_per_task=1, min_tasks=3, max_tasks=2)
+        Limits(min_tasks=3, max_tasks=2)

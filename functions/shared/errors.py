@@ -1,0 +1,51 @@
+"""Domain errors: what went wrong, in the domain's words, with no HTTP in sight.
+
+Services raise these; the API layer (``shared.api``) is the one place that maps each kind to
+an HTTP status. A non-HTTP caller (a scheduled function, the worker, a CLI) catches them as
+plain exceptions. ``code`` is the machine-readable code clients see in
+``{"error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    default_code = "error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+
+
+class Invalid(DomainError):
+    """The caller asked for something that can never succeed as asked."""
+
+    default_code = "invalid_request"
+
+
+class NotFound(DomainError):
+    """No such thing — or one the caller may not see, which must look the same."""
+
+    default_code = "not_found"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} not found")
+
+
+class Conflict(DomainError):
+    """The thing is not in a state that allows this (yet, or any more)."""
+
+    default_code = "conflict"
+
+
+class LimitReached(DomainError):
+    """A per-caller quota is used up; it frees up as the caller's work ends."""
+
+    default_code = "limit_reached"
+
+
+class Unavailable(DomainError):
+    """A dependency failed; the same request may succeed later."""
+
+    default_code = "unavailable"

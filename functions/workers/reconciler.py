@@ -1,0 +1,54 @@
+"""Scheduled: end lost and undeliverable commands (see ``workers.reconcile``). Thin."""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from live.connections import ConnectionStore, Publisher
+from workers.config import ReconcilerConfig
+from workers.reconcile import Reconciler
+from workers.repository import WorkersRepository
+
+logger = Logger()
+metrics = Metrics()
+
+
+@cache
+def reconciler() -> Reconciler:
+    config = ReconcilerConfig.from_env()
+    dynamodb = boto3.resource("dynamodb")
+    built = Reconciler(
+        repository=WorkersRepository(dynamodb.Table(config.workers_table)),
+        sqs=boto3.client("sqs"),
+        dead_letter_queue_url=config.dead_letter_queue_url,
+        clock=time.time,
+    )
+    if config.connections_table and config.websocket_endpoint:
+        built.publish = Publisher(
+            ConnectionStore(dynamodb.Table(config.connections_table), time.time),
+            boto3.client("apigatewaymanagementapi", endpoint_url=config.websocket_endpoint),
+        ).publish
+    return built
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    ended = reconciler().run()
+    if any(ended.values()):
+        # Metrics and a log line only when something ended: an idle stack publishes none.
+        metrics.add_metric(
+            name="LostCommands", unit=MetricUnit.Count, value=len(ended["worker_lost"])
+        )
+        metrics.add_metric(
+            name="UndeliverableCommands", unit=MetricUnit.Count, value=len(ended["undeliverable"])
+        )
+        logger.warning("ended commands", extra=ended)
+    return ended
