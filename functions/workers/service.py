@@ -68,7 +68,9 @@ class CommandService:
             # The message carries ids only; the worker reads the command from the record.
             sent = self.sqs.send_message(
                 QueueUrl=self.config.queue_url,
-                MessageBody=json.dumps({"command_id": command.id, "project": project}),
+                MessageBody=json.dumps(
+                    {"command_id": command.id, "project": project, "user": user}
+                ),
                 MessageGroupId=project,
                 MessageDeduplicationId=command.id,
             )

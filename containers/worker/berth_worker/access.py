@@ -1,12 +1,12 @@
 """Per-command AWS access, narrowed to the project and command at hand.
 
 The worker's task role may only read the queue, publish output and assume the *command
-role*. For each command the worker assumes that role with the session tags ``project`` and
-``command``; the role's policies name ``${aws:PrincipalTag/project}`` and
+role*. For each command the worker assumes that role with the session tags ``project``,
+``command`` and ``user``; the role's policies name ``${aws:PrincipalTag/project}`` and
 ``${aws:PrincipalTag/command}``, so everything done for a command (workspace files, its log,
-its record) can reach only that project's prefix and that command's item — a bug in the
-worker cannot spill one project into another. Credentials refresh themselves (role chaining
-caps a session at one hour; commands may run longer).
+its record and its user's count) can reach only that project's prefix and that command's
+items — a bug in the worker cannot spill one project into another. Credentials refresh
+themselves (role chaining caps a session at one hour; commands may run longer).
 
 Without a command role (unit tests) the worker's own session is used.
 """
@@ -41,8 +41,8 @@ class AccessBroker:
         self.role_arn = role_arn
         self.sts = session.client("sts") if role_arn else None
 
-    def for_command(self, project: str, command_id: str) -> CommandAccess:
-        session = self._scoped(project, command_id) if self.role_arn else self.session
+    def for_command(self, project: str, command_id: str, user: str) -> CommandAccess:
+        session = self._scoped(project, command_id, user) if self.role_arn else self.session
         dynamodb = session.resource("dynamodb")
         return CommandAccess(
             repository=WorkersRepository(dynamodb.Table(self.table)),
@@ -50,7 +50,7 @@ class AccessBroker:
             s3=session.client("s3"),
         )
 
-    def _scoped(self, project: str, command_id: str) -> boto3.session.Session:
+    def _scoped(self, project: str, command_id: str, user: str) -> boto3.session.Session:
         def fetch() -> dict[str, str]:
             assert self.sts is not None
             credentials = self.sts.assume_role(
@@ -60,6 +60,7 @@ class AccessBroker:
                 Tags=[
                     {"Key": "project", "Value": project},
                     {"Key": "command", "Value": command_id},
+                    {"Key": "user", "Value": user},
                 ],
             )["Credentials"]
             expiry = credentials["Expiration"]

@@ -111,11 +111,12 @@ class Worker:
         try:
             body = json.loads(message.get("Body") or "{}")
             command_id, project = str(body["command_id"]), str(body["project"])
+            user = str(body["user"])
         except (ValueError, KeyError, TypeError):
             log.error("dropping a message that is not a berth command: %r", message.get("Body"))
             self._delete(receipt)
             return
-        access = self.access.for_command(project, command_id)
+        access = self.access.for_command(project, command_id, user)
         command = access.repository.get(command_id)
         if command is None or command.status.finished:
             self._delete(receipt)  # unknown, or over (a duplicate, or cancelled while queued)

@@ -416,3 +416,35 @@ def test_a_message_that_is_not_a_command_is_dropped(
     )
     worker.handle(receive(aws, config.queue_url))
     assert in_queue(aws, config) == 0
+
+
+def test_each_command_runs_on_credentials_tagged_with_its_project_command_and_user(
+    service: CommandService, aws: boto3.session.Session, make_worker: MakeWorker
+) -> None:
+    from berth_worker.access import AccessBroker
+
+    role = aws.client("iam").create_role(
+        RoleName="command", AssumeRolePolicyDocument=json.dumps({"Statement": []})
+    )["Role"]["Arn"]
+    broker = AccessBroker(aws, "workers", role)
+    calls: list[dict[str, object]] = []
+    sts = broker.sts
+
+    class Recording:
+        def assume_role(self, **kwargs: object) -> object:
+            calls.append(kwargs)
+            return sts.assume_role(**kwargs)  # type: ignore[union-attr]
+
+    broker.sts = Recording()
+    queued = service.submit(ALICE, "demo", "t1", "echo scoped")
+    worker = make_worker(access=broker)
+    worker.run_forever()
+    assert service.get(ALICE, "demo", queued.id).status == CommandStatus.SUCCEEDED
+    (call,) = calls
+    assert call["RoleArn"] == role
+    assert call["RoleSessionName"] == queued.id
+    assert call["Tags"] == [
+        {"Key": "project", "Value": "demo"},
+        {"Key": "command", "Value": queued.id},
+        {"Key": "user", "Value": ALICE},
+    ]
