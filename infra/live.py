@@ -1,7 +1,9 @@
 """Live updates: the WebSocket API (IAM-authenticated ``$connect``) and its connections table.
 
-Capabilities push through it: ``live.grant_publish(function)`` and
-``live.environment()`` give a function what ``live.connections.Publisher`` needs.
+Capabilities use it, it uses none of them: ``live.environment()`` with
+``live.grant_publish(function)`` give a function what ``shared.live.Publisher`` needs;
+``live.grant_topics(function)`` lets a capability grant its topics to their owners
+(``ConnectionStore.grant``), which is all ``subscribe`` checks.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -122,6 +125,16 @@ class LiveUpdates(Construct):
     def environment(self) -> dict[str, str]:
         return LiveConfig.environment(
             connections_table=self.table.table_name, websocket_endpoint=self.callback_url
+        )
+
+    def grant_topics(self, function: lambda_.Function) -> None:
+        """Write grants (``GRANT#<scope>`` items) and nothing else of the table."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:PutItem"],
+                resources=[self.table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["GRANT#*"]}},
+            )
         )
 
     def grant_publish(self, function: lambda_.Function) -> None:

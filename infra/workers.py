@@ -31,7 +31,6 @@ from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
 from infra.settings import ROOT, STOP_GRACE_SECONDS, WorkersSettings
 from infra.storage import grant_objects, secure_bucket, secure_table
-from live.config import LiveConfig
 from workers.config import ReconcilerConfig, ScalerConfig, WorkerConfig, WorkersConfig
 from workers.repository import BY_PROJECT, PENDING
 
@@ -111,13 +110,7 @@ class WorkerFleet(Construct):
         )
         self.scaler = self._scaler(settings, baseline, network, max_tasks)
         self.reconciler = self._reconciler(settings, baseline, live)
-        self.api_function = self._api(settings, baseline, api, max_pending_per_user)
-        # subscribe (WebSocket) checks project ownership in this table
-        live.function.add_to_role_policy(
-            iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[self.table.table_arn])
-        )
-        for key, value in LiveConfig.environment(workers_table=self.table.table_name).items():
-            live.function.add_environment(key, value)
+        self.api_function = self._api(settings, baseline, api, live, max_pending_per_user)
 
         self.dashboard = self._dashboard(name)
         CfnOutput(self, "QueueUrl", key="WorkersQueueUrl", value=self.queue.queue_url)
@@ -419,6 +412,7 @@ class WorkerFleet(Construct):
         settings: WorkersSettings,
         baseline: LambdaBaseline,
         api: BerthApi,
+        live: LiveUpdates,
         max_pending_per_user: int,
     ) -> lambda_.Function:
         function = baseline.function(
@@ -427,16 +421,20 @@ class WorkerFleet(Construct):
             handler="workers.handler.handler",
             service="workers",
             description="Workspace commands API: queue, list, read, cancel",
-            environment=WorkersConfig.environment(
-                workers_table=self.table.table_name,
-                queue_url=self.queue.queue_url,
-                workspaces_bucket=self.bucket.bucket_name,
-                command_max_chars=settings.command_max_chars,
-                max_pending_per_user=max_pending_per_user,
-                log_url_seconds=settings.log_url_seconds,
-                scaler_function=self.scaler.function_name,
-            ),
+            environment={
+                **WorkersConfig.environment(
+                    workers_table=self.table.table_name,
+                    queue_url=self.queue.queue_url,
+                    workspaces_bucket=self.bucket.bucket_name,
+                    command_max_chars=settings.command_max_chars,
+                    max_pending_per_user=max_pending_per_user,
+                    log_url_seconds=settings.log_url_seconds,
+                    scaler_function=self.scaler.function_name,
+                ),
+                **live.environment(),
+            },
         )
+        live.grant_topics(function)  # a project's owner may hear its terminals
         self.table.grant_read_write_data(function)
         acknowledge_wildcard(
             function,

@@ -85,6 +85,18 @@ class Ec2Facts(BaseModel):
     launch_time: str | None = None
 
 
+@dataclass(frozen=True)
+class InstanceView:
+    """An instance as it stands: its record and, when EC2 knows it, EC2's facts."""
+
+    instance: Instance
+    ec2: Ec2Facts | None = None
+
+    @property
+    def id(self) -> str:
+        return self.instance.id
+
+
 class InstanceOut(BaseModel):
     id: str
     name: str
@@ -99,7 +111,8 @@ class InstanceOut(BaseModel):
     ec2: Ec2Facts | None = None
 
     @classmethod
-    def of(cls, instance: Instance, ec2: Ec2Facts | None = None) -> InstanceOut:
+    def of(cls, view: InstanceView) -> InstanceOut:
+        instance, ec2 = view.instance, view.ec2
         return cls(
             id=instance.id,
             name=instance.name,

@@ -15,7 +15,7 @@ from aws_lambda_powertools import Logger
 from instances.config import InstancesConfig
 from instances.ec2 import GONE_STATES, Machines
 from instances.models import Instance, Phase
-from instances.repository import Conflict, InstanceRepository
+from instances.repository import InstanceRepository, StaleRecord
 
 logger = Logger(child=True)
 
@@ -115,7 +115,7 @@ class Provisioner:
         if instance.status.live:
             try:
                 self._move(instance, instance.moved(Phase.FAILED, self.clock(), error=error))
-            except Conflict:
+            except StaleRecord:
                 logger.info("instance changed meanwhile", extra={"instance": instance.id})
         if self.config.terminate_on_failure and instance.ec2_instance_id:
             self.machines.terminate(instance.ec2_instance_id)

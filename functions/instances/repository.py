@@ -10,14 +10,14 @@ from typing import Any
 from instances.models import Instance
 from shared.pagination import query_user_page
 from shared.records import to_item
-from shared.transactions import Conflict, commit, count, guarded_put
+from shared.transactions import StaleRecord, commit, count, guarded_put
 
-__all__ = ["Conflict", "InstanceRepository", "LimitReached"]
+__all__ = ["InstanceRepository", "QuotaFull", "StaleRecord"]
 
 BY_USER = "by_user"
 
 
-class LimitReached(Exception):
+class QuotaFull(Exception):
     pass
 
 
@@ -42,7 +42,7 @@ class InstanceRepository:
         return [Instance.from_record(item) for item in items], next_token
 
     def create(self, instance: Instance, max_live: int) -> None:
-        """Stores a new instance, or raises ``LimitReached``."""
+        """Stores a new instance, or raises ``QuotaFull``."""
         put = {
             "Put": {
                 "TableName": self.name,
@@ -56,8 +56,8 @@ class InstanceRepository:
                 [put, count(self.name, count_key(instance.user), 1, limit=max_live)],
                 instance.id,
             )
-        except Conflict:
-            raise LimitReached() from None
+        except StaleRecord:
+            raise QuotaFull() from None
 
     def replace(self, old: Instance, new: Instance) -> None:
         """Writes ``new`` if the stored status is still ``old``'s; frees the slot on leaving

@@ -11,8 +11,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from instances.models import INSTANCE_ID_PATTERN, CreateInstance, InstanceList, InstanceOut
 from instances.service import InstanceService
-from shared.api import ApiError, NotFound, caller_id
-from shared.pagination import InvalidToken
+from shared.api import caller_id
+from shared.errors import NotFound
 
 router = Router()
 
@@ -46,7 +46,7 @@ def _instance_id(value: str) -> str:
 )
 def create_instance(body: CreateInstance) -> Response[str]:
     instance = service().create(caller_id(router.current_event.raw_event), body.blob_id)
-    return Response(202, content_types.APPLICATION_JSON, instance.model_dump_json())
+    return Response(202, content_types.APPLICATION_JSON, InstanceOut.of(instance).model_dump_json())
 
 
 @router.get("/instances", summary="The caller's instances with live EC2 data", tags=["instances"])
@@ -54,13 +54,10 @@ def list_instances(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     next_token: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> InstanceList:
-    try:
-        items, token = service().list_instances(
-            caller_id(router.current_event.raw_event), limit, next_token
-        )
-    except InvalidToken as exc:
-        raise ApiError(400, "invalid_request", str(exc)) from None
-    return InstanceList(items=items, next_token=token)
+    items, token = service().list_instances(
+        caller_id(router.current_event.raw_event), limit, next_token
+    )
+    return InstanceList(items=[InstanceOut.of(i) for i in items], next_token=token)
 
 
 @router.get(
@@ -68,7 +65,7 @@ def list_instances(
 )
 def get_instance(instance_id: InstanceId) -> InstanceOut:
     user = caller_id(router.current_event.raw_event)
-    return service().get(user, _instance_id(instance_id))
+    return InstanceOut.of(service().get(user, _instance_id(instance_id)))
 
 
 @router.delete(
@@ -80,5 +77,7 @@ def delete_instance(instance_id: InstanceId) -> Response[str]:
     user = caller_id(router.current_event.raw_event)
     instance, terminated = service().delete(user, _instance_id(instance_id))
     return Response(
-        202 if terminated else 200, content_types.APPLICATION_JSON, instance.model_dump_json()
+        202 if terminated else 200,
+        content_types.APPLICATION_JSON,
+        InstanceOut.of(instance).model_dump_json(),
     )

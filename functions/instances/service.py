@@ -10,9 +10,9 @@ from botocore.exceptions import ClientError
 
 from instances.config import InstancesConfig
 from instances.ec2 import Machines
-from instances.models import Instance, InstanceOut, Phase, new_instance_id, vm_name
-from instances.repository import Conflict, InstanceRepository, LimitReached
-from shared.api import ApiError, NotFound
+from instances.models import Instance, InstanceView, Phase, new_instance_id, vm_name
+from instances.repository import InstanceRepository, QuotaFull, StaleRecord
+from shared.errors import LimitReached, NotFound, Unavailable
 from shared.records import execution_arn
 
 
@@ -32,7 +32,7 @@ class InstanceService:
         self.sfn = stepfunctions
         self.clock = clock
 
-    def create(self, user: str, blob_id: str) -> InstanceOut:
+    def create(self, user: str, blob_id: str) -> InstanceView:
         now = self.clock()
         instance = Instance(
             id=new_instance_id(now),
@@ -46,12 +46,11 @@ class InstanceService:
         )
         try:
             self.repo.create(instance, self.config.max_instances_per_user)
-        except LimitReached:
-            raise ApiError(
-                429,
-                "instance_limit",
+        except QuotaFull:
+            raise LimitReached(
                 f"you already have {self.config.max_instances_per_user} instances; delete one "
                 "(DELETE /instances/{id}) before starting another",
+                code="instance_limit",
             ) from None
         try:
             self.sfn.start_execution(
@@ -62,33 +61,33 @@ class InstanceService:
         except ClientError as exc:
             failed = instance.moved(Phase.FAILED, self.clock(), error=f"not started: {exc}")
             self.repo.replace(instance, failed)
-            raise ApiError(503, "unavailable", "could not start provisioning; try again") from exc
-        return InstanceOut.of(instance)
+            raise Unavailable("could not start provisioning; try again") from exc
+        return InstanceView(instance)
 
-    def get(self, user: str, instance_id: str) -> InstanceOut:
+    def get(self, user: str, instance_id: str) -> InstanceView:
         instance = self._owned(user, instance_id)
         return self._merged([instance])[0]
 
     def list_instances(
         self, user: str, limit: int, token: str | None
-    ) -> tuple[list[InstanceOut], str | None]:
+    ) -> tuple[list[InstanceView], str | None]:
         instances, next_token = self.repo.list_for_user(user, limit, token)
         return self._merged(instances), next_token
 
-    def delete(self, user: str, instance_id: str) -> tuple[InstanceOut, bool]:
+    def delete(self, user: str, instance_id: str) -> tuple[InstanceView, bool]:
         """``(instance, True)`` when this call terminated it."""
         instance = self._owned(user, instance_id)
         if instance.status == Phase.TERMINATED:
-            return InstanceOut.of(instance), False
+            return self._merged([instance])[0], False
         if instance.ec2_instance_id:
             self.machines.terminate(instance.ec2_instance_id)
         self._stop_workflow(instance.id)
         terminated = instance.moved(Phase.TERMINATED, self.clock())
         try:
             self.repo.replace(instance, terminated)
-        except Conflict:
+        except StaleRecord:
             return self.delete(user, instance_id)  # the workflow moved it meanwhile: again
-        return InstanceOut.of(terminated), True
+        return self._merged([terminated])[0], True
 
     def _owned(self, user: str, instance_id: str) -> Instance:
         instance = self.repo.get(instance_id)
@@ -96,11 +95,11 @@ class InstanceService:
             raise NotFound("instance")
         return instance
 
-    def _merged(self, instances: list[Instance]) -> list[InstanceOut]:
+    def _merged(self, instances: list[Instance]) -> list[InstanceView]:
         ids = [i.ec2_instance_id for i in instances if i.ec2_instance_id]
         facts = self.machines.describe(ids) if ids else {}
         return [
-            InstanceOut.of(i, facts.get(i.ec2_instance_id) if i.ec2_instance_id else None)
+            InstanceView(i, facts.get(i.ec2_instance_id) if i.ec2_instance_id else None)
             for i in instances
         ]
 

@@ -62,6 +62,28 @@ class CreateJob(BaseModel):
     )
 
 
+@dataclass(frozen=True)
+class Failure:
+    code: str
+    message: str
+    failure_url: str | None = None
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A job as it stands: its record and what its execution says."""
+
+    job: Job
+    status: JobStatus = JobStatus.RUNNING
+    finished_at: float | None = None
+    result_url: str | None = None
+    error: Failure | None = None
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+
 class JobError(BaseModel):
     code: str
     message: str
@@ -79,14 +101,17 @@ class JobOut(BaseModel):
     error: JobError | None = None
 
     @classmethod
-    def of(cls, job: Job, status: JobStatus = JobStatus.RUNNING, **extra: Any) -> JobOut:
+    def of(cls, state: JobState) -> JobOut:
+        job, error = state.job, state.error
         return cls(
             id=job.id,
             name=job.name,
             runtime=job.runtime,
-            status=status,
+            status=state.status,
             created_at=iso(job.created_at) or "",
-            **extra,
+            finished_at=iso(state.finished_at),
+            result_url=state.result_url,
+            error=JobError(**error.__dict__) if error else None,
         )
 
 

@@ -1,4 +1,4 @@
-"""HTTP routes for jobs (DESIGN.md contract)."""
+"""HTTP routes for jobs: parse, call the service, build the response."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from jobs.models import JOB_ID_PATTERN, CreateJob, JobList, JobOut
 from jobs.service import JobService
-from shared.api import ApiError, NotFound, caller_id
-from shared.pagination import InvalidToken
+from shared.api import caller_id
+from shared.errors import NotFound
 
 router = Router()
 
@@ -35,7 +35,9 @@ def service() -> JobService:
 def start_job(body: CreateJob) -> Response[str]:
     user = caller_id(router.current_event.raw_event)
     job, started = service().start(user, body.name, body.input, body.idempotency_key)
-    return Response(202 if started else 200, content_types.APPLICATION_JSON, job.model_dump_json())
+    return Response(
+        202 if started else 200, content_types.APPLICATION_JSON, JobOut.of(job).model_dump_json()
+    )
 
 
 @router.get("/jobs", summary="The caller's jobs, newest first", tags=["jobs"])
@@ -43,13 +45,8 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     next_token: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> JobList:
-    try:
-        jobs, token = service().list_jobs(
-            caller_id(router.current_event.raw_event), limit, next_token
-        )
-    except InvalidToken as exc:
-        raise ApiError(400, "invalid_request", str(exc)) from None
-    return JobList(items=jobs, next_token=token)
+    jobs, token = service().list_jobs(caller_id(router.current_event.raw_event), limit, next_token)
+    return JobList(items=[JobOut.of(job) for job in jobs], next_token=token)
 
 
 @router.get(
@@ -61,4 +58,4 @@ def get_job(job_id: Annotated[str, Path(description="A job id (job_...)")]) -> J
     user = caller_id(router.current_event.raw_event)
     if not re.fullmatch(JOB_ID_PATTERN, job_id):
         raise NotFound("job")
-    return service().get(user, job_id)
+    return JobOut.of(service().get(user, job_id))

@@ -11,16 +11,16 @@ from botocore.exceptions import ClientError
 from jobs.config import JobsConfig
 from jobs.models import (
     MAX_INPUT_BYTES,
+    Failure,
     Job,
-    JobError,
-    JobOut,
+    JobState,
     JobStatus,
     idempotent_job_id,
     input_digest,
     new_job_id,
 )
 from jobs.repository import JobRepository
-from shared.api import ApiError, NotFound
+from shared.errors import Conflict, Invalid, NotFound
 from shared.records import execution_arn
 
 FAILED_STATES = {"FAILED", "TIMED_OUT", "ABORTED"}
@@ -45,20 +45,19 @@ class JobService:
 
     def start(
         self, user: str, name: str, payload: dict[str, Any], idempotency_key: str | None
-    ) -> tuple[JobOut, bool]:
+    ) -> tuple[JobState, bool]:
         """``(job, True)`` when this call started it; a retry with the same key gets it back."""
         spec = self.config.catalogue.get(name)
         if spec is None:
             known = ", ".join(sorted(self.config.catalogue))
-            raise ApiError(400, "unknown_job", f"unknown job {name!r}; known: {known}")
+            raise Invalid(f"unknown job {name!r}; known: {known}", code="unknown_job")
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         limit = MAX_INPUT_BYTES[spec.runtime]
         if len(canonical.encode()) > limit:
-            raise ApiError(
-                400,
-                "input_too_large",
+            raise Invalid(
                 f"input is {len(canonical.encode())} bytes; {spec.runtime} jobs take at most "
                 f"{limit} bytes",
+                code="input_too_large",
             )
         now = self.clock()
         job = Job(
@@ -72,16 +71,15 @@ class JobService:
         existing = self.repo.create(job)
         if existing is not None:
             if existing.user != user or existing.request_digest != job.request_digest:
-                raise ApiError(
-                    409,
-                    "idempotency_key_reused",
+                raise Conflict(
                     "this idempotency_key was used for a different job request",
+                    code="idempotency_key_reused",
                 )
             job = existing
         self._start_execution(job, payload)
         return self.describe(job), existing is None
 
-    def get(self, user: str, job_id: str) -> JobOut:
+    def get(self, user: str, job_id: str) -> JobState:
         job = self.repo.get(job_id)
         if job is None or job.user != user:
             raise NotFound("job")
@@ -89,35 +87,29 @@ class JobService:
 
     def list_jobs(
         self, user: str, limit: int, token: str | None
-    ) -> tuple[list[JobOut], str | None]:
+    ) -> tuple[list[JobState], str | None]:
         jobs, next_token = self.repo.list_for_user(user, limit, token)
-        return [JobOut.of(job, self._status_only(job)) for job in jobs], next_token
+        return [self.describe(job) for job in jobs], next_token
 
-    def describe(self, job: Job) -> JobOut:
+    def describe(self, job: Job) -> JobState:
         execution = self._execution(job)
         if execution is None:
-            return JobOut.of(job, JobStatus.RUNNING)
+            return JobState(job)
         status = execution["status"]
-        finished = _iso(execution.get("stopDate"))
+        finished = _epoch(execution.get("stopDate"))
         if status == "SUCCEEDED":
             url = self._presign(self.config.results_bucket, f"results/{job.id}.zip")
-            return JobOut.of(job, JobStatus.SUCCEEDED, finished_at=finished, result_url=url)
+            return JobState(job, JobStatus.SUCCEEDED, finished_at=finished, result_url=url)
         if status in FAILED_STATES:
-            error = JobError(
+            error = Failure(
                 code=str(execution.get("error") or status),
                 message=str(execution.get("cause") or f"the execution ended {status}")[
                     :MAX_ERROR_CHARS
                 ],
                 failure_url=self._presign(self.config.failures_bucket, f"failures/{job.id}.zip"),
             )
-            return JobOut.of(job, JobStatus.FAILED, finished_at=finished, error=error)
-        return JobOut.of(job, JobStatus.RUNNING)
-
-    def _status_only(self, job: Job) -> JobStatus:
-        execution = self._execution(job)
-        if execution is None or execution["status"] == "RUNNING":
-            return JobStatus.RUNNING
-        return JobStatus.SUCCEEDED if execution["status"] == "SUCCEEDED" else JobStatus.FAILED
+            return JobState(job, JobStatus.FAILED, finished_at=finished, error=error)
+        return JobState(job)
 
     def _execution(self, job: Job) -> dict[str, Any] | None:
         try:
@@ -153,9 +145,10 @@ class JobService:
         )
 
 
-def _iso(value: Any) -> str | None:
+def _epoch(value: Any) -> float | None:
+    """Step Functions' stopDate (a datetime from boto3) as seconds since the epoch."""
     if value is None:
         return None
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
-    return str(value)
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    return float(value)

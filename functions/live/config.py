@@ -1,4 +1,4 @@
-"""The WebSocket functions' environment (infra/live.py renders it with ``environment()``)."""
+"""The WebSocket function's environment (infra/live.py renders it with ``environment()``)."""
 
 from __future__ import annotations
 
@@ -8,5 +8,3 @@ from shared.config import EnvModel
 class LiveConfig(EnvModel):
     connections_table: str
     websocket_endpoint: str | None = None
-    workers_table: str | None = None
-    """Where project owners are recorded (for ``subscribe``)."""

@@ -1,6 +1,8 @@
 """WebSocket routes: ``$connect`` (IAM-authenticated), ``$disconnect`` and ``$default``.
 
-Every connection hears its user's session status; ``subscribe`` adds a terminal's output.
+Every connection hears its user's topic (session status); ``subscribe`` adds a topic its user
+was granted (a terminal's output). This function knows no capability: grants come from the
+capabilities through ``shared.live``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from live.config import LiveConfig
-from live.connections import ConnectionStore
-from workers.models import NAME_PATTERN, topic
-from workers.repository import WorkersRepository
+from shared.live import ConnectionStore
 
 logger = Logger()
 tracer = Tracer()
@@ -39,29 +39,29 @@ def store() -> ConnectionStore:
     return ConnectionStore(table, time.time)
 
 
-@cache
-def owners() -> WorkersRepository:
-    if not config().workers_table:
-        raise RuntimeError("BERTH_WORKERS_TABLE is not set")
-    return WorkersRepository(boto3.resource("dynamodb").Table(config().workers_table))
+TOPIC_PATTERN = r"^[a-z]{1,32}:[a-z0-9-]{1,63}(:[a-z0-9-]{1,63}){0,3}$"
 
 
 def subscribe(
     connections: ConnectionStore, connection_id: str, user: str, message: dict[str, Any]
 ) -> dict[str, Any]:
-    """``{"action": "subscribe", "project", "terminal"}``: hear that terminal's output.
-    Only the project's owner may; anyone else's project looks like no project."""
-    project, terminal = message.get("project"), message.get("terminal", "t1")
-    if not all(isinstance(v, str) and re.fullmatch(NAME_PATTERN, v) for v in (project, terminal)):
+    """``{"action": "subscribe", "topic": "terminal:<project>:<terminal>"}``: hear a topic.
+    Only a user its scope was granted to may; any other looks like no topic at all."""
+    topic = message.get("topic")
+    if not isinstance(topic, str) or not re.fullmatch(TOPIC_PATTERN, topic):
         return respond(
             400,
-            {"error": {"code": "invalid_request", "message": "project/terminal: [a-z0-9-]{1,63}"}},
+            {
+                "error": {
+                    "code": "invalid_request",
+                    "message": "topic must look like terminal:<project>:<terminal>",
+                }
+            },
         )
-    assert isinstance(project, str) and isinstance(terminal, str)
-    if owners().owner_of(project) != user:
-        return respond(404, {"error": {"code": "not_found", "message": "project not found"}})
-    connections.subscribe(connection_id, topic(project, terminal))
-    return respond(200, {"subscribed": topic(project, terminal)})
+    if not connections.may_subscribe(topic, user):
+        return respond(404, {"error": {"code": "not_found", "message": "topic not found"}})
+    connections.subscribe(connection_id, topic)
+    return respond(200, {"subscribed": topic})
 
 
 ACTIONS: dict[str, Action] = {"subscribe": subscribe}

@@ -20,9 +20,9 @@ from botocore.exceptions import ClientError
 from sessions.models import Session
 from shared.pagination import query_user_page
 from shared.records import to_item
-from shared.transactions import Conflict, commit, count, guarded_put
+from shared.transactions import StaleRecord, commit, count, guarded_put
 
-__all__ = ["Conflict", "CreateOutcome", "SessionRepository"]
+__all__ = ["CreateOutcome", "SessionRepository", "StaleRecord"]
 
 BY_USER = "by_user"
 BY_ACTIVITY = "by_activity"
@@ -129,7 +129,7 @@ class SessionRepository:
         return CreateOutcome(created=True)
 
     def replace(self, old: Session, new: Session) -> None:
-        """Writes ``new`` if the stored record is still ``old``'s status; raises ``Conflict``.
+        """Writes ``new`` if the stored record is still ``old``'s status; raises ``StaleRecord``.
 
         Leaving the live states frees the profile slot and the count in the same transaction.
         """

@@ -11,8 +11,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from sessions.models import SESSION_ID_PATTERN, CreateSession, SessionList, SessionOut
 from sessions.service import SessionService
-from shared.api import ApiError, NotFound, caller_id
-from shared.pagination import InvalidToken
+from shared.api import caller_id
+from shared.errors import NotFound
 
 router = Router()
 
@@ -61,12 +61,9 @@ def list_sessions(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     next_token: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> SessionList:
-    try:
-        sessions, token = service().list_sessions(
-            caller_id(router.current_event.raw_event), limit, next_token
-        )
-    except InvalidToken as exc:
-        raise ApiError(400, "invalid_request", str(exc)) from None
+    sessions, token = service().list_sessions(
+        caller_id(router.current_event.raw_event), limit, next_token
+    )
     return SessionList(items=[SessionOut.of(s) for s in sessions], next_token=token)
 
 

@@ -12,9 +12,9 @@ from aws_lambda_powertools import Logger
 
 from sessions.config import Profile, SessionsConfig
 from sessions.models import TRANSITIONS, Session, Status, new_session_id
-from sessions.repository import Conflict, SessionRepository
+from sessions.repository import SessionRepository, StaleRecord
 from sessions.tasks import STARTING_STATES, STOPPING_STATES, TaskInfo, TaskRunner
-from shared.api import ApiError, NotFound
+from shared.errors import Conflict, Invalid, LimitReached, NotFound
 
 logger = Logger(child=True)
 
@@ -66,11 +66,9 @@ class SessionService:
         profile = self._profile(profile_name)
         ttl = ttl_seconds or profile.default_ttl_seconds
         if ttl > profile.max_ttl_seconds:
-            raise ApiError(
-                400,
-                "invalid_request",
+            raise Invalid(
                 f"ttl_seconds {ttl} is over profile {profile_name!r}'s maximum "
-                f"of {profile.max_ttl_seconds}",
+                f"of {profile.max_ttl_seconds}"
             )
         now = self.clock()
         session = Session(
@@ -87,16 +85,15 @@ class SessionService:
         )
         outcome = self.repo.create(session, self.config.max_sessions_per_user)
         if outcome.limit_reached:
-            raise ApiError(
-                429,
-                "session_limit",
+            raise LimitReached(
                 f"you already have {self.config.max_sessions_per_user} live sessions; "
                 "stop one (DELETE /sessions/{id}) before starting another",
+                code="session_limit",
             )
         if not outcome.created:
             existing = self.repo.get(outcome.existing_id or "")
             if existing is None:  # the live slot's session vanished: a broken record
-                raise ApiError(409, "conflict", "a previous session is still being cleaned up")
+                raise Conflict("a previous session is still being cleaned up")
             return self._resume_if_stalled(existing, profile), False
         logger.info("session created", extra={"session_id": session.id, "profile": profile_name})
         return self._launch(session, profile), True
@@ -125,8 +122,8 @@ class SessionService:
     def heartbeat(self, user: str, session_id: str) -> Session:
         session = self._owned(user, session_id)
         if not session.status.live:
-            raise ApiError(
-                409, "session_ended", f"session is {session.status.value}; start a new one"
+            raise Conflict(
+                f"session is {session.status.value}; start a new one", code="session_ended"
             )
         now = self.clock()
         return self._transition(session, session.moved(session.status, now, last_heartbeat_at=now))
@@ -256,7 +253,7 @@ class SessionService:
                 self._transition(session, session.moved(Status.FAILED, now, error=decision.reason))
             elif decision.action == "mark_stopped":
                 self._transition(session, session.moved(Status.STOPPED, now))
-        except Conflict:
+        except (StaleRecord, Conflict):
             logger.info("session changed while reaping; next run decides again")
 
     # --- internals ----------------------------------------------------------------------------
@@ -265,7 +262,7 @@ class SessionService:
         profile = self.config.profiles.get(name)
         if profile is None:
             known = ", ".join(sorted(self.config.profiles))
-            raise ApiError(400, "unknown_profile", f"unknown profile {name!r}; known: {known}")
+            raise Invalid(f"unknown profile {name!r}; known: {known}", code="unknown_profile")
         return profile
 
     def _owned(self, user: str, session_id: str) -> Session:
@@ -319,7 +316,7 @@ class SessionService:
                 return current
             try:
                 return self._write(current, target)
-            except Conflict:
+            except StaleRecord:
                 fresh = self.repo.get(current.id)
                 if fresh is None:
                     raise
@@ -330,7 +327,7 @@ class SessionService:
                 }
                 current = fresh
                 target = fresh.moved(target.status, target.updated_at, **changes)
-        raise Conflict(current.id)
+        raise Conflict(f"session {current.id} kept changing; try again")
 
     def _write(self, current: Session, target: Session) -> Session:
         self.repo.replace(current, target)

@@ -9,12 +9,12 @@ from typing import Any
 
 import boto3
 
-from live.connections import ConnectionStore, Publisher, user_topic
 from sessions.config import SessionsConfig
 from sessions.models import Session, SessionOut
 from sessions.repository import SessionRepository
 from sessions.service import NullNotifier, SessionService
 from sessions.tasks import TaskRunner
+from shared.live import ConnectionStore, Publisher, user_topic
 
 
 class SessionPush:

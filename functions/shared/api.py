@@ -28,7 +28,7 @@ API_VERSION = "1.0.0"
 
 
 class ApiError(Exception):
-    """A caller-facing error: raise it from logic, the resolver turns it into a response."""
+    """An HTTP-level error (identity, framing). Logic raises ``shared.errors`` instead."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -40,11 +40,6 @@ class ApiError(Exception):
 class Unauthenticated(ApiError):
     def __init__(self) -> None:
         super().__init__(401, "unauthenticated", "the request carries no caller identity")
-
-
-class NotFound(ApiError):
-    def __init__(self, what: str) -> None:
-        super().__init__(404, "not_found", f"{what} not found")
 
 
 # The one place a domain error becomes an HTTP status.
@@ -75,13 +70,12 @@ def error_response(status: int, code: str, message: str) -> Response[Any]:
 def caller_id(event: Any) -> str:
     """The caller's identity from the API Gateway request context, never from the body.
 
-    With IAM auth this is the SigV4 principal's ARN (a product acting for its end users
-    assumes its client role with ``RoleSessionName`` = the end user's id).
+    The API takes IAM auth only: this is the SigV4 principal's ARN (a product acting for its
+    end users assumes its client role with ``RoleSessionName`` = the end user's id).
     """
     context = event.get("requestContext") or {}
     identity = context.get("identity") or {}
-    claims = (context.get("authorizer") or {}).get("claims") or {}
-    user = identity.get("userArn") or claims.get("sub")
+    user = identity.get("userArn")
     if not user:
         raise Unauthenticated()
     return str(user)

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 COUNT_ATTRIBUTE = "live_count"
 
 
-class Conflict(Exception):
+class StaleRecord(Exception):
     """The record changed since it was read (another writer won); re-read and decide again."""
 
 
@@ -43,10 +43,10 @@ def count(table: str, key: str, delta: int, limit: int | None = None) -> dict[st
 
 
 def commit(client: Any, items: list[dict[str, Any]], record_id: str) -> None:
-    """Writes all or nothing; a failed condition raises ``Conflict``."""
+    """Writes all or nothing; a failed condition raises ``StaleRecord``."""
     try:
         client.transact_write_items(TransactItems=items)
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "TransactionCanceledException":
-            raise Conflict(record_id) from None
+            raise StaleRecord(record_id) from None
         raise

@@ -18,6 +18,8 @@ class WorkersConfig(EnvModel):
     max_pending_per_user: int = Field(ge=1)
     log_url_seconds: int = Field(ge=1)
     scaler_function: str | None = None
+    connections_table: str | None = None
+    """Where a project's owner is granted its terminals' topics (live updates)."""
 
 
 class ScalerConfig(EnvModel):

@@ -66,9 +66,14 @@ def workspace_prefix(project: str) -> str:
     return f"workspaces/{project}/"
 
 
+def terminal_scope(project: str) -> str:
+    """The live-updates scope of a project's terminals (granted to its owner)."""
+    return f"terminal:{project}"
+
+
 def topic(project: str, terminal: str) -> str:
     """Who hears a terminal's output on the WebSocket."""
-    return f"terminal:{project}:{terminal}"
+    return f"{terminal_scope(project)}:{terminal}"
 
 
 def tail_of(output: bytes) -> str:

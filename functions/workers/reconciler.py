@@ -11,7 +11,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from live.connections import ConnectionStore, Publisher
+from shared.live import ConnectionStore, Publisher
 from workers.config import ReconcilerConfig
 from workers.reconcile import Reconciler
 from workers.repository import WorkersRepository

@@ -15,6 +15,7 @@ user's count in the same transaction.
 from __future__ import annotations
 
 import re
+from enum import Enum
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -34,6 +35,13 @@ BY_PROJECT = "by_project"
 PENDING = "pending"
 PENDING_VALUE = "1"
 FINISHED_RECORD_RETENTION_SECONDS = 90 * 24 * 3600
+
+
+class Claim(Enum):
+    NEW = "new"
+    """The caller owns the project from now on."""
+    OWNED = "owned"
+    OTHERS = "others"
 
 
 class StaleCommand(Exception):
@@ -65,20 +73,22 @@ class WorkersRepository:
 
     # --- projects -----------------------------------------------------------------------------
 
-    def claim_project(self, project: str, user: str, now: float) -> bool:
-        """Records ``user`` as the project's owner on first use; True if ``user`` owns it."""
+    def claim_project(self, project: str, user: str, now: float) -> Claim:
+        """Records ``user`` as the project's owner on first use."""
         try:
-            self.table.put_item(
-                Item={"pk": project_key(project), "owner": user, "created_at": int(now)},
+            old = self.table.update_item(
+                Key={"pk": project_key(project)},
+                UpdateExpression="SET #o = :user, created_at = if_not_exists(created_at, :now)",
                 ConditionExpression="attribute_not_exists(pk) OR #o = :user",
                 ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":user": user},
-            )
+                ExpressionAttributeValues={":user": user, ":now": int(now)},
+                ReturnValues="UPDATED_OLD",
+            ).get("Attributes")
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
+                return Claim.OTHERS
             raise
-        return True
+        return Claim.OWNED if old else Claim.NEW
 
     def owner_of(self, project: str) -> str | None:
         item = self.table.get_item(Key={"pk": project_key(project)}, ConsistentRead=True).get(

@@ -11,9 +11,17 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from shared.errors import Invalid, LimitReached, NotFound, Unavailable
+from shared.live import ConnectionStore
 from workers.config import WorkersConfig
-from workers.models import Command, CommandStatus, ErrorCode, log_key, new_command_id
-from workers.repository import QueueFull, StaleCommand, WorkersRepository
+from workers.models import (
+    Command,
+    CommandStatus,
+    ErrorCode,
+    log_key,
+    new_command_id,
+    terminal_scope,
+)
+from workers.repository import Claim, QueueFull, StaleCommand, WorkersRepository
 
 logger = Logger(child=True)
 
@@ -28,6 +36,7 @@ class CommandService:
         s3: Any,
         lambda_client: Any,
         clock: Callable[[], float],
+        live: ConnectionStore | None = None,
     ) -> None:
         self.config = config
         self.repo = repository
@@ -35,6 +44,7 @@ class CommandService:
         self.s3 = s3
         self.lambda_client = lambda_client
         self.clock = clock
+        self.live = live
 
     def submit(self, user: str, project: str, terminal: str, command_text: str) -> Command:
         if len(command_text) > self.config.command_max_chars:
@@ -43,8 +53,11 @@ class CommandService:
                 code="command_too_long",
             )
         now = self.clock()
-        if not self.repo.claim_project(project, user, now):
+        claim = self.repo.claim_project(project, user, now)
+        if claim == Claim.OTHERS:
             raise NotFound("project")  # someone else's project is indistinguishable from none
+        if claim == Claim.NEW and self.live is not None:
+            self.live.grant(terminal_scope(project), user)  # its owner hears its terminals
         command = Command(
             id=new_command_id(now),
             user=user,

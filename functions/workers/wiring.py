@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 
+from shared.live import ConnectionStore
 from workers.config import WorkersConfig
 from workers.repository import WorkersRepository
 from workers.service import CommandService
@@ -18,6 +19,12 @@ def build_service(
     config: WorkersConfig, *, session: Any = None, clock: Callable[[], float] = time.time
 ) -> CommandService:
     aws = session or boto3.session.Session()
+    dynamodb = aws.resource("dynamodb")
+    live = (
+        ConnectionStore(dynamodb.Table(config.connections_table), clock)
+        if config.connections_table
+        else None
+    )
     return CommandService(
         config=config,
         repository=WorkersRepository(aws.resource("dynamodb").Table(config.workers_table)),
@@ -25,6 +32,7 @@ def build_service(
         s3=aws.client("s3"),
         lambda_client=aws.client("lambda"),
         clock=clock,
+        live=live,
     )
 
 

@@ -94,7 +94,7 @@ def frames_until_done(socket: Any, command_id: str, timeout: float = 60) -> list
 def test_output_streams_to_the_subscribed_terminal_and_files_persist(sandbox: Sandbox) -> None:
     run(sandbox, "jim", "jims", "true")  # jim owns the project from now on
     with connect(sandbox.websocket, additional_headers={"X-Berth-User": "jim"}) as socket:
-        socket.send(json.dumps({"action": "subscribe", "project": "jims", "terminal": "t1"}))
+        socket.send(json.dumps({"action": "subscribe", "topic": "terminal:jims:t1"}))
         assert json.loads(socket.recv(timeout=10)) == {"subscribed": "terminal:jims:t1"}
         queued = run(
             sandbox,
@@ -118,7 +118,7 @@ def test_only_the_owner_may_subscribe_or_run(sandbox: Sandbox) -> None:
     )
     assert (code, error["error"]["code"]) == (404, "not_found")
     with connect(sandbox.websocket, additional_headers={"X-Berth-User": "leo"}) as socket:
-        socket.send(json.dumps({"action": "subscribe", "project": "kates", "terminal": "t1"}))
+        socket.send(json.dumps({"action": "subscribe", "topic": "terminal:kates:t1"}))
         assert json.loads(socket.recv(timeout=10))["error"]["code"] == "not_found"
 
 

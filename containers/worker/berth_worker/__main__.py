@@ -15,7 +15,7 @@ from berth_worker.access import AccessBroker
 from berth_worker.isolation import Isolation
 from berth_worker.protection import TaskProtection
 from berth_worker.worker import Publish, Worker
-from live.connections import ConnectionStore, Publisher
+from shared.live import ConnectionStore, Publisher
 from workers.config import WorkerConfig
 
 

@@ -9,7 +9,8 @@ from instances.config import InstancesConfig
 from instances.models import Phase
 from instances.provisioning import Provisioner
 from instances.service import InstanceService
-from shared.api import ApiError
+from shared.api import status_of
+from shared.errors import DomainError
 from tests.aws import FakeClock
 from tests.unit.instances.conftest import ALICE, BOB, Agent, ec2_instances
 
@@ -24,8 +25,8 @@ def test_create_answers_at_once_and_starts_the_workflow(
     service: InstanceService, aws: boto3.session.Session, config: InstancesConfig
 ) -> None:
     instance = service.create(ALICE, "0xAbC_-123")
-    assert instance.status == Phase.WAITING_FOR_INSTANCE
-    assert instance.name.startswith("berth-vm-")
+    assert instance.instance.status == Phase.WAITING_FOR_INSTANCE
+    assert instance.instance.name.startswith("berth-vm-")
     assert executions(aws, config) == [instance.id]
     assert ec2_instances(aws) == []  # the workflow launches, not the API
 
@@ -33,9 +34,9 @@ def test_create_answers_at_once_and_starts_the_workflow(
 def test_the_instance_limit_is_a_429(service: InstanceService) -> None:
     service.create(ALICE, "a")
     service.create(ALICE, "b")
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(DomainError) as raised:
         service.create(ALICE, "c")
-    assert (raised.value.status, raised.value.code) == (429, "instance_limit")
+    assert (status_of(raised.value), raised.value.code) == (429, "instance_limit")
     service.create(BOB, "a")
 
 
@@ -74,7 +75,7 @@ def test_phases_advance_to_ready(
     assert record and record.status == Phase.FETCHING_BLOB
     assert record.command_id
     assert provisioner.run("check_command", instance_id) == "done"  # moto: Success at once
-    assert service.get(ALICE, instance_id).status == Phase.READY
+    assert service.get(ALICE, instance_id).instance.status == Phase.READY
 
 
 def test_the_command_gets_the_blob_only_as_a_document_parameter(
@@ -104,8 +105,8 @@ def test_ssm_timeout_fails_and_terminates(
     clock.advance(301)
     assert provisioner.run("check_ssm", instance_id) == "failed"
     record = service.get(ALICE, instance_id)
-    assert record.status == Phase.FAILED
-    assert record.error == "the instance did not report its SSM agent online within 300 s"
+    assert record.instance.status == Phase.FAILED
+    assert record.instance.error == "the instance did not report its SSM agent online within 300 s"
     (machine,) = ec2_instances(aws)
     assert machine["State"]["Name"] in {"shutting-down", "terminated"}
     # the slot is free again
@@ -126,7 +127,7 @@ def test_a_vanished_instance_shows_in_the_record(
     assert shown.ec2 is not None
     assert shown.ec2.state == "missing"
     assert provisioner.run("check_instance", instance_id) == "failed"
-    assert service.get(ALICE, instance_id).error == (
+    assert service.get(ALICE, instance_id).instance.error == (
         "the EC2 instance is missing before it was ready"
     )
 
@@ -145,7 +146,7 @@ def test_a_failed_command_fails_with_its_details(
         provisioner.machines, "command_status", lambda *_: ("Failed", "the blob has no script.sh")
     )
     assert provisioner.run("check_command", instance_id) == "failed"
-    assert service.get(ALICE, instance_id).error == (
+    assert service.get(ALICE, instance_id).instance.error == (
         "fetching the blob ended Failed: the blob has no script.sh"
     )
 
@@ -155,7 +156,7 @@ def test_a_workflow_error_is_recorded_and_cleans_up(
 ) -> None:
     instance_id = launched(provisioner, service)
     assert provisioner.run("fail", instance_id, "States.Timeout: task timed out") == "failed"
-    assert service.get(ALICE, instance_id).error == "States.Timeout: task timed out"
+    assert service.get(ALICE, instance_id).instance.error == "States.Timeout: task timed out"
     (machine,) = ec2_instances(aws)
     assert machine["State"]["Name"] in {"shutting-down", "terminated"}
 
@@ -165,11 +166,11 @@ def test_delete_terminates_then_is_idempotent_and_stops_the_workflow(
 ) -> None:
     instance_id = launched(provisioner, service)
     deleted, terminated = service.delete(ALICE, instance_id)
-    assert (deleted.status, terminated) == (Phase.TERMINATED, True)
+    assert (deleted.instance.status, terminated) == (Phase.TERMINATED, True)
     (machine,) = ec2_instances(aws)
     assert machine["State"]["Name"] in {"shutting-down", "terminated"}
     again, terminated_again = service.delete(ALICE, instance_id)
-    assert (again.status, terminated_again) == (Phase.TERMINATED, False)
+    assert (again.instance.status, terminated_again) == (Phase.TERMINATED, False)
     # a workflow still polling finds nothing left to do
     assert provisioner.run("check_instance", instance_id) == "stopped"
 
@@ -179,6 +180,6 @@ def test_other_users_instances_are_not_found(
 ) -> None:
     instance = service.create(ALICE, "x")
     for call in (service.get, service.delete):
-        with pytest.raises(ApiError) as raised:
+        with pytest.raises(DomainError) as raised:
             call(BOB, instance.id)
-        assert raised.value.status == 404
+        assert status_of(raised.value) == 404

@@ -12,7 +12,8 @@ import pytest
 from jobs.config import JobsConfig
 from jobs.models import JobStatus
 from jobs.service import JobService
-from shared.api import ApiError
+from shared.api import status_of
+from shared.errors import DomainError
 from tests.aws import FakeClock
 from tests.unit.jobs.conftest import ALICE, BOB, finish
 
@@ -31,7 +32,7 @@ def test_start_runs_an_execution_named_by_the_job_id(
 ) -> None:
     job, started = service.start(ALICE, "checksum", {"text": "hi"}, None)
     assert started is True
-    assert (job.status, job.name, job.runtime) == (JobStatus.RUNNING, "checksum", "lambda")
+    assert (job.status, job.job.name, job.job.runtime) == (JobStatus.RUNNING, "checksum", "lambda")
     (execution,) = executions(aws, config)
     assert execution["name"] == job.id
     described = aws.client("stepfunctions").describe_execution(
@@ -55,17 +56,17 @@ def test_the_same_idempotency_key_returns_the_same_job(
 
 def test_reusing_a_key_for_a_different_request_is_a_409(service: JobService) -> None:
     service.start(ALICE, "checksum", {"text": "hi"}, "order-17")
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(DomainError) as raised:
         service.start(ALICE, "checksum", {"text": "bye"}, "order-17")
-    assert (raised.value.status, raised.value.code) == (409, "idempotency_key_reused")
+    assert (status_of(raised.value), raised.value.code) == (409, "idempotency_key_reused")
 
 
 def test_unknown_job_never_starts_anything(
     service: JobService, aws: boto3.session.Session, config: JobsConfig
 ) -> None:
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(DomainError) as raised:
         service.start(ALICE, "mine-bitcoin", {}, None)
-    assert (raised.value.status, raised.value.code) == (400, "unknown_job")
+    assert (status_of(raised.value), raised.value.code) == (400, "unknown_job")
     assert "checksum, render" in raised.value.message
     assert executions(aws, config) == []
 
@@ -74,9 +75,9 @@ def test_unknown_job_never_starts_anything(
 def test_input_over_the_runtimes_limit_is_a_400(
     service: JobService, aws: boto3.session.Session, config: JobsConfig, name: str, limit: int
 ) -> None:
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(DomainError) as raised:
         service.start(ALICE, name, {"blob": "x" * limit}, None)
-    assert (raised.value.status, raised.value.code) == (400, "input_too_large")
+    assert (status_of(raised.value), raised.value.code) == (400, "input_too_large")
     assert str(limit) in raised.value.message
     assert executions(aws, config) == []
 
@@ -113,9 +114,9 @@ def test_callers_see_only_their_jobs(service: JobService, clock: FakeClock) -> N
     clock.advance(1)
     newer, _ = service.start(ALICE, "render", {}, None)
     service.start(BOB, "checksum", {}, None)
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(DomainError) as raised:
         service.get(BOB, mine.id)
-    assert raised.value.status == 404
+    assert status_of(raised.value) == 404
     listed, token = service.list_jobs(ALICE, 10, None)
     assert [j.id for j in listed] == [newer.id, mine.id]
     assert token is None

@@ -11,8 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from live.connections import ConnectionStore, Publisher, user_topic
 from live.handler import route
+from shared.live import ConnectionStore, Publisher, user_topic
 from tests.aws import FakeClock, create_table_like
 from tests.synth import Synth
 
@@ -90,3 +90,24 @@ def test_default_route_answers_unknown_actions_and_bad_json(store: ConnectionSto
     assert json.loads(unknown["body"])["error"]["code"] == "unknown_action"
     broken = route({**ws_event("$default", "c1"), "body": "{not json"}, store)
     assert broken["statusCode"] == 400
+
+
+def test_subscribe_needs_a_grant_of_the_topics_scope(store: ConnectionStore) -> None:
+    bob = "arn:aws:sts::123456789012:assumed-role/x/bob"
+    route(ws_event("$connect", "c1", ALICE), store)
+    route(ws_event("$connect", "c2", bob), store)
+    store.grant("terminal:demo", ALICE)  # what the workers do for a project's owner
+
+    def subscribe(connection: str, topic: object) -> tuple[int, dict[str, Any]]:
+        answer = route(
+            ws_event("$default", connection, body={"action": "subscribe", "topic": topic}), store
+        )
+        return answer["statusCode"], json.loads(answer["body"])
+
+    assert subscribe("c1", "terminal:demo:t1") == (200, {"subscribed": "terminal:demo:t1"})
+    assert store.subscribers("terminal:demo:t1") == ["c1"]
+    assert subscribe("c2", "terminal:demo:t1")[0] == 404  # not bob's
+    assert subscribe("c1", "terminal:other:t1")[0] == 404  # granted to nobody
+    for bad in ("terminal", "Terminal:demo:t1", "terminal:demo:../x", "user:" + bob, 7, None):
+        assert subscribe("c1", bad)[0] == 400, bad
+    assert store.subscribers("terminal:demo:t1") == ["c1"]

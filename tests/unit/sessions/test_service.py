@@ -11,7 +11,8 @@ from sessions.config import SessionsConfig
 from sessions.models import Status
 from sessions.service import SessionService
 from sessions.tasks import SESSION_TAG
-from shared.api import ApiError
+from shared.api import status_of
+from shared.errors import DomainError
 from tests.aws import FakeClock
 from tests.unit.sessions.conftest import (
     ALICE,
@@ -73,25 +74,25 @@ def test_ttl_defaults_to_the_profile_and_may_not_exceed_its_maximum(
 ) -> None:
     session, _ = service.create(ALICE, "default", None)
     assert session.expires_at == clock.now + 3600
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(DomainError) as raised:
         service.create(BOB, "default", 7201)
-    assert (raised.value.status, raised.value.code) == (400, "invalid_request")
+    assert (status_of(raised.value), raised.value.code) == (400, "invalid_request")
     assert "7200" in raised.value.message
 
 
 def test_unknown_profile_is_a_400_that_lists_the_known_ones(service: SessionService) -> None:
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(DomainError) as raised:
         service.create(ALICE, "gpu", None)
-    assert (raised.value.status, raised.value.code) == (400, "unknown_profile")
+    assert (status_of(raised.value), raised.value.code) == (400, "unknown_profile")
     assert "chroma, default" in raised.value.message
 
 
 def test_live_session_limit_is_a_429(service: SessionService, config: SessionsConfig) -> None:
     service.config = config.model_copy(update={"max_sessions_per_user": 1})
     service.create(ALICE, "default", None)
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(DomainError) as raised:
         service.create(ALICE, "chroma", None)
-    assert (raised.value.status, raised.value.code) == (429, "session_limit")
+    assert (status_of(raised.value), raised.value.code) == (429, "session_limit")
     # the limit counts live sessions only, and per user
     service.create(BOB, "chroma", None)
 
@@ -163,9 +164,9 @@ def test_get_reconciles_a_starting_session_with_ecs(service: SessionService) -> 
 def test_another_users_session_is_not_found(service: SessionService) -> None:
     session, _ = service.create(ALICE, "default", None)
     for call in (service.get, service.stop, service.heartbeat):
-        with pytest.raises(ApiError) as raised:
+        with pytest.raises(DomainError) as raised:
             call(BOB, session.id)
-        assert raised.value.status == 404
+        assert status_of(raised.value) == 404
 
 
 def test_list_is_newest_first_and_paginates(service: SessionService, clock: FakeClock) -> None:
@@ -231,9 +232,9 @@ def test_heartbeat_moves_the_idle_deadline_and_refuses_ended_sessions(
     beaten = service.heartbeat(ALICE, session.id)
     assert beaten.idle_deadline == clock.now + 900
     service.stop(ALICE, session.id)
-    with pytest.raises(ApiError) as raised:
+    with pytest.raises(DomainError) as raised:
         service.heartbeat(ALICE, session.id)
-    assert (raised.value.status, raised.value.code) == (409, "session_ended")
+    assert (status_of(raised.value), raised.value.code) == (409, "session_ended")
 
 
 # --- task events ---------------------------------------------------------------------------

@@ -1,12 +1,17 @@
-"""WebSocket connections and what they listen to, and publishing to them.
+"""Live updates, the platform part every capability uses: WebSocket connections, what they
+listen to, who may listen, and publishing to them.
 
-Everything a client can hear is a topic: every connection hears ``user:<its user>`` (session
-status); the workers capability adds ``terminal:<project>:<terminal>``. Items:
+Everything a client can hear is a topic, ``<kind>:<scope>[:<more>]``. Every connection hears
+``user:<its user>``; any other topic it subscribes to explicitly, which is allowed when the
+topic's scope (``<kind>:<scope>``) was granted to its user by the capability that owns it
+(the workers grant ``terminal:<project>`` to a project's owner). Items:
 
 - ``pk = CONN#<id>, sk = META``: the connection's user and topics;
-- ``pk = TOPIC#<topic>, sk = <connection id>``: one subscription.
+- ``pk = TOPIC#<topic>, sk = <connection id>``: one subscription;
+- ``pk = GRANT#<scope>, sk = GRANT``: who may subscribe to the scope's topics.
 
-All items expire (TTL ``expires_at``) shortly after API Gateway's 2-hour connection limit.
+Connection items expire (TTL ``expires_at``) shortly after API Gateway's 2-hour connection
+limit; grants stay as long as what they grant.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ CONNECTION_LIFETIME_SECONDS = 2 * 3600 + 300
 
 def user_topic(user: str) -> str:
     return f"user:{user}"
+
+
+def scope_of(topic: str) -> str:
+    """``terminal:demo:t1`` → ``terminal:demo``."""
+    return ":".join(topic.split(":")[:2])
 
 
 class ConnectionStore:
@@ -68,6 +78,16 @@ class ConnectionStore:
             for topic in set(topics):
                 batch.delete_item(Key={"pk": f"TOPIC#{topic}", "sk": connection_id})
             batch.delete_item(Key={"pk": f"CONN#{connection_id}", "sk": "META"})
+
+    def grant(self, scope: str, user: str) -> None:
+        """Lets ``user`` subscribe to every topic of ``scope`` (the owning capability's call)."""
+        self.table.put_item(Item={"pk": f"GRANT#{scope}", "sk": "GRANT", "user": user})
+
+    def may_subscribe(self, topic: str, user: str) -> bool:
+        item = self.table.get_item(
+            Key={"pk": f"GRANT#{scope_of(topic)}", "sk": "GRANT"}, ConsistentRead=True
+        ).get("Item")
+        return bool(item) and item.get("user") == user
 
     def subscribers(self, topic: str) -> list[str]:
         ids: list[str] = []
