@@ -1,6 +1,7 @@
 """API: the REST API every capability adds its routes to, with IAM (SigV4) auth by default.
 
-Capabilities call ``api.add_routes(function, [("GET", "/sessions"), ...])``; the paths must be
+Capabilities call ``api.add_routes(function, routes_of(router))`` with the Powertools router
+their function serves, so the routes are written once (the decorators); the paths must be
 the same ones the function's Powertools router serves (a test compares them with the
 OpenAPI document). Errors API Gateway produces itself (no credentials, throttled, unknown
 route) are rewritten to berth's ``{"error": {"code", "message"}}`` shape.
@@ -16,9 +17,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from health.routes import router as health_router
 from infra.functions import LambdaBaseline
 from infra.nag import acknowledge
 from infra.settings import ApiSettings
+from shared.api import routes_of
 
 Route = tuple[str, str]  # (HTTP method, path)
 
@@ -123,7 +126,7 @@ class BerthApi(Construct):
             service="health",
             description="GET /health: proves the API to Lambda path",
         )
-        self.add_routes(health, [("GET", "/health")])
+        self.add_routes(health, routes_of(health_router))
         docs = baseline.function(
             self,
             "OpenApi",

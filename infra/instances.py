@@ -31,14 +31,10 @@ from infra.workflow import standard_state_machine
 from instances.config import InstancesConfig
 from instances.models import APP_TAG, BLOB_ID_PATTERN
 from instances.repository import BY_USER
+from instances.routes import router as instances_router
+from shared.api import routes_of
 
 DOCUMENT_NAME = "berth-fetch-and-run"
-ROUTES = [
-    ("POST", "/instances"),
-    ("GET", "/instances"),
-    ("GET", "/instances/{instance_id}"),
-    ("DELETE", "/instances/{instance_id}"),
-]
 AGGREGATOR_PATTERN = r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~-]+)*$"
 
 BLOB_USER = "berth-blob"
@@ -243,7 +239,7 @@ class Instances(Construct):
         environment = InstancesConfig.environment(
             instances_table=self.table.table_name,
             launch_template_id=self.launch_template_id,
-            subnet_ids=",".join(subnets),
+            subnets=subnets,
             document_name=document_name,
             aggregator_url=settings.aggregator_url,
             app_tag=name,
@@ -302,7 +298,7 @@ class Instances(Construct):
             execution_arns,
             "Execution names are instance ids made at run time; scoped to this workflow.",
         )
-        api.add_routes(self.api_function, ROUTES)
+        api.add_routes(self.api_function, routes_of(instances_router))
         CfnOutput(self, "DocumentName", key="FetchAndRunDocument", value=document_name)
 
     def _grant_provisioning(

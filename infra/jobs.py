@@ -20,6 +20,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+import berth_jobs.environment as runner_env_names
 from infra.api import BerthApi
 from infra.compute import acknowledge_task_definition, cluster_task_arns, fargate_task_definition
 from infra.functions import LambdaBaseline
@@ -30,13 +31,14 @@ from infra.storage import grant_objects, secure_table
 from infra.workflow import standard_state_machine
 from jobs.config import JobsConfig, JobSpec
 from jobs.repository import BY_USER
+from jobs.routes import router as jobs_router
+from shared.api import routes_of
 
 JOBS_IMAGE_DIR = CONTAINERS_DIR / "jobs"
 CONTAINER_NAME = "job"
 FAILURE_HANDLER = "berth_jobs.failure.handler"
 STRING = dynamodb.AttributeType.STRING
 
-ROUTES = [("POST", "/jobs"), ("GET", "/jobs"), ("GET", "/jobs/{job_id}")]
 
 ECS_TRANSIENT_ERRORS = [
     "ECS.AmazonECSException",
@@ -73,8 +75,8 @@ class Jobs(Construct):
         lambda_jobs = {k: v for k, v in catalogue.items() if v.runtime == "lambda"}
         fargate_jobs = {k: v for k, v in catalogue.items() if v.runtime == "fargate"}
         runner_env = {
-            "BERTH_RESULTS_BUCKET": results_bucket.bucket_name,
-            "BERTH_FAILURES_BUCKET": failures_bucket.bucket_name,
+            runner_env_names.RESULTS_BUCKET: results_bucket.bucket_name,
+            runner_env_names.FAILURES_BUCKET: failures_bucket.bucket_name,
         }
 
         # --- the runtimes ---------------------------------------------------------------------
@@ -177,7 +179,7 @@ class Jobs(Construct):
         )
         self._grant(self.api_function, results_bucket, "results/", ["s3:GetObject"])
         self._grant(self.api_function, failures_bucket, "failures/", ["s3:GetObject"])
-        api.add_routes(self.api_function, ROUTES)
+        api.add_routes(self.api_function, routes_of(jobs_router))
         CfnOutput(
             self,
             "StateMachineArn",
@@ -291,7 +293,7 @@ class Jobs(Construct):
                 exclude=["**/__pycache__", "**/*.pyc"],
             ),
             memory_limit_mib=memory,
-            environment={**runner_env, "BERTH_JOB_LOG_GROUP": log_group.log_group_name},
+            environment={**runner_env, runner_env_names.LOG_GROUP: log_group.log_group_name},
             logging=ecs.LogDrivers.aws_logs(stream_prefix="job", log_group=log_group),
         )
         acknowledge_task_definition(
@@ -411,13 +413,13 @@ class Jobs(Construct):
                     container_definition=container,
                     environment=[
                         tasks.TaskEnvironmentVariable(
-                            name="JOB_ID", value=sfn.JsonPath.string_at("$.job_id")
+                            name=runner_env_names.JOB_ID, value=sfn.JsonPath.string_at("$.job_id")
                         ),
                         tasks.TaskEnvironmentVariable(
-                            name="JOB_NAME", value=sfn.JsonPath.string_at("$.name")
+                            name=runner_env_names.JOB_NAME, value=sfn.JsonPath.string_at("$.name")
                         ),
                         tasks.TaskEnvironmentVariable(
-                            name="JOB_INPUT",
+                            name=runner_env_names.JOB_INPUT,
                             value=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.input")),
                         ),
                     ],

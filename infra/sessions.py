@@ -28,19 +28,15 @@ from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
 from infra.settings import LimitSettings, ProfileSettings, SessionsSettings
 from infra.storage import secure_table
-from sessions.config import SessionsConfig
+from sessions.config import Profile, SessionsConfig
 from sessions.repository import BY_ACTIVITY, BY_USER
+from sessions.routes import router as sessions_router
+from shared.api import routes_of
 
 CONTAINER_NAME = "session"
+RENDERED_HERE = {"task_definition", "container"}
+"""What a function's Profile holds that the profile's settings do not (the rest is copied)."""
 STRING = dynamodb.AttributeType.STRING
-
-ROUTES = [
-    ("POST", "/sessions"),
-    ("GET", "/sessions"),
-    ("GET", "/sessions/{session_id}"),
-    ("DELETE", "/sessions/{session_id}"),
-    ("POST", "/sessions/{session_id}/heartbeat"),
-]
 
 
 class Sessions(Construct):
@@ -93,14 +89,11 @@ class Sessions(Construct):
         )
         profiles_json = Stack.of(self).to_json_string(
             {
-                profile_name: {
-                    "task_definition": self.task_definitions[profile_name].task_definition_arn,
-                    "container": CONTAINER_NAME,
-                    "port": profile.port,
-                    "default_ttl_seconds": profile.default_ttl_seconds,
-                    "max_ttl_seconds": profile.max_ttl_seconds,
-                    "idle_timeout_seconds": profile.idle_timeout_seconds,
-                }
+                profile_name: Profile(
+                    task_definition=self.task_definitions[profile_name].task_definition_arn,
+                    container=CONTAINER_NAME,
+                    **profile.model_dump(include=set(Profile.model_fields) - RENDERED_HERE),
+                ).model_dump()
                 for profile_name, profile in sorted(settings.profiles.items())
             }
         )
@@ -109,7 +102,7 @@ class Sessions(Construct):
             **SessionsConfig.environment(
                 sessions_table=self.table.table_name,
                 cluster_arn=cluster.cluster_arn,
-                task_subnets=",".join(subnets),
+                task_subnets=subnets,
                 task_security_groups=[self.task_security_group.security_group_id],
                 assign_public_ip=network.assign_public_ip,
                 profiles=profiles_json,
@@ -158,7 +151,7 @@ class Sessions(Construct):
         self._grant_run_task(self.api_function)
         self._grant_list_tasks(self.reaper_function)
 
-        api.add_routes(self.api_function, ROUTES)
+        api.add_routes(self.api_function, routes_of(sessions_router))
         self._event_rule()
         events.Rule(
             self,

@@ -43,6 +43,19 @@ FARGATE_MEMORY_BY_CPU: dict[int, range | tuple[int, ...]] = {
     16384: range(32768, 122881, 8192),
 }
 
+
+def check_fargate_size(cpu: int, memory: int) -> None:
+    """The one check of a Fargate cpu/memory pair; raises ValueError naming what is wrong."""
+    if cpu not in FARGATE_MEMORY_BY_CPU:
+        raise ValueError(f"Fargate cpu must be one of {sorted(FARGATE_MEMORY_BY_CPU)}")
+    allowed = FARGATE_MEMORY_BY_CPU[cpu]
+    if memory not in allowed:
+        raise ValueError(
+            f"memory {memory} is not valid with cpu {cpu} on Fargate "
+            f"(allowed {min(allowed)}..{max(allowed)} in steps shown in the Fargate docs)"
+        )
+
+
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -132,13 +145,6 @@ class ProfileSettings(_Strict):
             raise ValueError(f"containers/{value}/Dockerfile does not exist")
         return value
 
-    @field_validator("cpu")
-    @classmethod
-    def _cpu(cls, value: int) -> int:
-        if value not in FARGATE_MEMORY_BY_CPU:
-            raise ValueError(f"Fargate cpu must be one of {sorted(FARGATE_MEMORY_BY_CPU)}")
-        return value
-
     @field_validator("environment")
     @classmethod
     def _env_names(cls, values: dict[str, str]) -> dict[str, str]:
@@ -149,12 +155,7 @@ class ProfileSettings(_Strict):
 
     @model_validator(mode="after")
     def _sizes(self) -> Self:
-        allowed = FARGATE_MEMORY_BY_CPU[self.cpu]
-        if self.memory not in allowed:
-            raise ValueError(
-                f"memory {self.memory} is not valid with cpu {self.cpu} on Fargate "
-                f"(allowed {min(allowed)}..{max(allowed)} in steps shown in the Fargate docs)"
-            )
+        check_fargate_size(self.cpu, self.memory)
         if self.default_ttl_seconds > self.max_ttl_seconds:
             raise ValueError("default_ttl_seconds is larger than max_ttl_seconds")
         return self
@@ -199,12 +200,7 @@ class JobSettings(_Strict):
             if not 128 <= self.memory <= 10240:
                 raise ValueError("Lambda memory must be 128..10240 MiB")
         else:
-            if self.cpu not in FARGATE_MEMORY_BY_CPU:
-                raise ValueError(f"Fargate cpu must be one of {sorted(FARGATE_MEMORY_BY_CPU)}")
-            if self.memory not in FARGATE_MEMORY_BY_CPU[self.cpu]:
-                raise ValueError(
-                    f"memory {self.memory} is not valid with cpu {self.cpu} on Fargate"
-                )
+            check_fargate_size(self.cpu, self.memory)
         return self
 
 
@@ -217,8 +213,22 @@ def _default_jobs() -> dict[str, JobSettings]:
 
 class JobsSettings(_Strict):
     catalogue: dict[Name, JobSettings] = Field(default_factory=_default_jobs, min_length=1)
+    """Each name must have a runner in ``containers/jobs/berth_jobs/catalog.py``."""
     result_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
     """How long a presigned result/failure URL stays valid."""
+
+    @field_validator("catalogue")
+    @classmethod
+    def _runners(cls, catalogue: dict[str, JobSettings]) -> dict[str, JobSettings]:
+        from berth_jobs.catalog import JOBS  # the image's own list of what it can run
+
+        missing = sorted(set(catalogue) - set(JOBS))
+        if missing:
+            raise ValueError(
+                f"no runner for {', '.join(map(repr, missing))} in "
+                "containers/jobs/berth_jobs/catalog.py (JOBS)"
+            )
+        return catalogue
 
 
 class InstancesSettings(_Strict):
@@ -267,11 +277,7 @@ class WorkersSettings(_Strict):
 
     @model_validator(mode="after")
     def _sizes(self) -> Self:
-        if (
-            self.cpu not in FARGATE_MEMORY_BY_CPU
-            or self.memory not in FARGATE_MEMORY_BY_CPU[self.cpu]
-        ):
-            raise ValueError(f"cpu {self.cpu} / memory {self.memory} is not a Fargate size")
+        check_fargate_size(self.cpu, self.memory)
         if self.cancel_grace_seconds >= STOP_GRACE_SECONDS:
             raise ValueError(f"cancel_grace_seconds must be under {STOP_GRACE_SECONDS}")
         return self

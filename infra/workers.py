@@ -31,19 +31,15 @@ from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
 from infra.settings import ROOT, STOP_GRACE_SECONDS, WorkersSettings
 from infra.storage import grant_objects, secure_bucket, secure_table
+from shared.api import routes_of
 from workers.config import ReconcilerConfig, ScalerConfig, WorkerConfig, WorkersConfig
 from workers.repository import BY_PROJECT, PENDING
+from workers.routes import router as workers_router
 
 CONTAINER_NAME = "worker"
 RUN_AS_UID = 10002
 """The image's unprivileged ``berth-run`` user (containers/worker/Dockerfile)."""
 WORKDIR = "/workspaces"
-ROUTES = [
-    ("POST", "/workspaces/{project}/commands"),
-    ("GET", "/workspaces/{project}/commands"),
-    ("GET", "/workspaces/{project}/commands/{command_id}"),
-    ("DELETE", "/workspaces/{project}/commands/{command_id}"),
-]
 # The worker image is built from the repository root; only these paths go into its context.
 WORKER_CONTEXT = [
     "containers/worker/**",
@@ -453,7 +449,7 @@ class WorkerFleet(Construct):
             grant_objects(self.bucket, function, "logs/", ["s3:GetObject"]),
             "Presigned log URLs: command logs are named at run time; one prefix of one bucket.",
         )
-        api.add_routes(function, ROUTES)
+        api.add_routes(function, routes_of(workers_router))
         return function
 
     def _schedule(self, construct_id: str, function: lambda_.Function, minutes: int) -> None:

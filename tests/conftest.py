@@ -12,9 +12,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from infra.app import project_context
 from tests.aws import FakeClock
-from tests.synth import Synth, synthesize
+from tests.synth import Synth, deployment_context, synthesize
 
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -53,8 +52,8 @@ def lambda_context() -> FakeLambdaContext:
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """The default deployment, exactly as ``cdk synth`` builds it from cdk.json (once)."""
-    return synthesize(project_context(), tmp_path_factory.mktemp("cdk.out"))
+    """The test deployment (``tests/synth.py``'s settings), built once per test process."""
+    return synthesize(deployment_context(), tmp_path_factory.mktemp("cdk.out"))
 
 
 @pytest.fixture

@@ -10,10 +10,54 @@ from typing import Any
 
 from aws_cdk.assertions import Template
 
-from infra.app import build_app
+from infra.app import build_app, project_context
 from infra.stack import BerthStack
 
 ASSET_HASH = re.compile(r"[0-9a-f]{64}")
+
+# The settings infra tests build the app from — their own, not the operator's cdk.json, so
+# adding a profile or a job there changes no test. (cdk.json's feature flags and the committed
+# lookups still come from the project: they are CDK's behaviour, not berth's settings.)
+TEST_SETTINGS: dict[str, Any] = {
+    "prefix": "berth",
+    "vpc": {"mode": "create", "task_subnets": "public"},
+    "sessions": {
+        "profiles": {
+            "default": {
+                "image": "echo",
+                "cpu": 256,
+                "memory": 512,
+                "port": 8080,
+                "default_ttl_seconds": 3600,
+                "max_ttl_seconds": 28800,
+            },
+            "chroma": {
+                "image": "chroma",
+                "cpu": 512,
+                "memory": 1024,
+                "port": 8000,
+                "default_ttl_seconds": 3600,
+                "max_ttl_seconds": 28800,
+            },
+        }
+    },
+    "jobs": {
+        "catalogue": {
+            "checksum": {"runtime": "lambda", "timeout_seconds": 60, "memory": 512},
+            "render": {"runtime": "fargate", "timeout_seconds": 1800, "cpu": 1024, "memory": 2048},
+        },
+        "result_url_seconds": 300,
+    },
+    "limits": {"max_sessions_per_user": 3, "max_worker_tasks": 10},
+    "storage": {"removal_policy": "retain", "object_expiry_days": 90},
+    "logs": {"retention_days": 30, "level": "INFO"},
+}
+
+
+def deployment_context(**overrides: Any) -> dict[str, Any]:
+    """The CDK context of the test deployment, with ``berth:<dotted.key>`` overrides."""
+    flags = {k: v for k, v in project_context().items() if not k.startswith("berth")}
+    return flags | {"berth": TEST_SETTINGS} | {f"berth:{k}": v for k, v in overrides.items()}
 
 
 @dataclass

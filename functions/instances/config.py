@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from shared.config import EnvModel
+from pydantic import Field
+
+from shared.config import EnvModel, Ids
 
 
 class InstancesConfig(EnvModel):
+    """Every value comes from infra (settings hold the defaults, not this model)."""
+
     instances_table: str
     state_machine_arn: str = ""
+    """Only the API function starts the workflow (the workflow's own step has none)."""
     launch_template_id: str
-    subnet_ids: str
+    subnets: Ids
     document_name: str
     aggregator_url: str
     app_tag: str
-    max_instances_per_user: int = 2
-    running_timeout_seconds: int = 300
-    ssm_timeout_seconds: int = 300
-    command_timeout_seconds: int = 900
-    terminate_on_failure: bool = True
-
-    @property
-    def subnets(self) -> list[str]:
-        return [s for s in self.subnet_ids.split(",") if s]
+    max_instances_per_user: int = Field(ge=1)
+    running_timeout_seconds: int = Field(ge=1)
+    ssm_timeout_seconds: int = Field(ge=1)
+    command_timeout_seconds: int = Field(ge=1)
+    terminate_on_failure: bool

@@ -19,4 +19,4 @@ class JobsConfig(EnvModel):
     results_bucket: str
     failures_bucket: str
     catalogue: Json[dict[str, JobSpec]]
-    result_url_seconds: int = Field(default=300, ge=1)
+    result_url_seconds: int = Field(ge=1)

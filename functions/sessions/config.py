@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, Json
 
-from shared.config import EnvModel
+from shared.config import EnvModel, Ids
 
 
 class Profile(BaseModel):
@@ -21,19 +21,11 @@ class Profile(BaseModel):
 class SessionsConfig(EnvModel):
     sessions_table: str
     cluster_arn: str
-    task_subnets: str
-    task_security_groups: str
-    assign_public_ip: bool = False
+    task_subnets: Ids
+    task_security_groups: Ids
+    assign_public_ip: bool
     profiles: Json[dict[str, Profile]]
-    max_sessions_per_user: int = Field(default=3, ge=1)
-    reaper_dry_run: bool = False
+    max_sessions_per_user: int = Field(ge=1)
+    reaper_dry_run: bool
     connections_table: str | None = None
     websocket_endpoint: str | None = None
-
-    @property
-    def subnet_ids(self) -> list[str]:
-        return [s for s in self.task_subnets.split(",") if s]
-
-    @property
-    def security_group_ids(self) -> list[str]:
-        return [s for s in self.task_security_groups.split(",") if s]

@@ -47,8 +47,8 @@ def build_service(
         tasks=TaskRunner(
             aws.client("ecs"),
             cluster_arn=config.cluster_arn,
-            subnets=config.subnet_ids,
-            security_groups=config.security_group_ids,
+            subnets=config.task_subnets,
+            security_groups=config.task_security_groups,
             assign_public_ip=config.assign_public_ip,
         ),
         notifier=notifier,

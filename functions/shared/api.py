@@ -8,6 +8,7 @@ answered with a plain 500 that reveals nothing.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -171,6 +172,17 @@ def make_resolver(*routers: Router) -> BerthResolver:
 
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def routes_of(router: Router) -> list[tuple[str, str]]:
+    """``(METHOD, /path/{param})`` of each route a router declares: what API Gateway must
+    send to the function, derived from the one place routes are written (the decorators)."""
+    routes = []
+    for key in router._routes:  # Powertools keeps (rule, methods, ...) per route
+        rule, methods = key[0], key[1]
+        path = re.sub(r"<(\w+)>", r"{\1}", rule)
+        routes += [(method.upper(), path) for method in methods]
+    return routes
 
 
 def api_handler(

@@ -59,4 +59,4 @@ class WorkerConfig(EnvModel):
     run_as_uid: int = Field(ge=1)
     """Commands run as this user (and its group) when the worker runs as root."""
     workdir: str
-    metrics_namespace: str = "berth"
+    metrics_namespace: str

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from infra.app import build_app, project_context
+from infra.app import build_app
 from infra.settings import Settings, SettingsError
 from tests.infra.test_sessions_infra import actions, resources, statements_of
-from tests.synth import Synth
+from tests.synth import Synth, deployment_context
 
 TASK_STATES = ("Run on Lambda", "Run on Fargate", "Write failure ZIP")
 
@@ -192,7 +192,7 @@ def test_state_machine_arn_is_a_stack_output(synth: Synth) -> None:
 
 
 def test_definition_renders_deterministically(synth: Synth, tmp_path: Path) -> None:
-    app, _ = build_app(project_context(), outdir=str(tmp_path))
+    app, _ = build_app(deployment_context(), outdir=str(tmp_path))
     app.synth()
     again = json.loads((tmp_path / "berth.template.json").read_text())
     first = job_chooser(synth)
@@ -205,6 +205,6 @@ def test_definition_renders_deterministically(synth: Synth, tmp_path: Path) -> N
 
 
 def test_a_lambda_job_over_15_minutes_fails_synth() -> None:
-    context = project_context() | {"berth:jobs.catalogue.checksum.timeout_seconds": "901"}
+    context = deployment_context(**{"jobs.catalogue.checksum.timeout_seconds": "901"})
     with pytest.raises(SettingsError, match="over Lambda's 15-minute cap"):
         Settings.from_context(context)

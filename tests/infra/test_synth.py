@@ -84,15 +84,30 @@ def test_lookup_mode_synthesizes_offline_from_committed_context(tmp_path: Path) 
     assert "AWS::EC2::VPC" not in template.replace("AWS::EC2::VPCEndpoint", "")
 
 
-def test_bad_setting_fails_synth_with_one_line_naming_the_key(tmp_path: Path) -> None:
-    result = run_cdk(tmp_path, "synth", "-c", "berth:sessions.profiles.default.memory=-1")
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        (
+            "berth:sessions.profiles.default.memory=-1",
+            "berth: invalid setting 'sessions.profiles.default.memory': "
+            "Input should be greater than 0 (got -1)",
+        ),
+        (  # a catalogue entry the jobs image has no runner for
+            'berth:jobs.catalogue={"checksum": {"runtime": "lambda"}, '
+            '"mine-bitcoin": {"runtime": "fargate"}}',
+            "berth: invalid setting 'jobs.catalogue': no runner for 'mine-bitcoin' in "
+            "containers/jobs/berth_jobs/catalog.py (JOBS)",
+        ),
+    ],
+)
+def test_bad_setting_fails_synth_with_one_line_naming_the_key(
+    tmp_path: Path, override: str, line: str
+) -> None:
+    result = run_cdk(tmp_path, "synth", "-c", override)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("berth:")]
-    assert lines == [
-        "berth: invalid setting 'sessions.profiles.default.memory': "
-        "Input should be greater than 0 (got -1)"
-    ]
+    lines = [text for text in result.stderr.splitlines() if text.startswith("berth:")]
+    assert lines == [line]
 
 
 def test_plain_python_app_reads_cdk_json_like_the_cli(tmp_path: Path) -> None:

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from infra.app import project_context
-from tests.synth import Synth, synthesize
+from tests.synth import Synth, deployment_context, synthesize
 
 WORKLOADS = {  # logical id prefix of each workload's security group
     "sessions": "SessionsTaskSecurityGroup",
@@ -88,7 +87,7 @@ def test_each_workload_runs_in_its_own_group(synth: Synth) -> None:
 
 
 def test_operator_cidrs_are_let_in_on_session_ports_only(tmp_path: Path) -> None:
-    context = project_context() | {"berth:vpc.ingress_cidrs": '["10.99.0.0/16"]'}
+    context = deployment_context(**{"vpc.ingress_cidrs": '["10.99.0.0/16"]'})
     synth = synthesize(context, tmp_path)
     rules = ingress(synth, group_id(synth, WORKLOADS["sessions"]))
     ports = {p.port for p in synth.stack.settings.sessions.profiles.values()}

@@ -94,3 +94,17 @@ def test_a_json_body_is_read_as_json_whatever_the_content_type(
     response = app.resolve(event, lambda_context)
     assert response["statusCode"] == 200
     assert json.loads(response["body"]) == {"name": "alice"}
+
+
+def test_routes_are_read_from_the_routers_decorators() -> None:
+    """API Gateway's routes are derived from the routers; if Powertools changes how it keeps
+    them, this fails rather than the gateway quietly losing routes."""
+    from shared.api import routes_of
+    from workers.routes import router
+
+    assert sorted(routes_of(router)) == [
+        ("DELETE", "/workspaces/{project}/commands/{command_id}"),
+        ("GET", "/workspaces/{project}/commands"),
+        ("GET", "/workspaces/{project}/commands/{command_id}"),
+        ("POST", "/workspaces/{project}/commands"),
+    ]

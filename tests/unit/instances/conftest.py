@@ -58,7 +58,7 @@ def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
         instances_table="instances",
         state_machine_arn=machine,
         launch_template_id=template,
-        subnet_ids=subnet,
+        subnets=[subnet],
         document_name="berth-fetch-and-run",
         aggregator_url="https://aggregator.example",
         app_tag="berth",

@@ -74,8 +74,8 @@ def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
     return SessionsConfig.environment(
         sessions_table="sessions",
         cluster_arn=cluster,
-        task_subnets=subnet,
-        task_security_groups=group,
+        task_subnets=[subnet],
+        task_security_groups=[group],
         assign_public_ip=True,
         profiles=json.dumps(profiles),
         max_sessions_per_user=2,
