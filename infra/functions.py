@@ -60,7 +60,6 @@ class LambdaBaseline(Construct):
         self.powertools = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools", powertools_layer_arn(settings.powertools_layer_version)
         )
-        self.functions: list[lambda_.Function] = []
 
     def function(
         self,
@@ -179,5 +178,4 @@ class LambdaBaseline(Construct):
             "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions; "
             "AWS requires Resource '*' for active tracing.",
         )
-        self.functions.append(function)
         return function

@@ -1,5 +1,5 @@
 """Instances: EC2 from a launch template, provisioned by a Step Functions workflow that waits
-for the instance and its SSM agent, then runs the ``berth-fetch-and-run`` document (seed 002).
+for the instance and its SSM agent, then runs the ``berth-fetch-and-run`` document.
 
 The blob id is never part of a command string: it is a document parameter with an
 ``allowedPattern``, handed to the script as an environment variable (``interpolationType:
@@ -34,7 +34,6 @@ from instances.repository import BY_USER
 from instances.routes import router as instances_router
 from shared.api import routes_of
 
-DOCUMENT_NAME = "berth-fetch-and-run"
 AGGREGATOR_PATTERN = r"^https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~-]+)*$"
 
 BLOB_USER = "berth-blob"
@@ -103,7 +102,89 @@ class Instances(Construct):
         self.app_tag = name
         stack = Stack.of(self)
 
-        # --- the machine ----------------------------------------------------------------------
+        launch_template_arn = self._machine(settings, network)
+        document_name = self._document(settings, name)
+
+        # --- the records ----------------------------------------------------------------------
+        self.table = secure_table(self, "Table", removal_policy=removal_policy)
+        self.table.add_global_secondary_index(
+            index_name=BY_USER,
+            partition_key=dynamodb.Attribute(name="user", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+
+        # --- the workflow ---------------------------------------------------------------------
+        subnets = network.task_subnet_ids
+        environment = InstancesConfig.environment(
+            instances_table=self.table.table_name,
+            launch_template_id=self.launch_template_id,
+            subnets=subnets,
+            document_name=document_name,
+            aggregator_url=settings.aggregator_url,
+            app_tag=name,
+            max_instances_per_user=max_per_user,
+            running_timeout_seconds=settings.running_timeout_seconds,
+            ssm_timeout_seconds=settings.ssm_timeout_seconds,
+            command_timeout_seconds=settings.command_timeout_seconds,
+            terminate_on_failure=settings.terminate_on_failure,
+        )
+        self.step_function = baseline.function(
+            self,
+            "Step",
+            handler="instances.step.handler",
+            service="instances-provisioning",
+            description="One step of instance provisioning (launch, check, run, fail)",
+            environment=environment,
+            timeout=Duration.seconds(60),
+        )
+        self._grant_provisioning(self.step_function, launch_template_arn, document_name)
+        self.state_machine = self._workflow(settings, log_retention, removal_policy)
+
+        # --- the API --------------------------------------------------------------------------
+        self.api_function = baseline.function(
+            self,
+            "Api",
+            handler="instances.handler.handler",
+            service="instances",
+            description="Instances API: launch, list, status with live EC2 data, terminate",
+            environment={
+                **environment,
+                **InstancesConfig.environment(
+                    state_machine_arn=self.state_machine.state_machine_arn
+                ),
+            },
+        )
+        for function in (self.step_function, self.api_function):
+            self.table.grant_read_write_data(function)
+            acknowledge_wildcard(
+                function,
+                f"{self.table.table_arn}/index/*",
+                "Covers only this table's own index (by_user).",
+            )
+            self._grant_terminate_and_describe(function)
+        self.state_machine.grant_start_execution(self.api_function)
+        execution_arns = stack.format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{self.state_machine.state_machine_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.api_function.add_to_role_policy(
+            iam.PolicyStatement(actions=["states:StopExecution"], resources=[execution_arns])
+        )
+        acknowledge_wildcard(
+            self.api_function,
+            execution_arns,
+            "Execution names are instance ids made at run time; scoped to this workflow.",
+        )
+        api.add_routes(self.api_function, routes_of(instances_router))
+        CfnOutput(self, "DocumentName", key="FetchAndRunDocument", value=document_name)
+
+    def _machine(self, settings: InstancesSettings, network: Network) -> str:
+        """The instance role (the SSM agent's channel only), a security group without inbound,
+        and the launch template (or the operator's); returns the template's ARN."""
+        stack = Stack.of(self)
         self.instance_role = iam.Role(
             self,
             "InstanceRole",
@@ -187,8 +268,10 @@ class Instances(Construct):
                     service="ec2", resource="image", resource_name=image_id, account=""
                 ),
             ]
+        return launch_template_arn
 
-        # --- the document ---------------------------------------------------------------------
+    def _document(self, settings: InstancesSettings, name: str) -> str:
+        """The Run Command document that fetches the blob and starts its script, fenced."""
         self.document = ssm.CfnDocument(
             self,
             "FetchAndRun",
@@ -223,83 +306,7 @@ class Instances(Construct):
                 ],
             },
         )
-        document_name = self.document.ref
-
-        # --- the records ----------------------------------------------------------------------
-        self.table = secure_table(self, "Table", removal_policy=removal_policy)
-        self.table.add_global_secondary_index(
-            index_name=BY_USER,
-            partition_key=dynamodb.Attribute(name="user", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
-
-        # --- the workflow ---------------------------------------------------------------------
-        subnets = network.task_subnet_ids
-        environment = InstancesConfig.environment(
-            instances_table=self.table.table_name,
-            launch_template_id=self.launch_template_id,
-            subnets=subnets,
-            document_name=document_name,
-            aggregator_url=settings.aggregator_url,
-            app_tag=name,
-            max_instances_per_user=max_per_user,
-            running_timeout_seconds=settings.running_timeout_seconds,
-            ssm_timeout_seconds=settings.ssm_timeout_seconds,
-            command_timeout_seconds=settings.command_timeout_seconds,
-            terminate_on_failure=settings.terminate_on_failure,
-        )
-        self.step_function = baseline.function(
-            self,
-            "Step",
-            handler="instances.step.handler",
-            service="instances-provisioning",
-            description="One step of instance provisioning (launch, check, run, fail)",
-            environment=environment,
-            timeout=Duration.seconds(60),
-        )
-        self._grant_provisioning(self.step_function, launch_template_arn, document_name)
-        self.state_machine = self._workflow(settings, log_retention, removal_policy)
-
-        # --- the API --------------------------------------------------------------------------
-        self.api_function = baseline.function(
-            self,
-            "Api",
-            handler="instances.handler.handler",
-            service="instances",
-            description="Instances API: launch, list, status with live EC2 data, terminate",
-            environment={
-                **environment,
-                **InstancesConfig.environment(
-                    state_machine_arn=self.state_machine.state_machine_arn
-                ),
-            },
-        )
-        for function in (self.step_function, self.api_function):
-            self.table.grant_read_write_data(function)
-            acknowledge_wildcard(
-                function,
-                f"{self.table.table_arn}/index/*",
-                "Covers only this table's own index (by_user).",
-            )
-            self._grant_terminate_and_describe(function)
-        self.state_machine.grant_start_execution(self.api_function)
-        execution_arns = stack.format_arn(
-            service="states",
-            resource="execution",
-            resource_name=f"{self.state_machine.state_machine_name}:*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        self.api_function.add_to_role_policy(
-            iam.PolicyStatement(actions=["states:StopExecution"], resources=[execution_arns])
-        )
-        acknowledge_wildcard(
-            self.api_function,
-            execution_arns,
-            "Execution names are instance ids made at run time; scoped to this workflow.",
-        )
-        api.add_routes(self.api_function, routes_of(instances_router))
-        CfnOutput(self, "DocumentName", key="FetchAndRunDocument", value=document_name)
+        return str(self.document.ref)
 
     def _grant_provisioning(
         self, function: lambda_.Function, launch_template_arn: str, document_name: str

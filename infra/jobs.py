@@ -1,4 +1,4 @@
-"""Jobs: a Step Functions chooser that runs each job on Lambda or Fargate (seed 003).
+"""Jobs: a Step Functions chooser that runs each job on Lambda or Fargate.
 
 The state machine trusts nothing but the catalogue in the settings: its first state checks
 the input's shape and the job name; an unknown name can never reach a runtime. Every failure
@@ -311,8 +311,35 @@ class Jobs(Construct):
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> sfn.StateMachine:
-        job_id = sfn.JsonPath.string_at("$$.Execution.Name")
+        """Valid input? → Known job? (the catalogue's runtime and limits) → Choose runtime →
+        run on Lambda | on Fargate → succeeded, or the failure ZIP and Fail."""
+        write_failure = self._failure_path()
+        succeeded = sfn.Succeed(self, "Job succeeded")
+        choose_runtime = (
+            sfn.Choice(self, "Choose runtime")
+            .when(
+                sfn.Condition.string_equals("$.runtime", "lambda"),
+                self._run_on_lambda(write_failure, succeeded),
+            )
+            .when(
+                sfn.Condition.string_equals("$.runtime", "fargate"),
+                self._run_on_fargate(network, cluster, write_failure, succeeded),
+            )
+        )
+        validate = self._entry(catalogue, choose_runtime, write_failure)
+        longest = max(j.timeout_seconds for j in catalogue.values())
+        return standard_state_machine(
+            self,
+            "StateMachine",
+            start=validate,
+            comment="berth job chooser: Lambda or Fargate by job name, result or failure ZIP",
+            timeout=Duration.seconds(longest + 15 * 60),
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+        )
 
+    def _failure_path(self) -> sfn.Chain:
+        """Every failure's way out: write the failure ZIP, then Fail."""
         # A Fail state may not raise "States.*" errors (Step Functions' own): one name, and
         # the original error and cause in the message.
         failed = sfn.Fail(
@@ -345,20 +372,11 @@ class Jobs(Construct):
             retry_on_service_exceptions=True,
         ).next(failed)
 
-        def rejected(state_id: str, error: str, cause: str, name: str | None) -> sfn.Pass:
-            return sfn.Pass(
-                self,
-                state_id,
-                parameters={
-                    "job_id": job_id,
-                    "name": sfn.JsonPath.string_at("$.name") if name is None else name,
-                    "input": sfn.JsonPath.object_at("$.input" if name is None else "$"),
-                    "error": {"Error": error, "Cause": cause},
-                },
-            )
+        return write_failure
 
-        succeeded = sfn.Succeed(self, "Job succeeded")
-
+    def _run_on_lambda(
+        self, write_failure: sfn.IChainable, succeeded: sfn.IChainable
+    ) -> tasks.LambdaInvoke:
         run_on_lambda = tasks.LambdaInvoke(
             self,
             "Run on Lambda",
@@ -385,6 +403,17 @@ class Jobs(Construct):
         run_on_lambda.add_catch(write_failure, errors=["States.ALL"], result_path="$.error")
         run_on_lambda.next(succeeded)
 
+        return run_on_lambda
+
+    def _run_on_fargate(
+        self,
+        network: Network,
+        cluster: ecs.ICluster,
+        write_failure: sfn.IChainable,
+        succeeded: sfn.IChainable,
+    ) -> tasks.EcsRunTask:
+        """RunTask.sync with the job in container overrides; a non-zero exit is a failure
+        even where .sync reports success."""
         container = self.task_definition.default_container
         if container is None:
             raise ValueError("the job task definition has no container")
@@ -476,11 +505,29 @@ class Jobs(Construct):
             .otherwise(non_zero)
         )
 
-        choose_runtime = (
-            sfn.Choice(self, "Choose runtime")
-            .when(sfn.Condition.string_equals("$.runtime", "lambda"), run_on_lambda)
-            .when(sfn.Condition.string_equals("$.runtime", "fargate"), run_on_fargate)
-        )
+        return run_on_fargate
+
+    def _entry(
+        self,
+        catalogue: dict[str, JobSettings],
+        choose_runtime: sfn.IChainable,
+        write_failure: sfn.IChainable,
+    ) -> sfn.Choice:
+        """The input's shape, then its name against the catalogue: the runtime and limits
+        come from the catalogue, never from the caller."""
+        job_id = sfn.JsonPath.string_at("$$.Execution.Name")
+
+        def rejected(state_id: str, error: str, cause: str, name: str | None) -> sfn.Pass:
+            return sfn.Pass(
+                self,
+                state_id,
+                parameters={
+                    "job_id": job_id,
+                    "name": sfn.JsonPath.string_at("$.name") if name is None else name,
+                    "input": sfn.JsonPath.object_at("$.input" if name is None else "$"),
+                    "error": {"Error": error, "Cause": cause},
+                },
+            )
 
         pick_job = sfn.Choice(self, "Known job?")
         for job_name, job in sorted(catalogue.items()):
@@ -530,13 +577,4 @@ class Jobs(Construct):
             )
         )
 
-        longest = max(j.timeout_seconds for j in catalogue.values())
-        return standard_state_machine(
-            self,
-            "StateMachine",
-            start=validate,
-            comment="berth job chooser: Lambda or Fargate by job name, result or failure ZIP",
-            timeout=Duration.seconds(longest + 15 * 60),
-            log_retention=log_retention,
-            removal_policy=removal_policy,
-        )
+        return validate

@@ -1,6 +1,6 @@
 """Network: the VPC berth runs tasks in (created, or found by lookup) and the tasks' security group.
 
-Replaces seed 003's ``setup.sh`` discovery: no shell script finds subnets at deploy time; either
+No script finds subnets at deploy time; either
 CDK creates a small VPC (no NAT gateway) or ``Vpc.from_lookup`` finds the operator's VPC, with
 the lookup result committed in ``cdk.context.json`` so synth stays offline.
 """

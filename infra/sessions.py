@@ -1,6 +1,7 @@
 """Sessions: one Fargate task per user and profile, with status, TTL/idle reaping and push.
 
-Does the jobs of seeds 000 (user → private IP of their container) and 001 (per-user Chroma).
+A user asks for a container of a profile and gets its private address; the default profile is
+a small HTTP echo backend, ``chroma`` a vector database per user.
 """
 
 from __future__ import annotations

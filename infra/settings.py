@@ -232,7 +232,7 @@ class JobsSettings(_Strict):
 
 
 class InstancesSettings(_Strict):
-    """EC2 instances that fetch a blob and run its script (seed 002)."""
+    """EC2 instances that fetch a blob and run its script."""
 
     launch_template_id: str | None = Field(default=None, pattern=r"^lt-[0-9a-f]{8,17}$")
     """Use an existing launch template instead of berth's."""
@@ -319,7 +319,8 @@ class FunctionSettings(_Strict):
 
 
 class ApiSettings(_Strict):
-    auth: Literal["iam"] = "iam"
+    """The REST API takes IAM (SigV4) auth only."""
+
     throttling_rate_limit: float = Field(default=50, gt=0)
     throttling_burst_limit: int = Field(default=100, gt=0)
     cors_allow_origins: list[str] = Field(default_factory=list)

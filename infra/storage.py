@@ -1,4 +1,4 @@
-"""Storage: the results and failures buckets (seed 003's ArkApp) and their access-log bucket,
+"""Storage: the jobs' results and failures buckets and their access-log bucket,
 and the one way berth makes a bucket or a table."""
 
 from __future__ import annotations

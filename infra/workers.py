@@ -362,7 +362,8 @@ class WorkerFleet(Construct):
         )
         # Two concurrent scalers could both launch for the same backlog.
         cfn_function = scaler.node.default_child
-        assert isinstance(cfn_function, lambda_.CfnFunction)
+        if not isinstance(cfn_function, lambda_.CfnFunction):
+            raise TypeError("the scaler has no CloudFormation function")
         cfn_function.reserved_concurrent_executions = 1
         scaler.add_to_role_policy(
             iam.PolicyStatement(

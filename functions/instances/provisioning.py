@@ -62,8 +62,8 @@ class Provisioner:
         return "next"
 
     def check_instance(self, instance: Instance) -> Outcome:
-        assert instance.ec2_instance_id, "launch records the EC2 id"
-        facts = self.machines.describe([instance.ec2_instance_id])[instance.ec2_instance_id]
+        ec2_id = _ec2_id(instance)
+        facts = self.machines.describe([ec2_id])[ec2_id]
         if facts.state == "running":
             moved = instance.moved(
                 Phase.WAITING_FOR_SSM,
@@ -80,13 +80,12 @@ class Provisioner:
         )
 
     def check_ssm(self, instance: Instance) -> Outcome:
-        assert instance.ec2_instance_id
-        if not self.machines.agent_online(instance.ec2_instance_id):
+        if not self.machines.agent_online(_ec2_id(instance)):
             return self._wait_or_time_out(
                 instance, self.config.ssm_timeout_seconds, "report its SSM agent online"
             )
         command_id = self.machines.run_document(
-            instance.ec2_instance_id,
+            _ec2_id(instance),
             self.config.document_name,
             {"blobId": [instance.blob_id], "aggregatorUrl": [self.config.aggregator_url]},
             self.config.command_timeout_seconds,
@@ -96,10 +95,9 @@ class Provisioner:
         return "next"
 
     def check_command(self, instance: Instance) -> Outcome:
-        assert instance.ec2_instance_id and instance.command_id
-        status, details = self.machines.command_status(
-            instance.command_id, instance.ec2_instance_id
-        )
+        if not instance.command_id:
+            raise RuntimeError(f"{instance.id} has no command to check")
+        status, details = self.machines.command_status(instance.command_id, _ec2_id(instance))
         if status == "Success":
             self._move(instance, instance.moved(Phase.READY, self.clock()))
             return "done"
@@ -129,3 +127,10 @@ class Provisioner:
 
     def _move(self, old: Instance, new: Instance) -> None:
         self.repo.replace(old, new)
+
+
+def _ec2_id(instance: Instance) -> str:
+    """The EC2 id a phase after launch needs (the workflow records its failure otherwise)."""
+    if not instance.ec2_instance_id:
+        raise RuntimeError(f"{instance.id} has no EC2 instance yet")
+    return instance.ec2_instance_id

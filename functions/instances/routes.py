@@ -1,4 +1,4 @@
-"""HTTP routes for instances (DESIGN.md contract)."""
+"""HTTP routes for instances: parse, call the service, build the response."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HTTP routes for sessions (DESIGN.md contract). Each route: parse, call the service, respond."""
+"""HTTP routes for sessions. Each route: parse, call the service, build the response."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The hand-written orchestrator berth replaces polled every 30 s and computed
 ``desired = min(max(ceil(depth / messages_per_task), min_tasks), max_tasks)``, launching
 ``desired - running``, where ``depth`` is the visible backlog and ``running`` the tasks
-already running (``seed_004_*`` below, kept to compare against).
+already running (``depth_*`` below, kept to compare against).
 
 berth runs the commands of one project one at a time, in order (one SQS FIFO message group
 per project), so a project can use at most one worker at a time, and a project whose command

@@ -221,6 +221,7 @@ def _start(options: SandboxOptions, state: Path, started: float) -> Sandbox:
             environment,
             options.concurrency,
             code_path=str(code_path) if code_path else None,
+            timeout_seconds=described["timeout"],
         )
 
     route_lambda_invocations(

@@ -29,10 +29,11 @@ from moto.moto_server.threaded_moto_server import (  # type: ignore[attr-defined
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from infra.sandbox.account import ACCOUNT, REGION
 from infra.sandbox.dockerfile import exec_form
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
+__all__ = ["ACCOUNT", "REGION", "Deployment", "Emulator", "deploy"]
+
 BOOTSTRAP_QUALIFIER = "hnb659fds"
 
 
@@ -78,7 +79,8 @@ class Emulator:
 
     @property
     def endpoint(self) -> str:
-        assert self._server is not None, "start() the emulator first"
+        if self._server is None:
+            raise RuntimeError("start() the emulator first")
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
@@ -108,7 +110,8 @@ class Deployment:
     physical: dict[str, str]
     outputs: dict[str, str]
     functions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """logical id → {"name", "handler", "environment"} as Lambda reports them."""
+    """logical id → {"name", "handler", "code_path", "timeout", "environment"} as Lambda
+    reports them."""
 
     def resources(self, type_name: str) -> dict[str, dict[str, Any]]:
         return {
@@ -164,6 +167,7 @@ def deploy(emulator: Emulator, assembly: Path, stack_name: str) -> Deployment:
             "name": configuration["FunctionName"],
             "handler": handler,
             "code_path": code_path,
+            "timeout": configuration.get("Timeout", 3),
             "environment": configuration.get("Environment", {}).get("Variables", {}),
         }
     bridge_gaps(emulator, deployment)

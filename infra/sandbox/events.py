@@ -11,14 +11,14 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-LOCAL_ACCOUNT = "123456789012"
+from infra.sandbox.account import ACCOUNT
 
 
 def local_user_arn(user: str) -> str:
     """The principal ARN a local ``X-Berth-User: alice`` stands for (an assumed-role session)."""
     if user.startswith("arn:"):
         return user
-    return f"arn:aws:sts::{LOCAL_ACCOUNT}:assumed-role/berth-client/{user}"
+    return f"arn:aws:sts::{ACCOUNT}:assumed-role/berth-client/{user}"
 
 
 def match_resource(resource: str, path: str) -> dict[str, str] | None:
@@ -47,7 +47,7 @@ def rest_event(
             userArn=user_arn,
             user=user_arn.rsplit("/", 1)[-1],
             caller=user_arn.rsplit("/", 1)[-1],
-            accountId=LOCAL_ACCOUNT,
+            accountId=ACCOUNT,
         )
     request_id = str(uuid.uuid4())
     header_map = dict(headers or {})
@@ -69,7 +69,7 @@ def rest_event(
             "requestId": request_id,
             "extendedRequestId": request_id,
             "requestTimeEpoch": int(time.time() * 1000),
-            "accountId": LOCAL_ACCOUNT,
+            "accountId": ACCOUNT,
             "apiId": "local",
             "protocol": "HTTP/1.1",
             "identity": identity,

@@ -9,6 +9,7 @@ sandbox's own execution environments instead. ECS ``.sync`` tasks are run by
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import urllib.request
@@ -44,6 +45,9 @@ def route_lambda_invocations(functions: dict[str, Invoke]) -> None:
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
     original = LambdaSimpleBackend.invoke
+    expect_parameters(
+        original, ["self", "function_name", "qualifier", "body", "headers", "response_headers"]
+    )
 
     def invoke(
         self: Any,
@@ -76,6 +80,10 @@ def fix_ecs_integration() -> None:
         state_task_service_ecs as ecs_service,
     )
 
+    for name in ("_normalise_parameters", "_normalise_response"):
+        if not callable(getattr(ecs_service.StateTaskServiceEcs, name, None)):
+            raise MotoChanged(f"StateTaskServiceEcs.{name} is gone: revisit this bridge")
+
     def parameters(self: Any, parameters: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         converted = _rekey(parameters, lambda key: key[:1].lower() + key[1:])
         parameters.clear()
@@ -89,6 +97,17 @@ def fix_ecs_integration() -> None:
 
     ecs_service.StateTaskServiceEcs._normalise_parameters = parameters  # type: ignore[method-assign]
     ecs_service.StateTaskServiceEcs._normalise_response = response  # type: ignore[method-assign]
+
+
+class MotoChanged(RuntimeError):
+    """A moto internal a bridge replaces is not what it was written against (fail loudly at
+    sandbox start, and in tests, rather than quietly bridging nothing)."""
+
+
+def expect_parameters(function: Callable[..., Any], names: list[str]) -> None:
+    found = list(inspect.signature(function).parameters)
+    if found != names:
+        raise MotoChanged(f"{function.__qualname__} now takes {found}, not {names}")
 
 
 def _rekey(value: Any, rename: Callable[[str], str]) -> Any:

@@ -20,7 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
-from infra.sandbox.events import LOCAL_ACCOUNT, local_user_arn
+from infra.sandbox.account import ACCOUNT
+from infra.sandbox.events import local_user_arn
 from infra.sandbox.gateway import USER_HEADER, USER_PATTERN
 
 log = logging.getLogger("berth.sandbox")
@@ -69,7 +70,7 @@ class LocalWebSocketApi:
     ) -> dict[str, Any]:
         identity: dict[str, Any] = {"sourceIp": "127.0.0.1"}
         if user:
-            identity.update(userArn=user, accountId=LOCAL_ACCOUNT)
+            identity.update(userArn=user, accountId=ACCOUNT)
         return {
             "requestContext": {
                 "routeKey": route,
@@ -89,7 +90,8 @@ class LocalWebSocketApi:
 
     def _serve(self, connection: ServerConnection) -> None:
         request = connection.request
-        assert request is not None
+        if request is None:  # the handshake failed; the library closed the connection
+            return
         name = (
             request.headers.get(USER_HEADER)
             or parse_qs(urlsplit(request.path).query).get("user", [""])[0]

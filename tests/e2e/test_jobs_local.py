@@ -85,7 +85,7 @@ def test_a_failing_job_leaves_a_failure_zip_with_both_sides_of_the_story(
 
 
 def test_direct_start_execution_validates_the_name_in_the_first_state(sandbox: Sandbox) -> None:
-    """Seed 003's clients start executions themselves; an unknown name never runs."""
+    """Clients may start executions themselves; an unknown name never runs."""
     sfn = emulator(sandbox, "stepfunctions")
     (machine,) = [m for m in sfn.list_state_machines()["stateMachines"] if "Jobs" in m["name"]]
     arn = sfn.start_execution(

@@ -39,7 +39,7 @@ class AccessBroker:
         self.session = session
         self.table = table
         self.role_arn = role_arn
-        self.sts = session.client("sts") if role_arn else None
+        self.sts: Any = session.client("sts") if role_arn else None
 
     def for_command(self, project: str, command_id: str, user: str) -> CommandAccess:
         session = self._scoped(project, command_id, user) if self.role_arn else self.session
@@ -52,7 +52,6 @@ class AccessBroker:
 
     def _scoped(self, project: str, command_id: str, user: str) -> boto3.session.Session:
         def fetch() -> dict[str, str]:
-            assert self.sts is not None
             credentials = self.sts.assume_role(
                 RoleArn=self.role_arn,
                 RoleSessionName=command_id[:64],

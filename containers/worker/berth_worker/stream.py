@@ -75,7 +75,8 @@ def run(
     )
     chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=256)
     stdout = process.stdout
-    assert stdout is not None
+    if stdout is None:  # cannot happen with stdout=PIPE; keeps the type honest
+        raise RuntimeError("the command has no output pipe")
 
     def pump() -> None:
         while chunk := stdout.read1(FRAME_BYTES):  # type: ignore[attr-defined]

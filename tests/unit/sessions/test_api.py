@@ -1,4 +1,4 @@
-"""The sessions HTTP contract through the real Lambda handler (DESIGN.md), against moto."""
+"""The sessions HTTP contract through the real Lambda handler, against moto."""
 
 from __future__ import annotations
 

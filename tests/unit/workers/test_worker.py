@@ -260,10 +260,17 @@ def test_cancelling_a_running_command_stops_it_and_keeps_its_changes(
     service: CommandService, worker: Worker, aws: boto3.session.Session, config: WorkersConfig
 ) -> None:
     queued = service.submit(ALICE, "demo", "t1", "echo kept > f.txt; sleep 30")
-    threading.Timer(0.5, lambda: service.cancel(ALICE, "demo", queued.id)).start()
+
+    def cancel_once_it_runs() -> None:
+        while service.get(ALICE, "demo", queued.id).status != CommandStatus.RUNNING:
+            time.sleep(0.05)
+        time.sleep(0.3)  # it has written its file by now
+        service.cancel(ALICE, "demo", queued.id)
+
+    threading.Thread(target=cancel_once_it_runs).start()
     began = time.monotonic()
     worker.handle(receive(aws, config.queue_url))
-    assert time.monotonic() - began < 8
+    assert time.monotonic() - began < 10
     ended = service.get(ALICE, "demo", queued.id)
     assert (ended.status, ended.exit_code, ended.error_code) == (
         CommandStatus.CANCELLED,
@@ -309,19 +316,20 @@ def test_commands_of_a_project_run_one_at_a_time_in_order_across_workers(
 def test_projects_run_in_parallel(
     service: CommandService, make_worker: MakeWorker, aws: boto3.session.Session
 ) -> None:
-    slow = service.submit(ALICE, "slow", "t1", "sleep 3")
+    slow = service.submit(ALICE, "slow", "t1", "sleep 8")
     quick = service.submit(ALICE, "quick", "t1", "echo hi")
     workers = [make_worker(idle_seconds=1) for _ in range(2)]
     threads = [threading.Thread(target=w.run_forever) for w in workers]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 2.5
+    deadline = time.monotonic() + 6
     while time.monotonic() < deadline:
         if service.get(ALICE, "quick", quick.id).status == CommandStatus.SUCCEEDED:
             break
         time.sleep(0.1)
     assert service.get(ALICE, "quick", quick.id).status == CommandStatus.SUCCEEDED
     assert service.get(ALICE, "slow", slow.id).status == CommandStatus.RUNNING
+    service.cancel(ALICE, "slow", slow.id)
     for thread in threads:
         thread.join(timeout=30)
 
@@ -433,7 +441,7 @@ def test_each_command_runs_on_credentials_tagged_with_its_project_command_and_us
     class Recording:
         def assume_role(self, **kwargs: object) -> object:
             calls.append(kwargs)
-            return sts.assume_role(**kwargs)  # type: ignore[union-attr]
+            return sts.assume_role(**kwargs)
 
     broker.sts = Recording()
     queued = service.submit(ALICE, "demo", "t1", "echo scoped")

@@ -1,4 +1,4 @@
-"""The sandbox's SQS FIFO fix still takes effect on this moto (a moto upgrade that changes
+"""The sandbox's bridges over moto still take effect on this moto (a moto upgrade that changes
 its internals must fail here, not make the sandbox quietly unfaithful)."""
 
 from __future__ import annotations
@@ -33,3 +33,11 @@ def test_sequence_numbers_increase_in_queue_order(aws: boto3.session.Session) ->
     assert numbers == sorted(numbers) and len(set(numbers)) == 30
     (first,) = sqs.receive_message(QueueUrl=queue)["Messages"]
     assert first["Body"] == "0"
+
+
+def test_the_step_functions_bridges_still_fit_moto() -> None:
+    """Each bridge checks the moto internal it replaces before replacing it."""
+    from infra.sandbox.stepfunctions import fix_ecs_integration, route_lambda_invocations
+
+    fix_ecs_integration()  # raises MotoChanged if moto's ECS integration moved
+    route_lambda_invocations({})  # ... or if moto's simple Lambda invoke changed shape
