@@ -69,7 +69,8 @@ class Instance(Record):
 
 
 class CreateInstance(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a number must be a JSON integer, never "60", true or 1e2
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     blob_id: str = Field(
         pattern=BLOB_ID_PATTERN,

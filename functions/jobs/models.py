@@ -49,7 +49,8 @@ class Job(Record):
 
 
 class CreateJob(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a number must be a JSON integer, never "60", true or 1e2
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9-]*$")
     input: dict[str, Any] = Field(default_factory=dict, description="The job's input object")

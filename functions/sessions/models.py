@@ -80,7 +80,8 @@ class Session(Record):
 
 
 class CreateSession(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a number must be a JSON integer, never "60", true or 1e2
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     profile: str = Field(
         default="default",

@@ -103,23 +103,76 @@ class BerthResolver(APIGatewayRestResolver):
         body = event.get("body") or ""
         if body:
             event = _as_json(event)
-        size = len(body.encode() if isinstance(body, str) else body)
-        if size > MAX_BODY_BYTES:
-            return {
-                "statusCode": 413,
-                "headers": {"Content-Type": content_types.APPLICATION_JSON},
-                "multiValueHeaders": {},
-                "isBase64Encoded": False,
-                "body": json.dumps(
-                    {
-                        "error": {
-                            "code": "payload_too_large",
-                            "message": f"the request body is over {MAX_BODY_BYTES} bytes",
-                        }
-                    }
-                ),
-            }
+        raw = body.encode() if isinstance(body, str) else body
+        if len(raw) > MAX_BODY_BYTES:
+            return _error(
+                413, "payload_too_large", f"the request body is over {MAX_BODY_BYTES} bytes"
+            )
+        if raw:
+            problem = json_problem(raw)
+            if problem:
+                return _error(400, "invalid_request", problem)
         return super().resolve(event, context)
+
+
+MAX_JSON_DEPTH = 32
+MAX_INTEGER_DIGITS = 18
+
+
+def json_problem(raw: bytes) -> str | None:
+    """Why a request body is not JSON berth takes (None if it is): not UTF-8, not JSON,
+    nested deeper than ``MAX_JSON_DEPTH``, an integer longer than ``MAX_INTEGER_DIGITS``, or
+    NaN/Infinity. Checked before any parser recurses or builds huge numbers."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "the request body is not UTF-8"
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                return f"the request body is nested deeper than {MAX_JSON_DEPTH} levels"
+        elif char in "]}":
+            depth -= 1
+
+    def integer(digits: str) -> int:
+        if len(digits.lstrip("-")) > MAX_INTEGER_DIGITS:
+            raise ValueError(f"an integer has more than {MAX_INTEGER_DIGITS} digits")
+        return int(digits)
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        json.loads(text, parse_int=integer, parse_constant=constant)
+    except ValueError as exc:  # JSONDecodeError is a ValueError too
+        if isinstance(exc, json.JSONDecodeError):
+            return "the request body is not valid JSON"
+        return str(exc)
+    return None
+
+
+def _error(status: int, code: str, message: str) -> dict[str, Any]:
+    """A Lambda proxy response in berth's error shape, for refusals before routing."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "multiValueHeaders": {},
+        "isBase64Encoded": False,
+        "body": json.dumps({"error": {"code": code, "message": message}}),
+    }
 
 
 def _as_json(event: Mapping[str, Any]) -> dict[str, Any]:

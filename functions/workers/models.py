@@ -107,7 +107,8 @@ class Command(Record):
 
 
 class RunCommand(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a number must be a JSON integer, never "60", true or 1e2
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     command: str = Field(min_length=1, description="Run with bash -c inside a worker only.")
     terminal: str = Field(default="t1", pattern=NAME_PATTERN)

@@ -28,6 +28,10 @@ berth sandbox ready in {time.monotonic() - began:.1f} s: {sandbox.url}
   emulator (moto): {sandbox.emulator.endpoint}
   workers:         {fence}
 
+  SigV4 (any AWS client; profiles {", ".join(sandbox.credentials.profiles)}):
+  export AWS_CONFIG_FILE={sandbox.config_file}
+  export AWS_SHARED_CREDENTIALS_FILE={sandbox.credentials_file}
+
   curl -s -X POST {sandbox.url}/sessions -H 'X-Berth-User: alice' -d '{{"profile": "default"}}'
   curl -s {sandbox.url}/sessions -H 'X-Berth-User: alice'
   curl -s {sandbox.url}/openapi.json -H 'X-Berth-User: alice'

@@ -24,6 +24,7 @@ from infra.sandbox.containers import LocalTaskRunner, images_of
 from infra.sandbox.emulator import REGION, Deployment, Emulator, deploy
 from infra.sandbox.gateway import routes_of, serve
 from infra.sandbox.lambdas import LocalFunction
+from infra.sandbox.sigv4 import LocalCredentials
 from infra.sandbox.sqs import number_fifo_messages_in_order
 from infra.sandbox.stepfunctions import (
     enable_execution,
@@ -76,6 +77,10 @@ class Sandbox:
     """This sandbox's own state folder (task scratch directories, task logs)."""
     command_user: int | None
     """The uid local workers run commands as; None: the sandbox's own user."""
+    credentials: LocalCredentials
+    config_file: Path
+    credentials_file: Path
+    """AWS config and credentials files with a profile per local user (SigV4)."""
     _thread: threading.Thread | None = field(default=None)
 
     @property
@@ -182,11 +187,16 @@ def _start(options: SandboxOptions, state: Path, started: float) -> Sandbox:
     fix_ecs_integration()
     deployment = deploy(emulator, assembly, stack_name)
 
-    base_env = {
+    credentials = LocalCredentials()
+    config_file, credentials_file = credentials.write(state)
+    aws_env = {  # the sandbox's own credential: the emulator takes any, the gateway this one
         "AWS_ENDPOINT_URL": emulator.endpoint,
-        "AWS_ACCESS_KEY_ID": "sandbox",
-        "AWS_SECRET_ACCESS_KEY": "sandbox",
+        "AWS_ACCESS_KEY_ID": credentials.sandbox.access_key,
+        "AWS_SECRET_ACCESS_KEY": credentials.sandbox.secret,
         "AWS_DEFAULT_REGION": REGION,
+    }
+    base_env = {
+        **aws_env,
         "AWS_REGION": REGION,
         "AWS_EC2_METADATA_DISABLED": "true",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -200,9 +210,11 @@ def _start(options: SandboxOptions, state: Path, started: float) -> Sandbox:
 
     socket_function = websocket_function(deployment)
     websocket = LocalWebSocketApi(
-        options.host, options.websocket_port, partial(invoke, socket_function)
+        options.host, options.websocket_port, partial(invoke, socket_function), credentials
     )
-    server = serve(options.host, options.port, routes_of(deployment), invoke, websocket.post)
+    server = serve(
+        options.host, options.port, routes_of(deployment), invoke, credentials, websocket.post
+    )
     # Functions and workers reach "API Gateway's management API" on the local gateway.
     host, port = server.server_address[:2]
     local_endpoints = {"BERTH_WEBSOCKET_ENDPOINT": f"http://{host!s}:{port}"}
@@ -238,6 +250,7 @@ def _start(options: SandboxOptions, state: Path, started: float) -> Sandbox:
             images,
             state,
             overrides=local_endpoints,
+            aws_env=aws_env,
             command_uids=range(uid, uid + UIDS_PER_SANDBOX) if uid is not None else None,
         )
     )
@@ -246,4 +259,17 @@ def _start(options: SandboxOptions, state: Path, started: float) -> Sandbox:
     for function in functions.values():
         function.warm()
     log.info("sandbox ready in %.1f s", time.monotonic() - started)
-    return Sandbox(options, emulator, deployment, functions, events, server, websocket, state, uid)
+    return Sandbox(
+        options,
+        emulator,
+        deployment,
+        functions,
+        events,
+        server,
+        websocket,
+        state,
+        uid,
+        credentials,
+        config_file,
+        credentials_file,
+    )

@@ -68,6 +68,7 @@ class LocalTaskRunner:
         overrides: dict[str, str] | None = None,
         timeout: float = 900,
         command_uids: range | None = None,
+        aws_env: dict[str, str] | None = None,
     ):
         self.emulator = emulator
         self.images = images
@@ -75,6 +76,7 @@ class LocalTaskRunner:
         self.overrides = overrides or {}
         self.timeout = timeout
         self.command_uids = command_uids
+        self.aws_env = aws_env or {}
         self._launched = 0
         self._started: set[str] = set()
         self._lock = threading.Lock()
@@ -119,9 +121,8 @@ class LocalTaskRunner:
             **environment,
             **{k: v for k, v in self.overrides.items() if k in environment},
             "AWS_ENDPOINT_URL": self.emulator.endpoint,
-            "AWS_ACCESS_KEY_ID": "sandbox",
-            "AWS_SECRET_ACCESS_KEY": "sandbox",
             "AWS_DEFAULT_REGION": REGION,
+            **self.aws_env,
             "PYTHONPATH": str(image.workdir),
         }
         output = self.state / "tasks" / f"{task_id}.log"

@@ -1,9 +1,13 @@
 """The local stand-in for API Gateway: HTTP on localhost → REST proxy events → handlers.
 
 Routes come from the deployed template's ``AWS::ApiGateway::Method`` resources, so the
-sandbox serves exactly the API that ``cdk deploy`` would. The caller's identity comes from
-the ``X-Berth-User`` header — accepted here only, standing in for SigV4; the header itself is
-not passed on.
+sandbox serves exactly the API that ``cdk deploy`` would. The caller's identity comes from a
+SigV4 signature made with the sandbox's local credentials (``sigv4.py``) — unsigned: 401, a
+bad signature: 403 — or, for curl, from the ``X-Berth-User`` header, accepted here only and
+not passed on. Everything answers in berth's error shape, as the deployed gateway's
+rewritten responses do: unknown routes and methods, over-long lines, bad framing
+(``Content-Length``, chunked bodies), slow clients (a read timeout) — never an HTML page.
+The management API (``POST /@connections/{id}``) takes only the sandbox's own signature.
 """
 
 from __future__ import annotations
@@ -12,12 +16,20 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from infra.sandbox.emulator import Deployment
 from infra.sandbox.events import local_user_arn, match_resource, rest_event
+from infra.sandbox.sigv4 import (
+    SANDBOX_PRINCIPAL,
+    BadSignature,
+    LocalCredentials,
+    Unsigned,
+    url_of,
+)
 
 USER_HEADER = "X-Berth-User"
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's own payload limit
@@ -64,42 +76,150 @@ def error_body(code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 
 
+class Refused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+STDLIB_ERRORS = {  # what http.server refuses itself, in berth's words
+    400: "bad_request",
+    408: "request_timeout",
+    414: "uri_too_long",
+    431: "headers_too_large",
+    501: "method_not_allowed",
+    505: "bad_request",
+}
+READ_TIMEOUT_SECONDS = 10
+
+
 def make_handler(
-    routes: list[Route], invoke: Invoke, post_to_connection: PostToConnection | None = None
+    routes: list[Route],
+    invoke: Invoke,
+    credentials: LocalCredentials,
+    post_to_connection: PostToConnection | None = None,
 ) -> type[BaseHTTPRequestHandler]:
     class Gateway(BaseHTTPRequestHandler):
         server_version = "berth-local"
         protocol_version = "HTTP/1.1"
+        timeout = READ_TIMEOUT_SECONDS  # a client that stops sending is let go
 
         def log_message(self, format: str, *args: Any) -> None:
             return
+
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("do_"):  # every method, known or not, gets an answer
+                return self._handle
+            raise AttributeError(name)
+
+        def send_error(self, code: int, message: str | None = None, explain: Any = None) -> None:
+            """http.server's own refusals (long lines, bad request lines) as berth errors."""
+            status = 405 if code == 501 else code
+            self.close_connection = True
+            self.request_version = "HTTP/1.1"  # answer with a status line, even to garbage
+            self._send(
+                status,
+                error_body(STDLIB_ERRORS.get(code, "bad_request"), message or "bad request"),
+            )
 
         def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
             sent = {k.lower(): v for k, v in (headers or {}).items()}
             sent.setdefault("content-type", "application/json")
             sent["content-length"] = str(len(body))
+            if self.close_connection:
+                sent["connection"] = "close"
             for key, value in sent.items():
                 self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(body)
+            if getattr(self, "command", None) != "HEAD":
+                self.wfile.write(body)
+
+        def _body(self) -> bytes:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                return self._chunked()
+            declared = self.headers.get("Content-Length")
+            if declared is None:
+                return b""
+            if not declared.isdigit():
+                raise Refused(400, "bad_request", "Content-Length must be a whole number")
+            length = int(declared)
+            if length > MAX_REQUEST_BYTES:
+                raise Refused(413, "payload_too_large", "request body over 10 MB")
+            try:
+                raw = self.rfile.read(length)
+            except TimeoutError:
+                raise Refused(408, "request_timeout", "the body did not arrive in time") from None
+            if len(raw) != length:
+                raise Refused(400, "bad_request", "the body is shorter than Content-Length")
+            return raw
+
+        def _chunked(self) -> bytes:
+            body = bytearray()
+            try:
+                while True:
+                    line = self.rfile.readline(1024).split(b";")[0].strip()
+                    try:
+                        size = int(line, 16)
+                    except ValueError:
+                        raise Refused(400, "bad_request", "malformed chunked body") from None
+                    if size == 0:
+                        while self.rfile.readline(1024).strip():  # trailers
+                            pass
+                        return bytes(body)
+                    body += self.rfile.read(size)
+                    self.rfile.readline(1024)
+                    if len(body) > MAX_REQUEST_BYTES:
+                        raise Refused(413, "payload_too_large", "request body over 10 MB")
+            except TimeoutError:
+                raise Refused(408, "request_timeout", "the body did not arrive in time") from None
+
+        def _caller(self, raw: bytes, url: str) -> str:
+            """The principal: a verified SigV4 signature, else X-Berth-User (curl)."""
+            headers = dict(self.headers.items())
+            try:
+                return credentials.verify(
+                    self.command,
+                    url_of(self.headers.get("Host", ""), url),
+                    headers,
+                    raw,
+                    datetime.now(UTC),
+                )
+            except Unsigned:
+                pass
+            except BadSignature as exc:
+                raise Refused(
+                    403, "forbidden", f"the request signature is refused: {exc}"
+                ) from None
+            user = self.headers.get(USER_HEADER)
+            if user and USER_PATTERN.match(user):
+                return local_user_arn(user)
+            raise Refused(
+                401,
+                "unauthenticated",
+                f"sign the request with SigV4 (profiles berth-local-<user>) or send {USER_HEADER}",
+            )
 
         def _handle(self) -> None:
+            try:
+                self._route()
+            except Refused as refused:
+                self.close_connection = refused.status in {400, 408, 413}
+                self._send(refused.status, error_body(refused.code, refused.message))
+
+        def _route(self) -> None:
             url = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_REQUEST_BYTES:
-                self._send(413, error_body("payload_too_large", "request body over 10 MB"))
-                return
-            raw = self.rfile.read(length) if length else b""
+            raw = self._body()
             management = MANAGEMENT_PATH.match(url.path)
             if management and post_to_connection and self.command == "POST":
-                # the WebSocket management API (functions and workers push through it)
+                # the WebSocket management API: the sandbox's own functions and workers only
+                if self._caller(raw, self.path) != SANDBOX_PRINCIPAL:
+                    raise Refused(403, "forbidden", "the management API is the sandbox's own")
                 if post_to_connection(unquote(management.group(1)), raw):
                     self._send(200, b"{}")
                 else:
                     self._send(410, b'{"message": "Gone"}', {"x-amzn-ErrorType": "GoneException"})
                 return
-            body = raw.decode("utf-8", "replace") if raw else None
             matches = [
                 (route, params)
                 for route in routes
@@ -107,31 +227,32 @@ def make_handler(
             ]
             allowed = [route for route, _ in matches if route.method == self.command]
             if not matches:
-                self._send(404, error_body("not_found", f"no route {url.path}"))
-                return
+                raise Refused(404, "not_found", f"no route {url.path}")
             if not allowed:
-                self._send(405, error_body("method_not_allowed", f"{self.command} {url.path}"))
-                return
-            user = self.headers.get(USER_HEADER)
-            if not user or not USER_PATTERN.match(user):
+                methods = ", ".join(sorted({route.method for route, _ in matches}))
                 self._send(
-                    401,
-                    error_body(
-                        "unauthenticated",
-                        f"send {USER_HEADER}: <user> (the sandbox's stand-in for SigV4)",
-                    ),
+                    405,
+                    error_body("method_not_allowed", f"{self.command} {url.path}"),
+                    {"Allow": methods},
                 )
                 return
+            user = self._caller(raw, self.path)
+            if user == SANDBOX_PRINCIPAL:
+                raise Refused(403, "forbidden", "the sandbox's own credential is not a caller")
             route = allowed[0]
-            headers = {k: v for k, v in self.headers.items() if k.lower() != USER_HEADER.lower()}
+            headers = {
+                k: v
+                for k, v in self.headers.items()
+                if k.lower() not in {USER_HEADER.lower(), "authorization"}
+            }
             event = rest_event(
                 self.command,
                 url.path,
                 resource=route.resource,
-                body=body,
+                body=raw.decode("utf-8", "replace") if raw else None,
                 headers=headers,
                 query=dict(parse_qsl(url.query)) or None,
-                user_arn=local_user_arn(user),
+                user_arn=user,
             )
             try:
                 response = invoke(route.function, event)
@@ -144,8 +265,6 @@ def make_handler(
                 payload.encode() if isinstance(payload, str) else payload,
                 response.get("headers") or {},
             )
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
     return Gateway
 
@@ -160,6 +279,9 @@ def serve(
     port: int,
     routes: list[Route],
     invoke: Invoke,
+    credentials: LocalCredentials,
     post_to_connection: PostToConnection | None = None,
 ) -> GatewayServer:
-    return GatewayServer((host, port), make_handler(routes, invoke, post_to_connection))
+    return GatewayServer(
+        (host, port), make_handler(routes, invoke, credentials, post_to_connection)
+    )

@@ -1,7 +1,8 @@
 """The local stand-in for the WebSocket API and its management API.
 
-Clients connect to ``ws://127.0.0.1:<port>/`` with ``X-Berth-User: <name>`` (or ``?user=``
-where a browser cannot set headers) — the sandbox's stand-in for SigV4 on ``$connect``. Each
+Clients connect to ``ws://127.0.0.1:<port>/`` with a SigV4-signed handshake (the sandbox's
+local credentials, as for REST), or ``X-Berth-User: <name>`` (or ``?user=`` where a browser
+cannot set headers). Each
 event goes to the WebSocket function the template routes it to (``$connect``,
 ``$default``, ``$disconnect``) like API Gateway does. Functions and workers push back
 through ``POST /@connections/{id}`` (the management API), served by ``ManagementApi``.
@@ -14,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,6 +25,13 @@ from websockets.sync.server import ServerConnection, serve
 from infra.sandbox.account import ACCOUNT
 from infra.sandbox.events import local_user_arn
 from infra.sandbox.gateway import USER_HEADER, USER_PATTERN
+from infra.sandbox.sigv4 import (
+    SANDBOX_PRINCIPAL,
+    BadSignature,
+    LocalCredentials,
+    Unsigned,
+    url_of,
+)
 
 log = logging.getLogger("berth.sandbox")
 
@@ -30,8 +39,9 @@ Invoke = Callable[[dict[str, Any]], Any]
 
 
 class LocalWebSocketApi:
-    def __init__(self, host: str, port: int, invoke: Invoke) -> None:
+    def __init__(self, host: str, port: int, invoke: Invoke, credentials: LocalCredentials) -> None:
         self.invoke = invoke
+        self.credentials = credentials
         self.connections: dict[str, ServerConnection] = {}
         self._lock = threading.Lock()
         self._server = serve(self._serve, host, port)
@@ -88,15 +98,33 @@ class LocalWebSocketApi:
             "isBase64Encoded": False,
         }
 
+    def _caller(self, request: Any) -> str | None:
+        """A verified SigV4 handshake, else X-Berth-User or ``?user=`` (a browser); None
+        for a bad signature or no identity ($connect then refuses it)."""
+        headers = dict(request.headers.raw_items())
+        try:
+            principal = self.credentials.verify(
+                "GET",
+                url_of(request.headers.get("Host", ""), request.path),
+                headers,
+                b"",
+                datetime.now(UTC),
+            )
+        except Unsigned:
+            name = (
+                request.headers.get(USER_HEADER)
+                or parse_qs(urlsplit(request.path).query).get("user", [""])[0]
+            )
+            return local_user_arn(name) if name and USER_PATTERN.match(name) else None
+        except BadSignature:
+            return None
+        return None if principal == SANDBOX_PRINCIPAL else principal
+
     def _serve(self, connection: ServerConnection) -> None:
         request = connection.request
         if request is None:  # the handshake failed; the library closed the connection
             return
-        name = (
-            request.headers.get(USER_HEADER)
-            or parse_qs(urlsplit(request.path).query).get("user", [""])[0]
-        )
-        user = local_user_arn(name) if name and USER_PATTERN.match(name) else None
+        user = self._caller(request)
         connection_id = uuid.uuid4().hex[:16] + "="
         answer = self.invoke(self._event("$connect", connection_id, user, None))
         if int(answer.get("statusCode", 500)) != 200:

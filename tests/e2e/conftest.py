@@ -26,6 +26,43 @@ class Sandbox:
     url: str
     emulator: str
     websocket: str
+    aws_config: str = ""
+    aws_credentials: str = ""
+    """The files with the local users' SigV4 profiles (``berth-local-<user>``)."""
+
+    def signed(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        profile: str = "berth-local-alice",
+        secret: str | None = None,
+    ) -> tuple[int, Any]:
+        """A request signed with SigV4 from a local profile (``secret`` to sign it wrong)."""
+        import boto3
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        os.environ["AWS_CONFIG_FILE"] = self.aws_config
+        os.environ["AWS_SHARED_CREDENTIALS_FILE"] = self.aws_credentials
+        frozen = (
+            boto3.session.Session(profile_name=profile).get_credentials().get_frozen_credentials()
+        )
+        data = json.dumps(body).encode() if body is not None else b""
+        request = AWSRequest(method=method, url=f"{self.url}{path}", data=data)
+        SigV4Auth(
+            Credentials(frozen.access_key, secret or frozen.secret_key), "execute-api", "us-east-1"
+        ).add_auth(request)
+        prepared = request.prepare()
+        sent = urllib.request.Request(  # noqa: S310
+            prepared.url, data=data or None, method=method, headers=dict(prepared.headers)
+        )
+        try:
+            with urllib.request.urlopen(sent, timeout=60) as response:  # noqa: S310
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
 
     def aws(self, service: str) -> Any:
         """A client of the sandbox's emulator (its own credentials, like the banner says)."""
@@ -77,9 +114,10 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     )
     assert process.stdout is not None
     url = emulator = websocket = None
+    files: dict[str, str] = {}
     seen: list[str] = []
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (url and emulator and websocket):
+    while time.monotonic() < deadline and not (url and emulator and websocket and len(files) == 2):
         line = process.stdout.readline()
         if not line:
             break
@@ -90,13 +128,21 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
             emulator = found.group(1)
         if found := re.search(r"websocket: +(ws://\S+)", line):
             websocket = found.group(1)
+        if found := re.search(r"export (AWS_CONFIG_FILE|AWS_SHARED_CREDENTIALS_FILE)=(\S+)", line):
+            files[found.group(1)] = found.group(2)
     if not (url and emulator and websocket):
         process.kill()
         pytest.fail("the sandbox did not start:\n" + "".join(seen[-40:]))
     # keep reading what it prints, so a full pipe never blocks it
     threading.Thread(target=seen.extend, args=(process.stdout,), daemon=True).start()
     try:
-        yield Sandbox(url, emulator, websocket)
+        yield Sandbox(
+            url,
+            emulator,
+            websocket,
+            files["AWS_CONFIG_FILE"],
+            files["AWS_SHARED_CREDENTIALS_FILE"],
+        )
     finally:
         # Ctrl-C, as a user stops make local: it must stop cleanly and promptly.
         process.send_signal(signal.SIGINT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -87,3 +88,106 @@ def test_openapi_document_is_served(sandbox: Sandbox) -> None:
     code, document = sandbox.request("GET", "/openapi.json")
     assert code == 200
     assert {"/sessions", "/sessions/{session_id}", "/health"} <= set(document["paths"])
+
+
+# --- the gateway: SigV4, framing, errors in one shape ------------------------------------------
+
+
+def test_a_sigv4_signed_request_is_the_same_caller_as_x_berth_user(sandbox: Sandbox) -> None:
+    code, created = sandbox.signed("POST", "/sessions", {"profile": "default"})
+    assert code in {200, 201}, created
+    code, seen = sandbox.request("GET", f"/sessions/{created['id']}", user="alice")
+    assert (code, seen["id"]) == (200, created["id"])  # alice either way
+    code, other = sandbox.signed("GET", f"/sessions/{created['id']}", profile="berth-local-bob")
+    assert (code, other["error"]["code"]) == (404, "not_found")
+
+
+def test_a_wrong_signature_is_403_and_none_is_401(sandbox: Sandbox) -> None:
+    code, error = sandbox.signed("GET", "/sessions", secret="not-the-secret")
+    assert (code, error["error"]["code"]) == (403, "forbidden")
+    code, error = sandbox.request("GET", "/sessions", user=None)
+    assert (code, error["error"]["code"]) == (401, "unauthenticated")
+
+
+def raw_http(sandbox: Sandbox, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One request as bytes on a socket; the status, headers and body that come back."""
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(sandbox.url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as conn:
+        conn.sendall(request)
+        conn.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (b"OPTIONS /sessions HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed"),
+        (b"TRACE /sessions HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed"),
+        (b"BREW /sessions HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed"),
+        (b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not_found"),
+        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+        (
+            b"GET /sessions HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 120 + b"\r\n",
+            431,
+            "headers_too_large",
+        ),
+        (
+            b"POST /sessions HTTP/1.1\r\nHost: x\r\nX-Berth-User: alice\r\n"
+            b"Content-Length: abc\r\n\r\n{}",
+            400,
+            "bad_request",
+        ),
+        (
+            b"POST /sessions HTTP/1.1\r\nHost: x\r\nX-Berth-User: alice\r\n"
+            b"Content-Length: -1\r\n\r\n{}",
+            400,
+            "bad_request",
+        ),
+        (
+            b"POST /sessions HTTP/1.1\r\nHost: x\r\nX-Berth-User: alice\r\n"
+            b"Content-Length: 50\r\n\r\n{}",
+            400,
+            "bad_request",
+        ),
+        (
+            b"POST /@connections/abc HTTP/1.1\r\nHost: x\r\nX-Berth-User: alice\r\n"
+            b"Content-Length: 2\r\n\r\n{}",
+            403,
+            "forbidden",
+        ),
+        (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+    ],
+)
+def test_the_gateway_answers_every_request_in_the_error_shape(
+    sandbox: Sandbox, request_bytes: bytes, status: int, code: str
+) -> None:
+    got, headers, body = raw_http(sandbox, request_bytes)
+    assert got == status, body[:300]
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body)["error"]["code"] == code
+
+
+def test_a_chunked_body_is_read_as_the_body(sandbox: Sandbox) -> None:
+    payload = b'{"profile": "nope"}'
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload)
+    got, _, body = raw_http(
+        sandbox,
+        b"POST /sessions HTTP/1.1\r\nHost: x\r\nX-Berth-User: alice\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + chunked,
+    )
+    assert (got, json.loads(body)["error"]["code"]) == (400, "unknown_profile")
+
+
+def test_a_method_not_served_names_the_ones_that_are(sandbox: Sandbox) -> None:
+    got, headers, _ = raw_http(sandbox, b"PUT /sessions HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert got == 405
+    assert headers["allow"] == "GET, POST"
