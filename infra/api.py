@@ -21,6 +21,7 @@ from health.routes import router as health_router
 from infra.functions import LambdaBaseline
 from infra.nag import acknowledge
 from infra.settings import ApiSettings
+from openapi.config import OpenApiConfig
 from shared.api import routes_of
 
 Route = tuple[str, str]  # (HTTP method, path)
@@ -40,6 +41,7 @@ class BerthApi(Construct):
         *,
         settings: ApiSettings,
         baseline: LambdaBaseline,
+        document: OpenApiConfig,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
         name: str,
@@ -133,6 +135,7 @@ class BerthApi(Construct):
             handler="openapi.handler.handler",
             service="openapi",
             description="GET /openapi.json: the OpenAPI document of every route",
+            environment=OpenApiConfig.environment(**document.model_dump()),
         )
         self.add_routes(docs, [("GET", "/openapi.json")])
         CfnOutput(self, "ApiUrl", key="ApiUrl", value=self.rest_api.url, description="Base URL")

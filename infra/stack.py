@@ -19,6 +19,7 @@ from infra.sessions import Sessions
 from infra.settings import LOG_RETENTION_DAYS, Settings
 from infra.storage import Storage
 from infra.workers import WorkerFleet
+from openapi.config import OpenApiConfig
 
 
 def log_retention(days: int) -> logs.RetentionDays:
@@ -66,6 +67,11 @@ class BerthStack(Stack):
             "Api",
             settings=settings.api,
             baseline=self.baseline,
+            document=OpenApiConfig(
+                profiles=sorted(profiles),
+                jobs=sorted(settings.jobs.catalogue),
+                max_ttl_seconds=max(p.max_ttl_seconds for p in profiles.values()),
+            ),
             log_retention=retention,
             removal_policy=removal,
             name=settings.prefix,

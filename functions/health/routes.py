@@ -7,7 +7,7 @@ from typing import Literal
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from pydantic import BaseModel
 
-from shared.api import API_VERSION
+from shared.api import API_VERSION, documented
 
 router = Router()
 
@@ -17,6 +17,11 @@ class Health(BaseModel):
     version: str
 
 
-@router.get("/health", summary="Liveness of the API", tags=["health"])
+@router.get(
+    "/health",
+    summary="Liveness of the API",
+    responses=documented({200: ("The API answers", Health)}),
+    tags=["health"],
+)
 def health() -> Health:
     return Health(status="ok", version=API_VERSION)

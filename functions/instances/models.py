@@ -70,7 +70,13 @@ class Instance(Record):
 
 class CreateInstance(BaseModel):
     # strict: a number must be a JSON integer, never "60", true or 1e2
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [{"blob_id": "M4hsZGQ1oCktdz9rQ3ByZfP8rCXfG3sZ3mWc7n0Zs5s"}]
+        },
+    )
 
     blob_id: str = Field(
         pattern=BLOB_ID_PATTERN,

@@ -11,12 +11,17 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from instances.models import INSTANCE_ID_PATTERN, CreateInstance, InstanceList, InstanceOut
 from instances.service import InstanceService
-from shared.api import caller_id
+from shared.api import caller_id, documented
 from shared.errors import NotFound
 
 router = Router()
 
-InstanceId = Annotated[str, Path(description="An instance id (ins_...)")]
+InstanceId = Annotated[
+    str,
+    Path(
+        description="An instance id (ins_...)", json_schema_extra={"pattern": INSTANCE_ID_PATTERN}
+    ),
+]
 
 
 def service() -> InstanceService:
@@ -34,14 +39,10 @@ def _instance_id(value: str) -> str:
     summary="Launch an instance that fetches a blob and runs its script",
     description="202 at once; poll GET /instances/{id} through waiting_for_instance, "
     "waiting_for_ssm and fetching_blob to ready (or failed).",
-    responses={
-        202: {
-            "description": "Provisioning",
-            "content": {"application/json": {"model": InstanceOut}},
-        },
-        400: {"description": "blob_id is not URL-safe base64 of at most 128 characters"},
-        429: {"description": "The caller's instance limit is reached"},
-    },
+    responses=documented(
+        {202: ("Provisioning", InstanceOut)},
+        {503: "unavailable: provisioning could not start; try again"},
+    ),
     tags=["instances"],
 )
 def create_instance(body: CreateInstance) -> Response[str]:
@@ -49,7 +50,12 @@ def create_instance(body: CreateInstance) -> Response[str]:
     return Response(202, content_types.APPLICATION_JSON, InstanceOut.of(instance).model_dump_json())
 
 
-@router.get("/instances", summary="The caller's instances with live EC2 data", tags=["instances"])
+@router.get(
+    "/instances",
+    summary="The caller's instances with live EC2 data",
+    responses=documented({200: ("A page of instances", InstanceList)}),
+    tags=["instances"],
+)
 def list_instances(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     next_token: Annotated[str | None, Query(max_length=2048)] = None,
@@ -61,7 +67,12 @@ def list_instances(
 
 
 @router.get(
-    "/instances/<instance_id>", summary="One instance with live EC2 data", tags=["instances"]
+    "/instances/<instance_id>",
+    summary="One instance with live EC2 data",
+    responses=documented(
+        {200: ("The instance", InstanceOut)}, {404: "No such instance of the caller's"}
+    ),
+    tags=["instances"],
 )
 def get_instance(instance_id: InstanceId) -> InstanceOut:
     user = caller_id(router.current_event.raw_event)
@@ -71,6 +82,10 @@ def get_instance(instance_id: InstanceId) -> InstanceOut:
 @router.delete(
     "/instances/<instance_id>",
     summary="Terminate an instance (202; 200 if already terminated)",
+    responses=documented(
+        {202: ("Terminating", InstanceOut), 200: ("Already terminated", InstanceOut)},
+        {404: "No such instance of the caller's"},
+    ),
     tags=["instances"],
 )
 def delete_instance(instance_id: InstanceId) -> Response[str]:

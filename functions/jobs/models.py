@@ -50,7 +50,15 @@ class Job(Record):
 
 class CreateJob(BaseModel):
     # strict: a number must be a JSON integer, never "60", true or 1e2
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"name": "checksum", "input": {"text": "hello"}, "idempotency_key": "order-17"}
+            ]
+        },
+    )
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9-]*$")
     input: dict[str, Any] = Field(default_factory=dict, description="The job's input object")

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from jobs.models import JOB_ID_PATTERN, CreateJob, JobList, JobOut
 from jobs.service import JobService
-from shared.api import caller_id
+from shared.api import caller_id, documented
 from shared.errors import NotFound
 
 router = Router()
@@ -24,12 +24,13 @@ def service() -> JobService:
 @router.post(
     "/jobs",
     summary="Start a job by name (the catalogue picks Lambda or Fargate)",
-    responses={
-        200: {"description": "The job this idempotency_key already started"},
-        202: {"description": "Started", "content": {"application/json": {"model": JobOut}}},
-        400: {"description": "Unknown job name, input too large, unknown fields"},
-        409: {"description": "idempotency_key reused for a different request"},
-    },
+    responses=documented(
+        {
+            202: ("Started", JobOut),
+            200: ("The job this idempotency_key already started", JobOut),
+        },
+        {409: "idempotency_key_reused: the key was used for a different request"},
+    ),
     tags=["jobs"],
 )
 def start_job(body: CreateJob) -> Response[str]:
@@ -40,7 +41,12 @@ def start_job(body: CreateJob) -> Response[str]:
     )
 
 
-@router.get("/jobs", summary="The caller's jobs, newest first", tags=["jobs"])
+@router.get(
+    "/jobs",
+    summary="The caller's jobs, newest first",
+    responses=documented({200: ("A page of jobs", JobList)}),
+    tags=["jobs"],
+)
 def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     next_token: Annotated[str | None, Query(max_length=2048)] = None,
@@ -52,9 +58,14 @@ def list_jobs(
 @router.get(
     "/jobs/<job_id>",
     summary="A job's status, with a short-lived result_url or error when done",
+    responses=documented({200: ("The job", JobOut)}, {404: "No such job of the caller's"}),
     tags=["jobs"],
 )
-def get_job(job_id: Annotated[str, Path(description="A job id (job_...)")]) -> JobOut:
+def get_job(
+    job_id: Annotated[
+        str, Path(description="A job id (job_...)", json_schema_extra={"pattern": JOB_ID_PATTERN})
+    ],
+) -> JobOut:
     user = caller_id(router.current_event.raw_event)
     if not re.fullmatch(JOB_ID_PATTERN, job_id):
         raise NotFound("job")

@@ -81,7 +81,11 @@ class Session(Record):
 
 class CreateSession(BaseModel):
     # strict: a number must be a JSON integer, never "60", true or 1e2
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"profile": "default", "ttl_seconds": 3600}]},
+    )
 
     profile: str = Field(
         default="default",

@@ -11,12 +11,15 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from sessions.models import SESSION_ID_PATTERN, CreateSession, SessionList, SessionOut
 from sessions.service import SessionService
-from shared.api import caller_id
+from shared.api import caller_id, documented
 from shared.errors import NotFound
 
 router = Router()
 
-SessionId = Annotated[str, Path(description="A session id (ses_...)")]
+SessionId = Annotated[
+    str,
+    Path(description="A session id (ses_...)", json_schema_extra={"pattern": SESSION_ID_PATTERN}),
+]
 
 
 def service() -> SessionService:
@@ -38,15 +41,13 @@ def _json(status: int, session: SessionOut) -> Response[str]:
     summary="Start (or get) the caller's session for a profile",
     description="201 with a new session, or 200 with the caller's live session for that "
     "profile: calling again is safe.",
-    responses={
-        200: {"description": "The caller's existing live session"},
-        201: {
-            "description": "A new session",
-            "content": {"application/json": {"model": SessionOut}},
+    responses=documented(
+        {
+            201: ("A new session", SessionOut),
+            200: ("The caller's existing live session for that profile", SessionOut),
         },
-        400: {"description": "Unknown profile, bad ttl_seconds or unknown fields"},
-        429: {"description": "The caller's live-session limit is reached"},
-    },
+        {409: "conflict: a previous session is still being cleaned up"},
+    ),
     tags=["sessions"],
 )
 def create_session(body: CreateSession) -> Response[str]:
@@ -56,7 +57,12 @@ def create_session(body: CreateSession) -> Response[str]:
     return _json(201 if created else 200, SessionOut.of(session))
 
 
-@router.get("/sessions", summary="The caller's sessions, newest first", tags=["sessions"])
+@router.get(
+    "/sessions",
+    summary="The caller's sessions, newest first",
+    responses=documented({200: ("A page of sessions", SessionList)}),
+    tags=["sessions"],
+)
 def list_sessions(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     next_token: Annotated[str | None, Query(max_length=2048)] = None,
@@ -67,7 +73,14 @@ def list_sessions(
     return SessionList(items=[SessionOut.of(s) for s in sessions], next_token=token)
 
 
-@router.get("/sessions/<session_id>", summary="One of the caller's sessions", tags=["sessions"])
+@router.get(
+    "/sessions/<session_id>",
+    summary="One of the caller's sessions",
+    responses=documented(
+        {200: ("The session", SessionOut)}, {404: "No such session of the caller's"}
+    ),
+    tags=["sessions"],
+)
 def get_session(session_id: SessionId) -> SessionOut:
     user = caller_id(router.current_event.raw_event)
     return SessionOut.of(service().get(user, _session_id(session_id)))
@@ -76,10 +89,13 @@ def get_session(session_id: SessionId) -> SessionOut:
 @router.delete(
     "/sessions/<session_id>",
     summary="Stop a session (202 stopping, 200 already stopped)",
-    responses={
-        200: {"description": "Already stopped"},
-        202: {"description": "Stopping", "content": {"application/json": {"model": SessionOut}}},
-    },
+    responses=documented(
+        {202: ("Stopping", SessionOut), 200: ("Already stopped", SessionOut)},
+        {
+            404: "No such session of the caller's",
+            409: "conflict: the session kept changing; try again",
+        },
+    ),
     tags=["sessions"],
 )
 def stop_session(session_id: SessionId) -> Response[str]:
@@ -91,6 +107,13 @@ def stop_session(session_id: SessionId) -> Response[str]:
 @router.post(
     "/sessions/<session_id>/heartbeat",
     summary="Keep a session from being reaped as idle",
+    responses=documented(
+        {200: ("The session, with its idle deadline pushed back", SessionOut)},
+        {
+            404: "No such session of the caller's",
+            409: "session_ended: the session is no longer live",
+        },
+    ),
     tags=["sessions"],
 )
 def heartbeat(session_id: SessionId) -> SessionOut:

@@ -18,6 +18,8 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pydantic import BaseModel, Field
 
 from shared import errors
 
@@ -41,6 +43,36 @@ class ApiError(Exception):
 class Unauthenticated(ApiError):
     def __init__(self) -> None:
         super().__init__(401, "unauthenticated", "the request carries no caller identity")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable; the README's tables list every code.")
+    message: str = Field(description="For people; may change.")
+
+
+class ErrorBody(BaseModel):
+    """Every error berth answers, from its functions or its gateway."""
+
+    error: ErrorDetail
+
+
+def documented(
+    success: Mapping[int, tuple[str, type[BaseModel]]], errors: Mapping[int, str] | None = None
+) -> dict[int, OpenAPIResponse]:
+    """A route's ``responses`` for the OpenAPI document: each success status with the model
+    it answers, and the route's own error statuses with the error shape. (The statuses every
+    route can answer — 400, 401, 403, 413, 429, 500 — are added to every operation by the
+    document itself.)"""
+    responses: dict[int, OpenAPIResponse] = {
+        status: {"description": text, "content": {"application/json": {"model": model}}}
+        for status, (text, model) in success.items()
+    }
+    for status, text in (errors or {}).items():
+        responses[status] = {
+            "description": text,
+            "content": {"application/json": {"model": ErrorBody}},
+        }
+    return responses
 
 
 # The one place a domain error becomes an HTTP status.
@@ -120,9 +152,10 @@ MAX_INTEGER_DIGITS = 18
 
 
 def json_problem(raw: bytes) -> str | None:
-    """Why a request body is not JSON berth takes (None if it is): not UTF-8, not JSON,
-    nested deeper than ``MAX_JSON_DEPTH``, an integer longer than ``MAX_INTEGER_DIGITS``, or
-    NaN/Infinity. Checked before any parser recurses or builds huge numbers."""
+    """Why a request body is not JSON berth takes (None if it is): not UTF-8, not JSON, not an
+    object, nested deeper than ``MAX_JSON_DEPTH``, an integer longer than
+    ``MAX_INTEGER_DIGITS``, or NaN/Infinity. Checked before any parser recurses or builds huge
+    numbers."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -156,11 +189,14 @@ def json_problem(raw: bytes) -> str | None:
         raise ValueError(f"{name} is not JSON")
 
     try:
-        json.loads(text, parse_int=integer, parse_constant=constant)
+        parsed = json.loads(text, parse_int=integer, parse_constant=constant)
     except ValueError as exc:  # JSONDecodeError is a ValueError too
         if isinstance(exc, json.JSONDecodeError):
             return "the request body is not valid JSON"
         return str(exc)
+    if not isinstance(parsed, dict):
+        # every berth body is an object (Powertools would take a list's first item instead)
+        return "the request body must be a JSON object"
     return None
 
 

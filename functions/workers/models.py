@@ -108,7 +108,11 @@ class Command(Record):
 
 class RunCommand(BaseModel):
     # strict: a number must be a JSON integer, never "60", true or 1e2
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"command": "ls -la && make test", "terminal": "t1"}]},
+    )
 
     command: str = Field(min_length=1, description="Run with bash -c inside a worker only.")
     terminal: str = Field(default="t1", pattern=NAME_PATTERN)

@@ -97,6 +97,24 @@ def test_live_session_limit_is_a_429(service: SessionService, config: SessionsCo
     service.create(BOB, "chroma", None)
 
 
+def test_stopping_frees_the_limit_round_after_round(
+    service: SessionService, config: SessionsConfig
+) -> None:
+    """Start up to the limit, stop, start again — round after round: every stop gives its
+    place back (a lost decrement would lock the user out at the limit)."""
+    service.config = config.model_copy(update={"max_sessions_per_user": 1})
+    for _ in range(3):
+        first, created = service.create(ALICE, "default", None)
+        assert created
+        with pytest.raises(DomainError) as raised:
+            service.create(ALICE, "chroma", None)
+        assert raised.value.code == "session_limit"
+        service.stop(ALICE, first.id)
+        second, created = service.create(ALICE, "chroma", None)
+        assert created
+        service.stop(ALICE, second.id)
+
+
 def test_run_task_failure_ends_failed_frees_the_slot_and_can_be_retried(
     service: SessionService, aws: boto3.session.Session, config: SessionsConfig
 ) -> None:
