@@ -26,9 +26,26 @@ from shared.api import routes_of
 
 Route = tuple[str, str]  # (HTTP method, path)
 
-ERROR_TEMPLATE = (
-    '{"error": {"code": "$context.error.responseType", "message": $context.error.messageString}}'
-)
+
+def error_template(code: str) -> str:
+    """berth's error shape for an answer API Gateway gives itself (its message as is)."""
+    return f'{{"error": {{"code": "{code}", "message": $context.error.messageString}}}}'
+
+
+# What API Gateway answers before a function runs, in the codes berth's functions and the
+# sandbox use (README "Errors"). None keeps the gateway's own status.
+GATEWAY_ERRORS = [
+    ("Unsigned", apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "401", "unauthenticated"),
+    ("BadSignature", apigw.ResponseType.INVALID_SIGNATURE, None, "forbidden"),
+    ("ExpiredToken", apigw.ResponseType.EXPIRED_TOKEN, None, "forbidden"),
+    ("AccessDenied", apigw.ResponseType.ACCESS_DENIED, None, "forbidden"),
+    ("Throttled", apigw.ResponseType.THROTTLED, None, "throttled"),
+    ("TooLarge", apigw.ResponseType.REQUEST_TOO_LARGE, None, "payload_too_large"),
+    ("BadBody", apigw.ResponseType.BAD_REQUEST_BODY, None, "invalid_request"),
+    ("BadParameters", apigw.ResponseType.BAD_REQUEST_PARAMETERS, None, "invalid_request"),
+    ("Default4xx", apigw.ResponseType.DEFAULT_4_XX, None, "bad_request"),
+    ("Default5xx", apigw.ResponseType.DEFAULT_5_XX, None, "internal_error"),
+]
 
 
 class BerthApi(Construct):
@@ -92,14 +109,12 @@ class BerthApi(Construct):
         self.validator = self.rest_api.add_request_validator(
             "Validator", validate_request_body=True, validate_request_parameters=True
         )
-        for response_type, key in (
-            (apigw.ResponseType.DEFAULT_4_XX, "Default4xx"),
-            (apigw.ResponseType.DEFAULT_5_XX, "Default5xx"),
-        ):
+        for key, response_type, status, code in GATEWAY_ERRORS:
             self.rest_api.add_gateway_response(
                 key,
                 type=response_type,
-                templates={"application/json": ERROR_TEMPLATE},
+                status_code=status,
+                templates={"application/json": error_template(code)},
             )
         self.routes: list[Route] = []
         acknowledge(

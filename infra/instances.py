@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -26,7 +25,7 @@ from infra.functions import LambdaBaseline
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
 from infra.settings import InstancesSettings
-from infra.storage import secure_table
+from infra.storage import add_listing_index, secure_table
 from infra.workflow import standard_state_machine
 from instances.config import InstancesConfig
 from instances.models import APP_TAG, BLOB_ID_PATTERN
@@ -107,12 +106,7 @@ class Instances(Construct):
 
         # --- the records ----------------------------------------------------------------------
         self.table = secure_table(self, "Table", removal_policy=removal_policy)
-        self.table.add_global_secondary_index(
-            index_name=BY_USER,
-            partition_key=dynamodb.Attribute(name="user", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
+        add_listing_index(self.table, BY_USER, "user")
 
         # --- the workflow ---------------------------------------------------------------------
         subnets = network.task_subnet_ids

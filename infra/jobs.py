@@ -27,7 +27,7 @@ from infra.functions import LambdaBaseline
 from infra.nag import acknowledge_wildcard
 from infra.network import Network
 from infra.settings import CONTAINERS_DIR, JobSettings, JobsSettings
-from infra.storage import grant_objects, secure_table
+from infra.storage import add_listing_index, grant_objects, secure_table
 from infra.workflow import standard_state_machine
 from jobs.config import JobsConfig, JobSpec
 from jobs.repository import BY_USER
@@ -136,12 +136,7 @@ class Jobs(Construct):
 
         # --- the API --------------------------------------------------------------------------
         self.table = secure_table(self, "Table", removal_policy=removal_policy)
-        self.table.add_global_secondary_index(
-            index_name=BY_USER,
-            partition_key=dynamodb.Attribute(name="user", type=STRING),
-            sort_key=dynamodb.Attribute(name="id", type=STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
+        add_listing_index(self.table, BY_USER, "user")
         self.api_function = baseline.function(
             self,
             "Api",

@@ -28,7 +28,7 @@ from infra.live import LiveUpdates
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
 from infra.settings import LimitSettings, ProfileSettings, SessionsSettings
-from infra.storage import secure_table
+from infra.storage import add_listing_index, secure_table
 from sessions.config import Profile, SessionsConfig
 from sessions.repository import BY_ACTIVITY, BY_USER
 from sessions.routes import router as sessions_router
@@ -66,13 +66,13 @@ class Sessions(Construct):
         self.table = secure_table(
             self, "Table", removal_policy=removal_policy, ttl_attribute="expires_record_at"
         )
-        for index, partition in ((BY_USER, "user"), (BY_ACTIVITY, "active")):
-            self.table.add_global_secondary_index(
-                index_name=index,
-                partition_key=dynamodb.Attribute(name=partition, type=STRING),
-                sort_key=dynamodb.Attribute(name="id", type=STRING),
-                projection_type=dynamodb.ProjectionType.ALL,
-            )
+        add_listing_index(self.table, BY_USER, "user")
+        self.table.add_global_secondary_index(
+            index_name=BY_ACTIVITY,
+            partition_key=dynamodb.Attribute(name="active", type=STRING),
+            sort_key=dynamodb.Attribute(name="id", type=STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
 
         self.task_definitions: dict[str, ecs.FargateTaskDefinition] = {}
         for profile_name, profile in sorted(settings.profiles.items()):

@@ -82,6 +82,17 @@ def secure_table(
     )
 
 
+def add_listing_index(table: dynamodb.Table, index: str, partition: str) -> None:
+    """The one way berth lists a table: ``partition`` (the owner, a project) and
+    ``created_at`` (newest first when read backwards)."""
+    table.add_global_secondary_index(
+        index_name=index,
+        partition_key=dynamodb.Attribute(name=partition, type=dynamodb.AttributeType.STRING),
+        sort_key=dynamodb.Attribute(name="created_at", type=dynamodb.AttributeType.NUMBER),
+        projection_type=dynamodb.ProjectionType.ALL,
+    )
+
+
 class Storage(Construct):
     """Exposes ``results_bucket``, ``failures_bucket`` and ``access_logs_bucket``."""
 

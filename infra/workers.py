@@ -30,7 +30,7 @@ from infra.live import LiveUpdates
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
 from infra.settings import ROOT, STOP_GRACE_SECONDS, WorkersSettings
-from infra.storage import grant_objects, secure_bucket, secure_table
+from infra.storage import add_listing_index, grant_objects, secure_bucket, secure_table
 from shared.api import routes_of
 from workers.config import ReconcilerConfig, ScalerConfig, WorkerConfig, WorkersConfig
 from workers.repository import BY_PROJECT, PENDING
@@ -120,15 +120,8 @@ class WorkerFleet(Construct):
         table = secure_table(
             self, "Table", removal_policy=removal_policy, ttl_attribute="expires_record_at"
         )
-        for index, partition in ((BY_PROJECT, "project"), (PENDING, PENDING)):
-            table.add_global_secondary_index(
-                index_name=index,
-                partition_key=dynamodb.Attribute(
-                    name=partition, type=dynamodb.AttributeType.STRING
-                ),
-                sort_key=dynamodb.Attribute(name="created_at", type=dynamodb.AttributeType.NUMBER),
-                projection_type=dynamodb.ProjectionType.ALL,
-            )
+        add_listing_index(table, BY_PROJECT, "project")
+        add_listing_index(table, PENDING, PENDING)  # sparse: only QUEUED/RUNNING commands
         return table
 
     def _queues(self, settings: WorkersSettings, name: str) -> tuple[sqs.Queue, sqs.Queue]:

@@ -43,8 +43,10 @@ def new_instance_id(now: float) -> str:
     return f"ins_{int(now * 1000):012x}{secrets.token_hex(8)}"
 
 
-def vm_name(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("berth-vm-%Y%m%d-%H%M%S")
+def vm_name(now: float, instance_id: str) -> str:
+    """Readable and unique: the time, then the end of the (random) instance id."""
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d-%H%M%S")
+    return f"berth-vm-{stamp}-{instance_id[-6:]}"
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from instances.models import Instance
-from shared.pagination import query_user_page
+from shared.pagination import query_page
 from shared.records import to_item
 from shared.transactions import StaleRecord, commit, count, guarded_put
 
 __all__ = ["InstanceRepository", "QuotaFull", "StaleRecord"]
 
-BY_USER = "by_user"
+BY_USER = "by_user_created"
 
 
 class QuotaFull(Exception):
@@ -38,7 +38,9 @@ class InstanceRepository:
     def list_for_user(
         self, user: str, limit: int, token: str | None
     ) -> tuple[list[Instance], str | None]:
-        items, next_token = query_user_page(self.table, BY_USER, user, limit, token)
+        items, next_token = query_page(
+            self.table, BY_USER, ("user", user), limit=limit, token=token
+        )
         return [Instance.from_record(item) for item in items], next_token
 
     def create(self, instance: Instance, max_live: int) -> None:

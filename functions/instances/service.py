@@ -34,11 +34,12 @@ class InstanceService:
 
     def create(self, user: str, blob_id: str) -> InstanceView:
         now = self.clock()
+        instance_id = new_instance_id(now)
         instance = Instance(
-            id=new_instance_id(now),
+            id=instance_id,
             user=user,
             blob_id=blob_id,
-            name=vm_name(now),
+            name=vm_name(now, instance_id),
             status=Phase.WAITING_FOR_INSTANCE,
             created_at=now,
             updated_at=now,

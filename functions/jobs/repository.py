@@ -1,4 +1,5 @@
-"""The jobs table: ``pk`` = job id, indexed ``by_user`` (user, id) for the caller's listing."""
+"""The jobs table: ``pk`` = job id, indexed by user and creation time for the caller's
+listing (newest first)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobs.models import Job
-from shared.pagination import query_user_page
+from shared.pagination import query_page
 from shared.records import to_item
 
-BY_USER = "by_user"
+BY_USER = "by_user_created"
 
 
 class JobRepository:
@@ -35,5 +36,7 @@ class JobRepository:
     def list_for_user(
         self, user: str, limit: int, token: str | None
     ) -> tuple[list[Job], str | None]:
-        items, next_token = query_user_page(self.table, BY_USER, user, limit, token)
+        items, next_token = query_page(
+            self.table, BY_USER, ("user", user), limit=limit, token=token
+        )
         return [Job.from_record(item) for item in items], next_token

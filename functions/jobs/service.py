@@ -101,15 +101,33 @@ class JobService:
             url = self._presign(self.config.results_bucket, f"results/{job.id}.zip")
             return JobState(job, JobStatus.SUCCEEDED, finished_at=finished, result_url=url)
         if status in FAILED_STATES:
+            code, message = self._own_error(job) or (
+                str(execution.get("error") or status),
+                str(execution.get("cause") or f"the execution ended {status}"),
+            )
             error = Failure(
-                code=str(execution.get("error") or status),
-                message=str(execution.get("cause") or f"the execution ended {status}")[
-                    :MAX_ERROR_CHARS
-                ],
+                code=code,
+                message=message[:MAX_ERROR_CHARS],
                 failure_url=self._presign(self.config.failures_bucket, f"failures/{job.id}.zip"),
             )
             return JobState(job, JobStatus.FAILED, finished_at=finished, error=error)
         return JobState(job)
+
+    def _own_error(self, job: Job) -> tuple[str, str] | None:
+        """The job's own error from its failure summary (the failure writer leaves one next
+        to the ZIP); None until it is there."""
+        try:
+            body = self.s3.get_object(
+                Bucket=self.config.failures_bucket, Key=f"failures/{job.id}.json"
+            )["Body"].read()
+            summary = json.loads(body)
+            return str(summary["code"]), str(summary["message"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "AccessDenied"}:
+                return None
+            raise
+        except (ValueError, KeyError, TypeError):
+            return None
 
     def _execution(self, job: Job) -> dict[str, Any] | None:
         try:

@@ -1,6 +1,6 @@
 """The session table. One table, three kinds of item:
 
-- ``pk = <session id>``: the session record (also indexed ``by_user`` on user + id, newest
+- ``pk = <session id>``: the session record (also indexed on user + created_at, newest
   first since ids sort by time, and — while not ended — in the sparse ``by_activity`` index
   the reaper reads).
 - ``pk = LIVE#<user>#<profile>``: the caller's one live session for a profile. Creating it is
@@ -18,13 +18,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sessions.models import Session
-from shared.pagination import query_user_page
+from shared.pagination import query_page
 from shared.records import to_item
 from shared.transactions import StaleRecord, commit, count, guarded_put
 
 __all__ = ["CreateOutcome", "SessionRepository", "StaleRecord"]
 
-BY_USER = "by_user"
+BY_USER = "by_user_created"
 BY_ACTIVITY = "by_activity"
 ACTIVE = "1"
 ENDED_RECORD_RETENTION_SECONDS = 30 * 24 * 3600
@@ -67,7 +67,9 @@ class SessionRepository:
     def list_for_user(
         self, user: str, limit: int, token: str | None
     ) -> tuple[list[Session], str | None]:
-        items, next_token = query_user_page(self.table, BY_USER, user, limit, token)
+        items, next_token = query_page(
+            self.table, BY_USER, ("user", user), limit=limit, token=token
+        )
         return [Session.from_record(item) for item in items], next_token
 
     def active(self) -> list[Session]:

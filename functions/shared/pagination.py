@@ -1,4 +1,5 @@
-"""Opaque ``next_token``s for DynamoDB listings, good only for the caller who got them."""
+"""Opaque ``next_token``s for DynamoDB listings, good only for the listing that issued them
+(the same owner or project: a token is refused anywhere else)."""
 
 from __future__ import annotations
 
@@ -19,42 +20,6 @@ class InvalidToken(Invalid):
 
 def encode_token(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode().rstrip("=")
-
-
-def decode_token(token: str, user: str, keys: Collection[str]) -> dict[str, Any]:
-    """The DynamoDB start key in ``token``, if it has exactly ``keys`` and the caller's user."""
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidToken() from exc
-    if (
-        not isinstance(key, dict)
-        or set(key) != set(keys)
-        or key.get("user") != user
-        or not all(isinstance(v, str) for v in key.values())
-    ):
-        raise InvalidToken()
-    return key
-
-
-def query_user_page(
-    table: Any, index: str, user: str, limit: int, token: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of ``user``'s items from an index keyed (user, id), newest id first."""
-    query: dict[str, Any] = {
-        "IndexName": index,
-        "KeyConditionExpression": "#u = :u",
-        "ExpressionAttributeNames": {"#u": "user"},
-        "ExpressionAttributeValues": {":u": user},
-        "ScanIndexForward": False,
-        "Limit": limit,
-    }
-    if token:
-        query["ExclusiveStartKey"] = decode_token(token, user, ("pk", "user", "id"))
-    response = table.query(**query)
-    last = response.get("LastEvaluatedKey")
-    return list(response.get("Items", [])), encode_token(last) if last else None
 
 
 def _encode_key(key: dict[str, Any]) -> str:

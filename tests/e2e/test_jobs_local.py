@@ -76,8 +76,9 @@ def test_a_failing_job_leaves_a_failure_zip_with_both_sides_of_the_story(
     assert code == 202
     done = wait_done(sandbox, "hal", job["id"])
     assert done["status"] == "FAILED"
-    assert done["error"]["code"] == "JobFailed"
-    assert done["error"]["message"].startswith("NonZeroExit")
+    # the job's own error (its failure summary), not the container's exit
+    assert done["error"]["code"] == "JobInputError"
+    assert done["error"]["message"] == "width/height must be 1..4096 and frames 1..100"
     files = download_zip(done["error"]["failure_url"])
     assert json.loads(files["error.json"])["error"] == "JobInputError"  # from the runner
     assert json.loads(files["state-machine-error.json"])["error"] == "NonZeroExit"  # from the Catch

@@ -249,15 +249,28 @@ def test_cors_is_off_by_default(synth: Synth) -> None:
     assert all(m["Properties"]["HttpMethod"] != "OPTIONS" for m in methods)
 
 
-def test_gateway_errors_use_berth_error_shape(synth: Synth) -> None:
-    responses = synth.resources("AWS::ApiGateway::GatewayResponse").values()
-    assert sorted(r["Properties"]["ResponseType"] for r in responses) == [
-        "DEFAULT_4XX",
-        "DEFAULT_5XX",
-    ]
-    for response in responses:
-        template = response["Properties"]["ResponseTemplates"]["application/json"]
-        assert template.startswith('{"error": {"code": ')
+def test_gateway_errors_use_berth_error_shape_and_codes(synth: Synth) -> None:
+    """What API Gateway answers itself speaks berth's shape and the codes the functions and
+    the sandbox use: an unsigned request is 401 unauthenticated, a bad signature 403
+    forbidden, throttling 429 throttled."""
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in synth.resources("AWS::ApiGateway::GatewayResponse").values()
+    }
+    codes = {}
+    for response_type, props in responses.items():
+        template = json.loads(
+            props["ResponseTemplates"]["application/json"].replace(
+                "$context.error.messageString", '"the message"'
+            )
+        )
+        assert set(template) == {"error"} and set(template["error"]) == {"code", "message"}
+        codes[response_type] = (props.get("StatusCode"), template["error"]["code"])
+    assert codes["MISSING_AUTHENTICATION_TOKEN"] == ("401", "unauthenticated")
+    assert codes["INVALID_SIGNATURE"][1] == codes["ACCESS_DENIED"][1] == "forbidden"
+    assert codes["THROTTLED"][1] == "throttled"
+    assert codes["REQUEST_TOO_LARGE"][1] == "payload_too_large"
+    assert {"DEFAULT_4XX", "DEFAULT_5XX"} <= set(codes)
 
 
 def test_api_gateway_routes_are_exactly_the_openapi_document(synth: Synth) -> None:
@@ -270,6 +283,33 @@ def test_api_gateway_routes_are_exactly_the_openapi_document(synth: Synth) -> No
     }
     documented.add(("GET", "/openapi.json"))  # serves the document, not listed in it
     assert set(synth.stack.api.routes) == documented
+
+
+@pytest.mark.parametrize(
+    ("table", "index", "owner"),
+    [
+        ("SessionsTable", "by_user_created", "user"),
+        ("JobsTable", "by_user_created", "user"),
+        ("InstancesTable", "by_user_created", "user"),
+        ("WorkersTable", "by_project", "project"),
+    ],
+)
+def test_every_listing_is_by_owner_and_creation_time(
+    synth: Synth, table: str, index: str, owner: str
+) -> None:
+    """Lists are newest first by creation time, never by id (keyed ids are hashes)."""
+    (props,) = [
+        r["Properties"]
+        for key, r in synth.resources("AWS::DynamoDB::Table").items()
+        if key.startswith(table)
+    ]
+    indexes = {i["IndexName"]: i["KeySchema"] for i in props["GlobalSecondaryIndexes"]}
+    assert indexes[index] == [
+        {"AttributeName": owner, "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
+    ]
+    types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    assert types["created_at"] == "N"
 
 
 # --- snapshot (a safety net; every fact above is asserted on its own) ---------------------

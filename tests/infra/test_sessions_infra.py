@@ -50,9 +50,9 @@ def test_session_table_is_encrypted_with_pitr_ttl_and_user_index(synth: Synth) -
         "Enabled": True,
     }
     indexes = {i["IndexName"]: i["KeySchema"] for i in props["GlobalSecondaryIndexes"]}
-    assert indexes["by_user"] == [
+    assert indexes["by_user_created"] == [
         {"AttributeName": "user", "KeyType": "HASH"},
-        {"AttributeName": "id", "KeyType": "RANGE"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
     ]
     assert table["DeletionPolicy"] == "Retain"
 

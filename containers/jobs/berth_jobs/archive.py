@@ -17,6 +17,20 @@ def failure_key(job_id: str) -> str:
     return f"failures/{job_id}.zip"
 
 
+def summary_key(job_id: str) -> str:
+    """A failed job's own error, small enough for the API to read on GET."""
+    return f"failures/{job_id}.json"
+
+
+def read_document(archive: bytes, name: str) -> Any:
+    """A JSON document of a ZIP, or None."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+            return json.loads(opened.read(name))
+    except (KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
 def zip_directory(directory: Path) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

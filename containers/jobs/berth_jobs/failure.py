@@ -1,18 +1,24 @@
 """The state machine's Catch path: always leave ``failures/<job_id>.zip`` with what is known.
 
 Merges into the runner's own failure ZIP (traceback) when there is one, adding Step
-Functions' error and cause, the input and a pointer to the logs.
+Functions' error and cause, the input and a pointer to the logs; and writes
+``failures/<job_id>.json``, the job's own error in two fields — the runner's error when the
+job itself raised, else Step Functions' (a timeout, an exit code, an unknown name) — which
+``GET /jobs/{id}`` answers as ``error``.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
 from berth_jobs import environment as env
-from berth_jobs.archive import failure_key, zip_documents
+from berth_jobs.archive import failure_key, read_document, summary_key, zip_documents
+
+MAX_MESSAGE_CHARS = 2000
 
 
 def write_failure(s3: Any, bucket: str, event: dict[str, Any]) -> str:
@@ -36,6 +42,18 @@ def write_failure(s3: Any, bucket: str, event: dict[str, Any]) -> str:
         {"state-machine-error.json": document, "input.json": event.get("input")}, base=existing
     )
     s3.put_object(Bucket=bucket, Key=key, Body=archive)
+    own = read_document(existing, "error.json") if existing else None
+    source = own if isinstance(own, dict) else document
+    summary = {
+        "code": str(source.get("error") or "JobFailed"),
+        "message": str(source.get("cause") or "")[:MAX_MESSAGE_CHARS],
+    }
+    s3.put_object(
+        Bucket=bucket,
+        Key=summary_key(job_id),
+        Body=json.dumps(summary).encode(),
+        ContentType="application/json",
+    )
     return key
 
 

@@ -94,6 +94,12 @@ def test_failure_writer_adds_step_functions_error_to_the_runners_zip(s3: Any) ->
         "exit 1",
         "execution arn",
     )
+    # the summary GET /jobs/{id} answers: the job's own error, not the container's exit
+    summary = s3.get_object(Bucket=BUCKETS.failures, Key="failures/job_5.json")["Body"].read()
+    assert json.loads(summary) == {
+        "code": "JobInputError",
+        "message": "width/height must be 1..4096 and frames 1..100",
+    }
 
 
 def test_failure_writer_alone_still_leaves_a_zip(s3: Any) -> None:
@@ -103,3 +109,5 @@ def test_failure_writer_alone_still_leaves_a_zip(s3: Any) -> None:
     files = read_zip(s3, BUCKETS.failures, "failures/job_6.zip")
     assert json.loads(files["state-machine-error.json"])["error"] == "InvalidInput"
     assert json.loads(files["input.json"]) == {"x": 1}
+    summary = s3.get_object(Bucket=BUCKETS.failures, Key="failures/job_6.json")["Body"].read()
+    assert json.loads(summary)["code"] == "InvalidInput"

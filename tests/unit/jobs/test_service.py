@@ -109,6 +109,34 @@ def test_failed_job_has_the_error_and_a_failure_url(
     assert failed.result_url is None
 
 
+def test_a_failed_job_shows_its_own_error_once_its_summary_is_written(
+    service: JobService, config: JobsConfig, aws: boto3.session.Session
+) -> None:
+    job, _ = service.start(ALICE, "render", {}, None)
+    finish(execution_arn(config, job.id), "FAILED", "JobFailed", '{"raw": "ECS JSON"}')
+    aws.client("s3").put_object(
+        Bucket="failures",
+        Key=f"failures/{job.id}.json",
+        Body=b'{"code": "JobInputError", "message": "frames must be 1..100"}',
+    )
+    error = service.get(ALICE, job.id).error
+    assert error is not None
+    assert (error.code, error.message) == ("JobInputError", "frames must be 1..100")
+    (listed,), _ = service.list_jobs(ALICE, 10, None)
+    assert listed.error == error  # list items and GET agree
+
+
+def test_the_list_is_newest_first_whatever_the_ids(service: JobService, clock: FakeClock) -> None:
+    """A keyed job's id is a hash (it sorts anywhere); the list goes by creation time."""
+    order = []
+    for n in range(4):
+        clock.advance(1)
+        key = f"key-{n}" if n % 2 == 0 else None
+        order.append(service.start(ALICE, "checksum", {"n": n}, key)[0].id)
+    listed, _ = service.list_jobs(ALICE, 10, None)
+    assert [job.id for job in listed] == order[::-1]
+
+
 def test_callers_see_only_their_jobs(service: JobService, clock: FakeClock) -> None:
     mine, _ = service.start(ALICE, "checksum", {}, None)
     clock.advance(1)
