@@ -33,7 +33,7 @@ local: install ## run the API on http://127.0.0.1:8080 against an in-process AWS
 	$(BIN)/python -m infra.sandbox
 
 test: install lint typecheck ## lint, type-check and run every test
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import time
@@ -15,9 +16,13 @@ def time_process(argv: Sequence[str], env: Mapping[str, str] | None = None) -> f
 
 
 def paired(
-    run_a: Callable[[], float], run_b: Callable[[], float], rounds: int, warmup: int = 1
+    run_a: Callable[[], float], run_b: Callable[[], float], rounds: int, warmup: int | None = None
 ) -> tuple[list[float], list[float]]:
-    """Runs A and B in turn (A B A B ...) so drift on a shared machine hits both alike."""
+    """Runs A and B in turn (A B A B ...) so drift on a shared machine hits both alike, after
+    ``warmup`` rounds not counted (``BERTH_BENCH_WARMUP``, default 1; the bench smoke test
+    sets 0)."""
+    if warmup is None:
+        warmup = int(os.environ.get("BERTH_BENCH_WARMUP", "1"))
     for _ in range(warmup):
         run_a()
         run_b()

@@ -71,7 +71,11 @@ def main() -> None:
         app.synth()
         template = json.loads((Path(out) / f"{stack.artifact_id}.template.json").read_text())
     resources = template["Resources"]
-    (machine,) = [r for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    (machine,) = [  # the job chooser (the instances' workflow is another state machine)
+        r
+        for key, r in resources.items()
+        if r["Type"] == "AWS::StepFunctions::StateMachine" and key.startswith("Jobs")
+    ]
     text = "".join(
         p if isinstance(p, str) else "x"
         for p in machine["Properties"]["DefinitionString"]["Fn::Join"][1]

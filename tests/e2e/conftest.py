@@ -90,18 +90,44 @@ class Sandbox:
             return error.code, json.loads(error.read() or b"null")
 
 
-@pytest.fixture(scope="module")
-def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
-    """A test module may set ``SANDBOX_CONTEXT`` (settings overrides, e.g. short leases) and
-    ``SANDBOX_ENV`` (the sandbox's own options) for its sandbox."""
+class Sandboxes:
+    """Sandboxes of this test process, one per configuration, shared by every module that
+    asks for the same one (starting one costs ~20 s); each stops, by Ctrl-C, at the end."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, tuple[subprocess.Popen[str], Sandbox]] = {}
+
+    def get(self, context: dict[str, Any], extra_env: dict[str, str]) -> Sandbox:
+        key = json.dumps([context, extra_env], sort_keys=True)
+        if key not in self.running:
+            self.running[key] = start_sandbox(context, extra_env)
+        return self.running[key][1]
+
+    def stop_all(self) -> None:
+        failures = []
+        for process, _ in self.running.values():
+            # Ctrl-C, as a user stops make local: it must stop cleanly and promptly.
+            process.send_signal(signal.SIGINT)
+            try:
+                if process.wait(timeout=30) != 0:
+                    failures.append("the sandbox did not exit cleanly on Ctrl-C")
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                failures.append("the sandbox did not stop within 30 s of Ctrl-C")
+        assert failures == []
+
+
+def start_sandbox(
+    context: dict[str, Any], extra_env: dict[str, str]
+) -> tuple[subprocess.Popen[str], Sandbox]:
     env = {
         **os.environ,
         "BERTH_LOCAL_PORT": "0",
         "BERTH_LOCAL_WEBSOCKET_PORT": "0",
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         "PYTHONUNBUFFERED": "1",
-        "BERTH_LOCAL_CONTEXT": json.dumps(getattr(request.module, "SANDBOX_CONTEXT", {})),
-        **getattr(request.module, "SANDBOX_ENV", {}),
+        "BERTH_LOCAL_CONTEXT": json.dumps(context),
+        **extra_env,
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "infra.sandbox"],
@@ -130,25 +156,31 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
             websocket = found.group(1)
         if found := re.search(r"export (AWS_CONFIG_FILE|AWS_SHARED_CREDENTIALS_FILE)=(\S+)", line):
             files[found.group(1)] = found.group(2)
-    if not (url and emulator and websocket):
+    if not (url and emulator and websocket and len(files) == 2):
         process.kill()
         pytest.fail("the sandbox did not start:\n" + "".join(seen[-40:]))
     # keep reading what it prints, so a full pipe never blocks it
     threading.Thread(target=seen.extend, args=(process.stdout,), daemon=True).start()
+    handle = Sandbox(
+        url, emulator, websocket, files["AWS_CONFIG_FILE"], files["AWS_SHARED_CREDENTIALS_FILE"]
+    )
+    return process, handle
+
+
+@pytest.fixture(scope="session")
+def sandboxes() -> Iterator[Sandboxes]:
+    started = Sandboxes()
     try:
-        yield Sandbox(
-            url,
-            emulator,
-            websocket,
-            files["AWS_CONFIG_FILE"],
-            files["AWS_SHARED_CREDENTIALS_FILE"],
-        )
+        yield started
     finally:
-        # Ctrl-C, as a user stops make local: it must stop cleanly and promptly.
-        process.send_signal(signal.SIGINT)
-        try:
-            code = process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail("the sandbox did not stop within 30 s of Ctrl-C")
-        assert code == 0, "the sandbox did not exit cleanly on Ctrl-C"
+        started.stop_all()
+
+
+@pytest.fixture(scope="module")
+def sandbox(request: pytest.FixtureRequest, sandboxes: Sandboxes) -> Sandbox:
+    """``make local`` in its own process. A test module may set ``SANDBOX_CONTEXT`` (settings
+    overrides, e.g. short leases) and ``SANDBOX_ENV`` (the sandbox's own options); modules
+    with the same ones share a sandbox, so each uses users of its own."""
+    return sandboxes.get(
+        getattr(request.module, "SANDBOX_CONTEXT", {}), getattr(request.module, "SANDBOX_ENV", {})
+    )

@@ -47,7 +47,7 @@ def fuzz(sandbox: Sandbox, tmp_path: Path, signed: bool) -> str:
         "--no-color",
     ]  # fmt: skip
     if signed:
-        env["BERTH_FUZZ_PROFILE"] = "berth-local-bob"
+        env["BERTH_FUZZ_PROFILE"] = "berth-local-fuzzer"
         args += ["-H", "Authorization: sign-me"]
     result = subprocess.run(
         args, env=env, capture_output=True, text=True, timeout=600, check=False, cwd=ROOT

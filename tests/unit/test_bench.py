@@ -1,0 +1,41 @@
+"""Benchmarks that can't rot: each bench/ script runs to the end in a short mode, so a change
+that breaks one fails make test (their figures are read by people, not asserted here)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from infra.settings import ROOT
+
+SHORT = {
+    "synth_time.py": ["1"],
+    "cold_import.py": ["1"],
+    "sandbox_latency.py": ["1"],
+    "job_cost.py": [],
+    "scaling_sim.py": ["4", "1"],
+}
+
+
+def test_every_bench_script_is_covered() -> None:
+    scripts = {p.name for p in (ROOT / "bench").glob("*.py")} - {"__init__.py", "common.py"}
+    assert scripts == set(SHORT)
+
+
+@pytest.mark.parametrize("script", sorted(SHORT))
+def test_a_bench_script_runs_to_the_end(script: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *SHORT[script]],
+        cwd=ROOT,
+        env={**os.environ, "BERTH_BENCH_WARMUP": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # each prints its figure against a baseline measured in the same run
+    assert "ratio" in result.stdout or "task-seconds: median" in result.stdout, result.stdout
