@@ -12,7 +12,7 @@ export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 # Nothing here may reach a real AWS account.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help install local test lint typecheck unit synth bench clean
+.PHONY: help install local test lint typecheck unit synth deploy destroy bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,12 @@ typecheck: $(PY_STAMP)
 
 synth: install ## cdk synth into cdk.out/ (offline: no credentials, no Docker)
 	npx --no-install cdk synth --quiet
+
+deploy: install ## cdk deploy with the pinned CLI (AWS credentials and a Docker daemon needed)
+	npx --no-install cdk deploy --require-approval never $(CDK_ARGS)
+
+destroy: install ## cdk destroy (retained buckets/tables stay: README "Deploying")
+	npx --no-install cdk destroy --force $(CDK_ARGS)
 
 bench: install ## print the bench/ ratios (each against a baseline measured in the same run)
 	$(BIN)/python bench/synth_time.py

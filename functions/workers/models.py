@@ -182,6 +182,16 @@ class CommandOut(BaseModel):
         )
 
 
+class Output(BaseModel):
+    """A piece of a command's saved log: a late subscriber reads it, then joins the live
+    frames from ``next_offset`` on (each frame carries the ``offset`` of its bytes)."""
+
+    offset: int
+    data: str
+    next_offset: int
+    complete: bool = Field(description="The command has ended and this is the end of its log.")
+
+
 class CommandList(BaseModel):
     items: list[CommandOut]
     next_token: str | None

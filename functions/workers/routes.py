@@ -17,6 +17,7 @@ from workers.models import (
     Command,
     CommandList,
     CommandOut,
+    Output,
     RunCommand,
 )
 from workers.service import CommandService
@@ -96,6 +97,24 @@ def list_commands(
 )
 def get_command(project: Project, command_id: CommandId) -> CommandOut:
     return _out(service().get(_caller(), project, _command_id(command_id)))
+
+
+@router.get(
+    "/workspaces/<project>/commands/<command_id>/output",
+    summary="A command's output from a byte offset, as far as its log is saved",
+    description="Read from offset 0, then from next_offset; with a WebSocket subscription, "
+    "print live frames whose offset is at or past next_offset (no gap, no repeat).",
+    responses=documented(
+        {200: ("A piece of the log", Output)}, {404: "No such command of the caller's"}
+    ),
+    tags=["workers"],
+)
+def get_output(
+    project: Project,
+    command_id: CommandId,
+    offset: Annotated[int, Query(ge=0, le=2**53)] = 0,
+) -> Output:
+    return service().output(_caller(), project, _command_id(command_id), offset)
 
 
 @router.delete(

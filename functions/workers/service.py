@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 
 from shared.errors import Invalid, LimitReached, NotFound, Unavailable
 from shared.live import ConnectionStore
@@ -17,11 +18,26 @@ from workers.models import (
     Command,
     CommandStatus,
     ErrorCode,
+    Output,
     log_key,
     new_command_id,
     terminal_scope,
 )
 from workers.repository import Claim, QueueFull, StaleCommand, WorkersRepository
+
+OUTPUT_BYTES = 64 * 1024
+
+
+def whole_characters(chunk: bytes) -> bytes:
+    """``chunk`` without a UTF-8 character cut at its end (at most 3 bytes shorter)."""
+    for cut in range(1, 4):
+        if len(chunk) >= cut and chunk[-cut] & 0xC0 == 0xC0:  # a lead byte cut short
+            needed = 2 if chunk[-cut] < 0xE0 else 3 if chunk[-cut] < 0xF0 else 4
+            return chunk[:-cut] if needed > cut else chunk
+        if len(chunk) >= cut and chunk[-cut] < 0x80:
+            return chunk
+    return chunk
+
 
 logger = Logger(child=True)
 
@@ -135,6 +151,32 @@ class CommandService:
             except StaleCommand:
                 continue
         return self.get(user, project, command_id)
+
+    def output(self, user: str, project: str, command_id: str, offset: int) -> Output:
+        """Up to ``OUTPUT_BYTES`` of the saved log from ``offset`` (whole UTF-8 characters)."""
+        command = self.get(user, project, command_id)
+        try:
+            chunk = self.s3.get_object(
+                Bucket=self.config.workspaces_bucket,
+                Key=log_key(project, command_id),
+                Range=f"bytes={offset}-{offset + OUTPUT_BYTES - 1}",
+            )["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in {
+                "NoSuchKey",
+                "InvalidRange",
+                "404",
+                "416",
+            }:
+                raise
+            chunk = b""
+        chunk = whole_characters(chunk) if len(chunk) == OUTPUT_BYTES else chunk
+        return Output(
+            offset=offset,
+            data=chunk.decode("utf-8", "replace"),
+            next_offset=offset + len(chunk),
+            complete=command.status.finished and len(chunk) < OUTPUT_BYTES,
+        )
 
     def log_url(self, command: Command) -> str | None:
         """Where to download the full output (once the command has started)."""

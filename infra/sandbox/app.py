@@ -13,6 +13,7 @@ import stat
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -37,6 +38,8 @@ from infra.settings import ROOT
 log = logging.getLogger("berth.sandbox")
 
 SANDBOX_DIR = ROOT / ".sandbox"
+LOCAL_STATE = SANDBOX_DIR / "local.json"
+"""Where the running sandbox says how to reach it (``berth config --local`` reads it)."""
 
 
 @dataclass
@@ -44,6 +47,8 @@ class SandboxOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     websocket_port: int = 8081
+    emulator_port: int = 0
+    """0: any free port (the banner says which)."""
     concurrency: int = 4
     log_level: str = "WARNING"
     schedule_seconds: float | None = None
@@ -57,6 +62,7 @@ class SandboxOptions:
             host=os.environ.get("BERTH_LOCAL_HOST", "127.0.0.1"),
             port=int(os.environ.get("BERTH_LOCAL_PORT", "8080")),
             websocket_port=int(os.environ.get("BERTH_LOCAL_WEBSOCKET_PORT", "8081")),
+            emulator_port=int(os.environ.get("BERTH_LOCAL_EMULATOR_PORT", "0")),
             concurrency=int(os.environ.get("BERTH_LOCAL_CONCURRENCY", "4")),
             log_level=os.environ.get("BERTH_LOCAL_LOG_LEVEL", "WARNING"),
             schedule_seconds=float(schedule) if schedule else None,
@@ -91,6 +97,20 @@ class Sandbox:
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
         return self.functions[logical_id].invoke(event)
 
+    def announce(self) -> dict[str, str]:
+        """Writes ``LOCAL_STATE`` (for ``berth config --local``); returns what it says."""
+        local = {
+            "api_url": self.url,
+            "websocket_url": self.websocket.url,
+            "region": REGION,
+            "config_file": str(self.config_file),
+            "credentials_file": str(self.credentials_file),
+            "emulator": self.emulator.endpoint,
+            "state": str(self.state),
+        }
+        LOCAL_STATE.write_text(json.dumps(local, indent=2))
+        return local
+
     def serve_in_background(self) -> None:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
@@ -104,6 +124,11 @@ class Sandbox:
             function.close()
         self.emulator.stop()
         shutil.rmtree(self.state, ignore_errors=True)
+        try:
+            if json.loads(LOCAL_STATE.read_text()).get("state") == str(self.state):
+                LOCAL_STATE.unlink()
+        except (OSError, ValueError):
+            pass
 
 
 # Settings the sandbox changes from cdk.json: nobody wants to wait 10 s per poll locally.
@@ -166,26 +191,32 @@ def synthesize(outdir: Path, overrides: dict[str, Any] | None = None) -> Path:
     return outdir / f"{stack.artifact_id}.template.json"
 
 
-def start(options: SandboxOptions) -> Sandbox:
+Progress = Callable[[str], None]
+
+
+def start(options: SandboxOptions, progress: Progress = lambda _: None) -> Sandbox:
     started = time.monotonic()
     state = state_folder()
     try:
-        return _start(options, state, started)
+        return _start(options, state, started, progress)
     except BaseException:
         shutil.rmtree(state, ignore_errors=True)
         raise
 
 
-def _start(options: SandboxOptions, state: Path, started: float) -> Sandbox:
+def _start(options: SandboxOptions, state: Path, started: float, progress: Progress) -> Sandbox:
     assembly = state / "cdk.out"
+    progress("synthesizing the app (cdk synth)")
     template_path = synthesize(assembly, options.context)
     stack_name = template_path.name.removesuffix(".template.json")
 
     number_fifo_messages_in_order()
-    emulator = Emulator().start()
+    emulator = Emulator(port=options.emulator_port).start()
     enable_execution(emulator)
     fix_ecs_integration()
+    progress(f"deploying the template into the emulator ({emulator.endpoint})")
     deployment = deploy(emulator, assembly, stack_name)
+    progress(f"starting {len(deployment.functions)} functions")
 
     credentials = LocalCredentials()
     config_file, credentials_file = credentials.write(state)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import uuid
@@ -53,6 +54,9 @@ def _cold_start(
     timeout_seconds: float,
 ) -> None:
     global _handler, _function_name, _timeout_seconds
+    # Ctrl-C in the terminal reaches the whole process group: the sandbox stops its
+    # execution environments itself (no traceback from each of them).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _timeout_seconds = timeout_seconds
     os.environ.update(environment)
     # Powertools warns when an invocation published no metric; locally that is only noise.

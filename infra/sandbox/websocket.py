@@ -101,6 +101,8 @@ class LocalWebSocketApi:
     def _caller(self, request: Any) -> str | None:
         """A verified SigV4 handshake, else X-Berth-User or ``?user=`` (a browser); None
         for a bad signature or no identity ($connect then refuses it)."""
+        if len(request.headers.get_all("Host")) != 1:
+            return None  # ambiguous: refused
         headers = dict(request.headers.raw_items())
         try:
             principal = self.credentials.verify(

@@ -111,3 +111,40 @@ def test_direct_start_execution_validates_the_name_in_the_first_state(sandbox: S
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         error = json.loads(archive.read("state-machine-error.json"))
     assert error["error"] == "UnknownJob"
+
+
+def test_the_readmes_aws_cli_example_works_against_the_emulator(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's `aws stepfunctions start-execution` with the banner's environment: the
+    same calls, through the same environment variables the aws CLI reads."""
+    import boto3
+
+    for name, value in {
+        "AWS_ENDPOINT_URL": sandbox.emulator,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_SECURITY_TOKEN", raising=False)
+    (stack,) = boto3.client("cloudformation").describe_stacks(StackName="berth")["Stacks"]
+    arn = next(
+        o["OutputValue"] for o in stack["Outputs"] if o["OutputKey"] == "JobsStateMachineArn"
+    )
+    sfn = boto3.client("stepfunctions")
+    execution = sfn.start_execution(
+        stateMachineArn=arn,
+        name="readme-checksum-1",
+        input=json.dumps({"name": "checksum", "input": {"text": "hi"}}),
+    )["executionArn"]
+    deadline = time.monotonic() + 60
+    while (status := sfn.describe_execution(executionArn=execution)["status"]) == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert status == "SUCCEEDED"
+    results = next(
+        o["OutputValue"] for o in stack["Outputs"] if o["OutputKey"] == "ResultsBucketName"
+    )
+    assert boto3.client("s3").head_object(Bucket=results, Key="results/readme-checksum-1.zip")

@@ -106,5 +106,6 @@ def test_routes_are_read_from_the_routers_decorators() -> None:
         ("DELETE", "/workspaces/{project}/commands/{command_id}"),
         ("GET", "/workspaces/{project}/commands"),
         ("GET", "/workspaces/{project}/commands/{command_id}"),
+        ("GET", "/workspaces/{project}/commands/{command_id}/output"),
         ("POST", "/workspaces/{project}/commands"),
     ]

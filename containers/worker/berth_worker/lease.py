@@ -35,6 +35,7 @@ class Lease:
         lease_seconds: float,
         clock: Callable[[], float] = time.time,
         progress: Callable[[], str | None] = lambda: None,
+        flush: Callable[[], None] = lambda: None,
         check_seconds: float = 1.0,
     ) -> None:
         self.sqs = sqs
@@ -46,6 +47,7 @@ class Lease:
         self.lease_seconds = lease_seconds
         self.clock = clock
         self.progress = progress
+        self.flush = flush
         self.check_seconds = check_seconds
         self.lost = False
         self.cancel_requested = False
@@ -105,6 +107,7 @@ class Lease:
                 next_renewal = time.monotonic() + self.interval
             elif not self.cancel_requested and not self.lost:
                 try:
+                    self.flush()
                     current = self.repository.get(self.command_id)
                 except Exception:  # a passing fault: look again at the next tick
                     log.debug("could not read %s", self.command_id, exc_info=True)

@@ -44,6 +44,7 @@ log = logging.getLogger("berth.worker")
 
 Publish = Callable[[str, dict[str, Any]], Any]
 TIMEOUT_EXIT_CODE = 124
+FLUSH_BYTES = 1 << 20
 
 
 def worker_id() -> str:
@@ -165,6 +166,7 @@ class Worker:
             lease_seconds=self.lease_seconds,
             clock=self.clock,
             progress=lambda: output.save(access.s3, self.bucket),
+            flush=lambda: output.flush(access.s3, self.bucket),
         )
         self._status_frame(command, output.next_seq(), CommandStatus.RUNNING, None)
         with lease:
@@ -300,12 +302,14 @@ class Worker:
             data["exit_code"] = exit_code
         self._frame(command, seq, "status", data)
 
-    def _frame(self, command: Command, seq: int | None, kind: str, data: Any) -> None:
+    def _frame(
+        self, command: Command, seq: int | None, kind: str, data: Any, offset: int | None = None
+    ) -> None:
+        message = {"type": kind, "command_id": command.id, "seq": seq, "data": data}
+        if offset is not None:
+            message["offset"] = offset
         try:
-            self.publish(
-                topic(command.project, command.terminal),
-                {"type": kind, "command_id": command.id, "seq": seq, "data": data},
-            )
+            self.publish(topic(command.project, command.terminal), message)
         except Exception:  # a lost frame is visible to clients as a gap in seq; the log has it
             log.exception("could not publish frame %s of %s", seq, command.id)
 
@@ -326,6 +330,9 @@ class _Output:
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.seq = 0
         self.saved_size = -1
+        self.offset = 0
+        """Bytes of the log written so far: each output frame says where its bytes start,
+        so a late subscriber can join the saved log and the live frames without a gap."""
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -333,16 +340,18 @@ class _Output:
 
     def write(self, data: bytes) -> None:
         """Output of the command (already written to the log by the runner)."""
+        offset, self.offset = self.offset, self.offset + len(data)
         text = self.decoder.decode(data)
         if text:
-            self.worker._frame(self.command, self.next_seq(), "output", text)
+            self.worker._frame(self.command, self.next_seq(), "output", text, offset)
 
     def line(self, text: str) -> None:
         """A line of berth's own (a warning), in the output and the log."""
         data = (text + "\n").encode()
         if not self.file.closed:
             self.file.write(data)
-        self.worker._frame(self.command, self.next_seq(), "output", text + "\n")
+        offset, self.offset = self.offset, self.offset + len(data)
+        self.worker._frame(self.command, self.next_seq(), "output", text + "\n", offset)
 
     def warnings(self, report: SyncReport) -> None:
         for warning in report.warnings:
@@ -353,6 +362,12 @@ class _Output:
         with self.path.open("rb") as handle:
             handle.seek(max(0, size - 4096))
             return tail_of(handle.read())
+
+    def flush(self, s3: Any, bucket: str) -> None:
+        """Between heartbeats: keep the saved log close behind the live output (small logs
+        only; a big one is saved at each heartbeat)."""
+        if self.path.stat().st_size <= FLUSH_BYTES:
+            self.save(s3, bucket)
 
     def save(self, s3: Any, bucket: str, force: bool = False) -> str:
         """Uploads the log if it grew (or ``force``); returns its tail."""

@@ -1,0 +1,308 @@
+"""A Python client for berth's API: SigV4 from the standard credential chain, retries with
+backoff and jitter, typed results (the API's own response models), waiting for a status,
+and WebSocket subscriptions with a signed handshake.
+
+    client = BerthClient(Settings.load())
+    session = client.wait_for(lambda: client.session(client.start_session().id), {"RUNNING"})
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.exceptions import BotoCoreError
+from pydantic import BaseModel
+
+from instances.models import InstanceOut
+from jobs.models import JobOut
+from sessions.models import SessionOut
+from workers.models import CommandOut
+
+CONFIG_ENV = "BERTH_CONFIG"
+DEFAULT_CONFIG = Path("~/.config/berth/config.json")
+RETRY_STATUSES = {429, 503}
+"""Retried for every method: nothing was done."""
+IDEMPOTENT = {"GET", "DELETE", "HEAD"}
+"""Also retried on other 5xx and connection failures."""
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class ApiError(Exception):
+    """An answer in berth's error shape (or a failure to get one)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the API is and whose credentials sign for it."""
+
+    api_url: str
+    websocket_url: str | None = None
+    region: str = "us-east-1"
+    profile: str | None = None
+    """An AWS profile; None: the standard credential chain."""
+    config_file: str | None = None
+    credentials_file: str | None = None
+    """AWS config/credentials files to read the profile from (make local writes its own)."""
+
+    @staticmethod
+    def path() -> Path:
+        return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser()
+
+    @classmethod
+    def load(cls, **overrides: str | None) -> Settings:
+        """Flags (``overrides``), then ``BERTH_API_URL``/``BERTH_WEBSOCKET_URL``/
+        ``BERTH_PROFILE``/``AWS_REGION``, then the config file (``berth config``)."""
+        stored: dict[str, Any] = {}
+        if cls.path().is_file():
+            stored = json.loads(cls.path().read_text())
+        environment = {
+            "api_url": os.environ.get("BERTH_API_URL"),
+            "websocket_url": os.environ.get("BERTH_WEBSOCKET_URL"),
+            "profile": os.environ.get("BERTH_PROFILE"),
+            "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        }
+        values = {**stored, **{k: v for k, v in environment.items() if v}}
+        values |= {k: v for k, v in overrides.items() if v}
+        if not values.get("api_url"):
+            raise ApiError(
+                0, "not_configured", "no API URL: run `berth config` (or set BERTH_API_URL)"
+            )
+        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
+    def save(self) -> Path:
+        path = self.path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({k: v for k, v in asdict(self).items() if v}, indent=2))
+        return path
+
+
+@dataclass
+class BerthClient:
+    settings: Settings
+    retries: int = 4
+    timeout: float = 30
+    sleep: Callable[[float], None] = time.sleep
+    _credentials: Any = field(default=None, init=False, repr=False)
+
+    # --- transport ----------------------------------------------------------------------------
+
+    def credentials(self) -> Any:
+        if self._credentials is None:
+            if self.settings.config_file:
+                os.environ["AWS_CONFIG_FILE"] = self.settings.config_file
+            if self.settings.credentials_file:
+                os.environ["AWS_SHARED_CREDENTIALS_FILE"] = self.settings.credentials_file
+            try:
+                session = boto3.session.Session(profile_name=self.settings.profile)
+                credentials = session.get_credentials()
+            except BotoCoreError as exc:  # no such profile, a broken config file, ...
+                raise ApiError(0, "no_credentials", str(exc)) from None
+            if credentials is None:
+                raise ApiError(0, "no_credentials", "no AWS credentials to sign with")
+            self._credentials = credentials
+        return self._credentials
+
+    def signed(self, method: str, url: str, body: bytes = b"") -> dict[str, str]:
+        """SigV4 headers (execute-api) for a request; WebSocket URLs sign as http(s)."""
+        target = url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+        request = AWSRequest(
+            method=method,
+            url=target,
+            data=body,
+            headers={"Content-Type": "application/json"} if body else {},
+        )
+        SigV4Auth(self.credentials(), "execute-api", self.settings.region).add_auth(request)
+        return dict(request.headers.items())
+
+    def request(
+        self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None
+    ) -> Any:
+        """One API call, signed, retried with backoff and full jitter where that is safe."""
+        url = self.settings.api_url.rstrip("/") + path
+        if query:
+            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        data = json.dumps(body).encode() if body is not None else b""
+        for attempt in range(self.retries + 1):
+            request = urllib.request.Request(  # noqa: S310 - the configured API (http(s))
+                url, data=data or None, method=method, headers=self.signed(method, url, data)
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                    payload = response.read()
+                    return json.loads(payload) if payload else None
+            except urllib.error.HTTPError as error:
+                failure = _api_error(error.code, error.read())
+                retry = error.code in RETRY_STATUSES or (error.code >= 500 and method in IDEMPOTENT)
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+                failure = ApiError(0, "unreachable", f"{url}: {error}")
+                retry = method in IDEMPOTENT
+            if not retry or attempt == self.retries:
+                raise failure
+            self.sleep(random.uniform(0, min(8.0, 0.25 * 2**attempt)))  # noqa: S311 - jitter
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _model(self, model: type[Model], payload: Any) -> Model:
+        return model.model_validate(payload)
+
+    def _pages(self, model: type[Model], path: str, limit: int | None) -> list[Model]:
+        items: list[Model] = []
+        token = None
+        while True:
+            page = self.request("GET", path, query={"limit": 100, "next_token": token})
+            items += [model.model_validate(item) for item in page["items"]]
+            token = page.get("next_token")
+            if not token or (limit is not None and len(items) >= limit):
+                return items[:limit] if limit is not None else items
+
+    # --- sessions -----------------------------------------------------------------------------
+
+    def start_session(self, profile: str = "default", ttl_seconds: int | None = None) -> SessionOut:
+        body: dict[str, Any] = {"profile": profile}
+        if ttl_seconds is not None:
+            body["ttl_seconds"] = ttl_seconds
+        return self._model(SessionOut, self.request("POST", "/sessions", body))
+
+    def session(self, session_id: str) -> SessionOut:
+        return self._model(SessionOut, self.request("GET", f"/sessions/{session_id}"))
+
+    def sessions(self, limit: int | None = None) -> list[SessionOut]:
+        return self._pages(SessionOut, "/sessions", limit)
+
+    def stop_session(self, session_id: str) -> SessionOut:
+        return self._model(SessionOut, self.request("DELETE", f"/sessions/{session_id}"))
+
+    def heartbeat(self, session_id: str) -> SessionOut:
+        return self._model(SessionOut, self.request("POST", f"/sessions/{session_id}/heartbeat"))
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def run_job(
+        self, name: str, payload: dict[str, Any], idempotency_key: str | None = None
+    ) -> JobOut:
+        body: dict[str, Any] = {"name": name, "input": payload}
+        if idempotency_key:
+            body["idempotency_key"] = idempotency_key
+        return self._model(JobOut, self.request("POST", "/jobs", body))
+
+    def job(self, job_id: str) -> JobOut:
+        return self._model(JobOut, self.request("GET", f"/jobs/{job_id}"))
+
+    def jobs(self, limit: int | None = None) -> list[JobOut]:
+        return self._pages(JobOut, "/jobs", limit)
+
+    # --- instances ----------------------------------------------------------------------------
+
+    def create_instance(self, blob_id: str) -> InstanceOut:
+        return self._model(InstanceOut, self.request("POST", "/instances", {"blob_id": blob_id}))
+
+    def instance(self, instance_id: str) -> InstanceOut:
+        return self._model(InstanceOut, self.request("GET", f"/instances/{instance_id}"))
+
+    def instances(self, limit: int | None = None) -> list[InstanceOut]:
+        return self._pages(InstanceOut, "/instances", limit)
+
+    def delete_instance(self, instance_id: str) -> InstanceOut:
+        return self._model(InstanceOut, self.request("DELETE", f"/instances/{instance_id}"))
+
+    # --- workspace commands -------------------------------------------------------------------
+
+    def run_command(self, project: str, command: str, terminal: str = "t1") -> CommandOut:
+        body = {"command": command, "terminal": terminal}
+        return self._model(
+            CommandOut, self.request("POST", f"/workspaces/{project}/commands", body)
+        )
+
+    def command(self, project: str, command_id: str) -> CommandOut:
+        path = f"/workspaces/{project}/commands/{command_id}"
+        return self._model(CommandOut, self.request("GET", path))
+
+    def commands(self, project: str, limit: int | None = None) -> list[CommandOut]:
+        return self._pages(CommandOut, f"/workspaces/{project}/commands", limit)
+
+    def cancel_command(self, project: str, command_id: str) -> CommandOut:
+        path = f"/workspaces/{project}/commands/{command_id}"
+        return self._model(CommandOut, self.request("DELETE", path))
+
+    def output(self, project: str, command_id: str, offset: int = 0) -> dict[str, Any]:
+        """The command's output from byte ``offset`` of its log, as far as it is saved."""
+        path = f"/workspaces/{project}/commands/{command_id}/output"
+        return dict(self.request("GET", path, query={"offset": offset}))
+
+    # --- waiting and listening ----------------------------------------------------------------
+
+    def wait_for(
+        self,
+        read: Callable[[], Model],
+        statuses: set[str],
+        *,
+        timeout: float = 600,
+        interval: float = 1.0,
+        on_change: Callable[[Model], None] = lambda _: None,
+    ) -> Model:
+        """Reads until the resource's ``status`` is one of ``statuses``; calls ``on_change``
+        whenever the status moves. Raises TimeoutError with the last status."""
+        deadline = time.monotonic() + timeout
+        last: str | None = None
+        while True:
+            current = read()
+            status = str(getattr(current, "status", ""))
+            if status != last:
+                on_change(current)
+                last = status
+            if status in statuses:
+                return current
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still {status} after {timeout:.0f} s")
+            self.sleep(interval)
+
+    @contextmanager
+    def subscribe(self, *topics: str) -> Iterator[Iterator[dict[str, Any]]]:
+        """A signed WebSocket connection: yields the messages it hears (its user's sessions,
+        and each topic asked for, e.g. ``terminal:<project>:<terminal>``)."""
+        from websockets.sync.client import connect
+
+        url = self.settings.websocket_url
+        if not url:
+            raise ApiError(0, "not_configured", "no WebSocket URL: run `berth config`")
+        # signed for the host the URL names, which is the Host header the library sends
+        headers = {k: v for k, v in self.signed("GET", url).items() if k.lower() != "host"}
+        with connect(url, additional_headers=headers, open_timeout=self.timeout) as socket:
+            for topic in topics:
+                socket.send(json.dumps({"action": "subscribe", "topic": topic}))
+                answer = json.loads(socket.recv(timeout=self.timeout))
+                if answer.get("subscribed") != topic:
+                    error = answer.get("error") or {}
+                    raise ApiError(404, error.get("code", "not_found"), str(error.get("message")))
+
+            def messages() -> Iterator[dict[str, Any]]:
+                while True:
+                    yield json.loads(socket.recv())
+
+            yield messages()
+
+
+def _api_error(status: int, payload: bytes) -> ApiError:
+    try:
+        error = json.loads(payload)["error"]
+        return ApiError(status, str(error["code"]), str(error["message"]))
+    except (ValueError, KeyError, TypeError):
+        return ApiError(status, "unexpected", payload[:200].decode("utf-8", "replace"))

@@ -1,0 +1,121 @@
+"""The berth CLI against make local, as a user runs it: a subprocess signing with SigV4 from
+the sandbox's local credentials (never X-Berth-User)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from infra.settings import ROOT
+from tests.e2e.conftest import Sandbox
+
+pytestmark = pytest.mark.e2e
+
+BERTH = Path(sys.executable).parent / "berth"
+
+
+@pytest.fixture
+def env(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BERTH_CONFIG": str(tmp_path / "config.json"),  # none: everything from the environment
+        "BERTH_API_URL": sandbox.url,
+        "BERTH_WEBSOCKET_URL": sandbox.websocket,
+        "BERTH_PROFILE": "berth-local-cli",
+        "AWS_CONFIG_FILE": sandbox.aws_config,
+        "AWS_SHARED_CREDENTIALS_FILE": sandbox.aws_credentials,
+        "AWS_REGION": "us-east-1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def berth(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BERTH), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_every_command_is_in_the_help() -> None:
+    shown = subprocess.run(
+        [str(BERTH), "--help"], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    for command in ("config", "run", "sessions", "jobs", "commands", "instances"):
+        assert command in shown
+
+
+def test_start_a_session_and_wait_for_it(env: dict[str, str]) -> None:
+    result = berth(env, "--json", "sessions", "start", "--wait")
+    assert result.returncode == 0, result.stderr
+    session = json.loads(result.stdout)
+    assert session["status"] == "RUNNING" and session["private_ip"]
+    assert session["user"].endswith("/berth-client/cli")  # the signature's caller
+    assert "RUNNING" in result.stderr  # the live status line
+    listed = json.loads(berth(env, "--json", "sessions", "ls").stdout)
+    assert session["id"] in [s["id"] for s in listed]
+    stopped = berth(env, "--json", "sessions", "stop", session["id"], "--wait")
+    assert json.loads(stopped.stdout)["status"] == "STOPPED"
+
+
+def test_run_the_checksum_job_and_download_its_result(env: dict[str, str], tmp_path: Path) -> None:
+    result = berth(
+        env, "jobs", "run", "checksum", "--input", '{"text": "hi"}', "--download", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "SUCCEEDED" in result.stdout
+    checksums = json.loads((tmp_path / "checksums.json").read_text())
+    assert checksums["sha256"] == hashlib.sha256(b"hi").hexdigest()
+
+
+def test_a_failing_job_exits_1(env: dict[str, str], tmp_path: Path) -> None:
+    result = berth(env, "jobs", "run", "render", "--input", '{"width": 0}', "--wait")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "JobInputError" in result.stdout
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_run_streams_output_as_it_comes_and_exits_with_the_commands_code(
+    env: dict[str, str], code: int
+) -> None:
+    process = subprocess.Popen(
+        [str(BERTH), "run", "-P", f"cli-{code}", "--",
+         f"for i in 1 2 3 4 5; do echo line $i; sleep 0.6; done; exit {code}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    arrivals = []
+    for line in process.stdout:
+        arrivals.append((time.monotonic(), line.strip()))
+    ended = time.monotonic()
+    assert process.wait(timeout=60) == code, process.stderr.read() if process.stderr else ""
+    assert [text for _, text in arrivals] == [f"line {n}" for n in range(1, 6)]
+    assert ended - arrivals[0][0] >= 2  # the first line came ~3 s before the command ended
+
+
+def test_ctrl_c_cancels_the_command_and_exits_130(env: dict[str, str]) -> None:
+    process = subprocess.Popen(
+        [str(BERTH), "run", "-P", "cli-cancel", "--", "echo started; sleep 60"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "started"
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    listed = json.loads(berth(env, "--json", "commands", "ls", "-P", "cli-cancel").stdout)
+    assert listed[0]["status"] == "CANCELLED"
+
+
+def test_errors_map_to_exit_codes(env: dict[str, str]) -> None:
+    assert berth(env, "sessions", "get", "ses_" + "0" * 28).returncode == 4
+    unsigned = {**env, "BERTH_PROFILE": "no-such-profile"}
+    assert berth(unsigned, "sessions", "ls").returncode == 3
+    assert berth(env, "jobs", "run", "checksum", "--input", "not json").returncode == 2

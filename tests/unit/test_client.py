@@ -1,0 +1,128 @@
+"""The Python client: SigV4 on every request, retries only where they are safe, typed
+results, waiting for a status."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from infra.client.client import ApiError, BerthClient, Settings
+
+SESSION = {
+    "id": "ses_" + "1" * 28, "user": "arn:x", "profile": "default", "status": "PENDING",
+    "private_ip": None, "port": 8080, "task_arn": None, "created_at": "2026-11-28T00:00:00Z",
+    "updated_at": "2026-11-28T00:00:00Z", "expires_at": "2026-11-28T01:00:00Z",
+    "last_heartbeat_at": "2026-11-28T00:00:00Z", "idle_expires_at": "2026-11-28T00:30:00Z",
+    "error": None,
+}  # fmt: skip
+
+
+class Script:
+    """What the fake API answers, in order; and what it was asked."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[int, Any]] = []
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Script, BerthClient, list[float]]]:
+    script = Script()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None:
+            return
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            script.requests.append((self.command, self.path, dict(self.headers.items())))
+            status, body = script.answers.pop(0)
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_DELETE = _answer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    slept: list[float] = []
+    client = BerthClient(
+        Settings(api_url=f"http://127.0.0.1:{server.server_address[1]}"), sleep=slept.append
+    )
+    try:
+        yield script, client, slept
+    finally:
+        server.shutdown()
+
+
+def error(code: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": "m"}}
+
+
+def test_requests_are_sigv4_signed_and_results_typed(api: Any) -> None:
+    script, client, _ = api
+    script.answers = [(201, SESSION)]
+    session = client.start_session("default", 60)
+    assert (session.id, session.status) == (SESSION["id"], "PENDING")
+    (method, path, headers) = script.requests[0]
+    assert (method, path) == ("POST", "/sessions")
+    assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/execute-api/aws4_request" in headers["Authorization"]
+
+
+def test_throttling_and_unavailable_are_retried_with_growing_jittered_waits(api: Any) -> None:
+    script, client, slept = api
+    script.answers = [(429, error("throttled")), (503, error("unavailable")), (201, SESSION)]
+    assert client.start_session().id == SESSION["id"]
+    assert len(slept) == 2 and 0 <= slept[0] <= 0.25 and 0 <= slept[1] <= 0.5
+
+
+def test_a_post_is_not_retried_after_a_server_error(api: Any) -> None:
+    script, client, slept = api
+    script.answers = [(500, error("internal_error")), (201, SESSION)]
+    with pytest.raises(ApiError) as raised:
+        client.run_command("demo", "make deploy")  # it may have been queued: never twice
+    assert (raised.value.status, raised.value.code) == (500, "internal_error")
+    assert len(script.requests) == 1 and slept == []
+
+
+def test_a_get_is_retried_after_a_server_error_until_the_budget_is_spent(api: Any) -> None:
+    script, client, slept = api
+    script.answers = [(502, error("bad_gateway"))] * 5
+    with pytest.raises(ApiError):
+        client.session(SESSION["id"])
+    assert len(script.requests) == 5 and len(slept) == 4
+
+
+def test_wait_for_reports_each_status_once(api: Any) -> None:
+    script, client, _ = api
+    script.answers = [
+        (200, SESSION), (200, SESSION), (200, {**SESSION, "status": "STARTING"}),
+        (200, {**SESSION, "status": "RUNNING", "private_ip": "10.0.0.9"}),
+    ]  # fmt: skip
+    seen: list[str] = []
+    final = client.wait_for(
+        lambda: client.session(SESSION["id"]),
+        {"RUNNING"},
+        on_change=lambda s: seen.append(s.status),
+    )
+    assert (final.status, final.private_ip) == ("RUNNING", "10.0.0.9")
+    assert seen == ["PENDING", "STARTING", "RUNNING"]
+
+
+def test_errors_keep_the_apis_code(api: Any) -> None:
+    script, client, _ = api
+    script.answers = [(404, error("not_found"))]
+    with pytest.raises(ApiError) as raised:
+        client.job("job_" + "0" * 32)
+    assert (raised.value.status, raised.value.code) == (404, "not_found")
