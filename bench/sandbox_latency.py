@@ -1,7 +1,8 @@
 """Latency of the sessions API in the local sandbox, against GET /health in the same run.
 
 Usage: ``.venv/bin/python bench/sandbox_latency.py [users]`` (default 30). Starts the sandbox
-in-process (as ``make local`` does), then for each user: POST /sessions, GET /sessions/{id},
+in-process (as ``make local`` does; ``BERTH_BENCH_URL`` measures a running one instead), then
+for each user: POST /sessions, GET /sessions/{id},
 DELETE /sessions/{id}, with a GET /health before each as the baseline (same gateway, same
 runtime, no AWS calls). Prints p50/p95 per call and the p50 ratio to /health.
 """
@@ -43,21 +44,25 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     users = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-    sandbox = start(SandboxOptions(port=0, log_level="ERROR"))
-    sandbox.serve_in_background()
+    running = os.environ.get("BERTH_BENCH_URL")
+    sandbox = None if running else start(SandboxOptions(port=0, log_level="ERROR"))
+    if sandbox is not None:
+        sandbox.serve_in_background()
+    url = running or (sandbox.url if sandbox else "")
     timings: dict[str, list[float]] = {"GET /health": [], "POST": [], "GET": [], "DELETE": []}
     try:
         for n in range(users + 3):
             user = f"bench-{n}"
-            health, _ = call(sandbox.url, "GET", "/health", user)
-            post, created = call(sandbox.url, "POST", "/sessions", user, {"profile": "default"})
-            get, _ = call(sandbox.url, "GET", f"/sessions/{created['id']}", user)
-            delete, _ = call(sandbox.url, "DELETE", f"/sessions/{created['id']}", user)
+            health, _ = call(url, "GET", "/health", user)
+            post, created = call(url, "POST", "/sessions", user, {"profile": "default"})
+            get, _ = call(url, "GET", f"/sessions/{created['id']}", user)
+            delete, _ = call(url, "DELETE", f"/sessions/{created['id']}", user)
             if n >= 3:  # the first rounds warm every execution environment
                 for key, value in zip(timings, (health, post, get, delete), strict=True):
                     timings[key].append(value)
     finally:
-        sandbox.close()
+        if sandbox is not None:
+            sandbox.close()
     base = statistics.median(timings["GET /health"])
     for key, values in timings.items():
         p50 = statistics.median(values)

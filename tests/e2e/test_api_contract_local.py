@@ -42,7 +42,7 @@ def fuzz(sandbox: Sandbox, tmp_path: Path, signed: bool) -> str:
     }
     args = [
         str(ST), "run", str(spec), "--url", sandbox.url, "--checks", "all",
-        "--phases", "examples,coverage,fuzzing", "--max-examples", "5" if signed else "3",
+        "--phases", "examples,coverage,fuzzing", "--max-examples", "4" if signed else "2",
         "--seed", "1",
         "--no-color",
     ]  # fmt: skip
