@@ -184,3 +184,4 @@ def sandbox(request: pytest.FixtureRequest, sandboxes: Sandboxes) -> Sandbox:
     return sandboxes.get(
         getattr(request.module, "SANDBOX_CONTEXT", {}), getattr(request.module, "SANDBOX_ENV", {})
     )
+

@@ -222,7 +222,7 @@ def test_a_dead_letter_ends_its_command_undeliverable(sandbox: Sandbox) -> None:
         MessageGroupId="dlq",
         MessageDeduplicationId=stuck["id"],
     )
-    ended = wait_for(sandbox, "quinn", "dlq", stuck["id"], timeout=15)
+    ended = wait_for(sandbox, "quinn", "dlq", stuck["id"], timeout=45)  # the next reconcile
     assert (ended["status"], ended["error"]["code"]) == ("FAILED", "undeliverable")
     assert ended["started_at"] is None
     sandbox.request("DELETE", f"/workspaces/dlq/commands/{blocker['id']}", user="quinn")
