@@ -41,6 +41,7 @@ START_DELAY = 60
 LONG_POLL = 20
 TRACE_SECONDS = 600
 BERTH_IDLE_SECONDS = 10  # berth's setting workers.idle_seconds
+KEEP_WARM_SECONDS = 120  # berth's setting workers.keep_warm_seconds
 LEASE_SECONDS = 60  # berth's setting workers.lease_seconds
 CRASH_RATE = 0.02  # a worker dies during this share of commands (berth's fleet only)
 LIMITS = Limits(min_tasks=0, max_tasks=20, messages_per_task=2)
@@ -51,6 +52,9 @@ class Command:
     project: str
     arrival: float
     duration: float
+    after: int | None = None
+    """Interactive: typed ``think`` seconds after command ``after`` (an index) ended."""
+    think: float = 0.0
     started: float | None = None
     ended: float = 0.0
     """When its project may go on: its end, or its worker's lease running out."""
@@ -65,6 +69,7 @@ class Task:
     idle_since: float | None = None
     ended: float | None = None
     current: Command | None = None
+    served: bool = False
 
 
 @dataclass
@@ -77,8 +82,13 @@ class Fleet:
     ordered: bool
     """One command of a project at a time, in arrival order (berth)."""
     crash_rate: float = 0.0
+    keep_warm_seconds: int = 0
+    """A worker that has served stays this long after its last command (0: idle_seconds)."""
     tasks: list[Task] = field(default_factory=list)
     ended_at: int = 0
+
+    def idle_limit(self, task: Task) -> int:
+        return max(self.idle_seconds, self.keep_warm_seconds) if task.served else self.idle_seconds
 
 
 def trace(seed: int) -> list[Command]:
@@ -104,31 +114,60 @@ def trace(seed: int) -> list[Command]:
     return sorted((c for c in commands if c.arrival < TRACE_SECONDS), key=lambda c: c.arrival)
 
 
+def interactive_trace(seed: int) -> list[Command]:
+    """People at terminals: each types a command, reads its output, thinks (log-normal,
+    5-120 s), types the next; a few sessions start over the 10 minutes."""
+    rng = random.Random(seed)
+    commands: list[Command] = []
+    for user in range(rng.randint(6, 10)):
+        start = rng.uniform(0, TRACE_SECONDS * 0.7)
+        previous: int | None = None
+        for _ in range(rng.randint(4, 12)):
+            think = min(120.0, max(5.0, rng.lognormvariate(math.log(20), 0.9)))
+            duration = min(120.0, rng.lognormvariate(math.log(3), 1.0))
+            commands.append(Command(f"user-{user}", start, duration, previous, think))
+            previous = len(commands) - 1
+    return commands
+
+
 def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
     rng = random.Random(seed)
     queue: deque[Command] = deque()
-    pending = deque(Command(c.project, c.arrival, c.duration) for c in commands)
+    copies = [Command(c.project, c.arrival, c.duration, c.after, c.think) for c in commands]
+    pending = [c for c in copies if c.after is None]
+    pending.sort(key=lambda c: c.arrival)
+    waiting = [c for c in copies if c.after is not None]  # typed once the one before ends
     done: list[Command] = []
     blocked_until: dict[str, float] = defaultdict(float)  # a project held by a lease
     t = 0
-    while pending or queue or any(task.ended is None for task in fleet.tasks) or t < TRACE_SECONDS:
+    while (
+        pending or waiting or queue or any(task.ended is None for task in fleet.tasks)
+        or t < TRACE_SECONDS
+    ):  # fmt: skip
         arrived = False
+        for typed in list(waiting):
+            before = copies[typed.after] if typed.after is not None else None
+            if before is not None and before.ended and before.ended + typed.think <= t:
+                typed.arrival = before.ended + typed.think
+                waiting.remove(typed)
+                pending.append(typed)
+        pending.sort(key=lambda c: c.arrival)
         while pending and pending[0].arrival <= t:
-            queue.append(pending.popleft())
+            queue.append(pending.pop(0))
             arrived = True
         live = [task for task in fleet.tasks if task.ended is None]
         for task in live:  # finish work (or die trying)
-            command = task.current
-            if command and task.busy_until <= t:
-                done.append(command)
+            current = task.current
+            if current and task.busy_until <= t:
+                done.append(current)
                 task.current = None
-                if command.lost:  # the task died; its lease holds the project a while
+                if current.lost:  # the task died; its lease holds the project a while
                     task.ended = t
-                    command.ended = t + LEASE_SECONDS
+                    current.ended = t + LEASE_SECONDS
                 else:
                     task.idle_since = t
-                    command.ended = t
-                blocked_until[command.project] = command.ended
+                    current.ended = t
+                blocked_until[current.project] = current.ended
         busy = {task.current.project for task in live if task.current}
         for task in live:  # take work (one at a time), or give up when idle long enough
             if task.ended is not None or task.ready_at > t or task.current:
@@ -143,15 +182,18 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
                     task.busy_until = t + rng.uniform(0, command.duration)
                 else:
                     task.busy_until = t + command.duration
-                task.current, task.idle_since = command, None
-            elif task.idle_since is not None and t - task.idle_since >= fleet.idle_seconds:
+                task.current, task.idle_since, task.served = command, None, True
+            elif task.idle_since is not None and t - task.idle_since >= fleet.idle_limit(task):
                 task.ended = t
         if (fleet.on_arrival and arrived) or t % fleet.tick_seconds == 0:
             live = [task for task in fleet.tasks if task.ended is None]
+            warm = {  # projects whose last command ended within keep_warm_seconds
+                c.project for c in done if c.ended and t - c.ended < fleet.keep_warm_seconds
+            }
             observed = Observed(
                 running=sum(1 for task in live if task.ready_at <= t),
                 starting=sum(1 for task in live if task.ready_at > t) if fleet.ordered else 0,
-                projects=len({c.project for c in queue} | busy),
+                projects=len({c.project for c in queue} | busy | warm),
                 visible=len(queue),
             )
             for _ in range(fleet.decide(observed, LIMITS)):
@@ -227,7 +269,7 @@ def fleets() -> list[Fleet]:
             ordered=False,
         ),
         Fleet(
-            "berth",
+            "berth, 10 s idle",
             berth_launch,
             tick_seconds=60,
             on_arrival=True,
@@ -235,40 +277,65 @@ def fleets() -> list[Fleet]:
             ordered=True,
             crash_rate=CRASH_RATE,
         ),
+        Fleet(
+            "berth, keep warm",
+            berth_launch,
+            tick_seconds=60,
+            on_arrival=True,
+            idle_seconds=BERTH_IDLE_SECONDS,
+            ordered=True,
+            crash_rate=CRASH_RATE,
+            keep_warm_seconds=KEEP_WARM_SECONDS,
+        ),
     ]
+
+
+def task_seconds(fleet: Fleet) -> float:
+    return sum((task.ended or fleet.ended_at) - task.launched for task in fleet.tasks)
 
 
 def main() -> None:
     first_seed = int(sys.argv[1]) if len(sys.argv) > 1 else 4
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    totals: dict[str, list[float]] = {}
-    p95s: dict[str, list[float]] = {}
-    for seed in range(first_seed, first_seed + runs):
-        commands = trace(seed)
-        line = [f"trace {seed}: {len(commands)} commands"]
+    seeds = range(first_seed, first_seed + runs)
+    names = [fleet.name for fleet in fleets()]
+
+    # bursts: builds and tests, several commands at once into a project
+    cost: dict[str, list[float]] = {n: [] for n in names}
+    p95: dict[str, list[float]] = {n: [] for n in names}
+    for seed in seeds:
+        for fleet in fleets():
+            done = simulate(fleet, trace(seed), seed)
+            cost[fleet.name].append(task_seconds(fleet))
+            p95[fleet.name].append(percentile(waits_for_a_worker(done, fleet.ordered), 0.95))
+    print(f"bursty traces ({runs}): worker wait p95 (median of traces), task-seconds")
+    for name in names:
+        ratios = [c / d for c, d in zip(cost[name], cost["depth-only"], strict=True)]
+        print(
+            f"  {name:<17} wait p95 {statistics.median(p95[name]):6.1f} s   "
+            f"task-seconds: median {statistics.median(ratios):.2f}x depth-only"
+        )
+
+    # people at terminals: type, read, think, type again
+    first: dict[str, list[float]] = {n: [] for n in names}
+    follow: dict[str, list[float]] = {n: [] for n in names}
+    cost = {n: [] for n in names}
+    for seed in seeds:
+        commands = interactive_trace(seed)
         for fleet in fleets():
             done = simulate(fleet, commands, seed)
-            waits = waits_for_a_worker(done, fleet.ordered)
-            total = [c.started - c.arrival for c in done if c.started is not None]
-            task_seconds = sum(
-                (task.ended or fleet.ended_at) - task.launched for task in fleet.tasks
-            )
-            totals.setdefault(fleet.name, []).append(task_seconds)
-            p95s.setdefault(fleet.name, []).append(percentile(waits, 0.95))
-            lost = sum(1 for c in done if c.lost)
-            line.append(
-                f"{fleet.name}: worker wait p50 {statistics.median(waits):4.1f} s "
-                f"p95 {percentile(waits, 0.95):5.1f} s (incl. own project p95 "
-                f"{percentile(total, 0.95):5.1f} s), {task_seconds:5.0f} task-s, "
-                f"{len(fleet.tasks)} tasks" + (f", {lost} lost" if fleet.crash_rate else "")
-            )
-        print(" | ".join(line))
-    ratios = [b / s for b, s in zip(totals["berth"], totals["depth-only"], strict=True)]
-    print(
-        f"berth / depth-only task-seconds: median {statistics.median(ratios):.2f}x "
-        f"(min {min(ratios):.2f}, max {max(ratios):.2f}); worker wait p95, median of traces "
-        f"{statistics.median(p95s['berth']):.1f} s vs {statistics.median(p95s['depth-only']):.1f} s"
-    )
+            for command in done:
+                wait = (command.started or 0) - command.arrival
+                (follow if command.after is not None else first)[fleet.name].append(wait)
+            cost[fleet.name].append(task_seconds(fleet))
+    print(f"interactive traces ({runs}): first-command wait p50, follow-up wait p50 / p95")
+    for name in names:
+        ratios = [c / d for c, d in zip(cost[name], cost["depth-only"], strict=True)]
+        print(
+            f"  {name:<17} first {statistics.median(first[name]):5.1f} s   follow-up "
+            f"{statistics.median(follow[name]):5.1f} s / {percentile(follow[name], 0.95):5.1f} s"
+            f"   task-seconds: median {statistics.median(ratios):.2f}x depth-only"
+        )
 
 
 if __name__ == "__main__":

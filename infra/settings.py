@@ -264,7 +264,10 @@ class WorkersSettings(_Strict):
     """A message received this many times without ending goes to the dead-letter queue."""
     min_tasks: int = Field(default=0, ge=0)
     idle_seconds: int = Field(default=10, ge=1, le=3600)
-    """A worker with no work for this long exits (scale to zero)."""
+    """A worker that has not run a command yet exits after this long without one."""
+    keep_warm_seconds: int = Field(default=120, ge=0, le=3600)
+    """After a project's command ends, a worker is kept for it this long (its person is likely
+    to type the next command): follow-ups start at once; the fleet still scales to zero."""
     scaler_interval_minutes: int = Field(default=1, ge=1, le=60)
     reconcile_interval_minutes: int = Field(default=1, ge=1, le=60)
     """How often lost and undeliverable commands are looked for."""

@@ -33,7 +33,7 @@ from infra.settings import ROOT, STOP_GRACE_SECONDS, WorkersSettings
 from infra.storage import add_listing_index, grant_objects, secure_bucket, secure_table
 from shared.api import routes_of
 from workers.config import ReconcilerConfig, ScalerConfig, WorkerConfig, WorkersConfig
-from workers.repository import BY_PROJECT, PENDING
+from workers.repository import ACTIVE, BY_PROJECT
 from workers.routes import router as workers_router
 
 CONTAINER_NAME = "worker"
@@ -121,7 +121,8 @@ class WorkerFleet(Construct):
             self, "Table", removal_policy=removal_policy, ttl_attribute="expires_record_at"
         )
         add_listing_index(table, BY_PROJECT, "project")
-        add_listing_index(table, PENDING, PENDING)  # sparse: only QUEUED/RUNNING commands
+        # sparse: QUEUED/RUNNING commands, and ended ones while their project is kept warm
+        add_listing_index(table, ACTIVE, ACTIVE)
         return table
 
     def _queues(self, settings: WorkersSettings, name: str) -> tuple[sqs.Queue, sqs.Queue]:
@@ -210,6 +211,7 @@ class WorkerFleet(Construct):
                 websocket_endpoint=live.callback_url,
                 command_role_arn=self.command_role.role_arn,
                 idle_seconds=settings.idle_seconds,
+                keep_warm_seconds=settings.keep_warm_seconds,
                 command_timeout_seconds=settings.command_timeout_seconds,
                 lease_seconds=settings.lease_seconds,
                 stop_grace_seconds=STOP_GRACE_SECONDS,
@@ -350,6 +352,7 @@ class WorkerFleet(Construct):
                 assign_public_ip=network.assign_public_ip,
                 min_tasks=settings.min_tasks,
                 max_tasks=max_tasks,
+                keep_warm_seconds=settings.keep_warm_seconds,
             ),
             timeout=Duration.seconds(60),
         )
@@ -361,7 +364,7 @@ class WorkerFleet(Construct):
         scaler.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:Query"],
-                resources=[f"{self.table.table_arn}/index/{PENDING}"],
+                resources=[f"{self.table.table_arn}/index/{ACTIVE}"],
             )
         )
         self._grant_scaling(scaler)
@@ -381,6 +384,7 @@ class WorkerFleet(Construct):
                 **ReconcilerConfig.environment(
                     workers_table=self.table.table_name,
                     dead_letter_queue_url=self.dead_letters.queue_url,
+                    keep_warm_seconds=settings.keep_warm_seconds,
                 ),
                 **live.environment(),
             },
@@ -390,7 +394,7 @@ class WorkerFleet(Construct):
         acknowledge_wildcard(
             reconciler,
             f"{self.table.table_arn}/index/*",
-            "CDK's table grant covers this table's own indexes (it reads the pending one).",
+            "CDK's table grant covers this table's own indexes (it reads the active one).",
         )
         self.dead_letters.grant_consume_messages(reconciler)
         live.grant_publish(reconciler)
@@ -429,7 +433,7 @@ class WorkerFleet(Construct):
         acknowledge_wildcard(
             function,
             f"{self.table.table_arn}/index/*",
-            "Covers only this table's own indexes (by_project, pending).",
+            "Covers only this table's own indexes (by_project, active).",
         )
         self.queue.grant_send_messages(function)
         self.scaler.grant_invoke(function)

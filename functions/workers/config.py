@@ -32,11 +32,13 @@ class ScalerConfig(EnvModel):
     assign_public_ip: bool
     min_tasks: int = Field(ge=0)
     max_tasks: int = Field(ge=0)
+    keep_warm_seconds: int = Field(ge=0)
 
 
 class ReconcilerConfig(EnvModel):
     workers_table: str
     dead_letter_queue_url: str
+    keep_warm_seconds: int = Field(ge=0)
     connections_table: str | None = None
     websocket_endpoint: str | None = None
 
@@ -52,6 +54,9 @@ class WorkerConfig(EnvModel):
     command_role_arn: str | None = None
     """Assumed per command with the project and command as session tags (narrowed access)."""
     idle_seconds: int = Field(ge=1)
+    """A worker that has not run a command yet leaves after this long without one."""
+    keep_warm_seconds: int = Field(ge=0)
+    """A worker that has run one stays this long after its last (the next is likely)."""
     command_timeout_seconds: int = Field(ge=1)
     lease_seconds: int = Field(ge=3)
     stop_grace_seconds: int = Field(ge=1)

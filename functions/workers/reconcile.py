@@ -76,6 +76,7 @@ class Reconciler:
     sqs: Any
     dead_letter_queue_url: str
     clock: Callable[[], float]
+    keep_warm_seconds: float = 0
     publish: Publish = lambda *_: 0
     ended: dict[str, list[str]] = field(default_factory=dict)
 
@@ -84,10 +85,15 @@ class Reconciler:
         return self.ended
 
     def end_lost(self) -> list[str]:
+        """Ends lost commands; takes ended ones out of the active index once they are no
+        longer warm."""
         now = self.clock()
         lost = []
-        for command in self.repository.pending():
-            if declare_lost(self.repository, command, now):
+        for command in self.repository.active():
+            if command.status.finished:
+                if (command.finished_at or 0) <= now - self.keep_warm_seconds:
+                    self.repository.retire(command.id)
+            elif declare_lost(self.repository, command, now):
                 lost.append(command.id)
                 self._tell(command, CommandStatus.FAILED)
         return lost

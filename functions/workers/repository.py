@@ -2,8 +2,9 @@
 
 - ``pk = PROJECT#<name>``: the project's owner (its first user).
 - ``pk = CMD#<id>``: a command. Indexed ``by_project`` (project + created_at, for listings)
-  and, while QUEUED or RUNNING, in the sparse ``pending`` index (created_at) that the scaler
-  and the reconciler read.
+  and in the sparse ``active`` index (created_at) while QUEUED or RUNNING and for
+  ``workers.keep_warm_seconds`` after it ends — the scaler keeps a worker for each such
+  project; the reconciler takes ended commands out once that time has passed.
 - ``pk = COUNT#<user>``: how many of the user's commands are QUEUED or RUNNING, bounded by
   ``limits.max_queued_commands_per_user``.
 
@@ -32,8 +33,8 @@ from workers.models import (
 )
 
 BY_PROJECT = "by_project"
-PENDING = "pending"
-PENDING_VALUE = "1"
+ACTIVE = "active"
+ACTIVE_VALUE = "1"
 FINISHED_RECORD_RETENTION_SECONDS = 90 * 24 * 3600
 
 
@@ -112,14 +113,15 @@ class WorkersRepository:
         )
         return [Command.from_record(item) for item in items], next_token
 
-    def pending(self) -> list[Command]:
-        """Every command QUEUED or RUNNING, oldest first (the scaler's and reconciler's view)."""
+    def active(self) -> list[Command]:
+        """Every command QUEUED or RUNNING, and those ended within the keep-warm time (unless
+        already taken out), oldest first: the scaler's and the reconciler's view."""
         commands: list[Command] = []
         query: dict[str, Any] = {
-            "IndexName": PENDING,
+            "IndexName": ACTIVE,
             "KeyConditionExpression": "#p = :p",
-            "ExpressionAttributeNames": {"#p": PENDING},
-            "ExpressionAttributeValues": {":p": PENDING_VALUE},
+            "ExpressionAttributeNames": {"#p": ACTIVE},
+            "ExpressionAttributeValues": {":p": ACTIVE_VALUE},
         }
         while True:
             response = self.table.query(**query)
@@ -239,9 +241,7 @@ class WorkersRepository:
         if lease_expires_at is not None:
             condition.append("#lease_expires_at = :lease")
             values[":lease"] = to_item("", {"v": lease_expires_at})["v"]
-        update = self._expression(
-            command.id, sets, " AND ".join(condition), values, remove=[PENDING]
-        )
+        update = self._expression(command.id, sets, " AND ".join(condition), values)
         try:
             self.client.transact_write_items(
                 TransactItems=[
@@ -254,12 +254,29 @@ class WorkersRepository:
                 raise StaleCommand(command.id) from None
             raise
 
+    def retire(self, command_id: str) -> None:
+        """Takes an ended command out of the active index (its keep-warm time is over)."""
+        try:
+            self.table.update_item(
+                Key={"pk": command_key(command_id)},
+                UpdateExpression="REMOVE #a",
+                ConditionExpression="#s IN (:succeeded, :failed, :cancelled)",
+                ExpressionAttributeNames={"#a": ACTIVE, "#s": "status"},
+                ExpressionAttributeValues={
+                    ":succeeded": CommandStatus.SUCCEEDED.value,
+                    ":failed": CommandStatus.FAILED.value,
+                    ":cancelled": CommandStatus.CANCELLED.value,
+                },
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
     # --- helpers ------------------------------------------------------------------------------
 
     def _item(self, command: Command) -> dict[str, Any]:
         item = to_item(command_key(command.id), command.to_record())
-        if not command.status.finished:
-            item[PENDING] = PENDING_VALUE
+        item[ACTIVE] = ACTIVE_VALUE
         return item
 
     def _expression(

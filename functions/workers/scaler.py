@@ -1,8 +1,11 @@
 """Scheduled (and woken by each queued command): size the worker fleet to the projects with
-work. Thin: reads the pending commands and the fleet, asks the policy, launches."""
+work — queued or running commands, or a command ended within ``keep_warm_seconds`` (its
+person is likely typing the next one). Thin: reads the active commands and the fleet, asks
+the policy, launches."""
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from typing import Any
 
@@ -20,16 +23,26 @@ logger = Logger()
 metrics = Metrics()
 
 
-def scale(config: ScalerConfig, repository: WorkersRepository, fleet: Fleet) -> dict[str, Any]:
-    pending = repository.pending()
+def scale(
+    config: ScalerConfig, repository: WorkersRepository, fleet: Fleet, now: float
+) -> dict[str, Any]:
+    active = repository.active()
+    pending = [c for c in active if not c.status.finished]
+    warm = [
+        c
+        for c in active
+        if c.status.finished and (c.finished_at or 0) > now - config.keep_warm_seconds
+    ]
     running, starting = fleet.counts()
     observed = Observed(
-        running=running, starting=starting, projects=len({c.project for c in pending})
+        running=running,
+        starting=starting,
+        projects=len({c.project for c in pending} | {c.project for c in warm}),
     )
     wanted = berth_launch(observed, Limits(config.min_tasks, config.max_tasks))
     started, failures = fleet.launch(wanted) if wanted else (0, [])
     return {
-        "observed": {**observed.__dict__, "commands": len(pending)},
+        "observed": {**observed.__dict__, "commands": len(pending), "warm": len(warm)},
         "launch": wanted,
         "started": started,
         "failures": failures,
@@ -55,7 +68,7 @@ def _parts() -> tuple[ScalerConfig, WorkersRepository, Fleet]:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = scale(*_parts())
+    result = scale(*_parts(), time.time())
     observed = result["observed"]
     if observed["commands"] or observed["running"] or observed["starting"]:
         # Metrics only when there is something to count: an idle stack publishes none.

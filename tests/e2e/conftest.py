@@ -184,4 +184,3 @@ def sandbox(request: pytest.FixtureRequest, sandboxes: Sandboxes) -> Sandbox:
     return sandboxes.get(
         getattr(request.module, "SANDBOX_CONTEXT", {}), getattr(request.module, "SANDBOX_ENV", {})
     )
-

@@ -188,7 +188,7 @@ def test_the_scaler_reads_only_the_pending_commands(synth: Synth) -> None:
     ]
     assert actions(query) == {"dynamodb:Query"}
     assert json.dumps(resources(query)) == json.dumps(
-        [{"Fn::Join": ["", [{"Fn::GetAtt": [table_id, "Arn"]}, "/index/pending"]]}]
+        [{"Fn::Join": ["", [{"Fn::GetAtt": [table_id, "Arn"]}, "/index/active"]]}]
     )
 
 

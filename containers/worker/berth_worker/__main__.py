@@ -59,6 +59,7 @@ def main() -> int:
         ),
         isolation=Isolation.for_worker(config.run_as_uid),
         idle_seconds=config.idle_seconds,
+        keep_warm_seconds=config.keep_warm_seconds,
         command_timeout=config.command_timeout_seconds,
         lease_seconds=config.lease_seconds,
         stop_grace=config.stop_grace_seconds,

@@ -62,6 +62,7 @@ class Worker:
     protection: TaskProtection
     isolation: Isolation
     idle_seconds: float
+    keep_warm_seconds: float
     command_timeout: float
     lease_seconds: float
     stop_grace: float
@@ -70,6 +71,7 @@ class Worker:
     metrics: Callable[[str, float, str], None] = lambda *_: None
     name: str = field(default_factory=worker_id)
     stopping: bool = False
+    served: bool = False
     handled: list[str] = field(default_factory=list)
     _stop_requested_at: float = 0.0
 
@@ -83,10 +85,17 @@ class Worker:
         self.stopping = True
         self._stop_requested_at = time.monotonic()
 
+    def idle_limit(self) -> float:
+        """How long to wait for work: a worker that has run a command stays
+        ``keep_warm_seconds`` after it (its person likely types another), a new one
+        ``idle_seconds``."""
+        return max(self.idle_seconds, self.keep_warm_seconds) if self.served else self.idle_seconds
+
     def run_forever(self) -> int:
         idle_since = time.monotonic()
         while not self.stopping:
-            wait = max(1, min(20, round(self.idle_seconds - (time.monotonic() - idle_since))))
+            limit = self.idle_limit()
+            wait = max(1, min(20, round(limit - (time.monotonic() - idle_since))))
             messages = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=1,
@@ -94,14 +103,15 @@ class Worker:
                 VisibilityTimeout=int(self.lease_seconds),
             ).get("Messages", [])
             if not messages:
-                if time.monotonic() - idle_since >= self.idle_seconds:
-                    log.info("idle for %s s with an empty queue: exiting", self.idle_seconds)
+                if time.monotonic() - idle_since >= limit:
+                    log.info("idle for %s s with an empty queue: exiting", limit)
                     return 0
                 continue
             try:
                 self.handle(messages[0])
             except Exception:  # its lease runs out and the command ends worker_lost
                 log.exception("could not handle a message")
+            self.served = True
             idle_since = time.monotonic()
         return 0
 

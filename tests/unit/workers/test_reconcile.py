@@ -52,7 +52,10 @@ def test_a_running_command_without_a_live_lease_ends_worker_lost(
             {"type": "status", "command_id": lost.id, "seq": None, "data": {"status": "FAILED"}},
         )
     ]
-    assert [c.id for c in repository.pending()] == [alive.id, waiting.id]
+    assert [c.id for c in repository.active() if not c.status.finished] == [alive.id, waiting.id]
+    # with no keep-warm time, the next run takes the ended command out of the active index
+    reconciler(repository, aws, dead_letter_queue, frames).run()
+    assert [c.id for c in repository.active()] == [alive.id, waiting.id]
 
 
 def test_a_lease_renewed_after_it_was_read_is_not_declared_lost(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -9,6 +10,7 @@ from botocore.exceptions import ClientError
 from tests.unit.workers.conftest import ALICE
 from workers.config import ScalerConfig
 from workers.fleet import STARTED_BY, Fleet
+from workers.models import CommandStatus
 from workers.repository import WorkersRepository
 from workers.scaler import scale
 from workers.service import CommandService
@@ -96,19 +98,48 @@ def test_scale_sizes_the_fleet_to_the_projects_with_commands(
             "assign_public_ip": True,
             "min_tasks": 0,
             "max_tasks": 10,
+            "keep_warm_seconds": 120,
         }
     )
     assert scaler_config.task_subnets == ["subnet-1", "subnet-2"]
     ecs = FakeEcs(running=1)  # the one running the long command
-    result = scale(scaler_config, repository, fleet(ecs))
+    result = scale(scaler_config, repository, fleet(ecs), time.time())
     assert result["observed"] == {
         "running": 1,
         "starting": 0,
         "projects": 3,
         "visible": 0,
         "commands": 5,
+        "warm": 0,
     }
     assert (result["launch"], result["started"]) == (2, 2)
     # the same work again, with those two starting: nothing more
     ecs.tasks += ["PENDING"] * 2
-    assert scale(scaler_config, repository, fleet(ecs))["launch"] == 0
+    assert scale(scaler_config, repository, fleet(ecs), time.time())["launch"] == 0
+
+
+def test_a_project_whose_command_just_ended_keeps_a_worker(
+    service: CommandService, repository: WorkersRepository
+) -> None:
+    """Its person is likely typing the next command: the worker stays, for keep_warm_seconds."""
+    command = service.submit(ALICE, "typing", "t1", "ls")
+    claimed = repository.claim(command.id, "w", time.time() - 5, 60)
+    repository.finish(claimed, CommandStatus.SUCCEEDED, time.time() - 2, exit_code=0, worker="w")
+    config = ScalerConfig.model_validate(
+        {
+            "workers_table": "workers",
+            "cluster_arn": "arn:aws:ecs:us-east-1:123456789012:cluster/berth",
+            "worker_task_definition": "berth-worker",
+            "worker_family": "berth-worker",
+            "task_subnets": "subnet-1",
+            "task_security_groups": "sg-1",
+            "assign_public_ip": True,
+            "min_tasks": 0,
+            "max_tasks": 10,
+            "keep_warm_seconds": 120,
+        }
+    )
+    warm = scale(config, repository, fleet(FakeEcs(running=0)), time.time())
+    assert (warm["observed"]["warm"], warm["launch"]) == (1, 1)
+    later = scale(config, repository, fleet(FakeEcs(running=0)), time.time() + 200)
+    assert (later["observed"]["warm"], later["launch"]) == (0, 0)  # the fleet scales to zero

@@ -456,3 +456,17 @@ def test_each_command_runs_on_credentials_tagged_with_its_project_command_and_us
         {"Key": "command", "Value": queued.id},
         {"Key": "user", "Value": ALICE},
     ]
+
+
+def test_a_worker_that_ran_a_command_stays_warm_a_new_one_does_not(
+    service: CommandService, make_worker: MakeWorker
+) -> None:
+    cold = make_worker(idle_seconds=1, keep_warm_seconds=4)
+    began = time.monotonic()
+    cold.run_forever()
+    assert time.monotonic() - began < 3  # nothing to do: it leaves after idle_seconds
+    warm = make_worker(idle_seconds=1, keep_warm_seconds=4)
+    service.submit(ALICE, "demo", "t1", "true")
+    began = time.monotonic()
+    warm.run_forever()
+    assert time.monotonic() - began >= 4  # kept for the next command
