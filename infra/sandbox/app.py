@@ -26,7 +26,7 @@ from infra.sandbox.emulator import REGION, Deployment, Emulator, deploy
 from infra.sandbox.gateway import routes_of, serve
 from infra.sandbox.lambdas import LocalFunction
 from infra.sandbox.sigv4 import LocalCredentials
-from infra.sandbox.sqs import number_fifo_messages_in_order
+from infra.sandbox.sqs import keep_fifo_promises
 from infra.sandbox.stepfunctions import (
     enable_execution,
     fix_ecs_integration,
@@ -210,7 +210,7 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
     template_path = synthesize(assembly, options.context)
     stack_name = template_path.name.removesuffix(".template.json")
 
-    number_fifo_messages_in_order()
+    keep_fifo_promises()
     emulator = Emulator(port=options.emulator_port).start()
     enable_execution(emulator)
     fix_ecs_integration()

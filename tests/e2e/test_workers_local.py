@@ -211,7 +211,7 @@ def test_a_file_name_s3_cannot_hold_is_skipped_with_a_warning(sandbox: Sandbox) 
 
 
 def test_a_dead_letter_ends_its_command_undeliverable(sandbox: Sandbox) -> None:
-    blocker = run(sandbox, "quinn", "dlq", "sleep 30")
+    blocker = run(sandbox, "quinn", "dlq", "sleep 120")
     wait_for(sandbox, "quinn", "dlq", blocker["id"], {"RUNNING"})
     stuck = run(sandbox, "quinn", "dlq", "echo never")
     sqs = sandbox.aws("sqs")

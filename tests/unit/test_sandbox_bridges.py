@@ -3,13 +3,17 @@ its internals must fail here, not make the sandbox quietly unfaithful)."""
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
 import boto3
 
-from infra.sandbox.sqs import number_fifo_messages_in_order
+from infra.sandbox.sqs import keep_fifo_promises
 
 
 def fifo_queue(aws: boto3.session.Session) -> str:
-    number_fifo_messages_in_order()
+    keep_fifo_promises()
     return str(
         aws.client("sqs").create_queue(
             QueueName="q.fifo", Attributes={"FifoQueue": "true", "VisibilityTimeout": "30"}
@@ -33,6 +37,38 @@ def test_sequence_numbers_increase_in_queue_order(aws: boto3.session.Session) ->
     assert numbers == sorted(numbers) and len(set(numbers)) == 30
     (first,) = sqs.receive_message(QueueUrl=queue)["Messages"]
     assert first["Body"] == "0"
+
+
+def test_no_message_of_a_group_is_handed_out_while_another_is_in_flight(
+    aws: boto3.session.Session,
+) -> None:
+    """Two workers long-poll an empty queue; two messages of one project arrive one after the
+    other. Only one may be handed out until it is deleted (moto alone gives out both)."""
+    queue, sqs = fifo_queue(aws), aws.client("sqs")
+    received: list[Any] = []
+
+    def poll() -> None:
+        received.extend(
+            sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=2, VisibilityTimeout=30).get(
+                "Messages", []
+            )
+        )
+
+    pollers = [threading.Thread(target=poll) for _ in range(2)]
+    for poller in pollers:
+        poller.start()
+    time.sleep(0.3)
+    for n in range(2):
+        sqs.send_message(
+            QueueUrl=queue, MessageBody=str(n), MessageGroupId="g", MessageDeduplicationId=str(n)
+        )
+        time.sleep(0.3)
+    for poller in pollers:
+        poller.join()
+    assert [m["Body"] for m in received] == ["0"]
+    sqs.delete_message(QueueUrl=queue, ReceiptHandle=received[0]["ReceiptHandle"])
+    (nxt,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"]
+    assert nxt["Body"] == "1"
 
 
 def test_the_step_functions_bridges_still_fit_moto() -> None:

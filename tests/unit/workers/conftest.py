@@ -14,7 +14,7 @@ from berth_worker.access import AccessBroker
 from berth_worker.isolation import Isolation
 from berth_worker.protection import TaskProtection
 from berth_worker.worker import Worker
-from infra.sandbox.sqs import number_fifo_messages_in_order
+from infra.sandbox.sqs import keep_fifo_promises
 from tests.aws import create_table_like
 from tests.synth import Synth
 from workers.config import WorkersConfig
@@ -31,7 +31,7 @@ MAX_RECEIVES = 2
 
 @pytest.fixture
 def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
-    number_fifo_messages_in_order()
+    keep_fifo_promises()
     create_table_like(aws.client("dynamodb"), synth, "WorkersTable", TABLE)
     sqs = aws.client("sqs")
     fifo = {"FifoQueue": "true", "VisibilityTimeout": "30"}
