@@ -57,6 +57,7 @@ bench: install ## print the bench/ ratios (each against a baseline measured in t
 	$(BIN)/python bench/sandbox_latency.py
 	$(BIN)/python bench/job_cost.py
 	$(BIN)/python bench/scaling_sim.py
+	$(BIN)/python bench/idle_cost.py
 
 clean:
 	rm -rf cdk.out .sandbox .pytest_cache .mypy_cache .ruff_cache

@@ -12,9 +12,10 @@ from aws_cdk import Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.nag import acknowledge
+from infra.nag import acknowledge, acknowledge_on_role
 from infra.network import Network
 from infra.settings import CONTAINERS_DIR
 
@@ -91,4 +92,22 @@ def cluster_task_arns(scope: Construct, cluster: ecs.ICluster) -> str:
     """Every task of ``cluster`` (task ids are made at run time)."""
     return Stack.of(scope).format_arn(
         service="ecs", resource="task", resource_name=f"{cluster.cluster_name}/*"
+    )
+
+
+def grant_list_tasks(function: lambda_.IFunction, cluster: ecs.ICluster) -> None:
+    """``ecs:ListTasks`` on ``cluster`` only: the action takes no resource, so the grant is
+    ``*`` limited by an ``ecs:cluster`` condition."""
+    function.add_to_role_policy(
+        iam.PolicyStatement(
+            actions=["ecs:ListTasks"],
+            resources=["*"],
+            conditions={"ArnEquals": {"ecs:cluster": cluster.cluster_arn}},
+        )
+    )
+    acknowledge_on_role(
+        function,
+        "AwsSolutions-IAM5[Resource::*]",
+        "ecs:ListTasks takes no resource; the grant is limited to berth's cluster by the "
+        "ecs:cluster condition (and, where traced, X-Ray has no resource-level permissions).",
     )

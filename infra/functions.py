@@ -2,8 +2,9 @@
 
 Every function: the current Python runtime on arm64, code from ``functions/`` as a plain
 directory asset (no Docker bundling), the public Powertools v3 layer by ARN, its own log
-group with retention, X-Ray tracing, Powertools settings in the environment, and a role
-whose only built-in permissions are writing to its own log group (and X-Ray).
+group with retention, X-Ray tracing (except on schedules: an idle stack's every-minute runs
+would be most of its traces and cost), Powertools settings in the environment, and a role
+whose only built-in permissions are writing to its own log group (and X-Ray when traced).
 """
 
 from __future__ import annotations
@@ -72,9 +73,11 @@ class LambdaBaseline(Construct):
         environment: Mapping[str, str] | None = None,
         timeout: Duration | None = None,
         memory_mb: int | None = None,
+        traced: bool = True,
     ) -> lambda_.Function:
         """A Python function in ``scope`` running ``handler`` (``package.module.function``)
-        from ``functions/`` with the Powertools layer."""
+        from ``functions/`` with the Powertools layer. ``traced=False`` for functions a
+        schedule runs: no X-Ray (nor its permissions)."""
         return self._make(
             scope,
             construct_id,
@@ -87,6 +90,7 @@ class LambdaBaseline(Construct):
             code=self.code,
             handler=handler,
             layers=[self.powertools],
+            traced=traced,
         )
 
     def image_function(
@@ -115,6 +119,7 @@ class LambdaBaseline(Construct):
             code=code,
             handler=lambda_.Handler.FROM_IMAGE,
             layers=None,
+            traced=True,
         )
 
     def _make(
@@ -131,6 +136,7 @@ class LambdaBaseline(Construct):
         code: lambda_.Code,
         handler: str,
         layers: list[lambda_.ILayerVersion] | None,
+        traced: bool,
     ) -> lambda_.Function:
         log_group = logs.LogGroup(
             scope,
@@ -161,7 +167,7 @@ class LambdaBaseline(Construct):
             layers=layers,
             role=role,
             log_group=log_group,
-            tracing=lambda_.Tracing.ACTIVE,
+            tracing=lambda_.Tracing.ACTIVE if traced else lambda_.Tracing.DISABLED,
             timeout=timeout or Duration.seconds(self.settings.timeout_seconds),
             memory_size=memory_mb or self.settings.memory_mb,
             environment={
@@ -172,10 +178,11 @@ class LambdaBaseline(Construct):
             },
         )
         depend_only_on_policy(function, role)
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions; "
-            "AWS requires Resource '*' for active tracing.",
-        )
+        if traced:
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions; "
+                "AWS requires Resource '*' for active tracing.",
+            )
         return function

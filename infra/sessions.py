@@ -22,7 +22,12 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.api import BerthApi
-from infra.compute import acknowledge_task_definition, cluster_task_arns, fargate_task_definition
+from infra.compute import (
+    acknowledge_task_definition,
+    cluster_task_arns,
+    fargate_task_definition,
+    grant_list_tasks,
+)
 from infra.functions import LambdaBaseline
 from infra.live import LiveUpdates
 from infra.nag import acknowledge, acknowledge_wildcard
@@ -138,6 +143,7 @@ class Sessions(Construct):
             description="Stops expired or idle sessions and orphan tasks",
             environment=environment,
             timeout=Duration.minutes(5),
+            traced=False,  # a schedule runs it
         )
         functions = (self.api_function, self.events_function, self.reaper_function)
         for function in functions:
@@ -150,7 +156,7 @@ class Sessions(Construct):
             live.grant_publish(function)
             self._grant_task_control(function)
         self._grant_run_task(self.api_function)
-        self._grant_list_tasks(self.reaper_function)
+        grant_list_tasks(self.reaper_function, self.cluster)
 
         api.add_routes(self.api_function, routes_of(sessions_router))
         self._event_rule()
@@ -277,15 +283,6 @@ class Sessions(Construct):
                 actions=["iam:PassRole"],
                 resources=roles,
                 conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
-            )
-        )
-
-    def _grant_list_tasks(self, function: lambda_.IFunction) -> None:
-        function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["ecs:ListTasks"],
-                resources=["*"],
-                conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
             )
         )
 

@@ -24,7 +24,12 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.api import BerthApi
-from infra.compute import acknowledge_task_definition, cluster_task_arns, fargate_task_definition
+from infra.compute import (
+    acknowledge_task_definition,
+    cluster_task_arns,
+    fargate_task_definition,
+    grant_list_tasks,
+)
 from infra.functions import METRICS_NAMESPACE, LambdaBaseline
 from infra.live import LiveUpdates
 from infra.nag import acknowledge, acknowledge_wildcard
@@ -355,6 +360,7 @@ class WorkerFleet(Construct):
                 keep_warm_seconds=settings.keep_warm_seconds,
             ),
             timeout=Duration.seconds(60),
+            traced=False,  # a schedule runs it
         )
         # Two concurrent scalers could both launch for the same backlog.
         cfn_function = scaler.node.default_child
@@ -389,6 +395,7 @@ class WorkerFleet(Construct):
                 **live.environment(),
             },
             timeout=Duration.seconds(60),
+            traced=False,  # a schedule runs it
         )
         self.table.grant_read_write_data(reconciler)
         acknowledge_wildcard(
@@ -470,11 +477,6 @@ class WorkerFleet(Construct):
                 resources=[definition.task_definition_arn],
                 conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
             ),
-            iam.PolicyStatement(
-                actions=["ecs:ListTasks"],
-                resources=["*"],
-                conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
-            ),
             iam.PolicyStatement(actions=["ecs:DescribeTasks"], resources=[self._task_arns()]),
             iam.PolicyStatement(
                 actions=["iam:PassRole"],
@@ -492,13 +494,7 @@ class WorkerFleet(Construct):
             self._task_arns(),
             "Worker task ids are made at run time; scoped to berth's cluster.",
         )
-        if function.role is not None:
-            acknowledge(
-                function.role,
-                "AwsSolutions-IAM5[Resource::*]",
-                "ecs:ListTasks takes no task resource (limited to berth's cluster by "
-                "condition); X-Ray has no resource-level permissions.",
-            )
+        grant_list_tasks(function, self.cluster)
 
     def _dashboard(self, name: str) -> cloudwatch.Dashboard:
         def berth_metric(

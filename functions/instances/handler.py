@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from instances.routes import router
-from instances.wiring import service_from_env
 from shared.api import api_handler
 
-app, handler = api_handler(router, services={"instances": service_from_env})
+app, handler = api_handler(router, services={"instances": "instances.wiring:service_from_env"})

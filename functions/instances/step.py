@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from instances.wiring import provisioner_from_env
+from shared.telemetry import instrumented
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 
@@ -21,10 +20,12 @@ def describe_error(error: Any) -> str | None:
     return str(error)[:1000] if error else None
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@instrumented(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from instances.wiring import (
+        provisioner_from_env,  # on first use: logic and AWS clients are most of a cold start
+    )
+
     step, instance_id = str(event["step"]), str(event["instance_id"])
     outcome = provisioner_from_env().run(step, instance_id, describe_error(event.get("error")))
     logger.info("step", extra={"step": step, "instance": instance_id, "outcome": outcome})

@@ -7,8 +7,6 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-import boto3
-
 from instances.config import InstancesConfig
 from instances.ec2 import Machines
 from instances.provisioning import Provisioner
@@ -17,7 +15,11 @@ from instances.service import InstanceService
 
 
 def _parts(config: InstancesConfig, session: Any) -> tuple[Any, InstanceRepository, Machines]:
-    aws = session or boto3.session.Session()
+    if session is None:
+        import boto3  # on first use, not at import: a cold start that needs no AWS pays nothing
+
+        session = boto3.session.Session()
+    aws = session
     machines = Machines(
         aws.client("ec2"),
         aws.client("ssm"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from jobs.routes import router
-from jobs.wiring import service_from_env
 from shared.api import api_handler
 
-app, handler = api_handler(router, services={"jobs": service_from_env})
+app, handler = api_handler(router, services={"jobs": "jobs.wiring:service_from_env"})

@@ -7,8 +7,6 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-import boto3
-
 from jobs.config import JobsConfig
 from jobs.repository import JobRepository
 from jobs.service import JobService
@@ -17,7 +15,11 @@ from jobs.service import JobService
 def build_service(
     config: JobsConfig, *, session: Any = None, clock: Callable[[], float] = time.time
 ) -> JobService:
-    aws = session or boto3.session.Session()
+    if session is None:
+        import boto3  # on first use, not at import: a cold start that needs no AWS pays nothing
+
+        session = boto3.session.Session()
+    aws = session
     return JobService(
         config=config,
         repository=JobRepository(aws.resource("dynamodb").Table(config.jobs_table)),

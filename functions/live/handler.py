@@ -12,29 +12,36 @@ import re
 import time
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from live.config import LiveConfig
-from shared.live import ConnectionStore
+from shared.telemetry import instrumented
+
+if TYPE_CHECKING:  # loaded on the first event: settings, the store and boto3
+    from live.config import LiveConfig
+    from shared.live import ConnectionStore
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
-Action = Callable[[ConnectionStore, str, str, dict[str, Any]], dict[str, Any]]
+Action = Callable[["ConnectionStore", str, str, dict[str, Any]], dict[str, Any]]
 
 
 @cache
 def config() -> LiveConfig:
+    from live.config import LiveConfig
+
     return LiveConfig.from_env()
 
 
 @cache
 def store() -> ConnectionStore:
+    import boto3  # on first use: the import is a third of a cold start
+
+    from shared.live import ConnectionStore
+
     table = boto3.resource("dynamodb").Table(config().connections_table)
     return ConnectionStore(table, time.time)
 
@@ -102,8 +109,6 @@ def route(event: dict[str, Any], connections: ConnectionStore) -> dict[str, Any]
     return action(connections, connection_id, user, message)
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@instrumented(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return route(event, store())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from sessions.routes import router
-from sessions.wiring import service_from_env
 from shared.api import api_handler
 
-app, handler = api_handler(router, services={"sessions": service_from_env})
+app, handler = api_handler(router, services={"sessions": "sessions.wiring:service_from_env"})

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sessions.wiring import service_from_env
+from shared.telemetry import instrumented
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@instrumented(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from sessions.wiring import (
+        service_from_env,  # on first use: logic and AWS clients are most of a cold start
+    )
+
     detail = event.get("detail") or {}
     if "taskArn" not in detail:
         logger.warning("not a task state change", extra={"detail_type": event.get("detail-type")})

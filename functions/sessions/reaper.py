@@ -4,25 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sessions.wiring import service_from_env
+from shared.telemetry import instrumented
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@instrumented(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    from sessions.wiring import (
+        service_from_env,  # on first use: logic and AWS clients are most of a cold start
+    )
+
     service = service_from_env()
     dry_run = service.config.reaper_dry_run
     decisions = service.reap(dry_run=dry_run)
-    metrics.add_metric(name="ReaperDecisions", unit=MetricUnit.Count, value=len(decisions))
+    if decisions:  # an idle stack publishes no metric and logs nothing
+        metrics.add_metric(name="ReaperDecisions", unit=MetricUnit.Count, value=len(decisions))
     return {
         "dry_run": dry_run,
         "decisions": [

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from sessions.models import SESSION_ID_PATTERN, CreateSession, SessionList, SessionOut
-from sessions.service import SessionService
 from shared.api import caller_id, documented
 from shared.errors import NotFound
+
+if TYPE_CHECKING:  # the service (and boto3) load when the first request needs them
+    from sessions.service import SessionService
 
 router = Router()
 

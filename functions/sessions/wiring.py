@@ -7,8 +7,6 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-import boto3
-
 from sessions.config import SessionsConfig
 from sessions.models import Session, SessionOut
 from sessions.repository import SessionRepository
@@ -34,7 +32,11 @@ def build_service(
     session: Any = None,
     clock: Callable[[], float] = time.time,
 ) -> SessionService:
-    aws = session or boto3.session.Session()
+    if session is None:
+        import boto3  # on first use, not at import: a cold start that needs no AWS pays nothing
+
+        session = boto3.session.Session()
+    aws = session
     dynamodb = aws.resource("dynamodb")
     notifier: SessionPush | NullNotifier = NullNotifier()
     if config.connections_table and config.websocket_endpoint:

@@ -7,6 +7,7 @@ answered with a plain 500 that reveals nothing.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -274,27 +275,30 @@ def routes_of(router: Router) -> list[tuple[str, str]]:
     return routes
 
 
+def built(path: str) -> Any:
+    """What the builder at ``"module:function"`` returns."""
+    module, _, function = path.partition(":")
+    return getattr(importlib.import_module(module), function)()
+
+
 def api_handler(
-    *routers: Router, services: Mapping[str, Callable[[], Any]] | None = None
+    *routers: Router, services: Mapping[str, str] | None = None
 ) -> tuple[BerthResolver, Handler]:
     """The one way a berth API function is made: a resolver over ``routers`` and a Lambda
-    handler with Powertools logging (correlation id), tracing and metrics.
+    handler with Powertools logging (correlation id). (Lambda traces it; API Gateway counts
+    its requests, latency and errors.)
 
-    ``services`` name the objects routes read from ``router.context`` and how to build them
-    (once per cold start: the builders cache)."""
-    from aws_lambda_powertools import Metrics, Tracer
+    ``services`` name the objects routes read from ``router.context`` and the builder of
+    each, as ``"module:function"``: imported and called on the first request, not at import
+    (the service, its AWS clients and boto3 are most of a cold start); builders cache."""
     from aws_lambda_powertools.logging import correlation_paths
 
     app = make_resolver(*routers)
-    tracer = Tracer()
-    metrics = Metrics()
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-    @tracer.capture_lambda_handler
-    @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if services:
-            app.append_context(**{name: build() for name, build in services.items()})  # type: ignore[no-untyped-call]
+            app.append_context(**{name: built(path) for name, path in services.items()})  # type: ignore[no-untyped-call]
         return app.resolve(event, context)
 
     return app, handler

@@ -8,8 +8,6 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
 from shared.errors import Invalid
 
 
@@ -23,6 +21,8 @@ def encode_token(key: dict[str, Any]) -> str:
 
 
 def _encode_key(key: dict[str, Any]) -> str:
+    from boto3.dynamodb.types import TypeSerializer  # boto3 on first use, not at import
+
     typed = {name: TypeSerializer().serialize(value) for name, value in key.items()}
     return encode_token(typed)
 
@@ -43,6 +43,8 @@ def _decode_key(token: str, partition: tuple[str, str], keys: Collection[str]) -
             or not all(isinstance(v, str) for v in value.values())
         ):
             raise InvalidToken()
+    from boto3.dynamodb.types import TypeDeserializer
+
     try:
         key = {name: TypeDeserializer().deserialize(value) for name, value in typed.items()}
     except (ValueError, ArithmeticError) as exc:

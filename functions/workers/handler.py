@@ -4,6 +4,5 @@ from __future__ import annotations
 
 from shared.api import api_handler
 from workers.routes import router
-from workers.wiring import service_from_env
 
-app, handler = api_handler(router, services={"workers": service_from_env})
+app, handler = api_handler(router, services={"workers": "workers.wiring:service_from_env"})

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import time
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.live import ConnectionStore, Publisher
-from workers.config import ReconcilerConfig
-from workers.reconcile import Reconciler
-from workers.repository import WorkersRepository
+from shared.telemetry import instrumented
+
+if TYPE_CHECKING:
+    from workers.reconcile import Reconciler
 
 logger = Logger()
 metrics = Metrics()
@@ -22,6 +21,14 @@ metrics = Metrics()
 
 @cache
 def reconciler() -> Reconciler:
+    # on the first event, not at import: settings, logic, boto3 are most of a cold start
+    import boto3
+
+    from shared.live import ConnectionStore, Publisher
+    from workers.config import ReconcilerConfig
+    from workers.reconcile import Reconciler
+    from workers.repository import WorkersRepository
+
     config = ReconcilerConfig.from_env()
     dynamodb = boto3.resource("dynamodb")
     built = Reconciler(
@@ -39,8 +46,7 @@ def reconciler() -> Reconciler:
     return built
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
+@instrumented(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     ended = reconciler().run()
     if any(ended.values()):

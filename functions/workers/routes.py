@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -20,7 +20,9 @@ from workers.models import (
     Output,
     RunCommand,
 )
-from workers.service import CommandService
+
+if TYPE_CHECKING:  # the service (and boto3) load when the first request needs them
+    from workers.service import CommandService
 
 router = Router()
 

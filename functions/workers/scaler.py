@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import time
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from workers.config import ScalerConfig
-from workers.fleet import Fleet
-from workers.repository import WorkersRepository
+from shared.telemetry import instrumented
 from workers.scaling import Limits, Observed, berth_launch
+
+if TYPE_CHECKING:
+    from workers.config import ScalerConfig
+    from workers.fleet import Fleet
+    from workers.repository import WorkersRepository
 
 logger = Logger()
 metrics = Metrics()
@@ -51,6 +53,13 @@ def scale(
 
 @cache
 def _parts() -> tuple[ScalerConfig, WorkersRepository, Fleet]:
+    # on the first event, not at import: settings, AWS clients, boto3 are most of a cold start
+    import boto3
+
+    from workers.config import ScalerConfig
+    from workers.fleet import Fleet
+    from workers.repository import WorkersRepository
+
     config = ScalerConfig.from_env()
     fleet = Fleet(
         boto3.client("ecs"),
@@ -65,8 +74,7 @@ def _parts() -> tuple[ScalerConfig, WorkersRepository, Fleet]:
     return config, WorkersRepository(table), fleet
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
+@instrumented(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = scale(*_parts(), time.time())
     observed = result["observed"]

@@ -7,8 +7,6 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-import boto3
-
 from shared.live import ConnectionStore
 from workers.config import WorkersConfig
 from workers.repository import WorkersRepository
@@ -18,7 +16,11 @@ from workers.service import CommandService
 def build_service(
     config: WorkersConfig, *, session: Any = None, clock: Callable[[], float] = time.time
 ) -> CommandService:
-    aws = session or boto3.session.Session()
+    if session is None:
+        import boto3  # on first use, not at import: a cold start that needs no AWS pays nothing
+
+        session = boto3.session.Session()
+    aws = session
     dynamodb = aws.resource("dynamodb")
     live = (
         ConnectionStore(dynamodb.Table(config.connections_table), clock)

@@ -56,4 +56,4 @@ def keep_fifo_promises() -> None:
 
     setattr(send_message, _PATCHED, True)
     SQSBackend.send_message = send_message  # type: ignore[method-assign]
-    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign,assignment]

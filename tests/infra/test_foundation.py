@@ -139,17 +139,59 @@ def test_profile_images_are_docker_assets_built_from_containers(synth: Synth) ->
 # --- functions -----------------------------------------------------------------------------
 
 
+def scheduled_functions(synth: Synth) -> set[str]:
+    """The functions a schedule (not a request or an event) runs."""
+    return {
+        target["Arn"]["Fn::GetAtt"][0]
+        for rule in synth.resources("AWS::Events::Rule").values()
+        if "ScheduleExpression" in rule["Properties"]
+        for target in rule["Properties"]["Targets"]
+    }
+
+
 def test_every_function_is_arm64_traced_with_its_own_log_group(synth: Synth) -> None:
     functions = synth.resources("AWS::Lambda::Function")
     assert functions, "the API must have at least its health function"
+    scheduled = scheduled_functions(synth)
     for logical_id, function in functions.items():
         props = function["Properties"]
         assert props["Architectures"] == ["arm64"], logical_id
-        assert props["TracingConfig"] == {"Mode": "Active"}, logical_id
+        if logical_id not in scheduled:
+            assert props["TracingConfig"] == {"Mode": "Active"}, logical_id
         assert "Ref" in json.dumps(props["LoggingConfig"]["LogGroup"]), logical_id
         env = props["Environment"]["Variables"]
         assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"} <= set(env)
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "berth"
+
+
+def test_schedules_are_not_traced_so_an_idle_stack_records_no_traces(synth: Synth) -> None:
+    scheduled = scheduled_functions(synth)
+    handlers = {synth.data["Resources"][f]["Properties"]["Handler"] for f in scheduled}
+    assert handlers == {
+        "sessions.reaper.handler",
+        "workers.scaler.handler",
+        "workers.reconciler.handler",
+    }
+    policies = synth.resources("AWS::IAM::Policy")
+    for logical_id in scheduled:
+        props = synth.data["Resources"][logical_id]["Properties"]
+        assert "TracingConfig" not in props, logical_id  # Lambda's default: PassThrough
+        role = props["Role"]["Fn::GetAtt"][0]
+        granted = json.dumps(
+            [p for p in policies.values() if {"Ref": role} in p["Properties"]["Roles"]]
+        )
+        assert "xray:" not in granted, logical_id
+
+
+def test_the_cold_import_bench_covers_every_python_handler(synth: Synth) -> None:
+    from bench.cold_import import HANDLERS
+
+    handlers = {
+        f["Properties"]["Handler"]
+        for f in synth.resources("AWS::Lambda::Function").values()
+        if f["Properties"].get("Runtime", "").startswith("python")  # image functions: none
+    }
+    assert {f"{module}.handler" for module in HANDLERS} == handlers
 
 
 def test_python_functions_use_the_current_runtime_and_the_powertools_layer(

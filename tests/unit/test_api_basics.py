@@ -26,14 +26,15 @@ def call(
 
 def test_health_answers_ok(lambda_context: FakeLambdaContext) -> None:
     from health.handler import handler
+    from shared.api import API_VERSION
 
     status, body = call(handler, lambda_context, "GET", "/health", user_arn=ALICE)
     assert status == 200
-    assert body["status"] == "ok"
+    assert body == {"status": "ok", "version": API_VERSION}
 
 
 def test_unknown_route_is_404_in_berth_error_shape(lambda_context: FakeLambdaContext) -> None:
-    from health.handler import handler
+    from openapi.handler import handler
 
     status, body = call(handler, lambda_context, "GET", "/nope", user_arn=ALICE)
     assert status == 404
@@ -41,10 +42,10 @@ def test_unknown_route_is_404_in_berth_error_shape(lambda_context: FakeLambdaCon
 
 
 def test_oversized_body_is_413_not_a_crash(lambda_context: FakeLambdaContext) -> None:
-    from health.handler import handler
+    from openapi.handler import handler
 
     status, body = call(
-        handler, lambda_context, "GET", "/health", user_arn=ALICE, body="x" * (64 * 1024 + 1)
+        handler, lambda_context, "GET", "/openapi.json", user_arn=ALICE, body="x" * (64 * 1024 + 1)
     )
     assert status == 413
     assert body["error"]["code"] == "payload_too_large"
