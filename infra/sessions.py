@@ -35,7 +35,7 @@ from infra.network import Network
 from infra.settings import LimitSettings, ProfileSettings, SessionsSettings
 from infra.storage import add_listing_index, secure_table
 from sessions.config import Profile, SessionsConfig
-from sessions.repository import BY_ACTIVITY, BY_USER
+from sessions.repository import BY_ACTIVITY, BY_USER, WARM_POOL
 from sessions.routes import router as sessions_router
 from shared.api import routes_of
 
@@ -76,6 +76,12 @@ class Sessions(Construct):
             index_name=BY_ACTIVITY,
             partition_key=dynamodb.Attribute(name="active", type=STRING),
             sort_key=dynamodb.Attribute(name="id", type=STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        self.table.add_global_secondary_index(  # sparse: the unclaimed warm tasks of a profile
+            index_name=WARM_POOL,
+            partition_key=dynamodb.Attribute(name="pooled", type=STRING),
+            sort_key=dynamodb.Attribute(name="warm_since", type=dynamodb.AttributeType.NUMBER),
             projection_type=dynamodb.ProjectionType.ALL,
         )
 
@@ -151,11 +157,13 @@ class Sessions(Construct):
             acknowledge_wildcard(
                 function,
                 f"{self.table.table_arn}/index/*",
-                "Covers only this table's own indexes (by_user, by_activity).",
+                "Covers only this table's own indexes (by_user, by_activity, warm_pool).",
             )
             live.grant_publish(function)
             self._grant_task_control(function)
         self._grant_run_task(self.api_function)
+        if any(profile.warm_pool for profile in settings.profiles.values()):
+            self._grant_run_task(self.reaper_function)  # it refills the warm pools
         grant_list_tasks(self.reaper_function, self.cluster)
 
         api.add_routes(self.api_function, routes_of(sessions_router))

@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sessions.warm import Window
+
 ROOT = Path(__file__).resolve().parent.parent
 CONTAINERS_DIR = ROOT / "containers"
 CONTEXT_KEY = "berth"
@@ -137,6 +139,19 @@ class ProfileSettings(_Strict):
     default_ttl_seconds: PositiveInt = 3600
     max_ttl_seconds: PositiveInt = 8 * 3600
     idle_timeout_seconds: PositiveInt = 30 * 60
+    warm_pool: int = Field(default=0, ge=0, le=50)
+    """Tasks kept started and unassigned, so a POST /sessions answers RUNNING at once."""
+    max_warm_seconds: int = Field(default=3600, ge=300)
+    """A warm task unclaimed this long is replaced (fresh image, no long-lived strays)."""
+    warm_windows: list[str] = Field(default_factory=list)
+    """When to keep the pool, UTC (``"mon-fri 07:00-19:00"``); empty: always."""
+
+    @field_validator("warm_windows")
+    @classmethod
+    def _windows(cls, values: list[str]) -> list[str]:
+        for value in values:
+            Window.parse(value)  # one line naming the bad window
+        return values
 
     @field_validator("image")
     @classmethod

@@ -1,7 +1,8 @@
 """Echo backend: answers every request with what it received, plus who it belongs to.
 
 Standard library only, so the image stays tiny. Configured through the environment:
-PORT (listen port), BERTH_SESSION_ID and BERTH_USER (set by berth when it starts the task).
+PORT (listen port), BERTH_SESSION_ID and BERTH_USER (set by berth when it starts the task
+for a session; a warm-pool task has neither, only BERTH_WARM_POOL).
 """
 
 from __future__ import annotations

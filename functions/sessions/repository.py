@@ -6,6 +6,8 @@
 - ``pk = LIVE#<user>#<profile>``: the caller's one live session for a profile. Creating it is
   conditional, so concurrent identical POSTs start exactly one session.
 - ``pk = COUNT#<user>``: how many live sessions the user holds, bounded by the limit.
+- ``pk = WARM#<task arn>``: a warm-pool task (``sessions.warm``); while unclaimed it is in
+  the sparse ``warm_pool`` index (partition ``pooled`` = its profile).
 
 Every write that changes whether a session is live updates all three in one transaction.
 """
@@ -17,8 +19,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from sessions.models import Session
-from shared.pagination import query_page
+from sessions.models import Session, Status
+from sessions.warm import WarmTask
+from shared.pagination import query_all, query_page
 from shared.records import to_item
 from shared.transactions import StaleRecord, commit, count, guarded_put
 
@@ -26,6 +29,7 @@ __all__ = ["CreateOutcome", "SessionRepository", "StaleRecord"]
 
 BY_USER = "by_user_created"
 BY_ACTIVITY = "by_activity"
+WARM_POOL = "warm_pool"
 ACTIVE = "1"
 ENDED_RECORD_RETENTION_SECONDS = 30 * 24 * 3600
 
@@ -43,6 +47,14 @@ def live_key(user: str, profile: str) -> str:
 
 def count_key(user: str) -> str:
     return f"COUNT#{user}"
+
+
+def warm_key(task_arn: str) -> str:
+    return f"WARM#{task_arn}"
+
+
+class Claimed(Exception):
+    """The warm task was claimed (or retired) by someone else first."""
 
 
 class SessionRepository:
@@ -74,18 +86,8 @@ class SessionRepository:
 
     def active(self) -> list[Session]:
         """Every session not yet ended (the reaper's worklist)."""
-        sessions: list[Session] = []
-        query: dict[str, Any] = {
-            "IndexName": BY_ACTIVITY,
-            "KeyConditionExpression": "active = :a",
-            "ExpressionAttributeValues": {":a": ACTIVE},
-        }
-        while True:
-            response = self.table.query(**query)
-            sessions.extend(Session.from_record(item) for item in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return sessions
-            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = query_all(self.table, BY_ACTIVITY, "active", ACTIVE)
+        return [Session.from_record(item) for item in items]
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -149,6 +151,84 @@ class SessionRepository:
                 count(self.name, count_key(old.user), -1),
             ]
         commit(self.client, items, old.id)
+
+    # --- the warm pool ------------------------------------------------------------------------
+
+    def warm_pool(self, profile: str) -> list[WarmTask]:
+        """A profile's unclaimed warm tasks, starting or ready (the index is eventually
+        consistent: a claim re-checks)."""
+        items = query_all(self.table, WARM_POOL, "pooled", profile)
+        return [WarmTask.from_record(item) for item in items]
+
+    def warm_task(self, task_arn: str) -> WarmTask | None:
+        item = self.table.get_item(Key={"pk": warm_key(task_arn)}, ConsistentRead=True).get("Item")
+        return WarmTask.from_record(item) if item else None
+
+    def add_warm(self, task: WarmTask) -> None:
+        item = to_item(warm_key(task.task_arn), task.to_record())
+        item["pooled"] = task.profile
+        # Gone by itself if its stop is never heard of (the reaper reads the tasks themselves).
+        item["expires_record_at"] = int(task.warm_since) + ENDED_RECORD_RETENTION_SECONDS
+        self.table.put_item(Item=item)
+
+    def warm_ready(self, task_arn: str, private_ip: str) -> None:
+        """Records a warm task's address (it runs); a claimed or gone one is left alone."""
+        try:
+            self.table.update_item(
+                Key={"pk": warm_key(task_arn)},
+                UpdateExpression="SET private_ip = :ip",
+                ConditionExpression="attribute_exists(pooled)",
+                ExpressionAttributeValues={":ip": private_ip},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def claim_warm(self, task: WarmTask, pending: Session, running: Session) -> None:
+        """Takes a ready warm task for ``pending`` (which becomes ``running``) in one
+        transaction; raises ``Claimed`` when another caller (or the recycler) took it first."""
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.name,
+                            "Key": {"pk": warm_key(task.task_arn)},
+                            "UpdateExpression": "SET claimed_by = :s REMOVE pooled",
+                            "ConditionExpression": (
+                                "attribute_exists(pooled) AND attribute_exists(private_ip)"
+                            ),
+                            "ExpressionAttributeValues": {":s": pending.id},
+                        }
+                    },
+                    guarded_put(self.name, self._record(running), Status.PENDING.value),
+                ]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                raise Claimed(task.task_arn) from None
+            raise StaleRecord(pending.id) from None
+
+    def retire_warm(self, task: WarmTask) -> bool:
+        """Takes an unclaimed task out of the pool (to stop it); False if it was claimed."""
+        try:
+            self.table.update_item(
+                Key={"pk": warm_key(task.task_arn)},
+                UpdateExpression="REMOVE pooled",
+                ConditionExpression="attribute_exists(pooled)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def forget_warm(self, task_arn: str) -> None:
+        """Deletes a warm task's item once the task has stopped."""
+        self.table.delete_item(Key={"pk": warm_key(task_arn)})
 
     def _record(self, session: Session) -> dict[str, Any]:
         record = to_item(session.id, session.to_record())

@@ -41,7 +41,8 @@ def _json(status: int, session: SessionOut) -> Response[str]:
 @router.post(
     "/sessions",
     summary="Start (or get) the caller's session for a profile",
-    description="201 with a new session, or 200 with the caller's live session for that "
+    description="201 with a new session (RUNNING at once when the profile's warm pool has a "
+    "ready task, else PENDING/STARTING), or 200 with the caller's live session for that "
     "profile: calling again is safe.",
     responses=documented(
         {

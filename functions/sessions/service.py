@@ -12,8 +12,9 @@ from aws_lambda_powertools import Logger
 
 from sessions.config import Profile, SessionsConfig
 from sessions.models import TRANSITIONS, Session, Status, new_session_id
-from sessions.repository import SessionRepository, StaleRecord
+from sessions.repository import Claimed, SessionRepository, StaleRecord
 from sessions.tasks import STARTING_STATES, STOPPING_STATES, TaskInfo, TaskRunner
+from sessions.warm import ORPHAN_GRACE_SECONDS, WarmTask, plan, wanted
 from shared.errors import Conflict, Invalid, LimitReached, NotFound
 
 logger = Logger(child=True)
@@ -96,6 +97,10 @@ class SessionService:
                 raise Conflict("a previous session is still being cleaned up")
             return self._resume_if_stalled(existing, profile), False
         logger.info("session created", extra={"session_id": session.id, "profile": profile_name})
+        if profile.warm_pool:
+            warm = self._claim_warm(session, profile)
+            if warm is not None:
+                return warm, True
         return self._launch(session, profile), True
 
     def get(self, user: str, session_id: str) -> Session:
@@ -133,6 +138,8 @@ class SessionService:
     def on_task_event(self, detail: dict[str, Any]) -> Session | None:
         """Applies an ECS "Task State Change" event to its session, if it has one."""
         task = TaskInfo.from_ecs(detail)
+        if task.warm:
+            return self._on_warm_task(task)
         if not task.session_id:
             return None
         session = self.repo.get(task.session_id)
@@ -195,6 +202,13 @@ class SessionService:
                     self._carry_out(session, decision, described)
         live_ids = {s.id for s in active if s.status.live}
         for task in self.tasks.running_berth_tasks():
+            if task.warm and not task.session_id:
+                if decision := self._warm_orphan(task, now):
+                    decisions.append(decision)
+                    logger.info("reaper decision", extra={"dry_run": dry_run, **decision.__dict__})
+                    if not dry_run:
+                        self.tasks.stop(task.arn, f"berth reaper: {decision.reason}")
+                continue
             if task.session_id in live_ids or not (task.session_id or "").startswith("ses_"):
                 continue
             decision = Decision(
@@ -207,6 +221,9 @@ class SessionService:
             logger.info("reaper decision", extra={"dry_run": dry_run, **decision.__dict__})
             if not dry_run:
                 self.tasks.stop(task.arn, "berth reaper: orphan task (no live session)")
+        for name, profile in sorted(self.config.profiles.items()):
+            if profile.warm_pool:
+                decisions += self._tend_pool(name, profile, now, dry_run)
         return decisions
 
     def _reap_one(
@@ -255,6 +272,109 @@ class SessionService:
                 self._transition(session, session.moved(Status.STOPPED, now))
         except (StaleRecord, Conflict):
             logger.info("session changed while reaping; next run decides again")
+
+    # --- warm pools ---------------------------------------------------------------------------
+
+    def _claim_warm(self, session: Session, profile: Profile) -> Session | None:
+        """``session`` (just created, PENDING) on a ready warm task, RUNNING; None when the
+        pool has none ready (the caller starts a task as usual)."""
+        for task in sorted(self.repo.warm_pool(session.profile), key=lambda t: t.warm_since):
+            if not task.ready:
+                continue
+            running = session.moved(
+                Status.RUNNING, self.clock(), task_arn=task.task_arn, private_ip=task.private_ip
+            )
+            try:
+                self.repo.claim_warm(task, session, running)
+            except Claimed:
+                continue  # another caller's: try the next one
+            except StaleRecord:
+                return self.repo.get(session.id)  # stopped meanwhile: it keeps that state
+            logger.info(
+                "warm task claimed", extra={"session_id": session.id, "task_arn": task.task_arn}
+            )
+            self.notifier.session_changed(running)
+            if wanted(profile.warm_pool, profile.warm_windows, self.clock()):
+                self._launch_warm(session.profile, profile)  # its replacement, in the background
+            return running
+        return None
+
+    def _launch_warm(self, name: str, profile: Profile) -> None:
+        result = self.tasks.run_warm(
+            profile=name, task_definition=profile.task_definition, container=profile.container
+        )
+        if result.task_arn is None:
+            logger.warning("warm task not started", extra={"profile": name, "error": result.error})
+            return
+        self.repo.add_warm(
+            WarmTask(task_arn=result.task_arn, profile=name, warm_since=self.clock())
+        )
+
+    def _on_warm_task(self, task: TaskInfo) -> Session | None:
+        warm = self.repo.warm_task(task.arn)
+        if warm is None:
+            return None
+        if warm.claimed_by:  # a session's task now: its events are the session's
+            session = self.repo.get(warm.claimed_by)
+            if session is None or session.task_arn != task.arn:
+                return session
+            applied = self._apply_task(session, task)
+            if task.last_status == "STOPPED":
+                self.repo.forget_warm(task.arn)
+            return applied
+        if task.last_status == "RUNNING" and task.private_ip:
+            self.repo.warm_ready(task.arn, task.private_ip)
+        elif task.last_status == "STOPPED":
+            self.repo.forget_warm(task.arn)
+        return None
+
+    def _warm_orphan(self, task: TaskInfo, now: float) -> Decision | None:
+        """A running warm-pool task nobody will use: no item (past a grace for the item's
+        write), or its session is over."""
+        signals: dict[str, Any] = {"task_arn": task.arn, "last_status": task.last_status}
+        warm = self.repo.warm_task(task.arn)
+        if warm is None:
+            if task.created_at is None or now - task.created_at < ORPHAN_GRACE_SECONDS:
+                return None  # too young to judge (or of unknown age: left alone)
+            return Decision(None, "stop_orphan_task", "warm task without a pool entry", signals)
+        if warm.claimed_by:
+            session = self.repo.get(warm.claimed_by)
+            if session is None or session.status.ended:
+                return Decision(warm.claimed_by, "stop_orphan_task", "its session is over", signals)
+        return None
+
+    def _tend_pool(self, name: str, profile: Profile, now: float, dry_run: bool) -> list[Decision]:
+        """Keeps a profile's pool at its size: forgets stopped tasks, records addresses events
+        missed, recycles tasks warm too long (or over the size outside its windows), refills."""
+        decisions: list[Decision] = []
+        pool = self.repo.warm_pool(name)
+        described = self.tasks.describe(t.task_arn for t in pool)
+        alive: list[WarmTask] = []
+        for warm in pool:
+            info = described.get(warm.task_arn)
+            if info is None or info.last_status == "STOPPED":
+                decisions.append(Decision(None, "forget_warm_task", "its task stopped", {}))
+                if not dry_run:
+                    self.repo.forget_warm(warm.task_arn)
+                continue
+            missed = warm.private_ip is None and info.last_status == "RUNNING"
+            if missed and info.private_ip and not dry_run:  # its RUNNING event was lost
+                self.repo.warm_ready(warm.task_arn, info.private_ip)
+            alive.append(warm)
+        size = wanted(profile.warm_pool, profile.warm_windows, now)
+        todo = plan(size, alive, now, profile.max_warm_seconds)
+        signals = {"profile": name, "size": size, "warm": len(alive)}
+        for warm in todo.retire:
+            decisions.append(
+                Decision(None, "retire_warm_task", "warm too long or over the size", signals)
+            )
+            if not dry_run and self.repo.retire_warm(warm):
+                self.tasks.stop(warm.task_arn, "berth reaper: warm task recycled")
+        for _ in range(todo.launch):
+            decisions.append(Decision(None, "launch_warm_task", "the pool is short", signals))
+            if not dry_run:
+                self._launch_warm(name, profile)
+        return decisions
 
     # --- internals ----------------------------------------------------------------------------
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from sessions.warm import WARM_STARTED_BY
+
 SESSION_TAG = "berth:session-id"
 PROFILE_TAG = "berth:profile"
+WARM_TAG = "berth:warm-pool"
 STARTED_BY_PREFIX = "berth:"
 
 MAX_ERROR_CHARS = 500
@@ -30,6 +35,9 @@ class TaskInfo:
     stopped_reason: str | None = None
     stop_code: str | None = None
     exit_codes: tuple[int, ...] = ()
+    warm: bool = False
+    """Started for a profile's warm pool (its session, if any, is in the warm item)."""
+    created_at: float | None = None
 
     @classmethod
     def from_ecs(cls, task: dict[str, Any]) -> TaskInfo:
@@ -59,7 +67,23 @@ class TaskInfo:
             stopped_reason=task.get("stoppedReason"),
             stop_code=task.get("stopCode"),
             exit_codes=exit_codes,
+            warm=started_by == WARM_STARTED_BY or WARM_TAG in tags,
+            created_at=_epoch(task.get("createdAt")),
         )
+
+
+def _epoch(value: Any) -> float | None:
+    """ECS times: datetimes from DescribeTasks, ISO strings in events."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    if isinstance(value, int | float):
+        return float(value)
+    return None
 
 
 @dataclass(frozen=True)
@@ -96,14 +120,45 @@ class TaskRunner:
         environment: dict[str, str],
     ) -> RunResult:
         """Starts the session's task; the session id is the idempotency token (one task, ever)."""
+        return self._run(
+            task_definition,
+            container,
+            environment,
+            started_by=f"{STARTED_BY_PREFIX}{session_id}",
+            client_token=session_id,
+            tags={SESSION_TAG: session_id, PROFILE_TAG: profile},
+        )
+
+    def run_warm(self, *, profile: str, task_definition: str, container: str) -> RunResult:
+        """Starts an unassigned task for ``profile``'s warm pool. It knows no user: its
+        environment names only its pool."""
+        return self._run(
+            task_definition,
+            container,
+            {"BERTH_WARM_POOL": profile},
+            started_by=WARM_STARTED_BY,
+            client_token=str(uuid.uuid4()),
+            tags={WARM_TAG: profile, PROFILE_TAG: profile},
+        )
+
+    def _run(
+        self,
+        task_definition: str,
+        container: str,
+        environment: dict[str, str],
+        *,
+        started_by: str,
+        client_token: str,
+        tags: dict[str, str],
+    ) -> RunResult:
         try:
             response = self.ecs.run_task(
                 cluster=self.cluster_arn,
                 taskDefinition=task_definition,
                 launchType="FARGATE",
                 count=1,
-                startedBy=f"{STARTED_BY_PREFIX}{session_id}",
-                clientToken=session_id,
+                startedBy=started_by,
+                clientToken=client_token,
                 networkConfiguration={
                     "awsvpcConfiguration": {
                         "subnets": self.subnets,
@@ -122,10 +177,7 @@ class TaskRunner:
                         }
                     ]
                 },
-                tags=[
-                    {"key": SESSION_TAG, "value": session_id},
-                    {"key": PROFILE_TAG, "value": profile},
-                ],
+                tags=[{"key": key, "value": value} for key, value in tags.items()],
                 propagateTags="TASK_DEFINITION",
                 enableECSManagedTags=True,
             )
@@ -166,10 +218,11 @@ class TaskRunner:
         return found
 
     def running_berth_tasks(self) -> list[TaskInfo]:
-        """Tasks in the cluster that berth started for a session (tagged with its id)."""
+        """Tasks in the cluster that berth started for a session (tagged with its id) or for
+        a warm pool."""
         arns: list[str] = []
         paginator = self.ecs.get_paginator("list_tasks")
         for page in paginator.paginate(cluster=self.cluster_arn, desiredStatus="RUNNING"):
             arns.extend(page.get("taskArns") or [])
         described = self.describe(arns)
-        return [task for task in described.values() if task and task.session_id]
+        return [task for task in described.values() if task and (task.session_id or task.warm)]

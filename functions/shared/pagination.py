@@ -79,3 +79,21 @@ def query_page(
     response = table.query(**query)
     last = response.get("LastEvaluatedKey")
     return list(response.get("Items", [])), _encode_key(last) if last else None
+
+
+def query_all(table: Any, index: str, attribute: str, value: str) -> list[dict[str, Any]]:
+    """Every item of ``index`` whose partition ``attribute`` is ``value``, all pages (for the
+    small worklists schedules read: active sessions and commands, a warm pool)."""
+    items: list[dict[str, Any]] = []
+    query: dict[str, Any] = {
+        "IndexName": index,
+        "KeyConditionExpression": "#a = :v",
+        "ExpressionAttributeNames": {"#a": attribute},
+        "ExpressionAttributeValues": {":v": value},
+    }
+    while True:
+        response = table.query(**query)
+        items.extend(response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            return items
+        query["ExclusiveStartKey"] = response["LastEvaluatedKey"]

@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.pagination import query_page
+from shared.pagination import query_all, query_page
 from shared.records import to_item
 from shared.transactions import count
 from workers.models import (
@@ -116,19 +116,8 @@ class WorkersRepository:
     def active(self) -> list[Command]:
         """Every command QUEUED or RUNNING, and those ended within the keep-warm time (unless
         already taken out), oldest first: the scaler's and the reconciler's view."""
-        commands: list[Command] = []
-        query: dict[str, Any] = {
-            "IndexName": ACTIVE,
-            "KeyConditionExpression": "#p = :p",
-            "ExpressionAttributeNames": {"#p": ACTIVE},
-            "ExpressionAttributeValues": {":p": ACTIVE_VALUE},
-        }
-        while True:
-            response = self.table.query(**query)
-            commands.extend(Command.from_record(item) for item in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return commands
-            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = query_all(self.table, ACTIVE, ACTIVE, ACTIVE_VALUE)
+        return [Command.from_record(item) for item in items]
 
     # --- writes -------------------------------------------------------------------------------
 

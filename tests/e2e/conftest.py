@@ -90,6 +90,19 @@ class Sandbox:
             return error.code, json.loads(error.read() or b"null")
 
 
+FAST_LEASE = 4
+FAST_CONTEXT: dict[str, Any] = {
+    "berth:workers.lease_seconds": FAST_LEASE,
+    "berth:workers.cancel_grace_seconds": 1,
+    "berth:limits.max_queued_commands_per_user": 40,
+    "berth:sessions.profiles.warm": {"image": "echo", "port": 8080, "warm_pool": 2},
+}
+FAST_ENV = {"BERTH_LOCAL_SCHEDULE_SECONDS": "1"}
+"""A sandbox whose schedules run every second, with short worker leases and a "warm"
+profile that keeps a pool of 2 (settings an operator could choose): modules that watch
+schedules at work share it."""
+
+
 class Sandboxes:
     """Sandboxes of this test process, one per configuration, shared by every module that
     asks for the same one (starting one costs ~20 s); each stops, by Ctrl-C, at the end."""

@@ -20,17 +20,13 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from tests.e2e.conftest import Sandbox
+from tests.e2e.conftest import FAST_CONTEXT, FAST_ENV, FAST_LEASE, Sandbox
 
 pytestmark = pytest.mark.e2e
 
-LEASE = 4
-SANDBOX_CONTEXT = {
-    "berth:workers.lease_seconds": LEASE,
-    "berth:workers.cancel_grace_seconds": 1,
-    "berth:limits.max_queued_commands_per_user": 40,
-}
-SANDBOX_ENV = {"BERTH_LOCAL_SCHEDULE_SECONDS": "1"}
+LEASE = FAST_LEASE
+SANDBOX_CONTEXT = FAST_CONTEXT
+SANDBOX_ENV = FAST_ENV
 ENDED = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 

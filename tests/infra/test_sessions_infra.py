@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from aws_cdk.assertions import Match
 
-from tests.synth import Synth
+from tests.synth import Synth, deployment_context, synthesize
 
 
 def statements_of(synth: Synth, function_prefix: str) -> list[dict[str, Any]]:
@@ -122,7 +123,45 @@ def test_pass_role_is_limited_to_the_task_and_execution_roles(synth: Synth) -> N
     }
 
 
-def test_only_the_api_function_may_start_tasks(synth: Synth) -> None:
+def test_the_warm_pool_index_is_sparse_on_the_pooled_profile(synth: Synth) -> None:
+    (table_id,) = logical_ids(synth, "AWS::DynamoDB::Table", "SessionsTable")
+    props = synth.data["Resources"][table_id]["Properties"]
+    indexes = {i["IndexName"]: i["KeySchema"] for i in props["GlobalSecondaryIndexes"]}
+    assert indexes["warm_pool"] == [
+        {"AttributeName": "pooled", "KeyType": "HASH"},
+        {"AttributeName": "warm_since", "KeyType": "RANGE"},
+    ]
+
+
+def test_with_a_warm_pool_the_reaper_may_start_the_profiles_tasks_and_nothing_more(
+    tmp_path: Path,
+) -> None:
+    pooled = synthesize(
+        deployment_context(**{"sessions.profiles.default.warm_pool": 2}), tmp_path / "cdk.out"
+    )
+    (run,) = [s for s in statements_of(pooled, "SessionsReaper") if "ecs:RunTask" in actions(s)]
+    definitions = logical_ids(pooled, "AWS::ECS::TaskDefinition", "Sessions")
+    assert sorted(r["Ref"] for r in resources(run)) == definitions
+    (cluster_id,) = logical_ids(pooled, "AWS::ECS::Cluster", "Compute")
+    assert run["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster_id, "Arn"]}}}
+    (passing,) = [
+        s for s in statements_of(pooled, "SessionsReaper") if "iam:PassRole" in actions(s)
+    ]
+    assert passing["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
+    (reaper,) = [
+        f
+        for key, f in pooled.resources("AWS::Lambda::Function").items()
+        if key.startswith("SessionsReaper")
+    ]
+    rendered = reaper["Properties"]["Environment"]["Variables"]["BERTH_PROFILES"]
+    _, parts = rendered["Fn::Join"]  # the JSON, with the task definitions' ARNs as references
+    profiles = json.loads("".join(p if isinstance(p, str) else "arn" for p in parts))
+    assert (profiles["default"]["warm_pool"], profiles["chroma"]["warm_pool"]) == (2, 0)
+
+
+def test_without_a_warm_pool_only_the_api_function_may_start_tasks(synth: Synth) -> None:
     for function in ("SessionsTaskEvents", "SessionsReaper", "LiveHandler", "ApiHealth"):
         granted = set().union(*(actions(s) for s in statements_of(synth, function)))
         assert "ecs:RunTask" not in granted, function

@@ -66,6 +66,12 @@ def test_override_can_add_a_profile() -> None:
         ("vpc.task_subnets", "private", "set interface_endpoints true"),
         ("storage.removal_policy", "snapshot", "'storage.removal_policy'"),
         ("sessions.profiles.Bad_Name", '{"image": "echo"}', "'sessions.profiles.Bad_Name.[key]'"),
+        (
+            "sessions.profiles.default.warm_windows",
+            '["weekdays 9-5"]',
+            "'sessions.profiles.default.warm_windows': 'weekdays 9-5': expected '<days>",
+        ),
+        ("sessions.profiles.default.warm_pool", "-1", "'sessions.profiles.default.warm_pool'"),
     ],
 )
 def test_bad_settings_name_the_key(key: str, value: str, message: str) -> None:

@@ -1,0 +1,98 @@
+"""A profile's warm pool against make local: a POST answers RUNNING at once, parallel callers
+never share a task, callers beyond the pool start cold, the pool refills."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import FAST_CONTEXT, FAST_ENV, Sandbox
+
+pytestmark = pytest.mark.e2e
+
+SANDBOX_CONTEXT = FAST_CONTEXT  # the "warm" profile keeps 2; schedules run every second
+SANDBOX_ENV = FAST_ENV
+POOL = 2
+
+
+def ready_pool(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """The warm profile's unclaimed, running tasks, as the sessions table holds them."""
+    dynamodb = sandbox.aws("dynamodb")
+    (table,) = [t for t in dynamodb.list_tables()["TableNames"] if "SessionsTable" in t]
+    items = dynamodb.scan(
+        TableName=table,
+        FilterExpression="begins_with(pk, :w) AND pooled = :p AND attribute_exists(private_ip)",
+        ExpressionAttributeValues={":w": {"S": "WARM#"}, ":p": {"S": "warm"}},
+    )["Items"]
+    return [{k: next(iter(v.values())) for k, v in item.items()} for item in items]
+
+
+def wait_for_pool(sandbox: Sandbox, size: int = POOL, timeout: float = 60) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(pool := ready_pool(sandbox)) >= size:
+            return pool
+        time.sleep(0.2)
+    raise AssertionError(f"the pool holds {len(ready_pool(sandbox))} ready tasks, not {size}")
+
+
+def start(sandbox: Sandbox, user: str) -> tuple[int, dict[str, Any], float]:
+    began = time.monotonic()
+    code, body = sandbox.request("POST", "/sessions", {"profile": "warm"}, user=user)
+    return code, dict(body), time.monotonic() - began
+
+
+def stop(sandbox: Sandbox, user: str, session: dict[str, Any]) -> None:
+    code, _ = sandbox.request("DELETE", f"/sessions/{session['id']}", user=user)
+    assert code in (200, 202)
+
+
+def test_a_post_answers_running_with_an_address_from_the_pool(sandbox: Sandbox) -> None:
+    warm = {item["task_arn"]: item["private_ip"] for item in wait_for_pool(sandbox)}
+    code, session, took = start(sandbox, "wanda")
+    assert (code, session["status"]) == (201, "RUNNING")
+    assert session["task_arn"] in warm and session["private_ip"] == warm[session["task_arn"]]
+    assert took < 2, f"the POST took {took:.2f} s"
+    _, shown = sandbox.request("GET", f"/sessions/{session['id']}", user="wanda")
+    assert (shown["status"], shown["private_ip"]) == ("RUNNING", session["private_ip"])
+    stop(sandbox, "wanda", session)
+
+
+def test_five_callers_against_a_pool_of_two_two_warm_three_cold_then_it_refills(
+    sandbox: Sandbox,
+) -> None:
+    before = {item["task_arn"] for item in wait_for_pool(sandbox)}
+    users = [f"wuser{n}" for n in range(5)]
+    with ThreadPoolExecutor(len(users)) as pool:
+        answers = list(pool.map(lambda user: start(sandbox, user), users))
+    sessions = [session for _, session, _ in answers]
+    assert [code for code, _, _ in answers] == [201] * 5
+    assert len({session["task_arn"] for session in sessions}) == 5  # no task given twice
+    warm = [s for s in sessions if s["status"] == "RUNNING"]
+    cold = [s for s in sessions if s["status"] != "RUNNING"]
+    # The pool's tasks went first; a replacement the first claims launched can be ready
+    # before the last caller asks (here a fraction of a second later) and is claimed too.
+    assert before <= {s["task_arn"] for s in warm}, (before, sessions)
+    assert all(s["status"] in {"PENDING", "STARTING"} for s in cold), sessions
+    assert len(warm) >= POOL and len(cold) >= 1, sessions
+    claimed = claimed_by(sandbox)
+    assert all(claimed.get(s["task_arn"]) == s["id"] for s in warm)  # each by its caller
+    assert not any(s["task_arn"] in claimed for s in cold)  # started for its caller
+    wait_for_pool(sandbox)  # refilled behind them
+    for user, session in zip(users, sessions, strict=True):
+        stop(sandbox, user, session)
+
+
+def claimed_by(sandbox: Sandbox) -> dict[str, str]:
+    """Warm tasks that were claimed: task ARN → the session that claimed it."""
+    dynamodb = sandbox.aws("dynamodb")
+    (table,) = [t for t in dynamodb.list_tables()["TableNames"] if "SessionsTable" in t]
+    items = dynamodb.scan(
+        TableName=table,
+        FilterExpression="begins_with(pk, :w) AND attribute_exists(claimed_by)",
+        ExpressionAttributeValues={":w": {"S": "WARM#"}},
+    )["Items"]
+    return {item["task_arn"]["S"]: item["claimed_by"]["S"] for item in items}
