@@ -60,4 +60,4 @@ bench: install ## print the bench/ ratios (each against a baseline measured in t
 	$(BIN)/python bench/idle_cost.py
 
 clean:
-	rm -rf cdk.out .sandbox .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out .sandbox .pytest_cache .mypy_cache .ruff_cache .schemathesis
