@@ -32,6 +32,7 @@ from infra.functions import LambdaBaseline
 from infra.live import LiveUpdates
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
+from infra.routing import SessionRouting
 from infra.settings import LimitSettings, ProfileSettings, SessionsSettings
 from infra.storage import add_listing_index, secure_table
 from sessions.config import Profile, SessionsConfig
@@ -57,6 +58,8 @@ class Sessions(Construct):
         limits: LimitSettings,
         network: Network,
         ingress_cidrs: Sequence[str],
+        routing: SessionRouting | None,
+        max_routes: int,
         cluster: ecs.ICluster,
         images: Mapping[str, ecr_assets.DockerImageAsset],
         baseline: LambdaBaseline,
@@ -97,7 +100,7 @@ class Sessions(Construct):
             )
 
         self.task_security_group, self.client_security_group = self._security_groups(
-            network, settings, ingress_cidrs
+            network, settings, ingress_cidrs, routing
         )
         profiles_json = Stack.of(self).to_json_string(
             {
@@ -120,6 +123,7 @@ class Sessions(Construct):
                 profiles=profiles_json,
                 max_sessions_per_user=limits.max_sessions_per_user,
                 reaper_dry_run=settings.reaper_dry_run,
+                **(routing.config() | {"max_routes": max_routes} if routing else {}),
             ),
             **live.environment(),
         }
@@ -165,6 +169,9 @@ class Sessions(Construct):
         if any(profile.warm_pool for profile in settings.profiles.values()):
             self._grant_run_task(self.reaper_function)  # it refills the warm pools
         grant_list_tasks(self.reaper_function, self.cluster)
+        if routing is not None:  # routes open on RUNNING, close on the way out, strays reaped
+            for function in functions:
+                routing.grant_routes(function)
 
         api.add_routes(self.api_function, routes_of(sessions_router))
         self._event_rule()
@@ -177,15 +184,22 @@ class Sessions(Construct):
         )
 
     def _security_groups(
-        self, network: Network, settings: SessionsSettings, ingress_cidrs: Sequence[str]
+        self,
+        network: Network,
+        settings: SessionsSettings,
+        ingress_cidrs: Sequence[str],
+        routing: SessionRouting | None,
     ) -> tuple[ec2.SecurityGroup, ec2.SecurityGroup]:
         """Session containers admit their profiles' ports only from the ``SessionClients``
         group (a product's backend attaches it) and the operator's ``ingress_cidrs`` — never
-        from workers, job tasks, instances or other sessions, which run users' code."""
+        from workers, job tasks, instances or other sessions, which run users' code. With
+        routing on, only from the routing load balancer."""
         tasks = network.workload_security_group(
             self,
             "TaskSecurityGroup",
-            description="berth session containers: their ports, from SessionClients only",
+            description="berth session containers: their ports, from SessionClients only"
+            if routing is None
+            else "berth session containers: their ports, from the routing load balancer only",
         )
         clients = network.workload_security_group(
             self,
@@ -193,6 +207,14 @@ class Sessions(Construct):
             description="berth SessionClients: attach to what may reach session containers",
         )
         for port in sorted({profile.port for profile in settings.profiles.values()}):
+            if routing is not None:
+                tasks.add_ingress_rule(
+                    routing.security_group, ec2.Port.tcp(port), f"port {port}, routed"
+                )
+                routing.security_group.add_egress_rule(
+                    tasks, ec2.Port.tcp(port), f"to sessions on {port}"
+                )
+                continue
             tasks.add_ingress_rule(clients, ec2.Port.tcp(port), f"session port {port}")
             for cidr in ingress_cidrs:
                 tasks.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), f"port {port}")
@@ -201,7 +223,8 @@ class Sessions(Construct):
             "ClientSecurityGroupId",
             key="SessionClientsSecurityGroupId",
             value=clients.security_group_id,
-            description="Attach to a product's backend so it can reach session containers",
+            description="Attach to a product's backend so it can reach session containers"
+            + (" (unused while routing is on)" if routing is not None else ""),
         )
         return tasks, clients
 

@@ -346,6 +346,32 @@ class ApiSettings(_Strict):
     stage_name: str = Field(default="v1", pattern=r"^[A-Za-z0-9_]{1,64}$")
 
 
+class RoutingSettings(_Strict):
+    """How a user's browser reaches their own session (opt-in)."""
+
+    mode: Literal["none", "alb"] = "none"
+    """``none``: sessions answer with their private address only; ``alb``: an internet-facing
+    load balancer routes ``https://<session id>.<domain>`` to the session, with its token."""
+    domain: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$"
+    )
+    """Sessions are ``<session id>.<domain>``; the certificate covers ``*.<domain>``."""
+    certificate_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:acm:")
+    hosted_zone_id: str | None = None
+    """When set, a wildcard alias ``*.<domain>`` → the load balancer in this Route 53 zone."""
+    max_routes: int = Field(default=45, ge=1, le=490)
+    """Sessions routed at once (two listener rules each; an ALB has 100 rules by default)."""
+
+    @model_validator(mode="after")
+    def _alb_needs(self) -> Self:
+        if self.mode == "alb" and not (self.certificate_arn and self.domain):
+            raise ValueError(
+                "routing.mode 'alb' needs routing.certificate_arn (a wildcard certificate "
+                "for *.<domain>) and routing.domain"
+            )
+        return self
+
+
 class Settings(_Strict):
     prefix: str = Field(default="berth", pattern=r"^[a-z][a-z0-9-]{1,24}$")
     """Names the stack and prefixes physical names."""
@@ -360,11 +386,21 @@ class Settings(_Strict):
     logs: LogSettings = Field(default_factory=LogSettings)
     functions: FunctionSettings = Field(default_factory=FunctionSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
 
     @model_validator(mode="after")
     def _workers_fit(self) -> Self:
         if self.workers.min_tasks > self.limits.max_worker_tasks:
             raise ValueError("workers.min_tasks is larger than limits.max_worker_tasks")
+        return self
+
+    @model_validator(mode="after")
+    def _routing_needs_region(self) -> Self:
+        if self.routing.mode == "alb" and not self.env.region:
+            raise ValueError(
+                "routing.mode 'alb' needs env.region (the load balancer's access logs are "
+                "delivered by that region's Elastic Load Balancing account)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -15,6 +15,7 @@ from infra.instances import Instances
 from infra.jobs import Jobs
 from infra.live import LiveUpdates
 from infra.network import Network
+from infra.routing import SessionRouting
 from infra.sessions import Sessions
 from infra.settings import LOG_RETENTION_DAYS, Settings
 from infra.storage import Storage
@@ -85,6 +86,18 @@ class BerthStack(Stack):
             removal_policy=removal,
             name=settings.prefix,
         )
+        self.routing = (
+            SessionRouting(
+                self,
+                "Routing",
+                settings=settings.routing,
+                network=self.network,
+                access_logs=self.storage.access_logs_bucket,
+                name=settings.prefix,
+            )
+            if settings.routing.mode == "alb"
+            else None
+        )
         self.sessions = Sessions(
             self,
             "Sessions",
@@ -92,6 +105,8 @@ class BerthStack(Stack):
             limits=settings.limits,
             network=self.network,
             ingress_cidrs=settings.vpc.ingress_cidrs,
+            routing=self.routing,
+            max_routes=settings.routing.max_routes,
             cluster=self.compute.cluster,
             images=self.compute.images,
             baseline=self.baseline,

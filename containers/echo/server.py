@@ -1,4 +1,5 @@
-"""Echo backend: answers every request with what it received, plus who it belongs to.
+"""Echo backend: answers every request with what it received, plus who it belongs to; a
+WebSocket (``Upgrade: websocket``) gets every text message back.
 
 Standard library only, so the image stays tiny. Configured through the environment:
 PORT (listen port), BERTH_SESSION_ID and BERTH_USER (set by berth when it starts the task
@@ -7,17 +8,25 @@ for a session; a warm-pool task has neither, only BERTH_WARM_POOL).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import struct
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MAX_BODY = 64 * 1024
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 class Echo(BaseHTTPRequestHandler):
     server_version = "berth-echo/1"
+    protocol_version = "HTTP/1.1"  # a WebSocket handshake answers HTTP/1.1 101
 
     def _answer(self) -> None:
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            self._websocket()
+            return
         length = min(int(self.headers.get("Content-Length") or 0), MAX_BODY)
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
         payload = {
@@ -36,10 +45,48 @@ class Echo(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = _answer
 
+    def _websocket(self) -> None:
+        """RFC 6455, just enough: the handshake, then each text frame echoed until close."""
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest())  # noqa: S324 - the protocol's own
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept.decode())
+        self.end_headers()
+        self.wfile.flush()
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2:
+                return
+            opcode, length = head[0] & 0x0F, head[1] & 0x7F
+            if length == 126:
+                (length,) = struct.unpack(">H", self.rfile.read(2))
+            elif length == 127:
+                (length,) = struct.unpack(">Q", self.rfile.read(8))
+            if length > MAX_BODY:
+                return
+            mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
+            if opcode == 0x8:  # close
+                self.wfile.write(b"\x88\x00")
+                return
+            if opcode == 0x9:  # ping → pong
+                opcode = 0xA
+            size = len(data)
+            prefix = bytes([0x80 | opcode])
+            if size < 126:
+                prefix += bytes([size])
+            else:
+                prefix += bytes([126]) + struct.pack(">H", size)
+            self.wfile.write(prefix + data)
+            self.wfile.flush()
+
 
 def main() -> None:
     port = int(os.environ.get("PORT", "8080"))
-    ThreadingHTTPServer(("0.0.0.0", port), Echo).serve_forever()  # noqa: S104 - a container's port
+    host = os.environ.get("BIND", "0.0.0.0")  # noqa: S104 - a container's port (make local: loopback)
+    ThreadingHTTPServer((host, port), Echo).serve_forever()
 
 
 if __name__ == "__main__":

@@ -32,3 +32,11 @@ class SessionsConfig(EnvModel):
     reaper_dry_run: bool
     connections_table: str | None = None
     websocket_endpoint: str | None = None
+    routing_listener_arn: str | None = None
+    """Set when routing is on (``routing.mode: alb``): the HTTPS listener sessions get rules on."""
+    routing_vpc_id: str | None = None
+    routing_domain: str | None = None
+    routing_tag: str | None = None
+    routing_url_format: str = "https://{host}/"
+    """A session's url from its host (make local's router: ``http://{host}:<port>/``)."""
+    max_routes: int = 0

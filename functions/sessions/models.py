@@ -46,6 +46,11 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 SESSION_ID_PATTERN = r"^ses_[0-9a-f]{28}$"
 
 
+def new_token() -> str:
+    """A session route's secret: 32 URL-safe characters (fits an ALB condition value)."""
+    return secrets.token_urlsafe(24)
+
+
 def new_session_id(now: float) -> str:
     """Sortable by creation time (milliseconds, hex), then random."""
     return f"ses_{int(now * 1000):012x}{secrets.token_hex(8)}"
@@ -67,6 +72,10 @@ class Session(Record):
     private_ip: str | None = None
     error: str | None = None
     stop_reason: str | None = None
+    token: str | None = None
+    """The secret a request to the session's route must carry (routing on); owner only."""
+    route: str | None = None
+    """Its target group and rules while routed (``sessions.routing.Route.stored``)."""
 
     @property
     def idle_deadline(self) -> float:
@@ -115,9 +124,18 @@ class SessionOut(BaseModel):
     last_heartbeat_at: str
     idle_expires_at: str
     error: str | None
+    url: str | None = Field(
+        default=None, description="Where a browser reaches it (routing on): send the token"
+    )
+    token: str | None = Field(
+        default=None,
+        description="Only in the owner's answers to POST, GET one and POST .../token: a "
+        "request to url must carry it, as a berth-session cookie or an X-Berth-Session-Token "
+        "header",
+    )
 
     @classmethod
-    def of(cls, session: Session) -> SessionOut:
+    def of(cls, session: Session, url: str | None = None, token: str | None = None) -> SessionOut:
         return cls(
             id=session.id,
             user=session.user,
@@ -132,6 +150,8 @@ class SessionOut(BaseModel):
             last_heartbeat_at=iso(session.last_heartbeat_at) or "",
             idle_expires_at=iso(session.idle_deadline) or "",
             error=session.error,
+            url=url,
+            token=token,
         )
 
 

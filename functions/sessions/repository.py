@@ -6,6 +6,8 @@
 - ``pk = LIVE#<user>#<profile>``: the caller's one live session for a profile. Creating it is
   conditional, so concurrent identical POSTs start exactly one session.
 - ``pk = COUNT#<user>``: how many live sessions the user holds, bounded by the limit.
+- ``pk = ROUTES``: how many live sessions hold a route slot (routing on), bounded by
+  ``routing.max_routes`` (the load balancer's rule quota).
 - ``pk = WARM#<task arn>``: a warm-pool task (``sessions.warm``); while unclaimed it is in
   the sparse ``warm_pool`` index (partition ``pooled`` = its profile).
 
@@ -34,11 +36,15 @@ ACTIVE = "1"
 ENDED_RECORD_RETENTION_SECONDS = 30 * 24 * 3600
 
 
+ROUTES_KEY = "ROUTES"
+
+
 @dataclass(frozen=True)
 class CreateOutcome:
     created: bool
     existing_id: str | None = None
     limit_reached: bool = False
+    routes_full: bool = False
 
 
 def live_key(user: str, profile: str) -> str:
@@ -91,8 +97,10 @@ class SessionRepository:
 
     # --- writes -------------------------------------------------------------------------------
 
-    def create(self, session: Session, max_live: int) -> CreateOutcome:
-        """Stores a new live session unless the user already has one for the profile."""
+    def create(self, session: Session, max_live: int, max_routes: int = 0) -> CreateOutcome:
+        """Stores a new live session unless the user already has one for the profile (with
+        ``max_routes``, a session holds a route slot while live: bounded by it)."""
+        routed = [count(self.name, ROUTES_KEY, 1, limit=max_routes)] if max_routes else []
         try:
             self.client.transact_write_items(
                 TransactItems=[
@@ -115,6 +123,7 @@ class SessionRepository:
                         }
                     },
                     count(self.name, count_key(session.user), 1, limit=max_live),
+                    *routed,
                 ]
             )
         except ClientError as exc:
@@ -129,6 +138,9 @@ class SessionRepository:
             limit = reasons[2] if len(reasons) > 2 else {}
             if limit.get("Code") == "ConditionalCheckFailed":
                 return CreateOutcome(created=False, limit_reached=True)
+            routes = reasons[3] if len(reasons) > 3 else {}
+            if routes.get("Code") == "ConditionalCheckFailed":
+                return CreateOutcome(created=False, routes_full=True)
             raise
         return CreateOutcome(created=True)
 
@@ -150,6 +162,8 @@ class SessionRepository:
                 },
                 count(self.name, count_key(old.user), -1),
             ]
+            if old.token is not None:  # it held a route slot (sessions made with routing on)
+                items.append(count(self.name, ROUTES_KEY, -1))
         commit(self.client, items, old.id)
 
     # --- the warm pool ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from sessions.models import SESSION_ID_PATTERN, CreateSession, SessionList, SessionOut
+from sessions.models import SESSION_ID_PATTERN, CreateSession, Session, SessionList, SessionOut
 from shared.api import caller_id, documented
 from shared.errors import NotFound
 
@@ -32,6 +32,11 @@ def _session_id(value: str) -> str:
     if not re.fullmatch(SESSION_ID_PATTERN, value):
         raise NotFound("session")
     return value
+
+
+def _owners_view(session: Session) -> SessionOut:
+    """What its owner sees of one session: with its url and, routing on, its token."""
+    return SessionOut.of(session, url=service().url_of(session), token=session.token)
 
 
 def _json(status: int, session: SessionOut) -> Response[str]:
@@ -57,7 +62,7 @@ def create_session(body: CreateSession) -> Response[str]:
     session, created = service().create(
         caller_id(router.current_event.raw_event), body.profile, body.ttl_seconds
     )
-    return _json(201 if created else 200, SessionOut.of(session))
+    return _json(201 if created else 200, _owners_view(session))
 
 
 @router.get(
@@ -73,7 +78,9 @@ def list_sessions(
     sessions, token = service().list_sessions(
         caller_id(router.current_event.raw_event), limit, next_token
     )
-    return SessionList(items=[SessionOut.of(s) for s in sessions], next_token=token)
+    # lists carry no token (a token is shown only in answers about that one session)
+    listed = [SessionOut.of(s, url=service().url_of(s)) for s in sessions]
+    return SessionList(items=listed, next_token=token)
 
 
 @router.get(
@@ -86,7 +93,7 @@ def list_sessions(
 )
 def get_session(session_id: SessionId) -> SessionOut:
     user = caller_id(router.current_event.raw_event)
-    return SessionOut.of(service().get(user, _session_id(session_id)))
+    return _owners_view(service().get(user, _session_id(session_id)))
 
 
 @router.delete(
@@ -122,3 +129,21 @@ def stop_session(session_id: SessionId) -> Response[str]:
 def heartbeat(session_id: SessionId) -> SessionOut:
     user = caller_id(router.current_event.raw_event)
     return SessionOut.of(service().heartbeat(user, _session_id(session_id)))
+
+
+@router.post(
+    "/sessions/<session_id>/token",
+    summary="Rotate the token a request to the session's url must carry (routing on)",
+    responses=documented(
+        {200: ("The session with its new token; the old one no longer works", SessionOut)},
+        {
+            400: "routing_off: this deployment routes no sessions (routing.mode none)",
+            404: "No such session of the caller's",
+            409: "session_ended: the session is no longer live",
+        },
+    ),
+    tags=["sessions"],
+)
+def rotate_token(session_id: SessionId) -> SessionOut:
+    user = caller_id(router.current_event.raw_event)
+    return _owners_view(service().rotate_token(user, _session_id(session_id)))

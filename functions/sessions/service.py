@@ -5,14 +5,15 @@ repository, the task runner and the notifier are handed in, so tests pass moto-b
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
 from sessions.config import Profile, SessionsConfig
-from sessions.models import TRANSITIONS, Session, Status, new_session_id
+from sessions.models import TRANSITIONS, Session, Status, new_session_id, new_token
 from sessions.repository import Claimed, SessionRepository, StaleRecord
+from sessions.routing import Route, Routes
 from sessions.tasks import STARTING_STATES, STOPPING_STATES, TaskInfo, TaskRunner
 from sessions.warm import ORPHAN_GRACE_SECONDS, WarmTask, plan, wanted
 from shared.errors import Conflict, Invalid, LimitReached, NotFound
@@ -53,12 +54,15 @@ class SessionService:
         tasks: TaskRunner,
         notifier: Notifier | None = None,
         clock: Callable[[], float],
+        routes: Routes | None = None,
     ) -> None:
         self.config = config
         self.repo = repository
         self.tasks = tasks
         self.notifier = notifier or NullNotifier()
         self.clock = clock
+        self.routes = routes
+        """Set when routing is on: a RUNNING session gets a route, a token guards it."""
 
     # --- API operations -----------------------------------------------------------------------
 
@@ -83,8 +87,18 @@ class SessionService:
             last_heartbeat_at=now,
             idle_timeout_seconds=profile.idle_timeout_seconds,
             port=profile.port,
+            token=new_token() if self.routes else None,
         )
-        outcome = self.repo.create(session, self.config.max_sessions_per_user)
+        outcome = self.repo.create(
+            session, self.config.max_sessions_per_user, self.config.max_routes if self.routes else 0
+        )
+        if outcome.routes_full:
+            raise LimitReached(
+                f"all {self.config.max_routes} session routes are in use; try again when a "
+                "session ends (operators: routing.max_routes, within the load balancer's quota "
+                "of rules)",
+                code="routing_full",
+            )
         if outcome.limit_reached:
             raise LimitReached(
                 f"you already have {self.config.max_sessions_per_user} live sessions; "
@@ -109,6 +123,27 @@ class SessionService:
             task = self.tasks.describe([session.task_arn])[session.task_arn]
             return self._apply_task(session, task)
         return session
+
+    def url_of(self, session: Session) -> str | None:
+        """Where a browser reaches the session (routing on), else None."""
+        return self.routes.url(session.id) if self.routes else None
+
+    def rotate_token(self, user: str, session_id: str) -> Session:
+        """A new token for the session's route; the old one stops working at once."""
+        session = self._owned(user, session_id)
+        if self.routes is None:
+            raise Invalid("routing is off: sessions have no token", code="routing_off")
+        if not session.status.live:
+            raise Conflict(
+                f"session is {session.status.value}; start a new one", code="session_ended"
+            )
+        rotated = self._transition(
+            session, session.moved(session.status, self.clock(), token=new_token())
+        )
+        route = Route.parse(rotated.route)
+        if route and rotated.token:
+            self.routes.rotate(route, rotated.token)
+        return rotated
 
     def list_sessions(
         self, user: str, limit: int, token: str | None
@@ -224,6 +259,25 @@ class SessionService:
         for name, profile in sorted(self.config.profiles.items()):
             if profile.warm_pool:
                 decisions += self._tend_pool(name, profile, now, dry_run)
+        if self.routes:
+            decisions += self._stray_routes(live_ids, dry_run)
+        return decisions
+
+    def _stray_routes(self, live_ids: set[str], dry_run: bool) -> list[Decision]:
+        """Rules and target groups of sessions that are not live (a crash between a session's
+        end and its route's removal, or a route opened for a write that then failed)."""
+        decisions = []
+        for arn, session_id in self.routes.strays(live_ids) if self.routes else []:
+            fresh = self.repo.get(session_id) if session_id else None
+            if fresh is not None and fresh.status.live:
+                continue  # live since the worklist was read
+            decision = Decision(
+                session_id or None, "remove_route", "its session is not live", {"arn": arn}
+            )
+            decisions.append(decision)
+            logger.info("reaper decision", extra={"dry_run": dry_run, **decision.__dict__})
+            if not dry_run and self.routes:
+                self.routes.remove(arn)
         return decisions
 
     def _reap_one(
@@ -293,6 +347,10 @@ class SessionService:
             logger.info(
                 "warm task claimed", extra={"session_id": session.id, "task_arn": task.task_arn}
             )
+            routed = self._routed(running)
+            if routed is not running:
+                self.repo.replace(running, routed)
+                running = routed
             self.notifier.session_changed(running)
             if wanted(profile.warm_pool, profile.warm_windows, self.clock()):
                 self._launch_warm(session.profile, profile)  # its replacement, in the background
@@ -442,7 +500,15 @@ class SessionService:
                     raise
                 changes = {
                     k: getattr(target, k)
-                    for k in ("task_arn", "private_ip", "error", "stop_reason", "last_heartbeat_at")
+                    for k in (
+                        "task_arn",
+                        "private_ip",
+                        "error",
+                        "stop_reason",
+                        "last_heartbeat_at",
+                        "token",
+                        "route",
+                    )
                     if getattr(target, k) != getattr(current, k)
                 }
                 current = fresh
@@ -450,7 +516,31 @@ class SessionService:
         raise Conflict(f"session {current.id} kept changing; try again")
 
     def _write(self, current: Session, target: Session) -> Session:
+        target = self._routed(target)
         self.repo.replace(current, target)
+        if current.route and not target.status.live:
+            self._unroute(target)
         if target.status != current.status or target.private_ip != current.private_ip:
             self.notifier.session_changed(target)
         return target
+
+    def _routed(self, session: Session) -> Session:
+        """A RUNNING session with an address gets its route (once)."""
+        if not (
+            self.routes
+            and session.status == Status.RUNNING
+            and session.private_ip
+            and session.token
+            and not session.route
+        ):
+            return session
+        route = self.routes.open(session.id, session.private_ip, session.port, session.token)
+        return replace(session, route=route.stored())
+
+    def _unroute(self, session: Session) -> None:
+        route = Route.parse(session.route)
+        if self.routes and route:
+            try:
+                self.routes.close(route)
+            except Exception:  # the reaper removes what is left
+                logger.exception("could not remove the route", extra={"session_id": session.id})

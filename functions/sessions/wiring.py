@@ -10,6 +10,7 @@ from typing import Any
 from sessions.config import SessionsConfig
 from sessions.models import Session, SessionOut
 from sessions.repository import SessionRepository
+from sessions.routing import Routes
 from sessions.service import NullNotifier, SessionService
 from sessions.tasks import TaskRunner
 from shared.live import ConnectionStore, Publisher, user_topic
@@ -55,6 +56,16 @@ def build_service(
         ),
         notifier=notifier,
         clock=clock,
+        routes=Routes(
+            aws.client("elbv2"),
+            listener_arn=config.routing_listener_arn,
+            vpc_id=config.routing_vpc_id or "",
+            domain=config.routing_domain or "",
+            tag=config.routing_tag or "",
+            url_format=config.routing_url_format,
+        )
+        if config.routing_listener_arn
+        else None,
     )
 
 

@@ -20,6 +20,7 @@ environment:
   BERTH_LOCAL_HOST              interface to listen on (127.0.0.1)
   BERTH_LOCAL_PORT              the REST API's port (8080; 0 picks a free one)
   BERTH_LOCAL_WEBSOCKET_PORT    the WebSocket endpoint's port (8081)
+  BERTH_LOCAL_ROUTER_PORT       where sessions are reached, <id>.berth.localhost (8082)
   BERTH_LOCAL_EMULATOR_PORT     the emulator's port (0: a free one, printed)
   BERTH_LOCAL_CONCURRENCY       execution environments per function (4)
   BERTH_LOCAL_LOG_LEVEL         handlers' log level (WARNING)
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     for port, variable in (
         (options.port, "BERTH_LOCAL_PORT"),
         (options.websocket_port, "BERTH_LOCAL_WEBSOCKET_PORT"),
+        (options.router_port, "BERTH_LOCAL_ROUTER_PORT"),
         (options.emulator_port, "BERTH_LOCAL_EMULATOR_PORT"),
     ):
         if port_in_use(options.host, port):
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         f"""
 berth sandbox ready in {time.monotonic() - began:.1f} s: {sandbox.url}
   websocket:       {sandbox.websocket.url}  (SigV4, or header X-Berth-User / ?user=)
+  sessions router: {sandbox.router_url}  (Host <session id>.berth.localhost + its token)
   emulator (moto): {sandbox.emulator.endpoint}
   workers:         {fence}
 

@@ -25,6 +25,7 @@ from infra.sandbox.containers import LocalTaskRunner, images_of
 from infra.sandbox.emulator import REGION, Deployment, Emulator, deploy
 from infra.sandbox.gateway import routes_of, serve
 from infra.sandbox.lambdas import LocalFunction
+from infra.sandbox.router import LocalRouter
 from infra.sandbox.sigv4 import LocalCredentials
 from infra.sandbox.sqs import keep_fifo_promises
 from infra.sandbox.stepfunctions import (
@@ -34,6 +35,7 @@ from infra.sandbox.stepfunctions import (
 )
 from infra.sandbox.websocket import LocalWebSocketApi
 from infra.settings import ROOT
+from shared.config import PREFIX
 
 log = logging.getLogger("berth.sandbox")
 
@@ -47,6 +49,8 @@ class SandboxOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     websocket_port: int = 8081
+    router_port: int = 8082
+    """Where sessions are reached (``http://<session id>.berth.localhost:<port>/``)."""
     emulator_port: int = 0
     """0: any free port (the banner says which)."""
     concurrency: int = 4
@@ -62,6 +66,7 @@ class SandboxOptions:
             host=os.environ.get("BERTH_LOCAL_HOST", "127.0.0.1"),
             port=int(os.environ.get("BERTH_LOCAL_PORT", "8080")),
             websocket_port=int(os.environ.get("BERTH_LOCAL_WEBSOCKET_PORT", "8081")),
+            router_port=int(os.environ.get("BERTH_LOCAL_ROUTER_PORT", "8082")),
             emulator_port=int(os.environ.get("BERTH_LOCAL_EMULATOR_PORT", "0")),
             concurrency=int(os.environ.get("BERTH_LOCAL_CONCURRENCY", "4")),
             log_level=os.environ.get("BERTH_LOCAL_LOG_LEVEL", "WARNING"),
@@ -79,6 +84,7 @@ class Sandbox:
     events: EventBridge
     server: Any
     websocket: LocalWebSocketApi
+    router: LocalRouter
     state: Path
     """This sandbox's own state folder (task scratch directories, task logs)."""
     command_user: int | None
@@ -94,6 +100,11 @@ class Sandbox:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
+    @property
+    def router_url(self) -> str:
+        host, port = self.router.address
+        return f"http://{host}:{port}"
+
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
         return self.functions[logical_id].invoke(event)
 
@@ -102,6 +113,7 @@ class Sandbox:
         local = {
             "api_url": self.url,
             "websocket_url": self.websocket.url,
+            "router_url": self.router_url,
             "region": REGION,
             "config_file": str(self.config_file),
             "credentials_file": str(self.credentials_file),
@@ -116,6 +128,7 @@ class Sandbox:
         self._thread.start()
 
     def close(self) -> None:
+        self.router.stop()
         self.websocket.stop()
         self.server.shutdown()
         self.server.server_close()
@@ -184,6 +197,40 @@ def command_uid() -> int | None:
     return first
 
 
+LOCAL_DOMAIN = "berth.localhost"
+"""Sessions are ``<session id>.berth.localhost`` (``*.localhost`` is the loopback)."""
+
+
+def env_names(values: dict[str, str]) -> dict[str, str]:
+    """Function settings as their environment variables (``shared.config``'s naming)."""
+    return {f"{PREFIX}{name.upper()}": str(value) for name, value in values.items()}
+
+
+def local_routing(emulator: Emulator, deployment: Deployment) -> dict[str, str]:
+    """A load balancer and listener in the emulator, in the deployed VPC, for the sessions
+    functions to put routes on (what ``routing.mode: alb`` deploys on AWS)."""
+    ec2, elbv2 = emulator.client("ec2"), emulator.client("elbv2")
+    (vpc,) = deployment.resources("AWS::EC2::VPC")
+    vpc_id = deployment.physical[vpc]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
+    by_zone = {subnet["AvailabilityZone"]: subnet["SubnetId"] for subnet in subnets}
+    balancer = elbv2.create_load_balancer(
+        Name=f"{deployment.stack_name}-routing", Subnets=sorted(by_zone.values())[:2]
+    )["LoadBalancers"][0]["LoadBalancerArn"]
+    listener = elbv2.create_listener(
+        LoadBalancerArn=balancer,
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[
+            {
+                "Type": "fixed-response",
+                "FixedResponseConfig": {"StatusCode": "404", "ContentType": "application/json"},
+            }
+        ],
+    )["Listeners"][0]["ListenerArn"]
+    return {"listener_arn": listener, "vpc_id": vpc_id, "tag": deployment.stack_name}
+
+
 def synthesize(outdir: Path, overrides: dict[str, Any] | None = None) -> Path:
     context = project_context() | SANDBOX_CONTEXT | (overrides or {})
     app, stack = build_app(context, outdir=str(outdir))
@@ -250,12 +297,42 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
     host, port = server.server_address[:2]
     local_endpoints = {"BERTH_WEBSOCKET_ENDPOINT": f"http://{host!s}:{port}"}
     uid = command_uid()
+    runner = LocalTaskRunner(
+        emulator,
+        images_of(assembly, stack_name, state / "images"),
+        state,
+        overrides=local_endpoints,
+        aws_env=aws_env,
+        command_uids=range(uid, uid + UIDS_PER_SANDBOX) if uid is not None else None,
+    )
+    routing = local_routing(emulator, deployment)
+    router = LocalRouter(
+        options.host,
+        options.router_port,
+        emulator.client("elbv2"),
+        routing["listener_arn"],
+        runner.address_of,
+    ).start()
+    router_port = router.address[1]
     for logical_id, described in deployment.functions.items():
         environment = {
             **described["environment"],
             **base_env,
             "POWERTOOLS_LOG_LEVEL": options.log_level,
         }
+        if "BERTH_SESSIONS_TABLE" in environment:  # sessions are routed by the local router
+            environment.update(
+                env_names(
+                    {
+                        "routing_listener_arn": routing["listener_arn"],
+                        "routing_vpc_id": routing["vpc_id"],
+                        "routing_domain": LOCAL_DOMAIN,
+                        "routing_tag": routing["tag"],
+                        "routing_url_format": f"http://{{host}}:{router_port}/",
+                        "max_routes": environment.get("BERTH_MAX_ROUTES") or "45",
+                    }
+                )
+            )
         environment.update({k: v for k, v in local_endpoints.items() if k in environment})
         code_path = described["code_path"]
         functions[logical_id] = LocalFunction(
@@ -274,17 +351,7 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
         }
     )
     events = EventBridge(emulator, deployment, invoke, schedule_seconds=options.schedule_seconds)
-    images = images_of(assembly, stack_name, state / "images")
-    events.task_listeners.append(
-        LocalTaskRunner(
-            emulator,
-            images,
-            state,
-            overrides=local_endpoints,
-            aws_env=aws_env,
-            command_uids=range(uid, uid + UIDS_PER_SANDBOX) if uid is not None else None,
-        )
-    )
+    events.task_listeners.append(runner)
     events.start()
     websocket.start()
     for function in functions.values():
@@ -298,6 +365,7 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
         events,
         server,
         websocket,
+        router,
         state,
         uid,
         credentials,

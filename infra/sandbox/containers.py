@@ -1,11 +1,14 @@
 """Runs berth's Python containers locally, since no Docker runs here.
 
-When a task whose image has a Python entrypoint (job runners, workers) reaches RUNNING in
-the emulator, that entrypoint runs as a local process from the image's laid-out files, with
-the container's environment and the task's overrides. When it exits, its exit code becomes
-the container's and the task stops — which is what a state machine's ``.sync`` waits for and
-how a worker scales itself in. Images without a Python entrypoint (session servers such as
-Chroma) are left to the emulator's bookkeeping.
+When a task whose image starts Python (job runners, workers, the echo session server)
+reaches RUNNING in the emulator, that entrypoint runs as a local process from the image's
+laid-out files, with the container's environment and the task's overrides. When it exits,
+its exit code becomes the container's and the task stops — which is what a state machine's
+``.sync`` waits for and how a worker scales itself in; when the task is stopped (a session
+ends), the process is. A session server listens on a free local port instead of its
+container port, and ``address_of`` maps the task's private address to it (the local router
+forwards there). Images that start something else (Chroma) are left to the emulator's
+bookkeeping: address only.
 
 Like a container, a task is a world of its own: its entrypoint starts a new session, every
 process left in that session dies with it (as a container's processes die when it stops),
@@ -21,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -52,7 +56,9 @@ def images_of(assembly: Path, stack_name: str, into: Path) -> dict[str, Image]:
         context = assembly / source["directory"]
         dockerfile = context / source.get("dockerFile", "Dockerfile")
         target = source.get("dockerBuildTarget")
-        entrypoint = exec_form(dockerfile, target, "ENTRYPOINT")
+        entrypoint = exec_form(dockerfile, target, "ENTRYPOINT") or exec_form(
+            dockerfile, target, "CMD"
+        )
         if entrypoint and Path(entrypoint[0]).name.startswith("python"):
             workdir = assemble(context, dockerfile, target, into / asset_hash[:16])
             images[asset_hash] = Image(workdir, [sys.executable, *entrypoint[1:]])
@@ -80,9 +86,23 @@ class LocalTaskRunner:
         self._launched = 0
         self._started: set[str] = set()
         self._lock = threading.Lock()
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._addresses: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def address_of(self, private_ip: str, port: int) -> tuple[str, int] | None:
+        """Where a session task's server listens here, from its address in the VPC."""
+        with self._lock:
+            return self._addresses.get((private_ip, port))
 
     def __call__(self, task: dict[str, Any]) -> None:
         """A task's status changed (called by the ECS watcher)."""
+        if task.get("lastStatus") == "STOPPED" or task.get("desiredStatus") == "STOPPED":
+            with self._lock:
+                process = self._processes.get(task["taskArn"])
+            if process is not None and process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)  # what StopTask does to a container
+            return
         if task.get("lastStatus") != "RUNNING":
             return
         with self._lock:
@@ -116,6 +136,7 @@ class LocalTaskRunner:
                 self._launched += 1
                 uid = self.command_uids[self._launched % len(self.command_uids)]
             environment["BERTH_RUN_AS_UID"] = str(uid)
+        served = self._serve(task, container, environment)
         env = {
             **os.environ,
             **environment,
@@ -136,6 +157,8 @@ class LocalTaskRunner:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+            with self._lock:
+                self._processes[task["taskArn"]] = process
             try:
                 code, reason = process.wait(timeout=self.timeout), "Essential container exited"
             except subprocess.TimeoutExpired:
@@ -143,9 +166,50 @@ class LocalTaskRunner:
                 code, reason = 137, "Task stopped: timeout"
                 process.wait()
             end_session(process.pid)
+        with self._lock:
+            self._processes.pop(task["taskArn"], None)
+            if served is not None:
+                self._addresses.pop(served, None)
+        if task.get("desiredStatus") == "STOPPED" or self._stopped(task):
+            return  # stopped from outside (a session's end): ECS has recorded it already
         if code:
             log.info("task %s exited %s (log: %s)", task["taskArn"], code, output)
         self._finish(task, 128 - code if code < 0 else code, reason)
+
+    def _serve(
+        self, task: dict[str, Any], container: dict[str, Any], environment: dict[str, str]
+    ) -> tuple[str, int] | None:
+        """A server's container port becomes a free local port (``PORT``); returns the task's
+        address in the VPC that now maps to it."""
+        mappings = container.get("portMappings") or []
+        if not mappings or "PORT" not in environment:
+            return None
+        port = int(mappings[0]["containerPort"])
+        private_ip = next(
+            (
+                detail["value"]
+                for attachment in task.get("attachments") or []
+                for detail in attachment.get("details") or []
+                if detail.get("name") == "privateIPv4Address"
+            ),
+            None,
+        )
+        if private_ip is None:
+            return None
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            local = probe.getsockname()[1]
+        environment["PORT"] = str(local)
+        environment["BIND"] = "127.0.0.1"
+        with self._lock:
+            self._addresses[(private_ip, port)] = ("127.0.0.1", local)
+        return private_ip, port
+
+    def _stopped(self, task: dict[str, Any]) -> bool:
+        described = self.emulator.client("ecs").describe_tasks(
+            cluster=task["clusterArn"], tasks=[task["taskArn"]]
+        )["tasks"]
+        return bool(described) and described[0].get("desiredStatus") == "STOPPED"
 
     def _finish(self, task: dict[str, Any], exit_code: int, reason: str) -> None:
         from moto.ecs.models import ecs_backends

@@ -55,13 +55,17 @@ def assemble(context: Path, dockerfile: Path, target: str | None, into: Path) ->
             *sources, destination = parts[1:]
             if "$" in destination:
                 continue  # a build variable this sandbox does not know
-            target_path = into / destination.lstrip("/")
+            # a relative destination is under the WORKDIR, as Docker has it
+            base = into if destination.startswith("/") else into / workdir.lstrip("/")
+            target_path = base / destination.lstrip("/")
+            into_directory = destination.endswith("/") or destination in (".", "./")
             for source in sources:
                 origin = context / source
                 if origin.is_dir():
                     shutil.copytree(origin, target_path, dirs_exist_ok=True)
                 else:
-                    place = target_path / origin.name if destination.endswith("/") else target_path
+                    place = target_path / origin.name if into_directory else target_path
                     place.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(origin, place)
+    (into / workdir.lstrip("/")).mkdir(parents=True, exist_ok=True)
     return into / workdir.lstrip("/")

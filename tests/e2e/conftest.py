@@ -29,6 +29,8 @@ class Sandbox:
     aws_config: str = ""
     aws_credentials: str = ""
     """The files with the local users' SigV4 profiles (``berth-local-<user>``)."""
+    router: str = ""
+    """Where sessions are reached: ``Host: <session id>.berth.localhost`` and the token."""
 
     def signed(
         self,
@@ -137,6 +139,7 @@ def start_sandbox(
         **os.environ,
         "BERTH_LOCAL_PORT": "0",
         "BERTH_LOCAL_WEBSOCKET_PORT": "0",
+        "BERTH_LOCAL_ROUTER_PORT": "0",
         "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
         "PYTHONUNBUFFERED": "1",
         "BERTH_LOCAL_CONTEXT": json.dumps(context),
@@ -152,11 +155,13 @@ def start_sandbox(
         start_new_session=True,
     )
     assert process.stdout is not None
-    url = emulator = websocket = None
+    url = emulator = websocket = router = None
     files: dict[str, str] = {}
     seen: list[str] = []
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (url and emulator and websocket and len(files) == 2):
+    while time.monotonic() < deadline and not (
+        url and emulator and websocket and router and len(files) == 2
+    ):
         line = process.stdout.readline()
         if not line:
             break
@@ -167,15 +172,22 @@ def start_sandbox(
             emulator = found.group(1)
         if found := re.search(r"websocket: +(ws://\S+)", line):
             websocket = found.group(1)
+        if found := re.search(r"sessions router: +(http://\S+)", line):
+            router = found.group(1)
         if found := re.search(r"export (AWS_CONFIG_FILE|AWS_SHARED_CREDENTIALS_FILE)=(\S+)", line):
             files[found.group(1)] = found.group(2)
-    if not (url and emulator and websocket and len(files) == 2):
+    if not (url and emulator and websocket and router and len(files) == 2):
         process.kill()
         pytest.fail("the sandbox did not start:\n" + "".join(seen[-40:]))
     # keep reading what it prints, so a full pipe never blocks it
     threading.Thread(target=seen.extend, args=(process.stdout,), daemon=True).start()
     handle = Sandbox(
-        url, emulator, websocket, files["AWS_CONFIG_FILE"], files["AWS_SHARED_CREDENTIALS_FILE"]
+        url,
+        emulator,
+        websocket,
+        files["AWS_CONFIG_FILE"],
+        files["AWS_SHARED_CREDENTIALS_FILE"],
+        router,
     )
     return process, handle
 
