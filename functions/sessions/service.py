@@ -307,6 +307,8 @@ class SessionService:
             return None
         if now >= session.expires_at:
             return Decision(session.id, "stop", "ttl expired", signals)
+        if self.routes and session.status == Status.RUNNING and session.token and not session.route:
+            return Decision(session.id, "open_route", "running without its route", signals)
         if now >= session.idle_deadline:
             return Decision(session.id, "stop", "idle (no heartbeat)", signals)
         return None
@@ -324,6 +326,8 @@ class SessionService:
                 self._transition(session, session.moved(Status.FAILED, now, error=decision.reason))
             elif decision.action == "mark_stopped":
                 self._transition(session, session.moved(Status.STOPPED, now))
+            elif decision.action == "open_route":
+                self._transition(session, replace(session, updated_at=now))
         except (StaleRecord, Conflict):
             logger.info("session changed while reaping; next run decides again")
 
@@ -534,7 +538,11 @@ class SessionService:
             and not session.route
         ):
             return session
-        route = self.routes.open(session.id, session.private_ip, session.port, session.token)
+        try:
+            route = self.routes.open(session.id, session.private_ip, session.port, session.token)
+        except Exception:  # it runs all the same; the reaper opens the route on its next run
+            logger.exception("could not open the route", extra={"session_id": session.id})
+            return session
         return replace(session, route=route.stored())
 
     def _unroute(self, session: Session) -> None:

@@ -224,3 +224,22 @@ def test_two_opens_of_one_session_make_one_route_and_others_go_elsewhere(
     routed.routes.host = lambda session_id: "taken.example"  # type: ignore[method-assign]
     other = routed.routes.open("ses_" + "1" * 28, "10.40.0.8", 8080, "b" * 32)
     assert set(other.rules).isdisjoint(first.rules) and len(rules(aws, listener[0])) == 4
+
+
+def test_a_route_that_failed_to_open_is_opened_by_the_reaper(
+    routed: SessionService,
+    aws: boto3.session.Session,
+    config: SessionsConfig,
+    listener: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert routed.routes is not None
+    session, _ = routed.create(ALICE, "default", None)
+    with monkeypatch.context() as patched:
+        patched.setattr(routed.routes, "open", lambda *_: (_ for _ in ()).throw(OSError("elb")))
+        run(routed, aws, config)  # the session runs, its route could not be made
+    running = routed.get(ALICE, session.id)
+    assert running.status == Status.RUNNING and running.route is None
+    decisions = [d.action for d in routed.reap(dry_run=False)]
+    assert decisions == ["open_route"]
+    assert routed.get(ALICE, session.id).route and len(rules(aws, listener[0])) == 2
