@@ -139,6 +139,8 @@ class ProfileSettings(_Strict):
     default_ttl_seconds: PositiveInt = 3600
     max_ttl_seconds: PositiveInt = 8 * 3600
     idle_timeout_seconds: PositiveInt = 30 * 60
+    health_check_path: str = Field(default="/", pattern=r"^/[A-Za-z0-9._~/-]{0,200}$")
+    """What the routing load balancer asks a routed session (any answer below 500 is alive)."""
     warm_pool: int = Field(default=0, ge=0, le=50)
     """Tasks kept started and unassigned, so a POST /sessions answers RUNNING at once."""
     max_warm_seconds: int = Field(default=3600, ge=300)

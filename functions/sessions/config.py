@@ -16,6 +16,7 @@ class Profile(BaseModel):
     default_ttl_seconds: int
     max_ttl_seconds: int
     idle_timeout_seconds: int
+    health_check_path: str = "/"
     warm_pool: int = 0
     max_warm_seconds: int = 3600
     warm_windows: list[str] = []

@@ -70,8 +70,11 @@ class Routes:
     def host(self, session_id: str) -> str:
         return f"{session_id}.{self.domain}"
 
-    def open(self, session_id: str, private_ip: str, port: int, token: str) -> Route:
-        """The session's target group (its address registered) and its two rules."""
+    def open(
+        self, session_id: str, private_ip: str, port: int, token: str, health_path: str = "/"
+    ) -> Route:
+        """The session's target group (its address registered, its profile's health check)
+        and its two rules."""
         tags = [{"Key": ROUTING_TAG, "Value": self.tag}, {"Key": SESSION_TAG, "Value": session_id}]
         name = target_group_name(session_id)
         try:
@@ -81,7 +84,7 @@ class Routes:
                 Port=port,
                 VpcId=self.vpc_id,
                 TargetType="ip",
-                HealthCheckPath="/",
+                HealthCheckPath=health_path,
                 Matcher={"HttpCode": "200-499"},  # any answer is alive; the app owns its paths
                 Tags=tags,
             )["TargetGroups"][0]["TargetGroupArn"]

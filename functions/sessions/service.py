@@ -539,7 +539,14 @@ class SessionService:
         ):
             return session
         try:
-            route = self.routes.open(session.id, session.private_ip, session.port, session.token)
+            profile = self.config.profiles.get(session.profile)
+            route = self.routes.open(
+                session.id,
+                session.private_ip,
+                session.port,
+                session.token,
+                profile.health_check_path if profile else "/",
+            )
         except Exception:  # it runs all the same; the reaper opens the route on its next run
             logger.exception("could not open the route", extra={"session_id": session.id})
             return session

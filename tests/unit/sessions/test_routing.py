@@ -57,9 +57,12 @@ def routed(
     notifier: RecordingNotifier,
 ) -> SessionService:
     listener_arn, vpc = listener
+    profiles = dict(config.profiles)
+    profiles["default"] = profiles["default"].model_copy(update={"health_check_path": "/healthz"})
     built = build_service(
         config.model_copy(
             update={
+                "profiles": profiles,
                 "routing_listener_arn": listener_arn,
                 "routing_vpc_id": vpc,
                 "routing_domain": DOMAIN,
@@ -123,6 +126,8 @@ def test_a_running_session_gets_a_route_that_needs_its_host_and_token(
     health = elbv2.describe_target_health(TargetGroupArn=route.target_group)
     targets = [(t["Target"]["Id"], t["Target"]["Port"]) for t in health["TargetHealthDescriptions"]]
     assert targets == [(running.private_ip, 8080)]
+    (group,) = elbv2.describe_target_groups(TargetGroupArns=[route.target_group])["TargetGroups"]
+    assert (group["TargetType"], group["HealthCheckPath"]) == ("ip", "/healthz")
     for rule in found:
         assert rule["Actions"][0]["TargetGroupArn"] == route.target_group
     tags = elbv2.describe_tags(ResourceArns=[route.target_group, *route.rules])
