@@ -24,6 +24,7 @@ from rich.console import Console
 
 from infra.client.client import ApiError, BerthClient, Settings
 from infra.settings import ROOT
+from sessions.models import SessionOut
 
 EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_API, EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
 LOCAL_STATE = ROOT / ".sandbox" / "local.json"
@@ -173,10 +174,24 @@ def sessions_start(
                 on_change=progress("session"),
             )
         address = f"{session.private_ip}:{session.port}" if session.private_ip else "-"
-        show(session, f"{session.id} {session.status} {address}")
+        show(session, f"{session.id} {session.status} {address}{reach(session)}")
         return EXIT_FAILED if session.status == "FAILED" else 0
 
     run(action)
+
+
+def reach(session: SessionOut) -> str:
+    """How a browser reaches it (routing on): its url and the cookie that carries the token."""
+    if not session.url:
+        return ""
+    cookie = f" (cookie berth-session={session.token})" if session.token else ""
+    return f"\n{session.url}{cookie}"
+
+
+@sessions_app.command("token")
+def sessions_token(session_id: str) -> None:
+    """A new token for your session's url; the old one stops working at once."""
+    run(lambda: show(s := client().rotate_token(session_id), f"{s.id}{reach(s)}"))
 
 
 @sessions_app.command("ls")

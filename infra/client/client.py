@@ -187,6 +187,10 @@ class BerthClient:
     def sessions(self, limit: int | None = None) -> list[SessionOut]:
         return self._pages(SessionOut, "/sessions", limit)
 
+    def rotate_token(self, session_id: str) -> SessionOut:
+        """A new token for the session's url (routing on); the old one stops working."""
+        return self._model(SessionOut, self.request("POST", f"/sessions/{session_id}/token"))
+
     def stop_session(self, session_id: str) -> SessionOut:
         return self._model(SessionOut, self.request("DELETE", f"/sessions/{session_id}"))
 

@@ -62,6 +62,9 @@ def test_start_a_session_and_wait_for_it(env: dict[str, str]) -> None:
     assert "RUNNING" in result.stderr  # the live status line
     listed = json.loads(berth(env, "--json", "sessions", "ls").stdout)
     assert session["id"] in [s["id"] for s in listed]
+    rotated = berth(env, "sessions", "token", session["id"])  # its url, with a new token
+    assert rotated.returncode == 0, rotated.stderr
+    assert session["url"] in rotated.stdout and session["token"] not in rotated.stdout
     stopped = berth(env, "--json", "sessions", "stop", session["id"], "--wait")
     assert json.loads(stopped.stdout)["status"] == "STOPPED"
 
