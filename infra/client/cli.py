@@ -322,25 +322,29 @@ def stream_command(api: BerthClient, project: str, terminal: str, text: str) -> 
             interrupted.set()
             api.cancel_command(project, queued.id)
 
+    from websockets.exceptions import ConnectionClosed
+
     previous = signal.signal(signal.SIGINT, on_interrupt)
+    printed = 0
     try:
-        with api.subscribe(f"terminal:{project}:{terminal}") as frames:
-            printed = _catch_up(api, project, queued.id, 0, None)
-            for frame in frames:
-                if frame.get("command_id") != queued.id:
-                    continue
-                if frame["type"] == "output":
-                    data = frame["data"].encode()
-                    start = int(frame.get("offset", printed))
-                    if start > printed:  # output from before we listened: from the log
-                        printed = _catch_up(api, project, queued.id, printed, start)
-                    _write(data[max(0, printed - start) :])
-                    printed = max(printed, start + len(data))
-                elif frame["data"]["status"] in {"SUCCEEDED", "FAILED", "CANCELLED"}:
-                    break
-        final = api.wait_for(
-            lambda: api.command(project, queued.id), {"SUCCEEDED", "FAILED", "CANCELLED"}
-        )
+        try:
+            with api.subscribe(f"terminal:{project}:{terminal}") as frames:
+                printed = _catch_up(api, project, queued.id, 0, None)
+                for frame in frames:
+                    if frame.get("command_id") != queued.id:
+                        continue
+                    if frame["type"] == "output":
+                        data = frame["data"].encode()
+                        start = int(frame.get("offset", printed))
+                        if start > printed:  # output from before we listened: from the log
+                            printed = _catch_up(api, project, queued.id, printed, start)
+                        _write(data[max(0, printed - start) :])
+                        printed = max(printed, start + len(data))
+                    elif frame["data"]["status"] in ENDED:
+                        break
+        except ConnectionClosed:
+            pass  # the socket went away (an idle timeout, a network change): read the log
+        final = _follow(api, project, queued.id, printed)
     finally:
         signal.signal(signal.SIGINT, previous)
     if interrupted.is_set() or final.status == "CANCELLED":
@@ -349,6 +353,26 @@ def stream_command(api: BerthClient, project: str, terminal: str, text: str) -> 
         err.print(f"[red]{final.error.code}[/red]: {final.error.message}", highlight=False)
         return EXIT_FAILED
     return int(final.exit_code or 0)
+
+
+ENDED = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+def _follow(api: BerthClient, project: str, command_id: str, printed: int) -> Any:
+    """Until the command ends, prints its saved log past ``printed`` (what live frames did
+    not bring); then the rest of it. Returns the ended command."""
+    while True:
+        command = api.command(project, command_id)
+        printed = _catch_up(api, project, command_id, printed, None)
+        if command.status in ENDED:
+            while True:  # the rest of its log, however long
+                piece = api.output(project, command_id, printed)
+                data = piece["data"].encode()
+                _write(data)
+                printed += len(data)
+                if piece["complete"] or not data:
+                    return command
+        api.sleep(1)
 
 
 def _catch_up(

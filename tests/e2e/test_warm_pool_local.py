@@ -18,25 +18,31 @@ SANDBOX_ENV = FAST_ENV
 POOL = 2
 
 
-def ready_pool(sandbox: Sandbox) -> list[dict[str, Any]]:
-    """The warm profile's unclaimed, running tasks, as the sessions table holds them."""
+def pool_items(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """The warm profile's unclaimed tasks (starting or ready), as the sessions table holds them."""
     dynamodb = sandbox.aws("dynamodb")
     (table,) = [t for t in dynamodb.list_tables()["TableNames"] if "SessionsTable" in t]
     items = dynamodb.scan(
         TableName=table,
-        FilterExpression="begins_with(pk, :w) AND pooled = :p AND attribute_exists(private_ip)",
+        FilterExpression="begins_with(pk, :w) AND pooled = :p",
         ExpressionAttributeValues={":w": {"S": "WARM#"}, ":p": {"S": "warm"}},
     )["Items"]
     return [{k: next(iter(v.values())) for k, v in item.items()} for item in items]
 
 
-def wait_for_pool(sandbox: Sandbox, size: int = POOL, timeout: float = 60) -> list[dict[str, Any]]:
+def wait_for_pool(sandbox: Sandbox, timeout: float = 60) -> list[dict[str, Any]]:
+    """The pool at rest: exactly POOL tasks, all ready, for a second (a claim's replacement
+    and the reaper's refill can overshoot for a moment; the reaper trims the surplus)."""
     deadline = time.monotonic() + timeout
+    steady = 0
     while time.monotonic() < deadline:
-        if len(pool := ready_pool(sandbox)) >= size:
+        pool = pool_items(sandbox)
+        at_rest = len(pool) == POOL and all("private_ip" in item for item in pool)
+        steady = steady + 1 if at_rest else 0
+        if steady >= 5:
             return pool
         time.sleep(0.2)
-    raise AssertionError(f"the pool holds {len(ready_pool(sandbox))} ready tasks, not {size}")
+    raise AssertionError(f"the pool is not at rest: {pool_items(sandbox)}")
 
 
 def start(sandbox: Sandbox, user: str) -> tuple[int, dict[str, Any], float]:
@@ -61,7 +67,7 @@ def test_a_post_answers_running_with_an_address_from_the_pool(sandbox: Sandbox) 
     stop(sandbox, "wanda", session)
 
 
-def test_five_callers_against_a_pool_of_two_two_warm_three_cold_then_it_refills(
+def test_five_callers_against_a_pool_of_two_share_no_task_and_it_refills(
     sandbox: Sandbox,
 ) -> None:
     before = {item["task_arn"] for item in wait_for_pool(sandbox)}
@@ -73,13 +79,14 @@ def test_five_callers_against_a_pool_of_two_two_warm_three_cold_then_it_refills(
     assert len({session["task_arn"] for session in sessions}) == 5  # no task given twice
     warm = [s for s in sessions if s["status"] == "RUNNING"]
     cold = [s for s in sessions if s["status"] != "RUNNING"]
-    # The pool's tasks went first; a replacement the first claims launched can be ready
-    # before the last caller asks (here a fraction of a second later) and is claimed too.
+    # The pool's two went to two callers; the rest started cold — unless a replacement the
+    # first claims launched was ready before they asked (here, within a second: the sandbox's
+    # tasks start at once), which is a warm claim too.
     assert before <= {s["task_arn"] for s in warm}, (before, sessions)
     assert all(s["status"] in {"PENDING", "STARTING"} for s in cold), sessions
-    assert len(warm) >= POOL and len(cold) >= 1, sessions
     claimed = claimed_by(sandbox)
     assert all(claimed.get(s["task_arn"]) == s["id"] for s in warm)  # each by its caller
+    print(f"warm {len(warm)}, cold {len(cold)} of 5 against a pool of {POOL}")
     assert not any(s["task_arn"] in claimed for s in cold)  # started for its caller
     wait_for_pool(sandbox)  # refilled behind them
     for user, session in zip(users, sessions, strict=True):

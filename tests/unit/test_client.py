@@ -3,6 +3,7 @@ results, waiting for a status."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -126,3 +127,54 @@ def test_errors_keep_the_apis_code(api: Any) -> None:
     with pytest.raises(ApiError) as raised:
         client.job("job_" + "0" * 32)
     assert (raised.value.status, raised.value.code) == (404, "not_found")
+
+
+class LostSocketApi:
+    """A client whose WebSocket closes before any frame (an idle timeout): the command's
+    output must still reach the terminal, from its saved log."""
+
+    def __init__(self) -> None:
+        self.log = "line 1\nline 2\n" * 3
+        self.reads = 0
+        self.slept: list[float] = []
+
+    def run_command(self, project: str, text: str, terminal: str) -> Any:
+        return type("Queued", (), {"id": "cmd_1"})()
+
+    def cancel_command(self, project: str, command_id: str) -> None:
+        raise AssertionError("nothing cancels it")
+
+    @contextlib.contextmanager
+    def subscribe(self, *topics: str) -> Iterator[Iterator[dict[str, Any]]]:
+        from websockets.exceptions import ConnectionClosed
+
+        raise ConnectionClosed(None, None)
+        yield iter(())  # pragma: no cover
+
+    def command(self, project: str, command_id: str) -> Any:
+        self.reads += 1  # RUNNING twice, then it ends with exit code 3
+        ended = self.reads > 2
+        return type(
+            "Shown",
+            (),
+            {"status": "FAILED" if ended else "RUNNING", "exit_code": 3, "error": None},
+        )()
+
+    def output(self, project: str, command_id: str, offset: int) -> dict[str, Any]:
+        saved = self.log[: 7 * (self.reads + 1)]  # the worker saves a little more each time
+        chunk = saved[offset : offset + 10]  # and the API gives 10 bytes a read
+        return {"data": chunk, "complete": self.reads > 2 and offset + len(chunk) >= len(saved)}
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+def test_run_follows_the_saved_log_when_the_socket_is_gone(
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    from infra.client.cli import stream_command
+
+    lost = LostSocketApi()
+    assert stream_command(lost, "demo", "t1", "make test") == 3  # type: ignore[arg-type]
+    assert capsysbinary.readouterr().out.decode() == lost.log[: 7 * 4]
+    assert lost.slept  # it waited between reads, not in a busy loop
