@@ -120,11 +120,12 @@ class Routes:
             self.delete_rules(created)  # another session's priorities: try the next pair
         raise RuntimeError("the routing listener has no free rule priority")
 
-    def rotate(self, route: Route, token: str) -> None:
+    def rotate(self, session_id: str, route: Route, token: str) -> None:
         """Points the session's rules at a new token (the old one stops working at once)."""
         for rule, condition in zip(route.rules, self._token_conditions(token), strict=True):
-            session_host = self._host_condition_of(rule)
-            self.elbv2.modify_rule(RuleArn=rule, Conditions=[session_host, condition])
+            self.elbv2.modify_rule(
+                RuleArn=rule, Conditions=[self._host_condition(session_id), condition]
+            )
 
     def close(self, route: Route) -> None:
         self.delete_rules(route.rules)
@@ -175,7 +176,7 @@ class Routes:
             ListenerArn=self.listener_arn,
             Priority=priority,
             Conditions=[
-                {"Field": "host-header", "HostHeaderConfig": {"Values": [self.host(session_id)]}},
+                self._host_condition(session_id),
                 token_condition,
             ],
             Actions=[{"Type": "forward", "TargetGroupArn": group}],
@@ -204,13 +205,8 @@ class Routes:
                 return str(rule["RuleArn"]) if values == [self.host(session_id)] else None
         return None
 
-    def _host_condition_of(self, rule: str) -> dict[str, Any]:
-        (described,) = self.elbv2.describe_rules(RuleArns=[rule])["Rules"]
-        for condition in described["Conditions"]:
-            if condition["Field"] == "host-header":
-                values = condition.get("HostHeaderConfig", {}).get("Values") or condition["Values"]
-                return {"Field": "host-header", "HostHeaderConfig": {"Values": values}}
-        raise ValueError(f"rule {rule} has no host condition")
+    def _host_condition(self, session_id: str) -> dict[str, Any]:
+        return {"Field": "host-header", "HostHeaderConfig": {"Values": [self.host(session_id)]}}
 
     def _rules(self) -> list[dict[str, Any]]:
         rules: list[dict[str, Any]] = []

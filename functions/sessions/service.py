@@ -45,6 +45,12 @@ class Decision:
     signals: dict[str, Any] = field(default_factory=dict)
 
 
+def decided(decisions: list[Decision], decision: Decision, dry_run: bool) -> None:
+    """Keeps a reaper decision and logs it with the signals it used (every one is logged)."""
+    decisions.append(decision)
+    logger.info("reaper decision", extra={"dry_run": dry_run, **decision.__dict__})
+
+
 class SessionService:
     def __init__(
         self,
@@ -142,7 +148,7 @@ class SessionService:
         )
         route = Route.parse(rotated.route)
         if route and rotated.token:
-            self.routes.rotate(route, rotated.token)
+            self.routes.rotate(rotated.id, route, rotated.token)
         return rotated
 
     def list_sessions(
@@ -228,19 +234,14 @@ class SessionService:
         for session in active:
             decision = self._reap_one(session, described, now)
             if decision:
-                decisions.append(decision)
-                logger.info(
-                    "reaper decision",
-                    extra={"dry_run": dry_run, **decision.__dict__},
-                )
+                decided(decisions, decision, dry_run)
                 if not dry_run:
                     self._carry_out(session, decision, described)
         live_ids = {s.id for s in active if s.status.live}
         for task in self.tasks.running_berth_tasks():
             if task.warm and not task.session_id:
                 if decision := self._warm_orphan(task, now):
-                    decisions.append(decision)
-                    logger.info("reaper decision", extra={"dry_run": dry_run, **decision.__dict__})
+                    decided(decisions, decision, dry_run)
                     if not dry_run:
                         self.tasks.stop(task.arn, f"berth reaper: {decision.reason}")
                 continue
@@ -252,8 +253,7 @@ class SessionService:
                 "task runs but its session is not live",
                 {"task_arn": task.arn, "last_status": task.last_status},
             )
-            decisions.append(decision)
-            logger.info("reaper decision", extra={"dry_run": dry_run, **decision.__dict__})
+            decided(decisions, decision, dry_run)
             if not dry_run:
                 self.tasks.stop(task.arn, "berth reaper: orphan task (no live session)")
         for name, profile in sorted(self.config.profiles.items()):
@@ -266,7 +266,7 @@ class SessionService:
     def _stray_routes(self, live_ids: set[str], dry_run: bool) -> list[Decision]:
         """Rules and target groups of sessions that are not live (a crash between a session's
         end and its route's removal, or a route opened for a write that then failed)."""
-        decisions = []
+        decisions: list[Decision] = []
         for arn, session_id in self.routes.strays(live_ids) if self.routes else []:
             fresh = self.repo.get(session_id) if session_id else None
             if fresh is not None and fresh.status.live:
@@ -274,8 +274,7 @@ class SessionService:
             decision = Decision(
                 session_id or None, "remove_route", "its session is not live", {"arn": arn}
             )
-            decisions.append(decision)
-            logger.info("reaper decision", extra={"dry_run": dry_run, **decision.__dict__})
+            decided(decisions, decision, dry_run)
             if not dry_run and self.routes:
                 self.routes.remove(arn)
         return decisions
@@ -415,7 +414,8 @@ class SessionService:
         for warm in pool:
             info = described.get(warm.task_arn)
             if info is None or info.last_status == "STOPPED":
-                decisions.append(Decision(None, "forget_warm_task", "its task stopped", {}))
+                forget = Decision(None, "forget_warm_task", "its task stopped", {})
+                decided(decisions, forget, dry_run)
                 if not dry_run:
                     self.repo.forget_warm(warm.task_arn)
                 continue
@@ -427,13 +427,14 @@ class SessionService:
         todo = plan(size, alive, now, profile.max_warm_seconds)
         signals = {"profile": name, "size": size, "warm": len(alive)}
         for warm in todo.retire:
-            decisions.append(
-                Decision(None, "retire_warm_task", "warm too long or over the size", signals)
-            )
+            retire = Decision(None, "retire_warm_task", "warm too long or over the size", signals)
+            decided(decisions, retire, dry_run)
             if not dry_run and self.repo.retire_warm(warm):
                 self.tasks.stop(warm.task_arn, "berth reaper: warm task recycled")
         for _ in range(todo.launch):
-            decisions.append(Decision(None, "launch_warm_task", "the pool is short", signals))
+            decided(
+                decisions, Decision(None, "launch_warm_task", "the pool is short", signals), dry_run
+            )
             if not dry_run:
                 self._launch_warm(name, profile)
         return decisions

@@ -34,8 +34,9 @@ from infra.sandbox.stepfunctions import (
     route_lambda_invocations,
 )
 from infra.sandbox.websocket import LocalWebSocketApi
-from infra.settings import ROOT
-from shared.config import PREFIX
+from infra.settings import ROOT, Settings
+from sessions.config import SessionsConfig
+from shared.config import env_name
 
 log = logging.getLogger("berth.sandbox")
 
@@ -201,11 +202,6 @@ LOCAL_DOMAIN = "berth.localhost"
 """Sessions are ``<session id>.berth.localhost`` (``*.localhost`` is the loopback)."""
 
 
-def env_names(values: dict[str, str]) -> dict[str, str]:
-    """Function settings as their environment variables (``shared.config``'s naming)."""
-    return {f"{PREFIX}{name.upper()}": str(value) for name, value in values.items()}
-
-
 def local_routing(emulator: Emulator, deployment: Deployment) -> dict[str, str]:
     """A load balancer and listener in the emulator, in the deployed VPC, for the sessions
     functions to put routes on (what ``routing.mode: alb`` deploys on AWS)."""
@@ -231,11 +227,12 @@ def local_routing(emulator: Emulator, deployment: Deployment) -> dict[str, str]:
     return {"listener_arn": listener, "vpc_id": vpc_id, "tag": deployment.stack_name}
 
 
-def synthesize(outdir: Path, overrides: dict[str, Any] | None = None) -> Path:
+def synthesize(outdir: Path, overrides: dict[str, Any] | None = None) -> tuple[Path, Settings]:
+    """The template the sandbox deploys, and the settings it was made from."""
     context = project_context() | SANDBOX_CONTEXT | (overrides or {})
     app, stack = build_app(context, outdir=str(outdir))
     app.synth()
-    return outdir / f"{stack.artifact_id}.template.json"
+    return outdir / f"{stack.artifact_id}.template.json", stack.settings
 
 
 Progress = Callable[[str], None]
@@ -254,7 +251,7 @@ def start(options: SandboxOptions, progress: Progress = lambda _: None) -> Sandb
 def _start(options: SandboxOptions, state: Path, started: float, progress: Progress) -> Sandbox:
     assembly = state / "cdk.out"
     progress("synthesizing the app (cdk synth)")
-    template_path = synthesize(assembly, options.context)
+    template_path, settings = synthesize(assembly, options.context)
     stack_name = template_path.name.removesuffix(".template.json")
 
     keep_fifo_promises()
@@ -320,17 +317,15 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
             **base_env,
             "POWERTOOLS_LOG_LEVEL": options.log_level,
         }
-        if "BERTH_SESSIONS_TABLE" in environment:  # sessions are routed by the local router
+        if env_name("sessions_table") in environment:  # routed by the local router
             environment.update(
-                env_names(
-                    {
-                        "routing_listener_arn": routing["listener_arn"],
-                        "routing_vpc_id": routing["vpc_id"],
-                        "routing_domain": LOCAL_DOMAIN,
-                        "routing_tag": routing["tag"],
-                        "routing_url_format": f"http://{{host}}:{router_port}/",
-                        "max_routes": environment.get("BERTH_MAX_ROUTES") or "45",
-                    }
+                SessionsConfig.environment(
+                    routing_listener_arn=routing["listener_arn"],
+                    routing_vpc_id=routing["vpc_id"],
+                    routing_domain=LOCAL_DOMAIN,
+                    routing_tag=routing["tag"],
+                    routing_url_format=f"http://{{host}}:{router_port}/",
+                    max_routes=settings.routing.max_routes,
                 )
             )
         environment.update({k: v for k, v in local_endpoints.items() if k in environment})

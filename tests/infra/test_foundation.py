@@ -140,13 +140,11 @@ def test_profile_images_are_docker_assets_built_from_containers(synth: Synth) ->
 
 
 def scheduled_functions(synth: Synth) -> set[str]:
-    """The functions a schedule (not a request or an event) runs."""
-    return {
-        target["Arn"]["Fn::GetAtt"][0]
-        for rule in synth.resources("AWS::Events::Rule").values()
-        if "ScheduleExpression" in rule["Properties"]
-        for target in rule["Properties"]["Targets"]
-    }
+    """The functions a schedule (not a request or an event) runs, as bench/idle_cost.py
+    prices them."""
+    from bench.idle_cost import scheduled
+
+    return set(scheduled(synth.data))
 
 
 def test_every_function_is_arm64_traced_with_its_own_log_group(synth: Synth) -> None:
