@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 import threading
+import time
 import urllib.request
 import zipfile
 from collections.abc import Callable
@@ -311,16 +312,34 @@ def run_command(
     run(action)
 
 
+QUIET_SECONDS = 1.0
+"""Silence on the socket after which ``berth run`` reads the saved log: output the worker
+sent before the subscription took hold shows within ~1 s even if no frame follows it."""
+HEARD_QUIET_SECONDS = 5.0
+"""Once live frames flow, the saved log is read only after this much silence (a lost frame
+shows as a gap at the next one; this covers a lost last frame and a lost end)."""
+
+
 def stream_command(api: BerthClient, project: str, terminal: str, text: str) -> int:
     """Queues the command, then follows it: the saved log from the start, joined without gap
-    or repeat by the live frames (each says at which byte of the log it starts)."""
+    or repeat by the live frames (each says at which byte of the log it starts). Ctrl-C asks
+    the API to cancel it (from a thread, not the signal handler) and waits for its end; a
+    second Ctrl-C stops waiting."""
     queued = api.run_command(project, text, terminal)  # also makes the caller the owner
     interrupted = threading.Event()
 
-    def on_interrupt(*_: Any) -> None:
-        if not interrupted.is_set():
-            interrupted.set()
+    def cancel() -> None:
+        try:
             api.cancel_command(project, queued.id)
+        except ApiError as error:
+            err.print(f"[red]could not cancel[/red] {error.code}: {error.message}")
+
+    def on_interrupt(*_: Any) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt  # the second Ctrl-C: stop waiting
+        interrupted.set()
+        err.print(f"cancelling {queued.id} (Ctrl-C again to stop waiting)", highlight=False)
+        threading.Thread(target=cancel, name="cancel", daemon=True).start()
 
     from websockets.exceptions import ConnectionClosed
 
@@ -328,11 +347,22 @@ def stream_command(api: BerthClient, project: str, terminal: str, text: str) -> 
     printed = 0
     try:
         try:
-            with api.subscribe(f"terminal:{project}:{terminal}") as frames:
-                printed = _catch_up(api, project, queued.id, 0, None)
-                for frame in frames:
+            topic = f"terminal:{project}:{terminal}"
+            with api.subscribe(topic, quiet=QUIET_SECONDS) as frames:
+                printed, ended = _read_saved(api, project, queued.id, 0)
+                heard, last_read = False, time.monotonic()
+                for frame in frames if not ended else ():
+                    if frame is None:  # quiet: whatever was saved meanwhile
+                        if heard and time.monotonic() - last_read < HEARD_QUIET_SECONDS:
+                            continue
+                        printed, ended = _read_saved(api, project, queued.id, printed)
+                        last_read = time.monotonic()
+                        if ended:
+                            break
+                        continue
                     if frame.get("command_id") != queued.id:
                         continue
+                    heard = True
                     if frame["type"] == "output":
                         data = frame["data"].encode()
                         start = int(frame.get("offset", printed))
@@ -363,31 +393,34 @@ def _follow(api: BerthClient, project: str, command_id: str, printed: int) -> An
     not bring); then the rest of it. Returns the ended command."""
     while True:
         command = api.command(project, command_id)
-        printed = _catch_up(api, project, command_id, printed, None)
         if command.status in ENDED:
             while True:  # the rest of its log, however long
-                piece = api.output(project, command_id, printed)
-                data = piece["data"].encode()
-                _write(data)
-                printed += len(data)
-                if piece["complete"] or not data:
+                before = printed
+                printed, complete = _read_saved(api, project, command_id, printed)
+                if complete or printed == before:
                     return command
+        printed, _ = _read_saved(api, project, command_id, printed)
         api.sleep(1)
 
 
-def _catch_up(
-    api: BerthClient, project: str, command_id: str, offset: int, until: int | None
-) -> int:
-    """Prints the saved log from ``offset`` (until ``until``, waiting for it to be saved);
-    returns where it stopped."""
-    while until is None or offset < until:
+def _read_saved(api: BerthClient, project: str, command_id: str, offset: int) -> tuple[int, bool]:
+    """Prints what the saved log holds past ``offset`` (one read); returns where it stopped
+    and whether that is the end of an ended command's log."""
+    piece = api.output(project, command_id, offset)
+    data = piece["data"].encode()
+    _write(data)
+    return offset + len(data), bool(piece["complete"])
+
+
+def _catch_up(api: BerthClient, project: str, command_id: str, offset: int, until: int) -> int:
+    """Prints the saved log from ``offset`` to ``until``, waiting for it to be saved that far
+    (a live frame said where it starts); returns where it stopped."""
+    while offset < until:
         piece = api.output(project, command_id, offset)
-        data = piece["data"].encode()
-        if until is not None:
-            data = data[: until - offset]
+        data = piece["data"].encode()[: until - offset]
         _write(data)
         offset += len(data)
-        if until is None or piece["complete"]:
+        if piece["complete"]:
             return offset
         if not data:
             api.sleep(0.5)  # the worker saves its log about every second

@@ -279,9 +279,12 @@ class BerthClient:
             self.sleep(interval)
 
     @contextmanager
-    def subscribe(self, *topics: str) -> Iterator[Iterator[dict[str, Any]]]:
+    def subscribe(
+        self, *topics: str, quiet: float | None = None
+    ) -> Iterator[Iterator[dict[str, Any] | None]]:
         """A signed WebSocket connection: yields the messages it hears (its user's sessions,
-        and each topic asked for, e.g. ``terminal:<project>:<terminal>``)."""
+        and each topic asked for, e.g. ``terminal:<project>:<terminal>``); with ``quiet``,
+        also ``None`` each time that many seconds pass without a message."""
         from websockets.sync.client import connect
 
         url = self.settings.websocket_url
@@ -297,9 +300,12 @@ class BerthClient:
                     error = answer.get("error") or {}
                     raise ApiError(404, error.get("code", "not_found"), str(error.get("message")))
 
-            def messages() -> Iterator[dict[str, Any]]:
+            def messages() -> Iterator[dict[str, Any] | None]:
                 while True:
-                    yield json.loads(socket.recv())
+                    try:
+                        yield json.loads(socket.recv(timeout=quiet))
+                    except TimeoutError:
+                        yield None
 
             yield messages()
 

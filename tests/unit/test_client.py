@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -145,7 +146,7 @@ class LostSocketApi:
         raise AssertionError("nothing cancels it")
 
     @contextlib.contextmanager
-    def subscribe(self, *topics: str) -> Iterator[Iterator[dict[str, Any]]]:
+    def subscribe(self, *topics: str, quiet: float) -> Iterator[Iterator[dict[str, Any]]]:
         from websockets.exceptions import ConnectionClosed
 
         raise ConnectionClosed(None, None)
@@ -178,3 +179,84 @@ def test_run_follows_the_saved_log_when_the_socket_is_gone(
     assert stream_command(lost, "demo", "t1", "make test") == 3  # type: ignore[arg-type]
     assert capsysbinary.readouterr().out.decode() == lost.log[: 7 * 4]
     assert lost.slept  # it waited between reads, not in a busy loop
+
+
+class QuietSocketApi:
+    """A command whose only output came before the subscription took hold, then silence:
+    the socket hears nothing until the command ends at quiet tick ``ends_at``."""
+
+    def __init__(self, ends_at: int = 6, interrupt_at: tuple[int, ...] = ()) -> None:
+        self.ticks = 0
+        self.ends_at = ends_at
+        self.interrupt_at = interrupt_at
+        self.shown_at: int | None = None
+        self.cancels: list[str] = []
+
+    def run_command(self, project: str, text: str, terminal: str) -> Any:
+        return type("Queued", (), {"id": "cmd_1"})()
+
+    def cancel_command(self, project: str, command_id: str) -> None:
+        self.cancels.append(threading.current_thread().name)
+        self.ends_at = min(self.ends_at, self.ticks + 1)  # its worker stops it
+
+    @contextlib.contextmanager
+    def subscribe(self, *topics: str, quiet: float | None = None) -> Iterator[Iterator[None]]:
+        assert quiet is not None  # without it, a silent command would show nothing
+
+        def silence() -> Iterator[None]:
+            while self.ticks < 50:  # then the socket closes
+                self.ticks += 1
+                if self.ticks in self.interrupt_at:
+                    signal.raise_signal(signal.SIGINT)  # Ctrl-C
+                yield None
+
+        yield silence()
+
+    def command(self, project: str, command_id: str) -> Any:
+        ended = self.ticks >= self.ends_at
+        status = ("CANCELLED" if self.cancels else "SUCCEEDED") if ended else "RUNNING"
+        return type("Shown", (), {"status": status, "exit_code": 0, "error": None})()
+
+    def output(self, project: str, command_id: str, offset: int) -> dict[str, Any]:
+        saved = "started\n" if self.ticks >= 1 else ""  # saved just after the subscription
+        if saved[offset:] and self.shown_at is None:
+            self.shown_at = self.ticks
+        return {"data": saved[offset:], "complete": self.ticks >= self.ends_at}
+
+    def sleep(self, seconds: float) -> None:
+        self.ticks += 1
+
+
+def test_run_shows_output_sent_before_it_listened_while_the_command_still_runs(
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    from infra.client.cli import stream_command
+
+    quiet = QuietSocketApi(ends_at=6)
+    assert stream_command(quiet, "demo", "t1", "echo started; sleep 60") == 0  # type: ignore[arg-type]
+    assert capsysbinary.readouterr().out == b"started\n"  # once
+    assert quiet.shown_at == 1  # at the first quiet second, not when the command ended
+
+
+def test_ctrl_c_cancels_from_a_thread_and_waits_for_the_end(
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    from infra.client.cli import stream_command
+
+    quiet = QuietSocketApi(ends_at=1000, interrupt_at=(2,))
+    assert stream_command(quiet, "demo", "t1", "sleep 60") == 130  # type: ignore[arg-type]
+    assert quiet.cancels == ["cancel"]  # once, from its thread: no HTTP in a signal handler
+    assert quiet.ticks < 10  # it ended soon after the cancel, and berth saw it end
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_a_second_ctrl_c_stops_waiting() -> None:
+    from infra.client.cli import stream_command
+
+    class Stubborn(QuietSocketApi):
+        def cancel_command(self, project: str, command_id: str) -> None:
+            self.cancels.append("asked")  # the worker takes its time
+
+    stubborn = Stubborn(ends_at=1000, interrupt_at=(2, 4))
+    with pytest.raises(KeyboardInterrupt):  # berth's run() maps it to exit code 130
+        stream_command(stubborn, "demo", "t1", "sleep 600")  # type: ignore[arg-type]
