@@ -1,25 +1,29 @@
-"""Replays bursty command traces through the old orchestrator's scaling and berth's.
+"""Replays command traces through the old orchestrator's scaling and berth's.
 
-Usage: ``.venv/bin/python bench/scaling_sim.py [first_seed] [runs]``. Each seeded trace is
-10 minutes of users' bursts (several commands at once into the user's project) plus a
-trickle of single commands into other projects, durations log-normal. A worker model runs
-them: Fargate start delay 60 s, one command at a time per task, billed from launch to exit.
-Both fleets use the policy code the scaler uses (``functions/workers/scaling.py``):
+Usage: ``.venv/bin/python bench/scaling_sim.py [first_seed] [runs]`` (default 4 8). Two
+kinds of seeded 10-minute trace: *bursty* (users' bursts — several commands at once into the
+user's project — plus a trickle of single commands into other projects) and *people and
+bursts* (the same bursts, plus people at terminals: a command, its output, a think time
+log-normal 5-120 s, the next). A worker model runs them: Fargate start delay 60 s, one
+command at a time per task, billed from launch to exit. Every fleet uses the policy code the
+scaler and the workers use (``functions/workers/scaling.py``):
 
-- the old orchestrator: polls every 30 s, sizes to the queue depth and counts running tasks
-  only; any worker takes any message, so commands of one project run side by side (the
-  reason its users lost appends); a worker exits when a 20 s long poll finds nothing;
+- the old orchestrator (depth-only): polls every 30 s, sizes to the queue depth and counts
+  running tasks only; any worker takes any message, so commands of one project run side by
+  side (the reason its users lost appends); a worker exits when a 20 s long poll is empty;
 - berth: commands of a project run one at a time, in order (SQS FIFO, one group per
-  project); the scaler runs when a command is queued and every 60 s and keeps one worker per
-  project with work; a worker exits after ``idle_seconds`` without work. Workers die now
-  and then (``CRASH_RATE`` of commands): the command ends ``worker_lost`` when its lease runs
-  out and its project's next command waits until then — never run twice.
+  project); the scaler runs when a command is queued and every 60 s, keeps one worker per
+  project with work plus the warm reserve (``warm_reserve``), and publishes the reserve; an
+  idle worker leaves after ``idle_seconds`` only while the fleet's idle workers exceed it
+  (``may_leave``). Workers die now and then (``CRASH_RATE`` of commands): the command ends
+  ``worker_lost`` when its lease runs out and its project's next command waits until then —
+  never run twice. "berth, 10 s idle" is the policy before the reserve (share 0).
 
-Prints per trace and fleet the p50/p95 wait for a worker (from when a command could run:
-its arrival, or for berth the end of its project's previous command), the p95 wait from
-arrival including that (the price of running a project's commands in order), task-seconds
-and (berth) commands lost; then berth's task-seconds ratio against the old orchestrator
-measured on the same traces.
+Prints, per fleet, the p95 wait for a worker on bursty traces (from when a command could
+run: its arrival, or for berth the end of its project's previous command); on people and
+bursts, a person's first-command wait and follow-up wait (from when it was typed); and
+task-seconds against the depth-only fleet on the same traces — beside an estimate of what
+zero waits cost a scheduler that knows every arrival in advance.
 """
 
 from __future__ import annotations
@@ -33,16 +37,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions"))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
-from workers.scaling import Limits, Observed, berth_launch, depth_launch
+from infra.settings import WorkersSettings  # noqa: E402 - after the path
+from workers.scaling import (  # noqa: E402
+    Limits,
+    Observed,
+    berth_launch,
+    depth_launch,
+    may_leave,
+    warm_reserve,
+)
+
+DEFAULTS = WorkersSettings()
 
 START_DELAY = 60
 LONG_POLL = 20
 TRACE_SECONDS = 600
-BERTH_IDLE_SECONDS = 10  # berth's setting workers.idle_seconds
-KEEP_WARM_SECONDS = 120  # berth's setting workers.keep_warm_seconds
-LEASE_SECONDS = 60  # berth's setting workers.lease_seconds
+BERTH_IDLE_SECONDS = DEFAULTS.idle_seconds
+KEEP_WARM_SECONDS = DEFAULTS.keep_warm_seconds
+WARM_RESERVE_SHARE = DEFAULTS.warm_reserve_share
+LEASE_SECONDS = DEFAULTS.lease_seconds
 CRASH_RATE = 0.02  # a worker dies during this share of commands (berth's fleet only)
 LIMITS = Limits(min_tasks=0, max_tasks=20, messages_per_task=2)
 
@@ -83,12 +99,13 @@ class Fleet:
     """One command of a project at a time, in arrival order (berth)."""
     crash_rate: float = 0.0
     keep_warm_seconds: int = 0
-    """A worker that has served stays this long after its last command (0: idle_seconds)."""
+    """A project stays warm this long after its last command."""
+    reserve_share: float = 0.0
+    """Idle workers held for warm projects, as a share of them (``warm_reserve``)."""
     tasks: list[Task] = field(default_factory=list)
     ended_at: int = 0
-
-    def idle_limit(self, task: Task) -> int:
-        return max(self.idle_seconds, self.keep_warm_seconds) if task.served else self.idle_seconds
+    reserve: int = 0
+    """The reserve the scaler last published."""
 
 
 def trace(seed: int) -> list[Command]:
@@ -130,6 +147,42 @@ def interactive_trace(seed: int) -> list[Command]:
     return commands
 
 
+def people_and_bursts(seed: int) -> list[Command]:
+    """People at terminals while the bursts go on: the interactive trace and the bursty one
+    of the same seed, in one 10 minutes."""
+    bursts = trace(seed)
+    people = interactive_trace(seed)
+    for command in people:  # ``after`` indexes the joined list
+        if command.after is not None:
+            command.after += len(bursts)
+    return bursts + people
+
+
+def clairvoyant_task_seconds(commands: list[Command]) -> float:
+    """An estimate of what zero waits cost at best: a scheduler that knows every arrival
+    boots each worker just in time, keeps a worker through a gap shorter than a boot and
+    otherwise lets it go (greedy; it may even run a project's commands side by side)."""
+    ends: dict[int, float] = {}
+    spans = []
+    for index, command in enumerate(commands):
+        arrival = command.arrival if command.after is None else ends[command.after] + command.think
+        ends[index] = arrival + command.duration
+        spans.append((arrival, arrival + command.duration))
+    free_at: list[float] = []
+    total = 0.0
+    for start, end in sorted(spans):
+        ready = [i for i, at in enumerate(free_at) if at <= start]
+        if ready:
+            latest = max(ready, key=lambda i: free_at[i])
+            if start - free_at[latest] <= START_DELAY:  # cheaper to wait idle than to boot
+                total += end - free_at[latest]
+                free_at[latest] = end
+                continue
+        total += START_DELAY + end - start
+        free_at.append(end)
+    return total
+
+
 def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
     rng = random.Random(seed)
     queue: deque[Command] = deque()
@@ -169,7 +222,7 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
                     current.ended = t
                 blocked_until[current.project] = current.ended
         busy = {task.current.project for task in live if task.current}
-        for task in live:  # take work (one at a time), or give up when idle long enough
+        for task in live:  # take work (one at a time)
             if task.ended is not None or task.ready_at > t or task.current:
                 continue
             command = next_command(fleet, queue, busy, blocked_until, t)
@@ -183,18 +236,20 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
                 else:
                     task.busy_until = t + command.duration
                 task.current, task.idle_since, task.served = command, None, True
-            elif task.idle_since is not None and t - task.idle_since >= fleet.idle_limit(task):
-                task.ended = t
+        leave_when_idle(fleet, live, t)
         if (fleet.on_arrival and arrived) or t % fleet.tick_seconds == 0:
             live = [task for task in fleet.tasks if task.ended is None]
+            with_work = {c.project for c in queue} | busy
             warm = {  # projects whose last command ended within keep_warm_seconds
                 c.project for c in done if c.ended and t - c.ended < fleet.keep_warm_seconds
             }
+            fleet.reserve = warm_reserve(len(warm | with_work), fleet.reserve_share)
             observed = Observed(
                 running=sum(1 for task in live if task.ready_at <= t),
                 starting=sum(1 for task in live if task.ready_at > t) if fleet.ordered else 0,
-                projects=len({c.project for c in queue} | busy | warm),
+                projects=len(with_work),
                 visible=len(queue),
+                reserve=fleet.reserve,
             )
             for _ in range(fleet.decide(observed, LIMITS)):
                 fleet.tasks.append(
@@ -207,6 +262,20 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
         check_order(done)
     fleet.ended_at = t
     return done
+
+
+def leave_when_idle(fleet: Fleet, live: list[Task], t: float) -> None:
+    """Idle workers past ``idle_seconds`` leave, but only the surplus over the reserve."""
+    idle = {
+        str(index): task.idle_since
+        for index, task in enumerate(live)
+        if task.ended is None and task.ready_at <= t and not task.current
+        and task.idle_since is not None
+    }  # fmt: skip
+    for name, since in sorted(idle.items(), key=lambda item: item[1]):
+        if t - since >= fleet.idle_seconds and may_leave(name, idle, fleet.reserve):
+            live[int(name)].ended = t
+            del idle[name]
 
 
 def next_command(
@@ -278,7 +347,7 @@ def fleets() -> list[Fleet]:
             crash_rate=CRASH_RATE,
         ),
         Fleet(
-            "berth, keep warm",
+            "berth, warm reserve",
             berth_launch,
             tick_seconds=60,
             on_arrival=True,
@@ -286,6 +355,7 @@ def fleets() -> list[Fleet]:
             ordered=True,
             crash_rate=CRASH_RATE,
             keep_warm_seconds=KEEP_WARM_SECONDS,
+            reserve_share=WARM_RESERVE_SHARE,
         ),
     ]
 
@@ -296,7 +366,7 @@ def task_seconds(fleet: Fleet) -> float:
 
 def main() -> None:
     first_seed = int(sys.argv[1]) if len(sys.argv) > 1 else 4
-    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 8
     seeds = range(first_seed, first_seed + runs)
     names = [fleet.name for fleet in fleets()]
 
@@ -312,30 +382,40 @@ def main() -> None:
     for name in names:
         ratios = [c / d for c, d in zip(cost[name], cost["depth-only"], strict=True)]
         print(
-            f"  {name:<17} wait p95 {statistics.median(p95[name]):6.1f} s   "
+            f"  {name:<20} wait p95 {statistics.median(p95[name]):6.1f} s   "
             f"task-seconds: median {statistics.median(ratios):.2f}x depth-only"
         )
 
-    # people at terminals: type, read, think, type again
+    # people at terminals (type, read, think, type again) while the bursts go on
     first: dict[str, list[float]] = {n: [] for n in names}
     follow: dict[str, list[float]] = {n: [] for n in names}
     cost = {n: [] for n in names}
+    bound: list[float] = []
     for seed in seeds:
-        commands = interactive_trace(seed)
+        commands = people_and_bursts(seed)
         for fleet in fleets():
             done = simulate(fleet, commands, seed)
             for command in done:
-                wait = (command.started or 0) - command.arrival
-                (follow if command.after is not None else first)[fleet.name].append(wait)
+                if command.project.startswith("user-"):
+                    wait = (command.started or 0) - command.arrival
+                    (follow if command.after is not None else first)[fleet.name].append(wait)
             cost[fleet.name].append(task_seconds(fleet))
-    print(f"interactive traces ({runs}): first-command wait p50, follow-up wait p50 / p95")
+        bound.append(clairvoyant_task_seconds(commands) / cost["depth-only"][-1])
+    print(
+        f"people and bursts ({runs}): a person's first-command wait p50, follow-up wait "
+        "p50 / p95, task-seconds"
+    )
     for name in names:
         ratios = [c / d for c, d in zip(cost[name], cost["depth-only"], strict=True)]
         print(
-            f"  {name:<17} first {statistics.median(first[name]):5.1f} s   follow-up "
+            f"  {name:<20} first {statistics.median(first[name]):5.1f} s   follow-up "
             f"{statistics.median(follow[name]):5.1f} s / {percentile(follow[name], 0.95):5.1f} s"
             f"   task-seconds: median {statistics.median(ratios):.2f}x depth-only"
         )
+    print(
+        f"  {'clairvoyant':<20} zero waits, estimated"
+        f"{'':>27}task-seconds: median {statistics.median(bound):.2f}x depth-only"
+    )
 
 
 if __name__ == "__main__":

@@ -281,10 +281,14 @@ class WorkersSettings(_Strict):
     """A message received this many times without ending goes to the dead-letter queue."""
     min_tasks: int = Field(default=0, ge=0)
     idle_seconds: int = Field(default=10, ge=1, le=3600)
-    """A worker that has not run a command yet exits after this long without one."""
-    keep_warm_seconds: int = Field(default=120, ge=0, le=3600)
-    """After a project's command ends, a worker is kept for it this long (its person is likely
-    to type the next command): follow-ups start at once; the fleet still scales to zero."""
+    """An idle worker beyond the warm reserve exits after this long without a command."""
+    keep_warm_seconds: int = Field(default=60, ge=0, le=3600)
+    """A project stays *warm* this long after its last command (its person is likely typing
+    the next one)."""
+    warm_reserve_share: float = Field(default=0.34, ge=0, le=1)
+    """Idle workers held while projects are warm, as a share of the projects active lately
+    (with work, or warm; at least one while any is): follow-ups start at once, any worker
+    serving any project; 0 lets every idle worker leave after ``idle_seconds``."""
     scaler_interval_minutes: int = Field(default=1, ge=1, le=60)
     reconcile_interval_minutes: int = Field(default=1, ge=1, le=60)
     """How often lost and undeliverable commands are looked for."""

@@ -39,6 +39,7 @@ from infra.storage import add_listing_index, grant_objects, secure_bucket, secur
 from shared.api import routes_of
 from workers.config import ReconcilerConfig, ScalerConfig, WorkerConfig, WorkersConfig
 from workers.repository import ACTIVE, BY_PROJECT
+from workers.reserve import FLEET_KEY
 from workers.routes import router as workers_router
 
 CONTAINER_NAME = "worker"
@@ -216,7 +217,6 @@ class WorkerFleet(Construct):
                 websocket_endpoint=live.callback_url,
                 command_role_arn=self.command_role.role_arn,
                 idle_seconds=settings.idle_seconds,
-                keep_warm_seconds=settings.keep_warm_seconds,
                 command_timeout_seconds=settings.command_timeout_seconds,
                 lease_seconds=settings.lease_seconds,
                 stop_grace_seconds=STOP_GRACE_SECONDS,
@@ -238,12 +238,24 @@ class WorkerFleet(Construct):
         )
         return definition
 
+    def _grant_fleet_item(self, grantee: iam.IGrantable, actions: list[str]) -> None:
+        """The warm reserve's one item (``pk = FLEET``) of the workers table, nothing else."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=actions,
+                resources=[self.table.table_arn],
+                conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [FLEET_KEY]}},
+            )
+        )
+
     def _grant_worker(self, role: iam.IRole, live: LiveUpdates) -> None:
-        """The task role: take messages, publish output, assume the command role — and
-        nothing of any project's files or records."""
+        """The task role: take messages, publish output, assume the command role, say when
+        it is idle (the warm reserve's item) — and nothing of any project's files or
+        records."""
         self.queue.grant(
             role, "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"
         )
+        self._grant_fleet_item(role, ["dynamodb:GetItem", "dynamodb:UpdateItem"])
         live.table.grant_read_write_data(role)
         stage = live.stage
         stage.grant_management_api_access(role)
@@ -358,10 +370,12 @@ class WorkerFleet(Construct):
                 min_tasks=settings.min_tasks,
                 max_tasks=max_tasks,
                 keep_warm_seconds=settings.keep_warm_seconds,
+                warm_reserve_share=settings.warm_reserve_share,
             ),
             timeout=Duration.seconds(60),
             traced=False,  # a schedule runs it
         )
+        self._grant_fleet_item(scaler, ["dynamodb:UpdateItem"])
         # Two concurrent scalers could both launch for the same backlog.
         cfn_function = scaler.node.default_child
         if not isinstance(cfn_function, lambda_.CfnFunction):

@@ -33,6 +33,7 @@ class ScalerConfig(EnvModel):
     min_tasks: int = Field(ge=0)
     max_tasks: int = Field(ge=0)
     keep_warm_seconds: int = Field(ge=0)
+    warm_reserve_share: float = Field(ge=0, le=1)
 
 
 class ReconcilerConfig(EnvModel):
@@ -54,9 +55,7 @@ class WorkerConfig(EnvModel):
     command_role_arn: str | None = None
     """Assumed per command with the project and command as session tags (narrowed access)."""
     idle_seconds: int = Field(ge=1)
-    """A worker that has not run a command yet leaves after this long without one."""
-    keep_warm_seconds: int = Field(ge=0)
-    """A worker that has run one stays this long after its last (the next is likely)."""
+    """An idle worker beyond the warm reserve leaves after this long without a command."""
     command_timeout_seconds: int = Field(ge=1)
     lease_seconds: int = Field(ge=3)
     stop_grace_seconds: int = Field(ge=1)

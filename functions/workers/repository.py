@@ -3,10 +3,11 @@
 - ``pk = PROJECT#<name>``: the project's owner (its first user).
 - ``pk = CMD#<id>``: a command. Indexed ``by_project`` (project + created_at, for listings)
   and in the sparse ``active`` index (created_at) while QUEUED or RUNNING and for
-  ``workers.keep_warm_seconds`` after it ends — the scaler keeps a worker for each such
-  project; the reconciler takes ended commands out once that time has passed.
+  ``workers.keep_warm_seconds`` after it ends — the scaler sizes the warm reserve from those
+  projects; the reconciler takes ended commands out once that time has passed.
 - ``pk = COUNT#<user>``: how many of the user's commands are QUEUED or RUNNING, bounded by
   ``limits.max_queued_commands_per_user``.
+- ``pk = FLEET``: the warm reserve and the idle workers (``workers.reserve``).
 
 Every status change is one conditional write on the status it expects (and, for a worker, on
 its own lease), so two writers never both win; every move to a final status frees the

@@ -1,7 +1,8 @@
 """Scheduled (and woken by each queued command): size the worker fleet to the projects with
-work — queued or running commands, or a command ended within ``keep_warm_seconds`` (its
-person is likely typing the next one). Thin: reads the active commands and the fleet, asks
-the policy, launches."""
+work (queued or running commands) plus the warm reserve — idle workers for a share of the
+projects active within ``keep_warm_seconds`` (their people are likely typing the next
+command) — and publish that reserve for the idle workers. Thin: reads the active commands
+and the fleet, asks the policy, launches."""
 
 from __future__ import annotations
 
@@ -14,19 +15,24 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.telemetry import instrumented
-from workers.scaling import Limits, Observed, berth_launch
+from workers.scaling import Limits, Observed, berth_launch, warm_reserve
 
 if TYPE_CHECKING:
     from workers.config import ScalerConfig
     from workers.fleet import Fleet
     from workers.repository import WorkersRepository
+    from workers.reserve import FleetRegistry
 
 logger = Logger()
 metrics = Metrics()
 
 
 def scale(
-    config: ScalerConfig, repository: WorkersRepository, fleet: Fleet, now: float
+    config: ScalerConfig,
+    repository: WorkersRepository,
+    fleet: Fleet,
+    registry: FleetRegistry,
+    now: float,
 ) -> dict[str, Any]:
     active = repository.active()
     pending = [c for c in active if not c.status.finished]
@@ -35,12 +41,19 @@ def scale(
         for c in active
         if c.status.finished and (c.finished_at or 0) > now - config.keep_warm_seconds
     ]
+    with_work = {c.project for c in pending}
+    recent = with_work | {c.project for c in warm}
     running, starting = fleet.counts()
     observed = Observed(
         running=running,
         starting=starting,
-        projects=len({c.project for c in pending} | {c.project for c in warm}),
+        projects=len(with_work),
+        reserve=warm_reserve(len(recent), config.warm_reserve_share),
     )
+    hold = max(observed.reserve, config.min_tasks)  # min_tasks: idle workers that stay
+    if hold or running or starting:
+        # what idle workers read to know whether they may leave (void unless republished)
+        registry.publish_reserve(hold, now)
     wanted = berth_launch(observed, Limits(config.min_tasks, config.max_tasks))
     started, failures = fleet.launch(wanted) if wanted else (0, [])
     return {
@@ -52,13 +65,14 @@ def scale(
 
 
 @cache
-def _parts() -> tuple[ScalerConfig, WorkersRepository, Fleet]:
+def _parts() -> tuple[ScalerConfig, WorkersRepository, Fleet, FleetRegistry]:
     # on the first event, not at import: settings, AWS clients, boto3 are most of a cold start
     import boto3
 
     from workers.config import ScalerConfig
     from workers.fleet import Fleet
     from workers.repository import WorkersRepository
+    from workers.reserve import FleetRegistry
 
     config = ScalerConfig.from_env()
     fleet = Fleet(
@@ -71,7 +85,7 @@ def _parts() -> tuple[ScalerConfig, WorkersRepository, Fleet]:
         assign_public_ip=config.assign_public_ip,
     )
     table = boto3.resource("dynamodb").Table(config.workers_table)
-    return config, WorkersRepository(table), fleet
+    return config, WorkersRepository(table), fleet, FleetRegistry(table)
 
 
 @instrumented(logger, metrics)

@@ -14,6 +14,16 @@ commands — not to the messages: one worker per such project, between ``min_tas
 starting task already answers the demand that launched it); a task that died is gone from
 ECS, and the command it held comes back once its lease runs out. The scaler runs when a
 command is queued as well as on its schedule, so new work never waits for the next tick.
+
+In a terminal a person types a command, reads, types the next. A project whose last command
+ended within ``keep_warm_seconds`` is *warm*: its next command is likely. berth holds a
+*reserve* of idle workers — a share of the projects active lately, with work or warm
+(``warm_reserve``), any worker serving any project — rather than a worker per warm project:
+most of those people are reading, and a worker booted for each would mostly idle. Counting
+the projects with work too keeps the reserve steady while a command runs and ends. The
+scaler publishes the reserve; an idle worker leaves only while the fleet has more idle
+workers than it (``may_leave``), so the fleet shrinks to the reserve, then to zero once no
+project is warm.
 """
 
 from __future__ import annotations
@@ -44,6 +54,8 @@ class Observed:
     """Projects with a command QUEUED or RUNNING (each can use one worker)."""
     visible: int = 0
     """Messages waiting (SQS ApproximateNumberOfMessages): the old formula's input."""
+    reserve: int = 0
+    """Idle workers to hold on top of one per project with work (``warm_reserve``)."""
 
 
 def depth_desired(observed: Observed, limits: Limits) -> int:
@@ -56,12 +68,30 @@ def depth_launch(observed: Observed, limits: Limits) -> int:
     return max(0, depth_desired(observed, limits) - observed.running)
 
 
+def warm_reserve(recent_projects: int, share: float) -> int:
+    """Idle workers to hold for ``recent_projects`` (with work, or warm): ``share`` of them,
+    at least one while there is any; none with ``share`` 0."""
+    if recent_projects <= 0 or share <= 0:
+        return 0
+    return max(1, math.ceil(share * recent_projects - 1e-9))
+
+
 def berth_desired(observed: Observed, limits: Limits) -> int:
-    """One worker per project with work, within the fleet's limits."""
-    return min(max(observed.projects, limits.min_tasks), limits.max_tasks)
+    """One worker per project with work, plus the reserve, within the fleet's limits."""
+    return min(max(observed.projects + observed.reserve, limits.min_tasks), limits.max_tasks)
 
 
 def berth_launch(observed: Observed, limits: Limits) -> int:
     """How many tasks to start now: the desired fleet minus the live one (never negative:
     scale-in is each worker's own idle exit, never a kill mid-command)."""
     return max(0, berth_desired(observed, limits) - (observed.running + observed.starting))
+
+
+def may_leave(me: str, idle: dict[str, float], reserve: int) -> bool:
+    """Whether worker ``me``, idle past ``idle_seconds``, leaves: ``idle`` maps each idle
+    worker of the fleet (``me`` included) to when it became idle. Only the surplus over the
+    reserve leaves, longest idle first, so two workers never both leave for one surplus."""
+    surplus = len(idle) - reserve
+    if surplus <= 0:
+        return False
+    return me in sorted(idle, key=lambda name: (idle[name], name))[:surplus]

@@ -4,9 +4,14 @@ scaler, the reconciler, the dashboard."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+from infra.sandbox.dockerfile import assemble
 from infra.settings import ROOT
 from infra.workers import RUN_AS_UID
 from tests.infra.test_sessions_infra import actions, resources, statements_of
@@ -75,9 +80,13 @@ def test_an_alarm_fires_when_the_dlq_is_not_empty(synth: Synth) -> None:
     ]
 
 
+FLEET_ONLY = {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["FLEET"]}}
+
+
 def test_the_worker_role_holds_no_project_data(synth: Synth) -> None:
-    """The task role takes messages, publishes output, assumes the command role; it cannot
-    read or write any workspace, log or command record itself."""
+    """The task role takes messages, publishes output, assumes the command role and says
+    when it is idle (the warm reserve's one item); it cannot read or write any workspace, log
+    or command record itself."""
     _, task = only(synth, "AWS::ECS::TaskDefinition", "WorkersWorkerTask")
     role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     queue_id, _ = only(synth, "AWS::SQS::Queue", "WorkersCommands")
@@ -87,8 +96,11 @@ def test_the_worker_role_holds_no_project_data(synth: Synth) -> None:
         granted = actions(statement)
         rendered = json.dumps(resources(statement))
         assert not any(a.startswith("s3:") for a in granted), statement
-        assert workers_table not in rendered, statement
-        if any(a.startswith("sqs:") for a in granted):
+        if workers_table in rendered:  # the FLEET item, by condition, and nothing else
+            assert granted == {"dynamodb:GetItem", "dynamodb:UpdateItem"}, statement
+            assert statement["Condition"] == FLEET_ONLY
+            assert resources(statement) == [{"Fn::GetAtt": [workers_table, "Arn"]}]
+        elif any(a.startswith("sqs:") for a in granted):
             assert granted == {
                 "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"
             }  # fmt: skip
@@ -179,13 +191,21 @@ def test_only_the_scaler_starts_workers(synth: Synth) -> None:
         assert "ecs:RunTask" not in granted
 
 
-def test_the_scaler_reads_only_the_pending_commands(synth: Synth) -> None:
+def test_the_scaler_reads_only_the_pending_commands_and_writes_only_the_reserve(
+    synth: Synth,
+) -> None:
     table_id, _ = only(synth, "AWS::DynamoDB::Table", "WorkersTable")
-    (query,) = [
-        s
-        for s in statements_of(synth, "WorkersScaler")
-        if any(a.startswith("dynamodb:") for a in actions(s))
-    ]
+    (query, publish) = sorted(
+        (
+            s
+            for s in statements_of(synth, "WorkersScaler")
+            if any(a.startswith("dynamodb:") for a in actions(s))
+        ),
+        key=lambda s: sorted(actions(s)),
+    )
+    assert actions(publish) == {"dynamodb:UpdateItem"}
+    assert publish["Condition"] == FLEET_ONLY
+    assert resources(publish) == [{"Fn::GetAtt": [table_id, "Arn"]}]
     assert actions(query) == {"dynamodb:Query"}
     assert json.dumps(resources(query)) == json.dumps(
         [{"Fn::Join": ["", [{"Fn::GetAtt": [table_id, "Arn"]}, "/index/active"]]}]
@@ -250,3 +270,18 @@ def test_worker_image_context_holds_only_what_it_needs(synth: Synth) -> None:
         "shared",
         "workers",
     ]
+
+
+def test_the_worker_image_holds_every_module_the_worker_imports(tmp_path: Path) -> None:
+    """The Dockerfile copies the functions modules the worker needs one by one: a module
+    the worker starts importing must be copied too, or every worker task exits at once."""
+    app = assemble(ROOT, ROOT / "containers/worker/Dockerfile", None, tmp_path / "image")
+    imported = subprocess.run(
+        [sys.executable, "-c", "import berth_worker.__main__"],
+        cwd=app,
+        env={**os.environ, "PYTHONPATH": str(app)},  # the image's files only, not the repo's
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr

@@ -17,6 +17,7 @@ from berth_worker.protection import TaskProtection
 from berth_worker.worker import Publish, Worker
 from shared.live import ConnectionStore, Publisher
 from workers.config import WorkerConfig
+from workers.reserve import FleetRegistry
 
 
 def main() -> int:
@@ -59,7 +60,7 @@ def main() -> int:
         ),
         isolation=Isolation.for_worker(config.run_as_uid),
         idle_seconds=config.idle_seconds,
-        keep_warm_seconds=config.keep_warm_seconds,
+        fleet=FleetRegistry(session.resource("dynamodb").Table(config.workers_table)),
         command_timeout=config.command_timeout_seconds,
         lease_seconds=config.lease_seconds,
         stop_grace=config.stop_grace_seconds,

@@ -39,6 +39,8 @@ from berth_worker.sync import SyncReport, WorkspaceSync
 from workers.models import Command, CommandStatus, ErrorCode, log_key, tail_of, topic
 from workers.reconcile import declare_lost
 from workers.repository import StaleCommand
+from workers.reserve import IDLE_SEEN_SECONDS, FleetRegistry
+from workers.scaling import may_leave
 
 log = logging.getLogger("berth.worker")
 
@@ -62,7 +64,6 @@ class Worker:
     protection: TaskProtection
     isolation: Isolation
     idle_seconds: float
-    keep_warm_seconds: float
     command_timeout: float
     lease_seconds: float
     stop_grace: float
@@ -70,8 +71,11 @@ class Worker:
     clock: Callable[[], float] = time.time
     metrics: Callable[[str, float, str], None] = lambda *_: None
     name: str = field(default_factory=worker_id)
+    fleet: FleetRegistry | None = None
+    """The warm reserve (``workers.reserve``); None: an idle worker leaves after
+    ``idle_seconds``."""
     stopping: bool = False
-    served: bool = False
+    _said_idle_at: float = 0.0
     handled: list[str] = field(default_factory=list)
     _stop_requested_at: float = 0.0
 
@@ -85,35 +89,73 @@ class Worker:
         self.stopping = True
         self._stop_requested_at = time.monotonic()
 
-    def idle_limit(self) -> float:
-        """How long to wait for work: a worker that has run a command stays
-        ``keep_warm_seconds`` after it (its person likely types another), a new one
-        ``idle_seconds``."""
-        return max(self.idle_seconds, self.keep_warm_seconds) if self.served else self.idle_seconds
-
     def run_forever(self) -> int:
-        idle_since = time.monotonic()
-        while not self.stopping:
-            limit = self.idle_limit()
-            wait = max(1, min(20, round(limit - (time.monotonic() - idle_since))))
-            messages = self.sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=1,
-                WaitTimeSeconds=wait,
-                VisibilityTimeout=int(self.lease_seconds),
-            ).get("Messages", [])
-            if not messages:
-                if time.monotonic() - idle_since >= limit:
-                    log.info("idle for %s s with an empty queue: exiting", limit)
-                    return 0
-                continue
-            try:
-                self.handle(messages[0])
-            except Exception:  # its lease runs out and the command ends worker_lost
-                log.exception("could not handle a message")
-            self.served = True
-            idle_since = time.monotonic()
+        """Takes commands until SIGTERM, or until it has been idle ``idle_seconds`` and the
+        fleet holds more idle workers than the warm reserve (then it leaves)."""
+        idle_since, idle_since_wall = time.monotonic(), self.clock()
+        self._say_idle(idle_since_wall)
+        try:
+            while not self.stopping:
+                idle_for = time.monotonic() - idle_since
+                before_check = self.idle_seconds - idle_for
+                wait = before_check if before_check >= 1 else self.idle_seconds
+                messages = self.sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=1,
+                    WaitTimeSeconds=max(1, min(20, round(wait))),
+                    VisibilityTimeout=int(self.lease_seconds),
+                ).get("Messages", [])
+                if not messages:
+                    if time.monotonic() - idle_since >= self.idle_seconds and self._may_leave(
+                        idle_since_wall
+                    ):
+                        log.info("idle beyond the warm reserve: exiting")
+                        return 0
+                    self._say_idle(idle_since_wall)
+                    continue
+                self._say_busy()
+                try:
+                    self.handle(messages[0])
+                except Exception:  # its lease runs out and the command ends worker_lost
+                    log.exception("could not handle a message")
+                idle_since, idle_since_wall = time.monotonic(), self.clock()
+                self._say_idle(idle_since_wall)
+        finally:
+            self._say_busy()  # leaving: not idle any more
         return 0
+
+    # --- the warm reserve ---------------------------------------------------------------------
+
+    def _say_idle(self, since: float) -> None:
+        """Tells the fleet this worker is idle (again at most every ``IDLE_SEEN_SECONDS`` / 3:
+        an entry not renewed within ``IDLE_SEEN_SECONDS`` no longer counts)."""
+        now = self.clock()
+        if self.fleet is None or now - self._said_idle_at < IDLE_SEEN_SECONDS / 3:
+            return
+        try:
+            self.fleet.idle(self.name, since, now)
+            self._said_idle_at = now
+        except Exception:  # the reserve is an optimisation: never a reason to stop working
+            log.warning("could not tell the fleet this worker is idle", exc_info=True)
+
+    def _say_busy(self) -> None:
+        if self.fleet is None:
+            return
+        self._said_idle_at = 0.0
+        try:
+            self.fleet.busy(self.name)
+        except Exception:
+            log.warning("could not tell the fleet this worker is busy", exc_info=True)
+
+    def _may_leave(self, since: float) -> bool:
+        if self.fleet is None:
+            return True
+        try:
+            view = self.fleet.view(self.clock())
+        except Exception:  # unknown reserve: leave; the scaler starts workers when needed
+            log.warning("could not read the warm reserve", exc_info=True)
+            return True
+        return may_leave(self.name, {**view.idle, self.name: since}, view.reserve)
 
     # --- one message --------------------------------------------------------------------------
 

@@ -128,7 +128,6 @@ def make_worker(
             "protection": TaskProtection(None, 5),
             "isolation": Isolation(None),
             "idle_seconds": 1,
-            "keep_warm_seconds": 0,
             "command_timeout": 10,
             "lease_seconds": 30,
             "stop_grace": 5,

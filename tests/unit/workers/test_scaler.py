@@ -12,6 +12,7 @@ from workers.config import ScalerConfig
 from workers.fleet import STARTED_BY, Fleet
 from workers.models import CommandStatus
 from workers.repository import WorkersRepository
+from workers.reserve import FLEET_KEY, FleetRegistry
 from workers.scaler import scale
 from workers.service import CommandService
 
@@ -45,6 +46,29 @@ class FakeEcs:
 
     def describe_tasks(self, cluster: str, tasks: list[str]) -> dict[str, Any]:
         return {"tasks": [{"lastStatus": self.tasks[int(a.split(":")[1])]} for a in tasks]}
+
+
+def scaler_config(**overrides: Any) -> ScalerConfig:
+    return ScalerConfig.model_validate(
+        {
+            "workers_table": "workers",
+            "cluster_arn": "arn:aws:ecs:us-east-1:123456789012:cluster/berth",
+            "worker_task_definition": "berth-worker",
+            "worker_family": "berth-worker",
+            "task_subnets": "subnet-1,subnet-2",
+            "task_security_groups": "sg-1",
+            "assign_public_ip": True,
+            "min_tasks": 0,
+            "max_tasks": 10,
+            "keep_warm_seconds": 60,
+            "warm_reserve_share": 0.34,
+        }
+        | overrides
+    )
+
+
+def registry(repository: WorkersRepository) -> FleetRegistry:
+    return FleetRegistry(repository.table)
 
 
 def fleet(ecs: FakeEcs) -> Fleet:
@@ -87,23 +111,10 @@ def test_scale_sizes_the_fleet_to_the_projects_with_commands(
     running = service.submit(ALICE, "two", "t1", "sleep 300")
     repository.claim(running.id, "w", 1.0e9, 60)  # busy on a long command
     service.submit(ALICE, "three", "t1", "echo")
-    scaler_config = ScalerConfig.model_validate(
-        {
-            "workers_table": "workers",
-            "cluster_arn": "arn:aws:ecs:us-east-1:123456789012:cluster/berth",
-            "worker_task_definition": "berth-worker",
-            "worker_family": "berth-worker",
-            "task_subnets": "subnet-1,subnet-2",
-            "task_security_groups": "sg-1",
-            "assign_public_ip": True,
-            "min_tasks": 0,
-            "max_tasks": 10,
-            "keep_warm_seconds": 120,
-        }
-    )
-    assert scaler_config.task_subnets == ["subnet-1", "subnet-2"]
+    config = scaler_config(warm_reserve_share=0)
+    assert config.task_subnets == ["subnet-1", "subnet-2"]
     ecs = FakeEcs(running=1)  # the one running the long command
-    result = scale(scaler_config, repository, fleet(ecs), time.time())
+    result = scale(config, repository, fleet(ecs), registry(repository), time.time())
     assert result["observed"] == {
         "running": 1,
         "starting": 0,
@@ -111,35 +122,54 @@ def test_scale_sizes_the_fleet_to_the_projects_with_commands(
         "visible": 0,
         "commands": 5,
         "warm": 0,
+        "reserve": 0,
     }
     assert (result["launch"], result["started"]) == (2, 2)
     # the same work again, with those two starting: nothing more
     ecs.tasks += ["PENDING"] * 2
-    assert scale(scaler_config, repository, fleet(ecs), time.time())["launch"] == 0
+    assert scale(config, repository, fleet(ecs), registry(repository), time.time())["launch"] == 0
 
 
-def test_a_project_whose_command_just_ended_keeps_a_worker(
+def test_a_project_whose_command_just_ended_keeps_a_reserve_worker(
     service: CommandService, repository: WorkersRepository
 ) -> None:
-    """Its person is likely typing the next command: the worker stays, for keep_warm_seconds."""
+    """Its person is likely typing the next command: a worker is held for it (and published
+    as the reserve, which idle workers read) for keep_warm_seconds, then none."""
     command = service.submit(ALICE, "typing", "t1", "ls")
     claimed = repository.claim(command.id, "w", time.time() - 5, 60)
     repository.finish(claimed, CommandStatus.SUCCEEDED, time.time() - 2, exit_code=0, worker="w")
-    config = ScalerConfig.model_validate(
-        {
-            "workers_table": "workers",
-            "cluster_arn": "arn:aws:ecs:us-east-1:123456789012:cluster/berth",
-            "worker_task_definition": "berth-worker",
-            "worker_family": "berth-worker",
-            "task_subnets": "subnet-1",
-            "task_security_groups": "sg-1",
-            "assign_public_ip": True,
-            "min_tasks": 0,
-            "max_tasks": 10,
-            "keep_warm_seconds": 120,
-        }
+    now = time.time()
+    warm = scale(scaler_config(), repository, fleet(FakeEcs(running=0)), registry(repository), now)
+    assert (warm["observed"]["warm"], warm["observed"]["reserve"], warm["launch"]) == (1, 1, 1)
+    assert registry(repository).view(now).reserve == 1
+    later = now + 200
+    cold = scale(
+        scaler_config(), repository, fleet(FakeEcs(running=1)), registry(repository), later
     )
-    warm = scale(config, repository, fleet(FakeEcs(running=0)), time.time())
-    assert (warm["observed"]["warm"], warm["launch"]) == (1, 1)
-    later = scale(config, repository, fleet(FakeEcs(running=0)), time.time() + 200)
-    assert (later["observed"]["warm"], later["launch"]) == (0, 0)  # the fleet scales to zero
+    assert (cold["observed"]["reserve"], cold["launch"]) == (0, 0)  # the fleet scales to zero
+    assert registry(repository).view(later).reserve == 0  # the idle worker may leave now
+
+
+def test_the_reserve_is_a_share_of_the_projects_active_lately_not_one_each(
+    service: CommandService, repository: WorkersRepository
+) -> None:
+    for n in range(6):  # six people reading their last command's output
+        command = service.submit(ALICE, f"p{n}", "t1", "ls")
+        claimed = repository.claim(command.id, "w", time.time() - 5, 60)
+        repository.finish(claimed, CommandStatus.SUCCEEDED, time.time() - 2, exit_code=0)
+    result = scale(
+        scaler_config(), repository, fleet(FakeEcs(running=1)), registry(repository), time.time()
+    )
+    assert (result["observed"]["reserve"], result["launch"]) == (3, 2)  # ceil(6 x 0.34)
+
+
+def test_min_tasks_idle_workers_are_held_like_a_reserve(repository: WorkersRepository) -> None:
+    config = scaler_config(min_tasks=2)
+    result = scale(config, repository, fleet(FakeEcs()), registry(repository), time.time())
+    assert result["launch"] == 2
+    assert registry(repository).view(time.time()).reserve == 2  # they stay once idle
+
+
+def test_an_idle_stack_writes_nothing(repository: WorkersRepository) -> None:
+    scale(scaler_config(), repository, fleet(FakeEcs()), registry(repository), time.time())
+    assert repository.table.get_item(Key={"pk": FLEET_KEY}).get("Item") is None

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from workers.scaling import Limits, Observed, berth_launch, depth_desired, depth_launch
+from workers.scaling import (
+    Limits,
+    Observed,
+    berth_launch,
+    depth_desired,
+    depth_launch,
+    may_leave,
+    warm_reserve,
+)
 
 LIMITS = Limits(min_tasks=0, max_tasks=10, messages_per_task=2)
 
@@ -48,6 +56,40 @@ def test_berth_policy_is_one_worker_per_project_with_work(
 ) -> None:
     observed = Observed(running=running, starting=starting, projects=projects)
     assert berth_launch(observed, limits) == launch
+
+
+@pytest.mark.parametrize(
+    ("recent", "share", "reserve"),
+    [
+        (0, 0.34, 0),  # nobody active lately: the fleet may go to zero
+        (1, 0.34, 1),  # at least one while any project is warm
+        (3, 0.34, 2),  # ceil(1.02)
+        (6, 0.34, 3),
+        (100, 0.34, 34),
+        (5, 0.0, 0),  # share 0: no reserve at all
+        (5, 1.0, 5),
+    ],
+)
+def test_the_warm_reserve_is_a_share_of_the_projects_active_lately(
+    recent: int, share: float, reserve: int
+) -> None:
+    assert warm_reserve(recent, share) == reserve
+
+
+def test_the_reserve_is_launched_on_top_of_the_projects_with_work() -> None:
+    assert berth_launch(Observed(running=1, projects=1, reserve=1), LIMITS) == 1
+    assert berth_launch(Observed(running=2, projects=1, reserve=1), LIMITS) == 0
+    assert berth_launch(Observed(running=0, projects=9, reserve=3), LIMITS) == 10  # max_tasks
+
+
+def test_only_the_surplus_over_the_reserve_leaves_longest_idle_first() -> None:
+    idle = {"a": 100.0, "b": 130.0, "c": 160.0}  # a has been idle longest
+    assert [w for w in idle if may_leave(w, idle, reserve=2)] == ["a"]
+    assert [w for w in idle if may_leave(w, idle, reserve=1)] == ["a", "b"]
+    assert [w for w in idle if may_leave(w, idle, reserve=0)] == ["a", "b", "c"]
+    assert [w for w in idle if may_leave(w, idle, reserve=3)] == []
+    tie = {"x": 5.0, "w": 5.0}  # the same second: one name goes, never both
+    assert [w for w in tie if may_leave(w, tie, reserve=1)] == ["w"]
 
 
 def test_limits_are_validated() -> None:

@@ -15,6 +15,7 @@ from tests.unit.workers.conftest import ALICE, BUCKET, Frames, MakeWorker, recei
 from workers.config import WorkersConfig
 from workers.models import TAIL_BYTES, CommandStatus, ErrorCode, log_key
 from workers.repository import WorkersRepository
+from workers.reserve import RESERVE_SECONDS, FleetRegistry
 from workers.service import CommandService
 
 
@@ -458,15 +459,69 @@ def test_each_command_runs_on_credentials_tagged_with_its_project_command_and_us
     ]
 
 
-def test_a_worker_that_ran_a_command_stays_warm_a_new_one_does_not(
-    service: CommandService, make_worker: MakeWorker
+def _in_thread(worker: Worker) -> threading.Thread:
+    thread = threading.Thread(target=worker.run_forever, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_idle_worker_leaves_after_idle_seconds_when_nothing_is_warm(
+    make_worker: MakeWorker, repository: WorkersRepository
 ) -> None:
-    cold = make_worker(idle_seconds=1, keep_warm_seconds=4)
+    registry = FleetRegistry(repository.table)
+    worker = make_worker(idle_seconds=1, fleet=registry)
     began = time.monotonic()
-    cold.run_forever()
-    assert time.monotonic() - began < 3  # nothing to do: it leaves after idle_seconds
-    warm = make_worker(idle_seconds=1, keep_warm_seconds=4)
-    service.submit(ALICE, "demo", "t1", "true")
+    assert worker.run_forever() == 0
+    assert time.monotonic() - began < 4
+    assert registry.view(time.time()).idle == {}  # it said it left
+
+
+def test_idle_workers_shrink_to_the_reserve_and_to_zero_once_it_is_gone(
+    make_worker: MakeWorker, repository: WorkersRepository
+) -> None:
+    registry = FleetRegistry(repository.table)
+    registry.publish_reserve(1, time.time())  # one person is likely typing
+    workers = [make_worker(idle_seconds=1, fleet=registry) for _ in range(3)]
+    threads = [_in_thread(worker) for worker in workers]
+    deadline = time.monotonic() + 15
+    while sum(t.is_alive() for t in threads) > 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.5)  # a few more checks: the last one stays for the reserve
+    assert sum(t.is_alive() for t in threads) == 1
+    (staying,) = [w for w, t in zip(workers, threads, strict=True) if t.is_alive()]
+    assert list(registry.view(time.time()).idle) == [staying.name]
+    registry.publish_reserve(0, time.time())  # nobody warm any more
+    for thread in threads:
+        thread.join(timeout=5)
+    assert not any(t.is_alive() for t in threads)
+
+
+def test_a_stale_reserve_holds_no_worker(
+    make_worker: MakeWorker, repository: WorkersRepository
+) -> None:
+    """A scaler that stopped republishing cannot keep workers (and their cost) forever."""
+    registry = FleetRegistry(repository.table)
+    registry.publish_reserve(5, time.time() - RESERVE_SECONDS - 1)
+    worker = make_worker(idle_seconds=1, fleet=registry)
     began = time.monotonic()
-    warm.run_forever()
-    assert time.monotonic() - began >= 4  # kept for the next command
+    worker.run_forever()
+    assert time.monotonic() - began < 4
+
+
+def test_a_reserve_worker_takes_any_projects_command_at_once(
+    service: CommandService, make_worker: MakeWorker, repository: WorkersRepository
+) -> None:
+    registry = FleetRegistry(repository.table)
+    registry.publish_reserve(1, time.time())
+    worker = make_worker(idle_seconds=1, fleet=registry)
+    thread = _in_thread(worker)
+    time.sleep(2.5)  # idle past idle_seconds, held by the reserve
+    queued = service.submit(ALICE, "someone-else", "t1", "echo hi")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and queued.id not in worker.handled:
+        time.sleep(0.1)
+    assert queued.id in worker.handled
+    worker.stop()
+    thread.join(timeout=25)
+    assert not thread.is_alive()
+    assert registry.view(time.time()).idle == {}

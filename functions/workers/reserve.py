@@ -1,0 +1,74 @@
+"""The warm reserve's one item in the workers table (``pk = FLEET``): the reserve the scaler
+last published, and each idle worker (``idle:<worker>``: since when it is idle, when it last
+said so). An idle worker past ``idle_seconds`` reads it to decide whether it leaves
+(``workers.scaling.may_leave``).
+
+Stale parts count as nothing, so a stopped scaler or a vanished worker cannot hold workers
+forever: a reserve not republished within ``RESERVE_SECONDS`` is 0, and a worker that has
+not said it is idle within ``IDLE_SEEN_SECONDS`` is not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+FLEET_KEY = "FLEET"
+IDLE_PREFIX = "idle:"
+RESERVE_SECONDS = 180
+"""The scaler republishes every minute while workers live; three missed runs void it."""
+IDLE_SEEN_SECONDS = 60
+"""An idle worker says so at least every ``idle_seconds`` (at most 20 s)."""
+
+
+@dataclass(frozen=True)
+class FleetView:
+    reserve: int
+    idle: dict[str, float]
+    """Each idle worker, fresh ones only, and since when it is idle."""
+
+
+class FleetRegistry:
+    def __init__(self, table: Any) -> None:
+        """``table`` is a boto3 ``dynamodb.Table`` (resource API)."""
+        self.table = table
+
+    def publish_reserve(self, reserve: int, now: float) -> None:
+        self.table.update_item(
+            Key={"pk": FLEET_KEY},
+            UpdateExpression="SET reserve = :r, reserve_at = :now",
+            ExpressionAttributeValues={":r": reserve, ":now": Decimal(str(round(now, 3)))},
+        )
+
+    def idle(self, worker: str, since: float, now: float) -> None:
+        """``worker`` is idle since ``since`` (said again at ``now``)."""
+        self.table.update_item(
+            Key={"pk": FLEET_KEY},
+            UpdateExpression="SET #w = :entry",
+            ExpressionAttributeNames={"#w": IDLE_PREFIX + worker},
+            ExpressionAttributeValues={
+                ":entry": {
+                    "since": Decimal(str(round(since, 3))),
+                    "seen": Decimal(str(round(now, 3))),
+                }
+            },
+        )
+
+    def busy(self, worker: str) -> None:
+        """``worker`` took a command, or leaves: no longer idle."""
+        self.table.update_item(
+            Key={"pk": FLEET_KEY},
+            UpdateExpression="REMOVE #w",
+            ExpressionAttributeNames={"#w": IDLE_PREFIX + worker},
+        )
+
+    def view(self, now: float) -> FleetView:
+        item = self.table.get_item(Key={"pk": FLEET_KEY}, ConsistentRead=True).get("Item") or {}
+        fresh = float(item.get("reserve_at", 0)) > now - RESERVE_SECONDS
+        idle = {
+            name.removeprefix(IDLE_PREFIX): float(entry["since"])
+            for name, entry in item.items()
+            if name.startswith(IDLE_PREFIX) and float(entry["seen"]) > now - IDLE_SEEN_SECONDS
+        }
+        return FleetView(reserve=int(item.get("reserve", 0)) if fresh else 0, idle=idle)
