@@ -13,11 +13,12 @@ scaler and the workers use (``functions/workers/scaling.py``):
   side (the reason its users lost appends); a worker exits when a 20 s long poll is empty;
 - berth: commands of a project run one at a time, in order (SQS FIFO, one group per
   project); the scaler runs when a command is queued and every 60 s, keeps one worker per
-  project with work plus the warm reserve (``warm_reserve``), and publishes the reserve; an
-  idle worker leaves after ``idle_seconds`` only while the fleet's idle workers exceed it
-  (``may_leave``). Workers die now and then (``CRASH_RATE`` of commands): the command ends
-  ``worker_lost`` when its lease runs out and its project's next command waits until then —
-  never run twice. "berth, 10 s idle" is the policy before the reserve (share 0).
+  project with work plus (on its scheduled runs) the warm reserve (``warm_reserve``), and
+  publishes the reserve; an idle worker leaves after ``idle_seconds`` only while the fleet's
+  idle workers exceed it (``may_leave``). Workers die now and then (``CRASH_RATE`` of
+  commands): the command ends ``worker_lost`` when its lease runs out and its project's next
+  command waits until then — never run twice. "berth, 10 s idle" is the policy before the
+  reserve (share 0).
 
 Prints, per fleet, the p95 wait for a worker on bursty traces (from when a command could
 run: its arrival, or for berth the end of its project's previous command); on people and
@@ -34,7 +35,7 @@ import statistics
 import sys
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,6 +252,8 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
                 visible=len(queue),
                 reserve=fleet.reserve,
             )
+            if t % fleet.tick_seconds:  # woken by a command: the work only, no top-up
+                observed = replace(observed, reserve=0)
             for _ in range(fleet.decide(observed, LIMITS)):
                 fleet.tasks.append(
                     Task(launched=t, ready_at=t + START_DELAY, idle_since=t + START_DELAY)

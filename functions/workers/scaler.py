@@ -7,6 +7,7 @@ and the fleet, asks the policy, launches."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.telemetry import instrumented
-from workers.scaling import Limits, Observed, berth_launch, warm_reserve
+from workers.scaling import QUEUED, Limits, Observed, berth_launch, warm_reserve
 
 if TYPE_CHECKING:
     from workers.config import ScalerConfig
@@ -33,7 +34,12 @@ def scale(
     fleet: Fleet,
     registry: FleetRegistry,
     now: float,
+    *,
+    top_up_reserve: bool = True,
 ) -> dict[str, Any]:
+    """One run. ``top_up_reserve`` False (a run woken by a queued command): start workers
+    for the projects with work only; the reserve is still published, and the scheduled run
+    starts what it lacks."""
     active = repository.active()
     pending = [c for c in active if not c.status.finished]
     warm = [
@@ -54,7 +60,8 @@ def scale(
     if hold or running or starting:
         # what idle workers read to know whether they may leave (void unless republished)
         registry.publish_reserve(hold, now)
-    wanted = berth_launch(observed, Limits(config.min_tasks, config.max_tasks))
+    sizing = observed if top_up_reserve else replace(observed, reserve=0)
+    wanted = berth_launch(sizing, Limits(config.min_tasks, config.max_tasks))
     started, failures = fleet.launch(wanted) if wanted else (0, [])
     return {
         "observed": {**observed.__dict__, "commands": len(pending), "warm": len(warm)},
@@ -90,7 +97,7 @@ def _parts() -> tuple[ScalerConfig, WorkersRepository, Fleet, FleetRegistry]:
 
 @instrumented(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = scale(*_parts(), time.time())
+    result = scale(*_parts(), time.time(), top_up_reserve=event.get("reason") != QUEUED)
     observed = result["observed"]
     if observed["commands"] or observed["running"] or observed["starting"]:
         # Metrics only when there is something to count: an idle stack publishes none.

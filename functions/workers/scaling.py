@@ -23,13 +23,18 @@ most of those people are reading, and a worker booted for each would mostly idle
 the projects with work too keeps the reserve steady while a command runs and ends. The
 scaler publishes the reserve; an idle worker leaves only while the fleet has more idle
 workers than it (``may_leave``), so the fleet shrinks to the reserve, then to zero once no
-project is warm.
+project is warm. A run woken by a queued command (``QUEUED``) starts workers for the
+projects with work only; the scheduled run tops the reserve up: a reserve worker that took
+a command is usually free again well before a new one would have booted.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+QUEUED = "queued"
+"""The ``reason`` of a scaler run woken by a queued command (its scheduled runs have none)."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from workers.models import (
     terminal_scope,
 )
 from workers.repository import Claim, QueueFull, StaleCommand, WorkersRepository
+from workers.scaling import QUEUED
 
 OUTPUT_BYTES = 64 * 1024
 
@@ -199,7 +200,9 @@ class CommandService:
             return
         try:
             self.lambda_client.invoke(
-                FunctionName=self.config.scaler_function, InvocationType="Event", Payload=b"{}"
+                FunctionName=self.config.scaler_function,
+                InvocationType="Event",
+                Payload=json.dumps({"reason": QUEUED}).encode(),
             )
         except Exception:  # the scheduled run catches up within a minute
             logger.exception("could not wake the scaler")

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from tests.unit.workers.conftest import ALICE
-from workers.config import ScalerConfig
+from workers.config import ScalerConfig, WorkersConfig
 from workers.fleet import STARTED_BY, Fleet
 from workers.models import CommandStatus
 from workers.repository import WorkersRepository
 from workers.reserve import FLEET_KEY, FleetRegistry
 from workers.scaler import scale
+from workers.scaling import QUEUED
 from workers.service import CommandService
 
 
@@ -173,3 +175,51 @@ def test_min_tasks_idle_workers_are_held_like_a_reserve(repository: WorkersRepos
 def test_an_idle_stack_writes_nothing(repository: WorkersRepository) -> None:
     scale(scaler_config(), repository, fleet(FakeEcs()), registry(repository), time.time())
     assert repository.table.get_item(Key={"pk": FLEET_KEY}).get("Item") is None
+
+
+def test_a_queued_wake_up_starts_workers_for_work_and_the_schedule_tops_up_the_reserve(
+    service: CommandService, repository: WorkersRepository
+) -> None:
+    """A reserve worker that takes a command is usually free again long before a new one
+    would boot: a wake-up for a queued command does not replace it at once."""
+    ended = service.submit(ALICE, "reading", "t1", "ls")
+    claimed = repository.claim(ended.id, "w", time.time() - 5, 60)
+    repository.finish(claimed, CommandStatus.SUCCEEDED, time.time() - 2, exit_code=0)
+    service.submit(ALICE, "typing", "t1", "make")  # taken by nobody yet
+    now = time.time()
+    woken = scale(
+        scaler_config(), repository, fleet(FakeEcs()), registry(repository), now,
+        top_up_reserve=False,
+    )  # fmt: skip
+    assert (woken["observed"]["reserve"], woken["launch"]) == (1, 1)  # the work only
+    assert registry(repository).view(now).reserve == 1  # yet idle workers hold the reserve
+    ticked = scale(scaler_config(), repository, fleet(FakeEcs()), registry(repository), now)
+    assert ticked["launch"] == 2
+
+
+def test_the_scaler_is_woken_as_a_queued_command(
+    config: WorkersConfig, repository: WorkersRepository
+) -> None:
+    invoked: list[dict[str, Any]] = []
+
+    class Lambda:
+        def invoke(self, **kwargs: Any) -> None:
+            invoked.append(kwargs)
+
+    queueing = CommandService(
+        config=config.model_copy(update={"scaler_function": "scaler"}),
+        repository=repository,
+        sqs=FakeSqs(),
+        s3=None,
+        lambda_client=Lambda(),
+        clock=time.time,
+    )
+    queueing.submit(ALICE, "woken", "t1", "ls")
+    (call,) = invoked
+    assert (call["FunctionName"], call["InvocationType"]) == ("scaler", "Event")
+    assert json.loads(call["Payload"]) == {"reason": QUEUED}  # not a scheduled run
+
+
+class FakeSqs:
+    def send_message(self, **_: Any) -> dict[str, str]:
+        return {"MessageId": "m", "SequenceNumber": "1"}
