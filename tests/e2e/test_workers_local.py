@@ -1,6 +1,7 @@
 """Workspace commands against make local, as a user would run them — the happy path and the
 faults: a burst into one project, a worker killed mid-command, a hostile file name, a dead
-letter, a long command beside another user's short one, cancels, and what a command can see.
+letter, a long command beside another user's short one, cancels, what a command can see, and
+a follow-up finding a worker held by the warm reserve.
 
 Leases, timeouts and schedules are shortened by settings for this sandbox, as an operator
 could; nothing else differs from the default deployment.
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
+from infra.settings import WorkersSettings
 from tests.e2e.conftest import FAST_CONTEXT, FAST_ENV, FAST_LEASE, Sandbox
 
 pytestmark = pytest.mark.e2e
@@ -28,6 +30,7 @@ LEASE = FAST_LEASE
 SANDBOX_CONTEXT = FAST_CONTEXT
 SANDBOX_ENV = FAST_ENV
 ENDED = {"SUCCEEDED", "FAILED", "CANCELLED"}
+DEFAULTS = WorkersSettings()
 
 
 def run(sandbox: Sandbox, user: str, project: str, command: str) -> dict[str, Any]:
@@ -280,3 +283,37 @@ def test_a_command_sees_no_credentials_and_no_other_project(sandbox: Sandbox) ->
         assert secret not in shown, secret
     assert "Permission denied" in shown
     assert shown.endswith("mine\n")  # its own project: readable and writable
+
+
+def test_a_follow_up_typed_after_idle_seconds_finds_a_worker_held_for_it(
+    sandbox: Sandbox,
+) -> None:
+    """The warm reserve: after a command ends, its person reads and types the next one; the
+    worker that would have left after ``idle_seconds`` is still there to take it."""
+    output_of(sandbox, "rhea", "reading", "ls")
+    time.sleep(DEFAULTS.idle_seconds + 3)  # reading: longer than an idle worker waits
+    alive = worker_pids()
+    follow_up = run(sandbox, "rhea", "reading", "echo next")
+    assert wait_for(sandbox, "rhea", "reading", follow_up["id"])["status"] == "SUCCEEDED"
+    record = sandbox.aws("dynamodb").get_item(
+        TableName=table_named(sandbox, "WorkersTable"), Key={"pk": {"S": f"CMD#{follow_up['id']}"}}
+    )["Item"]
+    ran_on = int(record["worker"]["S"].split(":")[1])  # <host>:<pid>:<token>
+    assert ran_on in alive, (ran_on, alive)  # a worker already running, not a new one
+
+
+def worker_pids() -> set[int]:
+    """The worker processes the sandbox runs now."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"berth_worker" in (entry / "cmdline").read_bytes():
+                found.add(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def table_named(sandbox: Sandbox, part: str) -> str:
+    (table,) = [t for t in sandbox.aws("dynamodb").list_tables()["TableNames"] if part in t]
+    return table
