@@ -316,4 +316,4 @@ def worker_pids() -> set[int]:
 
 def table_named(sandbox: Sandbox, part: str) -> str:
     (table,) = [t for t in sandbox.aws("dynamodb").list_tables()["TableNames"] if part in t]
-    return table
+    return str(table)
