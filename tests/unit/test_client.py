@@ -244,10 +244,14 @@ def test_ctrl_c_cancels_from_a_thread_and_waits_for_the_end(
     from infra.client.cli import stream_command
 
     quiet = QuietSocketApi(ends_at=1000, interrupt_at=(2,))
-    assert stream_command(quiet, "demo", "t1", "sleep 60") == 130  # type: ignore[arg-type]
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        assert stream_command(quiet, "demo", "t1", "sleep 60") == 130  # type: ignore[arg-type]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert quiet.cancels == ["cancel"]  # once, from its thread: no HTTP in a signal handler
     assert quiet.ticks < 10  # it ended soon after the cancel, and berth saw it end
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
 def test_a_second_ctrl_c_stops_waiting() -> None:
@@ -258,5 +262,9 @@ def test_a_second_ctrl_c_stops_waiting() -> None:
             self.cancels.append("asked")  # the worker takes its time
 
     stubborn = Stubborn(ends_at=1000, interrupt_at=(2, 4))
-    with pytest.raises(KeyboardInterrupt):  # berth's run() maps it to exit code 130
-        stream_command(stubborn, "demo", "t1", "sleep 600")  # type: ignore[arg-type]
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # berth's run() maps it to exit code 130
+            stream_command(stubborn, "demo", "t1", "sleep 600")  # type: ignore[arg-type]
+    finally:
+        signal.signal(signal.SIGINT, before)
