@@ -297,6 +297,10 @@ def api_handler(
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        for router in routers:
+            # a router's context is its last including resolver's (the OpenAPI function
+            # includes every router): point it back at this one's before the request
+            router.context = app.context
         if services:
             app.append_context(**{name: built(path) for name, path in services.items()})  # type: ignore[no-untyped-call]
         return app.resolve(event, context)

@@ -110,3 +110,30 @@ def test_routes_are_read_from_the_routers_decorators() -> None:
         ("GET", "/workspaces/{project}/commands/{command_id}/output"),
         ("POST", "/workspaces/{project}/commands"),
     ]
+
+
+def test_a_handler_reads_its_services_though_another_resolver_includes_its_router(
+    lambda_context: FakeLambdaContext,
+) -> None:
+    """The OpenAPI function includes every router; a router's context follows the resolver
+    that included it last. A handler must still find its own services (in one process, the
+    order the handlers were imported in must not matter)."""
+    from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+
+    from shared.api import api_handler
+
+    router = APIGatewayRouter()
+
+    @router.get("/mine")
+    def mine() -> dict[str, str]:
+        return {"service": router.context["thing"]}
+
+    _, handler = api_handler(router, services={"thing": "tests.unit.test_api_basics:_thing"})
+    api_handler(router)  # e.g. the OpenAPI function, imported afterwards
+    response = handler(rest_event("GET", "/mine", user_arn=ALICE), lambda_context)
+    assert response["statusCode"] == 200, response["body"]
+    assert json.loads(response["body"]) == {"service": "built"}
+
+
+def _thing() -> str:
+    return "built"
