@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# what mypy checks (strict); cold, mostly aws-cdk-lib's stubs: ~1.5 min, so make test runs it
+# beside pytest
+TYPED := app.py infra functions containers/jobs/berth_jobs containers/worker/berth_worker tests bench
 
 # jsii (behind aws-cdk-lib) prints a banner on Node 20; it still works. Keep output readable.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -32,15 +35,19 @@ install: $(PY_STAMP) $(NODE_STAMP) ## venv + Python packages + the pinned CDK CL
 local: install ## run the API on http://127.0.0.1:8080 against an in-process AWS emulator
 	$(BIN)/python -m infra.sandbox
 
-test: install lint typecheck ## lint, type-check and run every test
-	$(BIN)/python -m pytest -n auto --dist loadfile
+test: install lint ## lint, type-check and run every test (the type check runs beside them)
+	@$(BIN)/mypy $(TYPED) > $(VENV)/typecheck.log 2>&1 & checker=$$!; \
+	$(BIN)/python -m pytest -n auto --dist loadfile; tested=$$?; \
+	wait $$checker; typed=$$?; \
+	echo "--- type check: mypy $(TYPED)"; cat $(VENV)/typecheck.log; \
+	test $$tested -eq 0 && test $$typed -eq 0
 
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 typecheck: $(PY_STAMP)
-	$(BIN)/mypy app.py infra functions containers/jobs/berth_jobs containers/worker/berth_worker tests bench
+	$(BIN)/mypy $(TYPED)
 
 synth: install ## cdk synth into cdk.out/ (offline: no credentials, no Docker)
 	npx --no-install cdk synth --quiet
