@@ -23,12 +23,10 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
-from infra.client.client import ApiError, BerthClient, Settings
-from infra.settings import ROOT
+from infra.client.client import LOCAL_STATE, ApiError, BerthClient, Settings
 from sessions.models import SessionOut
 
 EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_API, EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
-LOCAL_STATE = ROOT / ".sandbox" / "local.json"
 
 app = typer.Typer(
     help="berth: per-user compute on demand — sessions, jobs, workspace commands, instances.",
@@ -135,6 +133,7 @@ def configure(
                 profile=f"berth-local-{user}",
                 config_file=sandbox["config_file"],
                 credentials_file=sandbox["credentials_file"],
+                local=True,  # later commands follow the sandbox running then
             )
         else:
             import boto3

@@ -27,6 +27,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError
 from pydantic import BaseModel
 
+from infra.settings import ROOT
 from instances.models import InstanceOut
 from jobs.models import JobOut
 from sessions.models import SessionOut
@@ -34,6 +35,9 @@ from workers.models import CommandOut
 
 CONFIG_ENV = "BERTH_CONFIG"
 DEFAULT_CONFIG = Path("~/.config/berth/config.json")
+LOCAL_STATE = ROOT / ".sandbox" / "local.json"
+"""What the running ``make local`` sandbox writes: its URLs and credential files."""
+LOCAL_KEYS = ("api_url", "websocket_url", "region", "config_file", "credentials_file")
 RETRY_STATUSES = {429, 503}
 """Retried for every method: nothing was done."""
 IDEMPOTENT = {"GET", "DELETE", "HEAD"}
@@ -62,6 +66,9 @@ class Settings:
     config_file: str | None = None
     credentials_file: str | None = None
     """AWS config/credentials files to read the profile from (make local writes its own)."""
+    local: bool = False
+    """Saved by ``berth config --local``: URLs and credential files are read from the running
+    sandbox (``.sandbox/local.json``) each time, since every ``make local`` makes new ones."""
 
     @staticmethod
     def path() -> Path:
@@ -74,11 +81,17 @@ class Settings:
         stored: dict[str, Any] = {}
         if cls.path().is_file():
             stored = json.loads(cls.path().read_text())
+        if stored.get("local") and LOCAL_STATE.is_file():  # the sandbox running now
+            sandbox = json.loads(LOCAL_STATE.read_text())
+            stored |= {key: sandbox[key] for key in LOCAL_KEYS if key in sandbox}
         environment = {
             "api_url": os.environ.get("BERTH_API_URL"),
             "websocket_url": os.environ.get("BERTH_WEBSOCKET_URL"),
             "profile": os.environ.get("BERTH_PROFILE"),
             "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            # what make local's banner exports wins over a saved configuration
+            "config_file": os.environ.get("AWS_CONFIG_FILE"),
+            "credentials_file": os.environ.get("AWS_SHARED_CREDENTIALS_FILE"),
         }
         values = {**stored, **{k: v for k, v in environment.items() if v}}
         values |= {k: v for k, v in overrides.items() if v}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.app import build_app, project_context
+from infra.client.client import LOCAL_STATE
 from infra.sandbox.bridges import EventBridge
 from infra.sandbox.containers import LocalTaskRunner, images_of
 from infra.sandbox.emulator import REGION, Deployment, Emulator, deploy
@@ -34,15 +35,13 @@ from infra.sandbox.stepfunctions import (
     route_lambda_invocations,
 )
 from infra.sandbox.websocket import LocalWebSocketApi
-from infra.settings import ROOT, Settings
+from infra.settings import Settings
 from sessions.config import SessionsConfig
 from shared.config import env_name
 
 log = logging.getLogger("berth.sandbox")
 
-SANDBOX_DIR = ROOT / ".sandbox"
-LOCAL_STATE = SANDBOX_DIR / "local.json"
-"""Where the running sandbox says how to reach it (``berth config --local`` reads it)."""
+SANDBOX_DIR = LOCAL_STATE.parent
 
 
 @dataclass

@@ -268,3 +268,39 @@ def test_a_second_ctrl_c_stops_waiting() -> None:
             stream_command(stubborn, "demo", "t1", "sleep 600")  # type: ignore[arg-type]
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_saved_local_configuration_follows_the_sandbox_running_now(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each make local writes new credential files; `berth config --local` from an earlier
+    run must not point later commands at files that are gone."""
+    from infra.client import client as module
+
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps({
+        "api_url": "http://127.0.0.1:8080", "profile": "berth-local-alice", "local": True,
+        "config_file": "/gone/aws-config", "credentials_file": "/gone/aws-credentials",
+    }))  # fmt: skip
+    running = tmp_path / "local.json"
+    running.write_text(json.dumps({
+        "api_url": "http://127.0.0.1:9090", "websocket_url": "ws://127.0.0.1:9091",
+        "region": "us-east-1", "config_file": "/now/aws-config",
+        "credentials_file": "/now/aws-credentials", "state": "/now",
+    }))  # fmt: skip
+    monkeypatch.setattr(module, "LOCAL_STATE", running)
+    monkeypatch.setenv("BERTH_CONFIG", str(saved))
+    for name in ("BERTH_API_URL", "BERTH_WEBSOCKET_URL", "BERTH_PROFILE", "AWS_CONFIG_FILE",
+                 "AWS_SHARED_CREDENTIALS_FILE"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings.load()
+    assert (settings.api_url, settings.config_file) == ("http://127.0.0.1:9090", "/now/aws-config")
+    assert settings.profile == "berth-local-alice"  # whom to sign as stays saved
+    # what the banner exports wins over anything saved
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/exported/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/exported/aws-credentials")
+    exported = Settings.load()
+    assert (exported.config_file, exported.credentials_file) == (
+        "/exported/aws-config",
+        "/exported/aws-credentials",
+    )
