@@ -1,6 +1,7 @@
 """What one ``checksum`` and one ``render`` job cost at default sizes, from the template.
 
-Usage: ``.venv/bin/python bench/job_cost.py``. Synthesizes the app, reads the chooser's
+Usage: ``.venv/bin/python bench/job_cost.py [rounds]`` (default 3: each job's runner is timed
+that many times, the median counts). Synthesizes the app, reads the chooser's
 definition (state transitions on each job's success path), the job function's memory and
 the job task definition's CPU/memory, times each job's runner on its default input here
 (the same code the images run), and prices it with the public on-demand prices below.
@@ -66,6 +67,7 @@ def time_job(name: str, rounds: int = 3) -> float:
 
 
 def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     with tempfile.TemporaryDirectory() as out:
         app, stack = build_app(project_context(), outdir=out)
         app.synth()
@@ -90,7 +92,7 @@ def main() -> None:
     costs = {}
     for job, settings in stack.settings.jobs.catalogue.items():
         transitions = len(success_path(states, job))
-        seconds = time_job(job)
+        seconds = time_job(job, rounds)
         sfn_cost = transitions * STEP_FUNCTIONS_PER_TRANSITION
         if settings.runtime == "lambda":
             gb_seconds = lambda_gb * math.ceil(seconds * 1000) / 1000

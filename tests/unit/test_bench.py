@@ -15,7 +15,7 @@ from infra.settings import ROOT
 SHORT = {
     "synth_time.py": ["1"],
     "cold_import.py": ["1"],
-    "job_cost.py": [],
+    "job_cost.py": ["1"],
     "idle_cost.py": [],
     "scaling_sim.py": ["4", "1"],
 }
