@@ -288,30 +288,25 @@ def test_a_command_sees_no_credentials_and_no_other_project(sandbox: Sandbox) ->
 def test_a_follow_up_typed_after_idle_seconds_finds_a_worker_held_for_it(
     sandbox: Sandbox,
 ) -> None:
-    """The warm reserve: after a command ends, its person reads and types the next one; the
-    worker that would have left after ``idle_seconds`` is still there to take it."""
+    """The warm reserve: after a command ends, its person reads and types the next one; a
+    worker that would have left after ``idle_seconds`` is still there, idle, to take it."""
     output_of(sandbox, "rhea", "reading", "ls")
     time.sleep(DEFAULTS.idle_seconds + 3)  # reading: longer than an idle worker waits
-    alive = worker_pids()
-    follow_up = run(sandbox, "rhea", "reading", "echo next")
-    assert wait_for(sandbox, "rhea", "reading", follow_up["id"])["status"] == "SUCCEEDED"
-    record = sandbox.aws("dynamodb").get_item(
-        TableName=table_named(sandbox, "WorkersTable"), Key={"pk": {"S": f"CMD#{follow_up['id']}"}}
+    fleet = sandbox.aws("dynamodb").get_item(
+        TableName=table_named(sandbox, "WorkersTable"), Key={"pk": {"S": "FLEET"}}
     )["Item"]
-    ran_on = int(record["worker"]["S"].split(":")[1])  # <host>:<pid>:<token>
-    assert ran_on in alive, (ran_on, alive)  # a worker already running, not a new one
-
-
-def worker_pids() -> set[int]:
-    """The worker processes the sandbox runs now."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and b"berth_worker" in (entry / "cmdline").read_bytes():
-                found.add(int(entry.name))
-        except OSError:
-            continue
-    return found
+    now = time.time()
+    held = [  # idle longer than idle_seconds and still saying so: kept by the reserve
+        name
+        for name, entry in fleet.items()
+        if name.startswith("idle:")
+        and float(entry["M"]["since"]["N"]) <= now - DEFAULTS.idle_seconds
+        and float(entry["M"]["seen"]["N"]) > now - 60
+    ]
+    assert held and int(fleet["reserve"]["N"]) >= 1, fleet
+    follow_up = run(sandbox, "rhea", "reading", "echo next")
+    done = wait_for(sandbox, "rhea", "reading", follow_up["id"], timeout=10)
+    assert (done["status"], done["output_tail"]) == ("SUCCEEDED", "next\n")
 
 
 def table_named(sandbox: Sandbox, part: str) -> str:
