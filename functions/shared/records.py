@@ -10,12 +10,14 @@ from enum import Enum
 from typing import Any, Self
 
 
+def number(value: float) -> Decimal:
+    """A float (an epoch time) as DynamoDB takes it: a Decimal, to the millisecond."""
+    return Decimal(str(round(value, 3)))
+
+
 def to_item(pk: str, record: dict[str, Any]) -> dict[str, Any]:
     """A DynamoDB item: floats (epoch times) become Decimals, DynamoDB takes no floats."""
-    return {
-        "pk": pk,
-        **{k: Decimal(str(round(v, 3))) if isinstance(v, float) else v for k, v in record.items()},
-    }
+    return {"pk": pk, **{k: number(v) if isinstance(v, float) else v for k, v in record.items()}}
 
 
 def plain(value: Any) -> Any:

@@ -23,7 +23,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from shared.pagination import query_all, query_page
-from shared.records import to_item
+from shared.records import number, to_item
 from shared.transactions import count
 from workers.models import (
     FINISHED,
@@ -230,7 +230,7 @@ class WorkersRepository:
             values[":me"] = worker
         if lease_expires_at is not None:
             condition.append("#lease_expires_at = :lease")
-            values[":lease"] = to_item("", {"v": lease_expires_at})["v"]
+            values[":lease"] = number(lease_expires_at)
         update = self._expression(command.id, sets, " AND ".join(condition), values)
         try:
             self.client.transact_write_items(

@@ -11,8 +11,9 @@ not said it is idle within ``IDLE_SEEN_SECONDS`` is not counted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
+
+from shared.records import number
 
 FLEET_KEY = "FLEET"
 IDLE_PREFIX = "idle:"
@@ -38,7 +39,7 @@ class FleetRegistry:
         self.table.update_item(
             Key={"pk": FLEET_KEY},
             UpdateExpression="SET reserve = :r, reserve_at = :now",
-            ExpressionAttributeValues={":r": reserve, ":now": Decimal(str(round(now, 3)))},
+            ExpressionAttributeValues={":r": reserve, ":now": number(now)},
         )
 
     def idle(self, worker: str, since: float, now: float) -> None:
@@ -49,8 +50,8 @@ class FleetRegistry:
             ExpressionAttributeNames={"#w": IDLE_PREFIX + worker},
             ExpressionAttributeValues={
                 ":entry": {
-                    "since": Decimal(str(round(since, 3))),
-                    "seen": Decimal(str(round(now, 3))),
+                    "since": number(since),
+                    "seen": number(now),
                 }
             },
         )
