@@ -17,15 +17,16 @@ Runs berth's API on localhost against an in-process AWS emulator (moto): synthes
 app, deploys the template into the emulator and serves the real handlers. Ctrl-C stops it.
 
 environment:
-  BERTH_LOCAL_HOST              interface to listen on (127.0.0.1)
-  BERTH_LOCAL_PORT              the REST API's port (8080; 0 picks a free one)
-  BERTH_LOCAL_WEBSOCKET_PORT    the WebSocket endpoint's port (8081)
-  BERTH_LOCAL_ROUTER_PORT       where sessions are reached, <id>.berth.localhost (8082)
-  BERTH_LOCAL_EMULATOR_PORT     the emulator's port (0: a free one, printed)
-  BERTH_LOCAL_CONCURRENCY       execution environments per function (4)
-  BERTH_LOCAL_LOG_LEVEL         handlers' log level (WARNING)
-  BERTH_LOCAL_SCHEDULE_SECONDS  run scheduled functions this often (their own rate)
-  BERTH_LOCAL_CONTEXT           settings overrides as JSON, e.g. {"berth:workers.lease_seconds": 6}
+  BERTH_LOCAL_HOST                interface to listen on (127.0.0.1)
+  BERTH_LOCAL_PORT                the REST API's port (8080; 0 picks a free one)
+  BERTH_LOCAL_WEBSOCKET_PORT      the WebSocket endpoint's port (8081)
+  BERTH_LOCAL_ROUTER_PORT         where sessions are reached, <id>.berth.localhost (8082)
+  BERTH_LOCAL_EMULATOR_PORT       the emulator's port (0: a free one, printed)
+  BERTH_LOCAL_CONCURRENCY         execution environments per function (4)
+  BERTH_LOCAL_LOG_LEVEL           handlers' log level (WARNING)
+  BERTH_LOCAL_SCHEDULE_SECONDS    run scheduled functions this often (their own rate)
+  BERTH_LOCAL_TASK_START_SECONDS  seconds a task takes to reach RUNNING (0; on AWS ~60)
+  BERTH_LOCAL_CONTEXT             settings overrides (JSON), e.g. {"berth:workers.lease_seconds": 6}
 """
 
 

@@ -23,7 +23,7 @@ from infra.app import build_app, project_context
 from infra.client.client import LOCAL_STATE
 from infra.sandbox.bridges import EventBridge
 from infra.sandbox.containers import LocalTaskRunner, images_of
-from infra.sandbox.emulator import REGION, Deployment, Emulator, deploy
+from infra.sandbox.emulator import REGION, Deployment, Emulator, deploy, start_tasks_after
 from infra.sandbox.gateway import routes_of, serve
 from infra.sandbox.lambdas import LocalFunction
 from infra.sandbox.router import LocalRouter
@@ -56,6 +56,8 @@ class SandboxOptions:
     concurrency: int = 4
     log_level: str = "WARNING"
     schedule_seconds: float | None = None
+    task_start_seconds: float = 0.0
+    """How long a task takes to reach RUNNING (0: at once; on AWS about a minute)."""
     context: dict[str, Any] = field(default_factory=dict)
     """Settings overrides (``{"berth:workers.lease_seconds": 6}``) on top of cdk.json."""
 
@@ -71,6 +73,7 @@ class SandboxOptions:
             concurrency=int(os.environ.get("BERTH_LOCAL_CONCURRENCY", "4")),
             log_level=os.environ.get("BERTH_LOCAL_LOG_LEVEL", "WARNING"),
             schedule_seconds=float(schedule) if schedule else None,
+            task_start_seconds=float(os.environ.get("BERTH_LOCAL_TASK_START_SECONDS") or 0),
             context=json.loads(os.environ.get("BERTH_LOCAL_CONTEXT") or "{}"),
         )
 
@@ -257,6 +260,7 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
     emulator = Emulator(port=options.emulator_port).start()
     enable_execution(emulator)
     fix_ecs_integration()
+    start_tasks_after(options.task_start_seconds)
     progress(f"deploying the template into the emulator ({emulator.endpoint})")
     deployment = deploy(emulator, assembly, stack_name)
     progress(f"starting {len(deployment.functions)} functions")

@@ -221,6 +221,46 @@ def bridge_gaps(emulator: Emulator, deployment: Deployment) -> None:
     _report_ssm_agents_online()
 
 
+_TASK_START = {"seconds": 0.0}
+_STARTING = ("PROVISIONING", "PENDING")
+
+
+def start_tasks_after(seconds: float) -> None:
+    """Tasks run from now on (in this process) take ``seconds`` to start, as on AWS.
+
+    moto's ECS starts a task RUNNING at once. On AWS a Fargate task is PROVISIONING, then
+    PENDING while its image is pulled, and RUNNING about a minute after RunTask. With
+    ``seconds`` > 0 a new task reads PROVISIONING for the first half of that time, PENDING for
+    the second, then RUNNING (unless stopped first) — so what depends on a task not being up
+    yet behaves here as there: a warm pool's replacement cannot be claimed before it runs,
+    the scaler counts starting workers. 0 (the default) keeps moto's instant start.
+    """
+    from moto.ecs.models import Task
+
+    _TASK_START["seconds"] = max(0.0, seconds)
+    if getattr(Task, "_berth_start_patched", False):
+        return
+    managed = Task.status  # ManagedState's property, inherited
+    if not isinstance(managed, property) or managed.fget is None:
+        raise RuntimeError("moto's ECS Task no longer has a status property to bridge")
+    init, read = Task.__init__, managed.fget
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self._berth_ready_at = time.monotonic() + _TASK_START["seconds"]
+        self._berth_wait = _TASK_START["seconds"]
+
+    def status(self: Any) -> Any:
+        left = getattr(self, "_berth_ready_at", 0.0) - time.monotonic()
+        if left > 0 and self._status == "RUNNING":  # moto's own progression starts after
+            return _STARTING[0] if left > self._berth_wait / 2 else _STARTING[1]
+        return read(self)
+
+    Task.__init__ = __init__
+    Task.status = property(status, managed.fset)
+    Task._berth_start_patched = True
+
+
 def _report_ssm_agents_online() -> None:
     """moto has no DescribeInstanceInformation; every running instance's agent is Online here
     (on AWS it takes the agent a minute or two after boot). Run Command itself is moto's:

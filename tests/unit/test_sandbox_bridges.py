@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import boto3
+from moto.moto_api import state_manager
 
 from infra.sandbox.sqs import keep_fifo_promises
 
@@ -77,3 +78,39 @@ def test_the_step_functions_bridges_still_fit_moto() -> None:
 
     fix_ecs_integration()  # raises MotoChanged if moto's ECS integration moved
     route_lambda_invocations({})  # ... or if moto's simple Lambda invoke changed shape
+
+
+def test_tasks_take_the_start_time_to_run_and_stop_at_once(aws: boto3.session.Session) -> None:
+    from infra.sandbox.emulator import start_tasks_after
+
+    ecs = aws.client("ecs")
+    ecs.create_cluster(clusterName="c")
+    ecs.register_task_definition(
+        family="f", containerDefinitions=[{"name": "app", "image": "i", "memory": 128}]
+    )
+
+    def status(arn: str) -> str:
+        return str(ecs.describe_tasks(cluster="c", tasks=[arn])["tasks"][0]["lastStatus"])
+
+    def run() -> str:
+        task = ecs.run_task(cluster="c", taskDefinition="f", launchType="FARGATE")["tasks"][0]
+        return str(task["taskArn"])
+
+    state_manager.set_transition(  # as the sandbox does: RUNNING until stopped
+        model_name="ecs::task", transition={"progression": "manual", "times": 10**9}
+    )
+    try:
+        start_tasks_after(0.6)
+        booting, stopped = run(), run()
+        assert status(booting) == "PROVISIONING"
+        ecs.stop_task(cluster="c", task=stopped)
+        assert status(stopped) == "STOPPED"  # a stop is never undone by the start time
+        time.sleep(0.35)
+        assert status(booting) == "PENDING"
+        time.sleep(0.35)
+        assert status(booting) == "RUNNING"
+        start_tasks_after(0)
+        assert status(run()) == "RUNNING"  # moto's instant start again
+    finally:
+        start_tasks_after(0)
+        state_manager.unset_transition("ecs::task")
