@@ -99,10 +99,14 @@ FAST_CONTEXT: dict[str, Any] = {
     "berth:limits.max_queued_commands_per_user": 40,
     "berth:sessions.profiles.warm": {"image": "echo", "port": 8080, "warm_pool": 2},
 }
-FAST_ENV = {"BERTH_LOCAL_SCHEDULE_SECONDS": "1"}
-"""A sandbox whose schedules run every second, with short worker leases and a "warm"
-profile that keeps a pool of 2 (settings an operator could choose): modules that watch
-schedules at work share it."""
+FAST_TASK_START = 4
+FAST_ENV = {
+    "BERTH_LOCAL_SCHEDULE_SECONDS": "1",
+    "BERTH_LOCAL_TASK_START_SECONDS": str(FAST_TASK_START),
+}
+"""A sandbox whose schedules run every second, whose tasks take 4 s to start (a minute on
+AWS), with short worker leases and a "warm" profile that keeps a pool of 2 (settings an
+operator could choose): modules that watch schedules at work share it."""
 
 
 class Sandboxes:
