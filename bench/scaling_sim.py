@@ -1,6 +1,6 @@
 """Replays command traces through the old orchestrator's scaling and berth's.
 
-Usage: ``.venv/bin/python bench/scaling_sim.py [first_seed] [runs]`` (default 4 8). Two
+Usage: ``.venv/bin/python bench/scaling_sim.py [first_seed] [runs]`` (default 4 32). Two
 kinds of seeded 10-minute trace: *bursty* (users' bursts — several commands at once into the
 user's project — plus a trickle of single commands into other projects) and *people and
 bursts* (the same bursts, plus people at terminals: a command, its output, a think time
@@ -23,8 +23,10 @@ scaler and the workers use (``functions/workers/scaling.py``):
 Prints, per fleet, the p95 wait for a worker on bursty traces (from when a command could
 run: its arrival, or for berth the end of its project's previous command); on people and
 bursts, a person's first-command wait and follow-up wait (from when it was typed); and
-task-seconds against the depth-only fleet on the same traces — beside an estimate of what
-zero waits cost a scheduler that knows every arrival in advance.
+task-seconds against the depth-only fleet on the same traces; the people-and-bursts lines
+add other ``workers.warm_reserve_share`` values (``SHARES``: what the setting trades) and an
+estimate of what zero waits cost a scheduler that knows every arrival in advance, under
+berth's rules.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ WARM_RESERVE_SHARE = DEFAULTS.warm_reserve_share
 LEASE_SECONDS = DEFAULTS.lease_seconds
 CRASH_RATE = 0.02  # a worker dies during this share of commands (berth's fleet only)
 LIMITS = Limits(min_tasks=0, max_tasks=20, messages_per_task=2)
+SHARES = (0.34, 0.55)
+"""Other ``warm_reserve_share`` values printed beside the default, for the trade-off."""
 
 
 @dataclass
@@ -160,15 +164,27 @@ def people_and_bursts(seed: int) -> list[Command]:
 
 
 def clairvoyant_task_seconds(commands: list[Command]) -> float:
-    """An estimate of what zero waits cost at best: a scheduler that knows every arrival
-    boots each worker just in time, keeps a worker through a gap shorter than a boot and
-    otherwise lets it go (greedy; it may even run a project's commands side by side)."""
+    """What zero waits cost a scheduler that knows every arrival in advance, under berth's
+    rules (a project's commands one at a time, in order): each command runs as soon as it
+    can — its arrival, or its project's previous end — on a worker booted just in time; a
+    worker is kept through a gap shorter than a boot and otherwise let go (greedy: an upper
+    bound on that scheduler's cost, so a cost no online policy can be sure to reach)."""
     ends: dict[int, float] = {}
+    project_free: dict[str, float] = defaultdict(float)
     spans = []
-    for index, command in enumerate(commands):
-        arrival = command.arrival if command.after is None else ends[command.after] + command.think
-        ends[index] = arrival + command.duration
-        spans.append((arrival, arrival + command.duration))
+    waiting = set(range(len(commands)))
+    while waiting:  # in arrival order; a typed command arrives once the one before ends
+        arrivals = {
+            i: c.arrival if c.after is None else ends[c.after] + c.think
+            for i in waiting
+            if (c := commands[i]).after is None or c.after in ends
+        }
+        index = min(arrivals, key=lambda i: (arrivals[i], i))
+        command = commands[index]
+        start = max(arrivals[index], project_free[command.project])
+        ends[index] = project_free[command.project] = start + command.duration
+        spans.append((start, ends[index]))
+        waiting.remove(index)
     free_at: list[float] = []
     total = 0.0
     for start, end in sorted(spans):
@@ -367,9 +383,38 @@ def task_seconds(fleet: Fleet) -> float:
     return sum((task.ended or fleet.ended_at) - task.launched for task in fleet.tasks)
 
 
+def people_and_bursts_run(
+    seeds: range, make_fleets: Callable[[], list[Fleet]]
+) -> dict[str, tuple[list[float], list[float], list[float]]]:
+    """Per fleet: a person's first-command waits, follow-up waits (from when it was typed)
+    and task-seconds against the depth-only fleet (which ``make_fleets`` must put first)."""
+    results: dict[str, tuple[list[float], list[float], list[float]]] = {}
+    for seed in seeds:
+        commands = people_and_bursts(seed)
+        baseline = 0.0
+        for fleet in make_fleets():
+            first, follow, ratios = results.setdefault(fleet.name, ([], [], []))
+            done = simulate(fleet, commands, seed)
+            for command in done:
+                if command.project.startswith("user-"):
+                    wait = (command.started or 0) - command.arrival
+                    (follow if command.after is not None else first).append(wait)
+            baseline = baseline or task_seconds(fleet)
+            ratios.append(task_seconds(fleet) / baseline)
+    return results
+
+
+def with_share(share: float) -> Callable[[], list[Fleet]]:
+    def make() -> list[Fleet]:
+        depth, *_, reserve = fleets()
+        return [depth, replace(reserve, name=f"  share {share:.2f}", reserve_share=share)]
+
+    return make
+
+
 def main() -> None:
     first_seed = int(sys.argv[1]) if len(sys.argv) > 1 else 4
-    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 8
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 32
     seeds = range(first_seed, first_seed + runs)
     names = [fleet.name for fleet in fleets()]
 
@@ -390,31 +435,25 @@ def main() -> None:
         )
 
     # people at terminals (type, read, think, type again) while the bursts go on
-    first: dict[str, list[float]] = {n: [] for n in names}
-    follow: dict[str, list[float]] = {n: [] for n in names}
-    cost = {n: [] for n in names}
-    bound: list[float] = []
-    for seed in seeds:
-        commands = people_and_bursts(seed)
-        for fleet in fleets():
-            done = simulate(fleet, commands, seed)
-            for command in done:
-                if command.project.startswith("user-"):
-                    wait = (command.started or 0) - command.arrival
-                    (follow if command.after is not None else first)[fleet.name].append(wait)
-            cost[fleet.name].append(task_seconds(fleet))
-        bound.append(clairvoyant_task_seconds(commands) / cost["depth-only"][-1])
     print(
         f"people and bursts ({runs}): a person's first-command wait p50, follow-up wait "
         "p50 / p95, task-seconds"
     )
-    for name in names:
-        ratios = [c / d for c, d in zip(cost[name], cost["depth-only"], strict=True)]
+    results = people_and_bursts_run(seeds, fleets)
+    for share in SHARES:  # what workers.warm_reserve_share trades
+        results.update(people_and_bursts_run(seeds, with_share(share)))
+    for name, (first, follow, ratios) in results.items():
         print(
-            f"  {name:<20} first {statistics.median(first[name]):5.1f} s   follow-up "
-            f"{statistics.median(follow[name]):5.1f} s / {percentile(follow[name], 0.95):5.1f} s"
+            f"  {name:<20} first {statistics.median(first):5.1f} s   follow-up "
+            f"{statistics.median(follow):5.1f} s / {percentile(follow, 0.95):5.1f} s"
             f"   task-seconds: median {statistics.median(ratios):.2f}x depth-only"
         )
+    bound = []
+    for seed in seeds:
+        commands = people_and_bursts(seed)
+        depth = fleets()[0]
+        simulate(depth, commands, seed)
+        bound.append(clairvoyant_task_seconds(commands) / task_seconds(depth))
     print(
         f"  {'clairvoyant':<20} zero waits, estimated"
         f"{'':>27}task-seconds: median {statistics.median(bound):.2f}x depth-only"
