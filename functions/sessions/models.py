@@ -43,6 +43,10 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.FAILED: frozenset(),
 }
 
+PENDING_GRACE_SECONDS = 30
+"""A session still PENDING (no task yet) after this long lost its launcher: a retry of the
+create launches it, the reaper fails it."""
+
 SESSION_ID_PATTERN = r"^ses_[0-9a-f]{28}$"
 
 

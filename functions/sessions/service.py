@@ -1,29 +1,33 @@
-"""Session logic: launch, stop, status, reconcile and reap. No AWS client is made here; the
-repository, the task runner and the notifier are handed in, so tests pass moto-backed ones.
+"""Session logic: launch (cold, or on a warm task), stop, status, task events, routes. The
+reaper's scheduled decisions are in ``sessions.reaping`` and act through this service. No AWS
+client is made here; the repository, the task runner and the notifier are handed in, so tests
+pass moto-backed ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
 from sessions.config import Profile, SessionsConfig
-from sessions.models import TRANSITIONS, Session, Status, new_session_id, new_token
+from sessions.models import (
+    PENDING_GRACE_SECONDS,
+    TRANSITIONS,
+    Session,
+    Status,
+    new_session_id,
+    new_token,
+)
 from sessions.repository import Claimed, SessionRepository, StaleRecord
 from sessions.routing import Route, Routes
 from sessions.tasks import STARTING_STATES, STOPPING_STATES, TaskInfo, TaskRunner
-from sessions.warm import ORPHAN_GRACE_SECONDS, WarmTask, plan, wanted
+from sessions.warm import WarmTask, wanted
 from shared.errors import Conflict, Invalid, LimitReached, NotFound
 
 logger = Logger(child=True)
-
-PENDING_GRACE_SECONDS = 30
-"""A session still PENDING (no task yet) after this long lost its launcher; retry or fail."""
-STOPPING_GRACE_SECONDS = 15 * 60
-"""A STOPPING session whose task never reports STOPPED is closed by the reaper after this."""
 
 
 class Notifier(Protocol):
@@ -33,22 +37,6 @@ class Notifier(Protocol):
 class NullNotifier:
     def session_changed(self, session: Session) -> None:
         return None
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One thing the reaper did (or, in dry run, would do), with the signals it used."""
-
-    session_id: str | None
-    action: str
-    reason: str
-    signals: dict[str, Any] = field(default_factory=dict)
-
-
-def decided(decisions: list[Decision], decision: Decision, dry_run: bool) -> None:
-    """Keeps a reaper decision and logs it with the signals it used (every one is logged)."""
-    decisions.append(decision)
-    logger.info("reaper decision", extra={"dry_run": dry_run, **decision.__dict__})
 
 
 class SessionService:
@@ -127,7 +115,7 @@ class SessionService:
         session = self._owned(user, session_id)
         if session.status in {Status.STARTING, Status.STOPPING} and session.task_arn:
             task = self.tasks.describe([session.task_arn])[session.task_arn]
-            return self._apply_task(session, task)
+            return self.apply_task(session, task)
         return session
 
     def url_of(self, session: Session) -> str | None:
@@ -143,7 +131,7 @@ class SessionService:
             raise Conflict(
                 f"session is {session.status.value}; start a new one", code="session_ended"
             )
-        rotated = self._transition(
+        rotated = self.transition(
             session, session.moved(session.status, self.clock(), token=new_token())
         )
         route = Route.parse(rotated.route)
@@ -163,7 +151,7 @@ class SessionService:
             return session, False
         if session.status == Status.STOPPING:
             return session, True
-        return self._stop(session, reason="stopped by its owner"), True
+        return self.stop_session(session, reason="stopped by its owner"), True
 
     def heartbeat(self, user: str, session_id: str) -> Session:
         session = self._owned(user, session_id)
@@ -172,7 +160,7 @@ class SessionService:
                 f"session is {session.status.value}; start a new one", code="session_ended"
             )
         now = self.clock()
-        return self._transition(session, session.moved(session.status, now, last_heartbeat_at=now))
+        return self.transition(session, session.moved(session.status, now, last_heartbeat_at=now))
 
     # --- ECS task state (events and reconciliation) -------------------------------------------
 
@@ -189,9 +177,9 @@ class SessionService:
             return None
         if session.task_arn and session.task_arn != task.arn:
             return session
-        return self._apply_task(session, task)
+        return self.apply_task(session, task)
 
-    def _apply_task(self, session: Session, task: TaskInfo | None) -> Session:
+    def apply_task(self, session: Session, task: TaskInfo | None) -> Session:
         now = self.clock()
         if task is None:
             target = session.moved(
@@ -222,113 +210,7 @@ class SessionService:
             return session
         if target.status == session.status and target.private_ip == session.private_ip:
             return session
-        return self._transition(session, target)
-
-    # --- the reaper ---------------------------------------------------------------------------
-
-    def reap(self, dry_run: bool) -> list[Decision]:
-        now = self.clock()
-        decisions: list[Decision] = []
-        active = self.repo.active()
-        described = self.tasks.describe(s.task_arn for s in active if s.task_arn)
-        for session in active:
-            decision = self._reap_one(session, described, now)
-            if decision:
-                decided(decisions, decision, dry_run)
-                if not dry_run:
-                    self._carry_out(session, decision, described)
-        live_ids = {s.id for s in active if s.status.live}
-        for task in self.tasks.running_berth_tasks():
-            if task.warm and not task.session_id:
-                if decision := self._warm_orphan(task, now):
-                    decided(decisions, decision, dry_run)
-                    if not dry_run:
-                        self.tasks.stop(task.arn, f"berth reaper: {decision.reason}")
-                continue
-            if task.session_id in live_ids or not (task.session_id or "").startswith("ses_"):
-                continue
-            decision = Decision(
-                task.session_id,
-                "stop_orphan_task",
-                "task runs but its session is not live",
-                {"task_arn": task.arn, "last_status": task.last_status},
-            )
-            decided(decisions, decision, dry_run)
-            if not dry_run:
-                self.tasks.stop(task.arn, "berth reaper: orphan task (no live session)")
-        for name, profile in sorted(self.config.profiles.items()):
-            if profile.warm_pool:
-                decisions += self._tend_pool(name, profile, now, dry_run)
-        if self.routes:
-            decisions += self._stray_routes(live_ids, dry_run)
-        return decisions
-
-    def _stray_routes(self, live_ids: set[str], dry_run: bool) -> list[Decision]:
-        """Rules and target groups of sessions that are not live (a crash between a session's
-        end and its route's removal, or a route opened for a write that then failed)."""
-        decisions: list[Decision] = []
-        for arn, session_id in self.routes.strays(live_ids) if self.routes else []:
-            fresh = self.repo.get(session_id) if session_id else None
-            if fresh is not None and fresh.status.live:
-                continue  # live since the worklist was read
-            decision = Decision(
-                session_id or None, "remove_route", "its session is not live", {"arn": arn}
-            )
-            decided(decisions, decision, dry_run)
-            if not dry_run and self.routes:
-                self.routes.remove(arn)
-        return decisions
-
-    def _reap_one(
-        self, session: Session, described: dict[str, TaskInfo | None], now: float
-    ) -> Decision | None:
-        signals: dict[str, Any] = {
-            "status": session.status.value,
-            "now": round(now),
-            "expires_at": round(session.expires_at),
-            "idle_deadline": round(session.idle_deadline),
-            "task_arn": session.task_arn,
-        }
-        task = described.get(session.task_arn) if session.task_arn else None
-        if session.task_arn:
-            signals["task_last_status"] = task.last_status if task else "MISSING"
-        if session.task_arn and task is None:
-            return Decision(session.id, "mark_failed", "task vanished", signals)
-        if task and task.last_status == "STOPPED":
-            return Decision(session.id, "record_task_state", "task already stopped", signals)
-        if session.status == Status.STOPPING:
-            if now - session.updated_at > STOPPING_GRACE_SECONDS:
-                return Decision(session.id, "mark_stopped", "stopping for too long", signals)
-            return None
-        if session.status == Status.PENDING and not session.task_arn:
-            if now - session.created_at > PENDING_GRACE_SECONDS:
-                return Decision(session.id, "mark_failed", "never got a task", signals)
-            return None
-        if now >= session.expires_at:
-            return Decision(session.id, "stop", "ttl expired", signals)
-        if self.routes and session.status == Status.RUNNING and session.token and not session.route:
-            return Decision(session.id, "open_route", "running without its route", signals)
-        if now >= session.idle_deadline:
-            return Decision(session.id, "stop", "idle (no heartbeat)", signals)
-        return None
-
-    def _carry_out(
-        self, session: Session, decision: Decision, described: dict[str, TaskInfo | None]
-    ) -> None:
-        now = self.clock()
-        try:
-            if decision.action == "stop":
-                self._stop(session, reason=f"berth reaper: {decision.reason}")
-            elif decision.action == "record_task_state":
-                self._apply_task(session, described.get(session.task_arn or ""))
-            elif decision.action == "mark_failed":
-                self._transition(session, session.moved(Status.FAILED, now, error=decision.reason))
-            elif decision.action == "mark_stopped":
-                self._transition(session, session.moved(Status.STOPPED, now))
-            elif decision.action == "open_route":
-                self._transition(session, replace(session, updated_at=now))
-        except (StaleRecord, Conflict):
-            logger.info("session changed while reaping; next run decides again")
+        return self.transition(session, target)
 
     # --- warm pools ---------------------------------------------------------------------------
 
@@ -356,11 +238,11 @@ class SessionService:
                 running = routed
             self.notifier.session_changed(running)
             if wanted(profile.warm_pool, profile.warm_windows, self.clock()):
-                self._launch_warm(session.profile, profile)  # its replacement, in the background
+                self.launch_warm(session.profile, profile)  # its replacement, in the background
             return running
         return None
 
-    def _launch_warm(self, name: str, profile: Profile) -> None:
+    def launch_warm(self, name: str, profile: Profile) -> None:
         result = self.tasks.run_warm(
             profile=name, task_definition=profile.task_definition, container=profile.container
         )
@@ -379,7 +261,7 @@ class SessionService:
             session = self.repo.get(warm.claimed_by)
             if session is None or session.task_arn != task.arn:
                 return session
-            applied = self._apply_task(session, task)
+            applied = self.apply_task(session, task)
             if task.last_status == "STOPPED":
                 self.repo.forget_warm(task.arn)
             return applied
@@ -388,56 +270,6 @@ class SessionService:
         elif task.last_status == "STOPPED":
             self.repo.forget_warm(task.arn)
         return None
-
-    def _warm_orphan(self, task: TaskInfo, now: float) -> Decision | None:
-        """A running warm-pool task nobody will use: no item (past a grace for the item's
-        write), or its session is over."""
-        signals: dict[str, Any] = {"task_arn": task.arn, "last_status": task.last_status}
-        warm = self.repo.warm_task(task.arn)
-        if warm is None:
-            if task.created_at is None or now - task.created_at < ORPHAN_GRACE_SECONDS:
-                return None  # too young to judge (or of unknown age: left alone)
-            return Decision(None, "stop_orphan_task", "warm task without a pool entry", signals)
-        if warm.claimed_by:
-            session = self.repo.get(warm.claimed_by)
-            if session is None or session.status.ended:
-                return Decision(warm.claimed_by, "stop_orphan_task", "its session is over", signals)
-        return None
-
-    def _tend_pool(self, name: str, profile: Profile, now: float, dry_run: bool) -> list[Decision]:
-        """Keeps a profile's pool at its size: forgets stopped tasks, records addresses events
-        missed, recycles tasks warm too long (or over the size outside its windows), refills."""
-        decisions: list[Decision] = []
-        pool = self.repo.warm_pool(name)
-        described = self.tasks.describe(t.task_arn for t in pool)
-        alive: list[WarmTask] = []
-        for warm in pool:
-            info = described.get(warm.task_arn)
-            if info is None or info.last_status == "STOPPED":
-                forget = Decision(None, "forget_warm_task", "its task stopped", {})
-                decided(decisions, forget, dry_run)
-                if not dry_run:
-                    self.repo.forget_warm(warm.task_arn)
-                continue
-            missed = warm.private_ip is None and info.last_status == "RUNNING"
-            if missed and info.private_ip and not dry_run:  # its RUNNING event was lost
-                self.repo.warm_ready(warm.task_arn, info.private_ip)
-            alive.append(warm)
-        size = wanted(profile.warm_pool, profile.warm_windows, now)
-        todo = plan(size, alive, now, profile.max_warm_seconds)
-        signals = {"profile": name, "size": size, "warm": len(alive)}
-        for warm in todo.retire:
-            retire = Decision(None, "retire_warm_task", "warm too long or over the size", signals)
-            decided(decisions, retire, dry_run)
-            if not dry_run and self.repo.retire_warm(warm):
-                self.tasks.stop(warm.task_arn, "berth reaper: warm task recycled")
-        for _ in range(todo.launch):
-            decided(
-                decisions, Decision(None, "launch_warm_task", "the pool is short", signals), dry_run
-            )
-            if not dry_run:
-                self._launch_warm(name, profile)
-        return decisions
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -467,8 +299,8 @@ class SessionService:
             logger.warning(
                 "RunTask failed", extra={"session_id": session.id, "error": result.error}
             )
-            return self._transition(session, session.moved(Status.FAILED, now, error=result.error))
-        return self._transition(
+            return self.transition(session, session.moved(Status.FAILED, now, error=result.error))
+        return self.transition(
             session, session.moved(Status.STARTING, now, task_arn=result.task_arn)
         )
 
@@ -484,15 +316,15 @@ class SessionService:
         )
         return self._launch(session, profile) if stalled else session
 
-    def _stop(self, session: Session, reason: str) -> Session:
+    def stop_session(self, session: Session, reason: str) -> Session:
         now = self.clock()
         if not session.task_arn:
-            return self._transition(session, session.moved(Status.STOPPED, now))
-        stopping = self._transition(session, session.moved(Status.STOPPING, now))
+            return self.transition(session, session.moved(Status.STOPPED, now))
+        stopping = self.transition(session, session.moved(Status.STOPPING, now))
         self.tasks.stop(session.task_arn, reason)
         return stopping
 
-    def _transition(self, current: Session, target: Session) -> Session:
+    def transition(self, current: Session, target: Session) -> Session:
         """Moves along the status flow; a move the flow forbids keeps the stored state."""
         for _ in range(3):
             if target.status != current.status and target.status not in TRANSITIONS[current.status]:

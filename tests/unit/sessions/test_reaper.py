@@ -6,7 +6,8 @@ import boto3
 
 from sessions.config import SessionsConfig
 from sessions.models import Status
-from sessions.service import Decision, SessionService
+from sessions.reaping import Decision, Reaper
+from sessions.service import SessionService
 from tests.aws import FakeClock
 from tests.unit.sessions.conftest import ALICE, BOB, running_tasks
 
@@ -17,7 +18,7 @@ def actions(decisions: list[Decision]) -> list[tuple[str | None, str, str]]:
 
 def test_nothing_to_do_for_fresh_sessions(service: SessionService) -> None:
     service.create(ALICE, "default", None)
-    assert service.reap(dry_run=False) == []
+    assert Reaper(service).reap(dry_run=False) == []
 
 
 def test_expired_sessions_are_stopped(
@@ -27,7 +28,7 @@ def test_expired_sessions_are_stopped(
     clock.advance(300)
     service.heartbeat(ALICE, session.id)
     clock.advance(301)
-    decisions = service.reap(dry_run=False)
+    decisions = Reaper(service).reap(dry_run=False)
     assert actions(decisions) == [(session.id, "stop", "ttl expired")]
     assert decisions[0].signals["expires_at"] <= clock.now
     stored = service.repo.get(session.id)
@@ -45,7 +46,7 @@ def test_idle_sessions_are_stopped_unless_they_heartbeat(
     for _ in range(3):
         clock.advance(400)
         service.heartbeat(BOB, busy.id)
-    decisions = service.reap(dry_run=False)
+    decisions = Reaper(service).reap(dry_run=False)
     assert actions(decisions) == [(idle.id, "stop", "idle (no heartbeat)")]
     assert service.get(BOB, busy.id).status.live
 
@@ -61,7 +62,7 @@ def test_a_session_whose_task_vanished_is_marked_failed(
     cluster_name = config.cluster_arn.rsplit("/", 1)[-1]
     backend.tasks[cluster_name].clear()
 
-    decisions = service.reap(dry_run=False)
+    decisions = Reaper(service).reap(dry_run=False)
     assert actions(decisions) == [(session.id, "mark_failed", "task vanished")]
     failed = service.get(ALICE, session.id)
     assert failed.status == Status.FAILED
@@ -80,7 +81,7 @@ def test_orphan_tasks_are_stopped(
         environment={},
     )
     assert result.task_arn
-    decisions = service.reap(dry_run=False)
+    decisions = Reaper(service).reap(dry_run=False)
     assert actions(decisions) == [
         ("ses_" + "0" * 28, "stop_orphan_task", "task runs but its session is not live")
     ]
@@ -106,9 +107,11 @@ def test_a_stalled_pending_session_is_failed_after_the_grace_period(
         port=8080,
     )
     assert service.repo.create(stalled, 5).created
-    assert service.reap(dry_run=False) == []
+    assert Reaper(service).reap(dry_run=False) == []
     clock.advance(31)
-    assert actions(service.reap(dry_run=False)) == [(stalled.id, "mark_failed", "never got a task")]
+    assert actions(Reaper(service).reap(dry_run=False)) == [
+        (stalled.id, "mark_failed", "never got a task")
+    ]
     # the profile slot is free again
     _, created = service.create(ALICE, "default", None)
     assert created
@@ -119,7 +122,7 @@ def test_dry_run_only_reports(
 ) -> None:
     session, _ = service.create(ALICE, "default", 60)
     clock.advance(61)
-    decisions = service.reap(dry_run=True)
+    decisions = Reaper(service).reap(dry_run=True)
     assert actions(decisions) == [(session.id, "stop", "ttl expired")]
     assert service.get(ALICE, session.id).status.live
     assert len(running_tasks(aws, config)) == 1

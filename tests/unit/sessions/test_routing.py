@@ -10,6 +10,7 @@ import pytest
 
 from sessions.config import SessionsConfig
 from sessions.models import Status
+from sessions.reaping import Reaper
 from sessions.routing import COOKIE, HEADER, ROUTING_TAG, SESSION_TAG, Route
 from sessions.service import SessionService
 from sessions.wiring import SessionPush, build_service
@@ -211,7 +212,7 @@ def test_the_reaper_removes_routes_without_a_live_session(
     assert routed.routes is not None
     # a route left behind by a session that ended (say, its function died mid-way)
     stray = routed.routes.open("ses_" + "0" * 28, "10.40.0.9", 8080, "t" * 32)
-    decisions = [d for d in routed.reap(dry_run=False) if d.action == "remove_route"]
+    decisions = [d for d in Reaper(routed).reap(dry_run=False) if d.action == "remove_route"]
     assert sorted(d.signals["arn"] for d in decisions) == sorted([stray.target_group, *stray.rules])
     left = rules(aws, listener[0])
     assert len(left) == 2 and all(kept.id in conditions(r)["host"][0] for r in left)
@@ -245,6 +246,6 @@ def test_a_route_that_failed_to_open_is_opened_by_the_reaper(
         run(routed, aws, config)  # the session runs, its route could not be made
     running = routed.get(ALICE, session.id)
     assert running.status == Status.RUNNING and running.route is None
-    decisions = [d.action for d in routed.reap(dry_run=False)]
+    decisions = [d.action for d in Reaper(routed).reap(dry_run=False)]
     assert decisions == ["open_route"]
     assert routed.get(ALICE, session.id).route and len(rules(aws, listener[0])) == 2

@@ -11,8 +11,9 @@ import pytest
 
 from sessions.config import SessionsConfig
 from sessions.models import Session, Status, new_session_id
+from sessions.reaping import Decision, Reaper
 from sessions.repository import Claimed
-from sessions.service import Decision, SessionService
+from sessions.service import SessionService
 from sessions.warm import (
     ORPHAN_GRACE_SECONDS,
     WARM_STARTED_BY,
@@ -69,7 +70,7 @@ def boot(service: SessionService, aws: boto3.session.Session, config: SessionsCo
 
 
 def filled(service: SessionService, aws: boto3.session.Session, config: SessionsConfig) -> None:
-    assert actions(service.reap(dry_run=False)) == ["launch_warm_task"] * 2
+    assert actions(Reaper(service).reap(dry_run=False)) == ["launch_warm_task"] * 2
     boot(service, aws, config)
 
 
@@ -116,7 +117,7 @@ def test_the_plan_recycles_the_stale_trims_the_surplus_and_fills_the_rest() -> N
 def test_the_reaper_fills_the_pool_with_tasks_that_know_no_user(
     warm: SessionService, aws: boto3.session.Session, config: SessionsConfig
 ) -> None:
-    assert actions(warm.reap(dry_run=False)) == ["launch_warm_task"] * 2
+    assert actions(Reaper(warm).reap(dry_run=False)) == ["launch_warm_task"] * 2
     tasks = warm_tasks(aws, config)
     assert len(tasks) == 2
     for task in tasks:
@@ -124,7 +125,7 @@ def test_the_reaper_fills_the_pool_with_tasks_that_know_no_user(
         assert environment == [{"name": "BERTH_WARM_POOL", "value": "default"}]
     # not claimable before they run; the next run launches no more
     assert [t.ready for t in warm.repo.warm_pool("default")] == [False, False]
-    assert actions(warm.reap(dry_run=False)) == []
+    assert actions(Reaper(warm).reap(dry_run=False)) == []
     boot(warm, aws, config)
     assert [t.ready for t in warm.repo.warm_pool("default")] == [True, True]
 
@@ -132,7 +133,7 @@ def test_the_reaper_fills_the_pool_with_tasks_that_know_no_user(
 def test_a_profile_without_a_pool_costs_no_pool_work(
     service: SessionService, aws: boto3.session.Session, config: SessionsConfig
 ) -> None:
-    assert service.reap(dry_run=False) == []
+    assert Reaper(service).reap(dry_run=False) == []
     assert warm_tasks(aws, config) == []
 
 
@@ -217,7 +218,7 @@ def test_warm_tasks_are_recycled_after_max_warm_seconds(
     filled(warm, aws, config)
     old = {t["taskArn"] for t in warm_tasks(aws, config)}
     clock.advance(1800)
-    decisions = actions(warm.reap(dry_run=False))
+    decisions = actions(Reaper(warm).reap(dry_run=False))
     assert decisions == ["retire_warm_task"] * 2 + ["launch_warm_task"] * 2
     assert not old & {t["taskArn"] for t in warm_tasks(aws, config)}  # the old ones stopped
     assert len(warm.repo.warm_pool("default")) == 2
@@ -234,7 +235,7 @@ def test_outside_its_windows_the_pool_is_emptied(
     closed = datetime.fromtimestamp(clock.now, UTC).strftime("%a").lower()
     window = f"{'sun' if closed != 'sun' else 'mon'} 00:00-00:01"
     warm.config.profiles["default"] = profile.model_copy(update={"warm_windows": [window]})
-    assert actions(warm.reap(dry_run=False)) == ["retire_warm_task"] * 2
+    assert actions(Reaper(warm).reap(dry_run=False)) == ["retire_warm_task"] * 2
     assert warm_tasks(aws, config) == [] and warm.repo.warm_pool("default") == []
 
 
@@ -275,10 +276,10 @@ def test_the_reaper_stops_a_warm_task_without_an_entry_once_past_the_grace(
             for arn, info in describe(arns).items()
         },
     )
-    orphans = [d for d in warm.reap(dry_run=False) if d.action == "stop_orphan_task"]
+    orphans = [d for d in Reaper(warm).reap(dry_run=False) if d.action == "stop_orphan_task"]
     assert orphans == []
     clock.advance(ORPHAN_GRACE_SECONDS + 1)
-    orphans = [d for d in warm.reap(dry_run=False) if d.action == "stop_orphan_task"]
+    orphans = [d for d in Reaper(warm).reap(dry_run=False) if d.action == "stop_orphan_task"]
     assert [(d.reason, d.signals["task_arn"]) for d in orphans] == [
         ("warm task without a pool entry", lost)
     ]
@@ -292,6 +293,6 @@ def test_the_reaper_stops_a_claimed_task_whose_session_is_over(
     session, _ = warm.create(ALICE, "default", None)
     ended = session.moved(Status.FAILED, clock.now, error="recorded, but the task ran on")
     warm.repo.replace(session, ended)
-    orphans = [d for d in warm.reap(dry_run=False) if d.action == "stop_orphan_task"]
+    orphans = [d for d in Reaper(warm).reap(dry_run=False) if d.action == "stop_orphan_task"]
     assert [(d.session_id, d.reason) for d in orphans] == [(session.id, "its session is over")]
     assert session.task_arn not in {t["taskArn"] for t in warm_tasks(aws, config)}
