@@ -74,6 +74,9 @@ def test_five_callers_against_a_pool_of_two_two_warm_three_cold_and_it_refills(
 ) -> None:
     before = {item["task_arn"] for item in wait_for_pool(sandbox)}
     users = [f"wuser{n}" for n in range(5)]
+    with ThreadPoolExecutor(len(users)) as pool:  # the sandbox's function processes started,
+        listed = pool.map(lambda user: sandbox.request("GET", "/sessions", user=user), users)
+        assert {code for code, _ in listed} == {200}  # so the POSTs below time the pool alone
     began = time.monotonic()
     with ThreadPoolExecutor(len(users)) as pool:
         answers = list(pool.map(lambda user: start(sandbox, user), users))
