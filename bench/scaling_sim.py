@@ -13,7 +13,9 @@ scaler and the workers use (``functions/workers/scaling.py``):
   side (the reason its users lost appends); a worker exits when a 20 s long poll is empty;
 - berth: commands of a project run one at a time, in order (SQS FIFO, one group per
   project); the scaler runs when a command is queued and every 60 s, keeps one worker per
-  project with work plus (on its scheduled runs) the warm reserve (``warm_reserve``), and
+  project with work plus (on its scheduled runs, counting a project's worker as taken only
+  while the project waits for one or its command has run 30 s: ``lasting_projects``) the
+  warm reserve (``warm_reserve``), and
   publishes the reserve; an idle worker leaves after ``idle_seconds`` only while the fleet's
   idle workers exceed it (``may_leave``). Workers die now and then (``CRASH_RATE`` of
   commands): the command ends ``worker_lost`` when its lease runs out and its project's next
@@ -49,6 +51,7 @@ from workers.scaling import (  # noqa: E402
     Observed,
     berth_launch,
     depth_launch,
+    lasting_projects,
     may_leave,
     warm_reserve,
 )
@@ -64,7 +67,7 @@ WARM_RESERVE_SHARE = DEFAULTS.warm_reserve_share
 LEASE_SECONDS = DEFAULTS.lease_seconds
 CRASH_RATE = 0.02  # a worker dies during this share of commands (berth's fleet only)
 LIMITS = Limits(min_tasks=0, max_tasks=20, messages_per_task=2)
-SHARES = (0.34, 0.55)
+SHARES = (0.45, 0.65)
 """Other ``warm_reserve_share`` values printed beside the default, for the trade-off."""
 
 
@@ -270,6 +273,10 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
             )
             if t % fleet.tick_seconds:  # woken by a command: the work only, no top-up
                 observed = replace(observed, reserve=0)
+            elif fleet.ordered:  # the top-up: workers of projects that will keep them
+                began = {k.current.project: k.current.started or t for k in live if k.current}
+                lasting = lasting_projects((c.project for c in queue), began, t)
+                observed = replace(observed, projects=lasting)
             for _ in range(fleet.decide(observed, LIMITS)):
                 fleet.tasks.append(
                     Task(launched=t, ready_at=t + START_DELAY, idle_since=t + START_DELAY)

@@ -285,7 +285,7 @@ class WorkersSettings(_Strict):
     keep_warm_seconds: int = Field(default=60, ge=0, le=3600)
     """A project stays *warm* this long after its last command (its person is likely typing
     the next one)."""
-    warm_reserve_share: float = Field(default=0.45, ge=0, le=1)
+    warm_reserve_share: float = Field(default=0.6, ge=0, le=1)
     """Idle workers held while projects are warm, as a share of the projects active lately
     (with work, or warm; at least one while any is): follow-ups start at once, any worker
     serving any project; 0 lets every idle worker leave after ``idle_seconds``."""

@@ -16,7 +16,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.telemetry import instrumented
-from workers.scaling import QUEUED, Limits, Observed, berth_launch, warm_reserve
+from workers.scaling import (
+    QUEUED,
+    Limits,
+    Observed,
+    berth_launch,
+    lasting_projects,
+    warm_reserve,
+)
 
 if TYPE_CHECKING:
     from workers.config import ScalerConfig
@@ -60,7 +67,12 @@ def scale(
     if hold or running or starting:
         # what idle workers read to know whether they may leave (void unless republished)
         registry.publish_reserve(hold, now)
-    sizing = observed if top_up_reserve else replace(observed, reserve=0)
+    if top_up_reserve:  # the reserve, and the workers of projects that will keep them
+        began = {c.project: c.started_at for c in pending if c.started_at is not None}
+        queued = (c.project for c in pending if c.started_at is None)  # not taken yet
+        sizing = replace(observed, projects=lasting_projects(queued, began, now))
+    else:  # woken by a queued command: a worker for each project with work, no more
+        sizing = replace(observed, reserve=0)
     wanted = berth_launch(sizing, Limits(config.min_tasks, config.max_tasks))
     started, failures = fleet.launch(wanted) if wanted else (0, [])
     return {

@@ -25,13 +25,23 @@ scaler publishes the reserve; an idle worker leaves only while the fleet has mor
 workers than it (``may_leave``), so the fleet shrinks to the reserve, then to zero once no
 project is warm. A run woken by a queued command (``QUEUED``) starts workers for the
 projects with work only; the scheduled run tops the reserve up: a reserve worker that took
-a command is usually free again well before a new one would have booted.
+a command is usually free again well before a new one would have booted. For the same
+reason the top-up counts a project's worker as taken only while the project waits for one
+(``lasting_projects``): commands queued, none running — or once its command has run
+``RETURNS_WITHIN_SECONDS``; a worker whose command began a moment ago is likely back in the
+reserve before a new one could boot (half the workers the top-up used to start never served
+a command).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+RETURNS_WITHIN_SECONDS = 30
+"""A command running for less than this is likely to end, and hand its worker back to the
+reserve, before a worker started now could boot (about a minute on Fargate)."""
 
 QUEUED = "queued"
 """The ``reason`` of a scaler run woken by a queued command (its scheduled runs have none)."""
@@ -79,6 +89,14 @@ def warm_reserve(recent_projects: int, share: float) -> int:
     if recent_projects <= 0 or share <= 0:
         return 0
     return max(1, math.ceil(share * recent_projects - 1e-9))
+
+
+def lasting_projects(queued: Iterable[str], running: Mapping[str, float], now: float) -> int:
+    """The projects whose worker the scheduled top-up counts as taken: ``queued`` ones with
+    none of their commands running (they wait for a worker), and those whose command
+    (``running``: project → when it started) has run ``RETURNS_WITHIN_SECONDS`` or more."""
+    lasting = {p for p, started in running.items() if now - started >= RETURNS_WITHIN_SECONDS}
+    return len((set(queued) - set(running)) | lasting)
 
 
 def berth_desired(observed: Observed, limits: Limits) -> int:

@@ -15,7 +15,7 @@ from workers.models import CommandStatus
 from workers.repository import WorkersRepository
 from workers.reserve import FLEET_KEY, FleetRegistry
 from workers.scaler import scale
-from workers.scaling import QUEUED
+from workers.scaling import QUEUED, RETURNS_WITHIN_SECONDS
 from workers.service import CommandService
 
 
@@ -195,6 +195,24 @@ def test_a_queued_wake_up_starts_workers_for_work_and_the_schedule_tops_up_the_r
     assert registry(repository).view(now).reserve == 1  # yet idle workers hold the reserve
     ticked = scale(scaler_config(), repository, fleet(FakeEcs()), registry(repository), now)
     assert ticked["launch"] == 2
+
+
+def test_the_top_up_leaves_a_reserve_worker_that_just_took_a_command_to_come_back(
+    service: CommandService, repository: WorkersRepository
+) -> None:
+    """A person's follow-up took the one reserve worker 5 s ago: it will most likely be idle
+    again before a new worker could boot, so the scheduled run starts none; once the command
+    has run RETURNS_WITHIN_SECONDS, it does."""
+    command = service.submit(ALICE, "typing", "t1", "ls -l")
+    now = time.time()
+    repository.claim(command.id, "w", now - 5, 60)
+    one_busy = FakeEcs(running=1)
+    ticked = scale(scaler_config(), repository, fleet(one_busy), registry(repository), now)
+    assert (ticked["observed"]["projects"], ticked["observed"]["reserve"]) == (1, 1)
+    assert ticked["launch"] == 0
+    later = now + RETURNS_WITHIN_SECONDS  # it has run 5 s longer than that
+    ticked = scale(scaler_config(), repository, fleet(one_busy), registry(repository), later)
+    assert ticked["launch"] == 1  # a long command: the reserve needs a worker of its own
 
 
 def test_the_scaler_is_woken_as_a_queued_command(

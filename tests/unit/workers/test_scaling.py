@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from workers.scaling import (
+    RETURNS_WITHIN_SECONDS,
     Limits,
     Observed,
     berth_launch,
     depth_desired,
     depth_launch,
+    lasting_projects,
     may_leave,
     warm_reserve,
 )
@@ -80,6 +82,16 @@ def test_the_reserve_is_launched_on_top_of_the_projects_with_work() -> None:
     assert berth_launch(Observed(running=1, projects=1, reserve=1), LIMITS) == 1
     assert berth_launch(Observed(running=2, projects=1, reserve=1), LIMITS) == 0
     assert berth_launch(Observed(running=0, projects=9, reserve=3), LIMITS) == 10  # max_tasks
+
+
+def test_the_top_up_counts_a_worker_taken_only_while_its_project_will_keep_it() -> None:
+    now = 1000.0
+    assert lasting_projects(["waits"], {}, now) == 1  # queued, nothing running: needs one
+    assert lasting_projects(["busy"], {"busy": now - 5}, now) == 0  # its worker will serve it
+    just_began = now - RETURNS_WITHIN_SECONDS + 1
+    assert lasting_projects([], {"short": just_began}, now) == 0  # likely back in the reserve
+    assert lasting_projects([], {"long": now - RETURNS_WITHIN_SECONDS}, now) == 1
+    assert lasting_projects(["a", "a", "b"], {"b": now - 60, "c": now - 1}, now) == 2
 
 
 def test_only_the_surplus_over_the_reserve_leaves_longest_idle_first() -> None:
