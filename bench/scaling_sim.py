@@ -390,16 +390,27 @@ def task_seconds(fleet: Fleet) -> float:
     return sum((task.ended or fleet.ended_at) - task.launched for task in fleet.tasks)
 
 
+def with_shares() -> list[Fleet]:
+    """Every fleet, then the warm reserve at the other ``SHARES``."""
+    every = fleets()
+    reserve = every[-1]
+    return every + [
+        replace(reserve, name=f"  share {s:.2f}", reserve_share=s, tasks=[]) for s in SHARES
+    ]
+
+
 def people_and_bursts_run(
-    seeds: range, make_fleets: Callable[[], list[Fleet]]
-) -> dict[str, tuple[list[float], list[float], list[float]]]:
-    """Per fleet: a person's first-command waits, follow-up waits (from when it was typed)
-    and task-seconds against the depth-only fleet (which ``make_fleets`` must put first)."""
+    seeds: range,
+) -> tuple[dict[str, tuple[list[float], list[float], list[float]]], list[float]]:
+    """Per fleet (``with_shares``): a person's first-command waits, follow-up waits (from when
+    it was typed) and task-seconds against the depth-only fleet; and per trace, the
+    clairvoyant estimate against the same depth-only fleet."""
     results: dict[str, tuple[list[float], list[float], list[float]]] = {}
+    bound: list[float] = []
     for seed in seeds:
         commands = people_and_bursts(seed)
         baseline = 0.0
-        for fleet in make_fleets():
+        for fleet in with_shares():  # the depth-only fleet first: the baseline
             first, follow, ratios = results.setdefault(fleet.name, ([], [], []))
             done = simulate(fleet, commands, seed)
             for command in done:
@@ -408,15 +419,8 @@ def people_and_bursts_run(
                     (follow if command.after is not None else first).append(wait)
             baseline = baseline or task_seconds(fleet)
             ratios.append(task_seconds(fleet) / baseline)
-    return results
-
-
-def with_share(share: float) -> Callable[[], list[Fleet]]:
-    def make() -> list[Fleet]:
-        depth, *_, reserve = fleets()
-        return [depth, replace(reserve, name=f"  share {share:.2f}", reserve_share=share)]
-
-    return make
+        bound.append(clairvoyant_task_seconds(commands) / baseline)
+    return results, bound
 
 
 def main() -> None:
@@ -446,21 +450,13 @@ def main() -> None:
         f"people and bursts ({runs}): a person's first-command wait p50, follow-up wait "
         "p50 / p95, task-seconds"
     )
-    results = people_and_bursts_run(seeds, fleets)
-    for share in SHARES:  # what workers.warm_reserve_share trades
-        results.update(people_and_bursts_run(seeds, with_share(share)))
+    results, bound = people_and_bursts_run(seeds)  # SHARES: what the setting trades
     for name, (first, follow, ratios) in results.items():
         print(
             f"  {name:<20} first {statistics.median(first):5.1f} s   follow-up "
             f"{statistics.median(follow):5.1f} s / {percentile(follow, 0.95):5.1f} s"
             f"   task-seconds: median {statistics.median(ratios):.2f}x depth-only"
         )
-    bound = []
-    for seed in seeds:
-        commands = people_and_bursts(seed)
-        depth = fleets()[0]
-        simulate(depth, commands, seed)
-        bound.append(clairvoyant_task_seconds(commands) / task_seconds(depth))
     print(
         f"  {'clairvoyant':<20} zero waits, estimated"
         f"{'':>27}task-seconds: median {statistics.median(bound):.2f}x depth-only"
