@@ -23,7 +23,7 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
-from infra.client.client import LOCAL_STATE, ApiError, BerthClient, Settings
+from infra.client.client import ApiError, BerthClient, Settings, running_sandbox
 from sessions.models import SessionOut
 
 EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_API, EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
@@ -123,16 +123,12 @@ def configure(
         if local == bool(stack):
             raise typer.BadParameter("give --stack NAME or --local")
         if local:
-            if not LOCAL_STATE.is_file():
+            sandbox = running_sandbox()
+            if sandbox is None:
                 raise ApiError(0, "not_configured", "no running sandbox found: run `make local`")
-            sandbox = json.loads(LOCAL_STATE.read_text())
             settings = Settings(
-                api_url=sandbox["api_url"],
-                websocket_url=sandbox["websocket_url"],
-                region=sandbox["region"],
+                **sandbox,
                 profile=f"berth-local-{user}",
-                config_file=sandbox["config_file"],
-                credentials_file=sandbox["credentials_file"],
                 local=True,  # later commands follow the sandbox running then
             )
         else:

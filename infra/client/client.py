@@ -38,6 +38,16 @@ DEFAULT_CONFIG = Path("~/.config/berth/config.json")
 LOCAL_STATE = ROOT / ".sandbox" / "local.json"
 """What the running ``make local`` sandbox writes: its URLs and credential files."""
 LOCAL_KEYS = ("api_url", "websocket_url", "region", "config_file", "credentials_file")
+
+
+def running_sandbox() -> dict[str, str] | None:
+    """Where the ``make local`` sandbox running now answers (``LOCAL_KEYS``), or None."""
+    if not LOCAL_STATE.is_file():
+        return None
+    sandbox = json.loads(LOCAL_STATE.read_text())
+    return {key: sandbox[key] for key in LOCAL_KEYS if key in sandbox}
+
+
 RETRY_STATUSES = {429, 503}
 """Retried for every method: nothing was done."""
 IDEMPOTENT = {"GET", "DELETE", "HEAD"}
@@ -81,9 +91,8 @@ class Settings:
         stored: dict[str, Any] = {}
         if cls.path().is_file():
             stored = json.loads(cls.path().read_text())
-        if stored.get("local") and LOCAL_STATE.is_file():  # the sandbox running now
-            sandbox = json.loads(LOCAL_STATE.read_text())
-            stored |= {key: sandbox[key] for key in LOCAL_KEYS if key in sandbox}
+        if stored.get("local"):  # the sandbox running now
+            stored |= running_sandbox() or {}
         environment = {
             "api_url": os.environ.get("BERTH_API_URL"),
             "websocket_url": os.environ.get("BERTH_WEBSOCKET_URL"),
