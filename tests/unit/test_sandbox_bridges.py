@@ -100,14 +100,14 @@ def test_tasks_take_the_start_time_to_run_and_stop_at_once(aws: boto3.session.Se
         model_name="ecs::task", transition={"progression": "manual", "times": 10**9}
     )
     try:
-        start_tasks_after(0.6)
+        start_tasks_after(2)  # PROVISIONING for 1 s, PENDING for 1 s (slack for a busy CI)
         booting, stopped = run(), run()
         assert status(booting) == "PROVISIONING"
         ecs.stop_task(cluster="c", task=stopped)
         assert status(stopped) == "STOPPED"  # a stop is never undone by the start time
-        time.sleep(0.35)
+        time.sleep(1.3)
         assert status(booting) == "PENDING"
-        time.sleep(0.35)
+        time.sleep(1.0)
         assert status(booting) == "RUNNING"
         start_tasks_after(0)
         assert status(run()) == "RUNNING"  # moto's instant start again
