@@ -28,7 +28,8 @@ bursts, a person's first-command wait and follow-up wait (from when it was typed
 task-seconds against the depth-only fleet on the same traces; the people-and-bursts lines
 add other ``workers.warm_reserve_share`` values (``SHARES``: what the setting trades) and an
 estimate of what zero waits cost a scheduler that knows every arrival in advance, under
-berth's rules.
+berth's rules. The line marked ``*`` models a policy berth does not have yet (``Lane``): idle
+workers held for follow-ups, which a new project's command cannot take.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ class Command:
     ended: float = 0.0
     """When its project may go on: its end, or its worker's lease running out."""
     lost: bool = False
+    follow_up: bool = False
+    """Queued while its project had nothing queued or running, within ``keep_warm_seconds``
+    of its last command's end: a person typing the next command (the lane model only)."""
 
 
 @dataclass
@@ -110,10 +114,41 @@ class Fleet:
     """A project stays warm this long after its last command."""
     reserve_share: float = 0.0
     """Idle workers held for warm projects, as a share of them (``warm_reserve``)."""
+    lane: Lane | None = None
+    """The follow-up lane (a model: berth does not have it yet)."""
     tasks: list[Task] = field(default_factory=list)
     ended_at: int = 0
     reserve: int = 0
     """The reserve the scaler last published."""
+    held: int = 0
+    """Lane model: idle workers that take follow-ups only (the scaler last published)."""
+
+
+@dataclass(frozen=True)
+class Lane:
+    """A model of a policy berth does not have yet: follow-ups (``Command.follow_up``) go to
+    a lane of their own; ``held_share`` of the interactive projects (those that sent a
+    follow-up lately) is the number of idle workers that take from that lane only, so a
+    new project's command never takes the last idle workers from people typing; the reserve
+    is ``interactive_share`` of the interactive projects plus ``other_share`` of the other
+    projects active lately. Every scaler run tops the reserve up (a new project's command
+    needs a worker of its own when the idle ones are held)."""
+
+    interactive_share: float
+    other_share: float
+    held_share: float
+
+    def reserve(self, interactive: int, others: int) -> int:
+        if interactive + others == 0:
+            return 0
+        wanted = self.interactive_share * interactive + self.other_share * others
+        return max(1, math.ceil(wanted - 1e-9))
+
+    def held(self, interactive: int) -> int:
+        return math.ceil(self.held_share * interactive - 1e-9)
+
+
+LANE = Lane(interactive_share=0.3, other_share=0.2, held_share=0.15)
 
 
 def trace(seed: int) -> list[Command]:
@@ -212,6 +247,7 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
     waiting = [c for c in copies if c.after is not None]  # typed once the one before ends
     done: list[Command] = []
     blocked_until: dict[str, float] = defaultdict(float)  # a project held by a lease
+    last_end: dict[str, float] = {}
     t = 0
     while (
         pending or waiting or queue or any(task.ended is None for task in fleet.tasks)
@@ -226,7 +262,15 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
                 pending.append(typed)
         pending.sort(key=lambda c: c.arrival)
         while pending and pending[0].arrival <= t:
-            queue.append(pending.pop(0))
+            arriving = pending.pop(0)
+            idle_project = all(c.project != arriving.project for c in queue) and not any(
+                task.current and task.current.project == arriving.project
+                for task in fleet.tasks
+                if task.ended is None
+            )
+            since = t - last_end.get(arriving.project, -math.inf)
+            arriving.follow_up = idle_project and since < fleet.keep_warm_seconds
+            queue.append(arriving)
             arrived = True
         live = [task for task in fleet.tasks if task.ended is None]
         for task in live:  # finish work (or die trying)
@@ -240,13 +284,22 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
                 else:
                     task.idle_since = t
                     current.ended = t
-                blocked_until[current.project] = current.ended
+                blocked_until[current.project] = last_end[current.project] = current.ended
         busy = {task.current.project for task in live if task.current}
-        for task in live:  # take work (one at a time)
-            if task.ended is not None or task.ready_at > t or task.current:
-                continue
-            command = next_command(fleet, queue, busy, blocked_until, t)
+        idle = {
+            str(index): task.idle_since
+            for index, task in enumerate(live)
+            if task.ended is None
+            and task.ready_at <= t
+            and not task.current
+            and task.idle_since is not None
+        }
+        for name in list(idle):  # take work (one at a time)
+            task = live[int(name)]
+            held = fleet.lane is not None and not may_leave(name, idle, fleet.held)
+            command = next_command(fleet, queue, busy, blocked_until, t, follow_ups_only=held)
             if command is not None:
+                del idle[name]
                 queue.remove(command)
                 busy.add(command.project)
                 command.started = t
@@ -264,6 +317,13 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
                 c.project for c in done if c.ended and t - c.ended < fleet.keep_warm_seconds
             }
             fleet.reserve = warm_reserve(len(warm | with_work), fleet.reserve_share)
+            if fleet.lane is not None:  # the reserve and the held workers of the lane model
+                recent = [c for c in done if c.ended and t - c.ended < fleet.keep_warm_seconds]
+                recent += [*queue, *(task.current for task in live if task.current)]
+                interactive = {c.project for c in recent if c.follow_up}
+                others = {c.project for c in recent} - interactive
+                fleet.reserve = fleet.lane.reserve(len(interactive), len(others))
+                fleet.held = fleet.lane.held(len(interactive))
             observed = Observed(
                 running=sum(1 for task in live if task.ready_at <= t),
                 starting=sum(1 for task in live if task.ready_at > t) if fleet.ordered else 0,
@@ -271,7 +331,7 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
                 visible=len(queue),
                 reserve=fleet.reserve,
             )
-            if t % fleet.tick_seconds:  # woken by a command: the work only, no top-up
+            if t % fleet.tick_seconds and fleet.lane is None:  # woken: the work only
                 observed = replace(observed, reserve=0)
             elif fleet.ordered:  # the top-up: workers of projects that will keep them
                 began = {k.current.project: k.current.started or t for k in live if k.current}
@@ -310,6 +370,7 @@ def next_command(
     busy: set[str],
     blocked_until: dict[str, float],
     t: float,
+    follow_ups_only: bool = False,
 ) -> Command | None:
     if not fleet.ordered:
         return queue[0] if queue else None
@@ -319,6 +380,8 @@ def next_command(
             continue
         heads.add(command.project)
         if command.project not in busy and blocked_until[command.project] <= t:
+            if follow_ups_only and not command.follow_up:
+                continue  # a held worker polls the follow-up lane only
             return command
     return None
 
@@ -390,12 +453,20 @@ def task_seconds(fleet: Fleet) -> float:
     return sum((task.ended or fleet.ended_at) - task.launched for task in fleet.tasks)
 
 
+def lane_model() -> Fleet:
+    """berth with a follow-up lane (``Lane``): a model of what berth does not have yet."""
+    reserve = fleets()[-1]
+    return replace(reserve, name="follow-up lane*", keep_warm_seconds=120, lane=LANE, tasks=[])
+
+
 def with_shares() -> list[Fleet]:
-    """Every fleet, then the warm reserve at the other ``SHARES``."""
+    """Every fleet, the warm reserve at the other ``SHARES``, then the lane model."""
     every = fleets()
     reserve = every[-1]
-    return every + [
-        replace(reserve, name=f"  share {s:.2f}", reserve_share=s, tasks=[]) for s in SHARES
+    return [
+        *every,
+        *(replace(reserve, name=f"  share {s:.2f}", reserve_share=s, tasks=[]) for s in SHARES),
+        lane_model(),
     ]
 
 
@@ -427,13 +498,13 @@ def main() -> None:
     first_seed = int(sys.argv[1]) if len(sys.argv) > 1 else 4
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 32
     seeds = range(first_seed, first_seed + runs)
-    names = [fleet.name for fleet in fleets()]
+    names = [fleet.name for fleet in [*fleets(), lane_model()]]
 
     # bursts: builds and tests, several commands at once into a project
     cost: dict[str, list[float]] = {n: [] for n in names}
     p95: dict[str, list[float]] = {n: [] for n in names}
     for seed in seeds:
-        for fleet in fleets():
+        for fleet in [*fleets(), lane_model()]:
             done = simulate(fleet, trace(seed), seed)
             cost[fleet.name].append(task_seconds(fleet))
             p95[fleet.name].append(percentile(waits_for_a_worker(done, fleet.ordered), 0.95))
