@@ -12,24 +12,25 @@ scaler and the workers use (``functions/workers/scaling.py``):
   running tasks only; any worker takes any message, so commands of one project run side by
   side (the reason its users lost appends); a worker exits when a 20 s long poll is empty;
 - berth: commands of a project run one at a time, in order (SQS FIFO, one group per
-  project); the scaler runs when a command is queued and every 60 s, keeps one worker per
-  project with work plus (on its scheduled runs, counting a project's worker as taken only
-  while the project waits for one or its command has run 30 s: ``lasting_projects``) the
-  warm reserve (``warm_reserve``), and
-  publishes the reserve; an idle worker leaves after ``idle_seconds`` only while the fleet's
-  idle workers exceed it (``may_leave``). Workers die now and then (``CRASH_RATE`` of
-  commands): the command ends ``worker_lost`` when its lease runs out and its project's next
-  command waits until then — never run twice. "berth, 10 s idle" is the policy before the
-  reserve (share 0).
+  project); the scaler runs when a command is queued and every 60 s and keeps one worker per
+  project waiting for one (a project's worker counts as taken only while the project waits
+  or its command has run 30 s: ``lasting_projects``) plus the warm reserve
+  (``warm_reserve``: shares of the interactive projects — those that sent a follow-up,
+  ``is_follow_up`` — and of the others active lately), and publishes the reserve and the
+  workers held for follow-ups (``held_for_follow_ups``); a held idle worker (``is_held``)
+  takes follow-ups only, the others any command; an idle worker leaves after
+  ``idle_seconds`` only while the fleet's idle workers exceed the reserve (``may_leave``).
+  Workers die now and then (``CRASH_RATE`` of commands): the command ends ``worker_lost``
+  when its lease runs out and its project's next command waits until then — never run
+  twice. "berth, 10 s idle" is the policy before the reserve: a worker per project with
+  work, no more.
 
 Prints, per fleet, the p95 wait for a worker on bursty traces (from when a command could
 run: its arrival, or for berth the end of its project's previous command); on people and
 bursts, a person's first-command wait and follow-up wait (from when it was typed); and
 task-seconds against the depth-only fleet on the same traces; the people-and-bursts lines
-add other ``workers.warm_reserve_share`` values (``SHARES``: what the setting trades) and an
-estimate of what zero waits cost a scheduler that knows every arrival in advance, under
-berth's rules. The line marked ``*`` models a policy berth does not have yet (``Lane``): idle
-workers held for follow-ups, which a new project's command cannot take.
+add other settings (``SHARES``: what they trade) and an estimate of what zero waits cost a
+scheduler that knows every arrival in advance, under berth's rules.
 """
 
 from __future__ import annotations
@@ -50,8 +51,13 @@ from infra.settings import WorkersSettings  # noqa: E402 - after the path
 from workers.scaling import (  # noqa: E402
     Limits,
     Observed,
+    Shares,
     berth_launch,
     depth_launch,
+    held_for_follow_ups,
+    held_within,
+    is_follow_up,
+    is_held,
     lasting_projects,
     may_leave,
     warm_reserve,
@@ -64,12 +70,22 @@ LONG_POLL = 20
 TRACE_SECONDS = 600
 BERTH_IDLE_SECONDS = DEFAULTS.idle_seconds
 KEEP_WARM_SECONDS = DEFAULTS.keep_warm_seconds
-WARM_RESERVE_SHARE = DEFAULTS.warm_reserve_share
+SHARES_DEFAULT = Shares(
+    interactive=DEFAULTS.warm_reserve_share,
+    other=DEFAULTS.other_reserve_share,
+    held=DEFAULTS.held_for_follow_ups_share,
+)
 LEASE_SECONDS = DEFAULTS.lease_seconds
 CRASH_RATE = 0.02  # a worker dies during this share of commands (berth's fleet only)
 LIMITS = Limits(min_tasks=0, max_tasks=20, messages_per_task=2)
-SHARES = (0.45, 0.65)
-"""Other ``warm_reserve_share`` values printed beside the default, for the trade-off."""
+SHARES = (
+    ("reserve 0.25", replace(SHARES_DEFAULT, interactive=0.25)),
+    ("reserve 0.4", replace(SHARES_DEFAULT, interactive=0.4)),
+    ("none held", replace(SHARES_DEFAULT, held=0.0)),
+    ("held 0.25", replace(SHARES_DEFAULT, held=0.25)),
+)
+"""Other settings printed beside the defaults, for the trade-off: ``warm_reserve_share``
+and ``held_for_follow_ups_share``."""
 
 
 @dataclass
@@ -86,7 +102,7 @@ class Command:
     lost: bool = False
     follow_up: bool = False
     """Queued while its project had nothing queued or running, within ``keep_warm_seconds``
-    of its last command's end: a person typing the next command (the lane model only)."""
+    of its last command's end: a person typing the next command (``is_follow_up``)."""
 
 
 @dataclass
@@ -112,43 +128,18 @@ class Fleet:
     crash_rate: float = 0.0
     keep_warm_seconds: int = 0
     """A project stays warm this long after its last command."""
-    reserve_share: float = 0.0
+    shares: Shares = field(default_factory=lambda: Shares(0.0, 0.0, 0.0))
+    """The warm reserve's shares; none: the policy before the reserve."""
+    top_up: bool = False
+    """Every scaler run tops the reserve up (``lasting_projects``); otherwise it starts a
+    worker per project with work, no more (the policy before the reserve)."""
     """Idle workers held for warm projects, as a share of them (``warm_reserve``)."""
-    lane: Lane | None = None
-    """The follow-up lane (a model: berth does not have it yet)."""
     tasks: list[Task] = field(default_factory=list)
     ended_at: int = 0
     reserve: int = 0
     """The reserve the scaler last published."""
     held: int = 0
-    """Lane model: idle workers that take follow-ups only (the scaler last published)."""
-
-
-@dataclass(frozen=True)
-class Lane:
-    """A model of a policy berth does not have yet: follow-ups (``Command.follow_up``) go to
-    a lane of their own; ``held_share`` of the interactive projects (those that sent a
-    follow-up lately) is the number of idle workers that take from that lane only, so a
-    new project's command never takes the last idle workers from people typing; the reserve
-    is ``interactive_share`` of the interactive projects plus ``other_share`` of the other
-    projects active lately. Every scaler run tops the reserve up (a new project's command
-    needs a worker of its own when the idle ones are held)."""
-
-    interactive_share: float
-    other_share: float
-    held_share: float
-
-    def reserve(self, interactive: int, others: int) -> int:
-        if interactive + others == 0:
-            return 0
-        wanted = self.interactive_share * interactive + self.other_share * others
-        return max(1, math.ceil(wanted - 1e-9))
-
-    def held(self, interactive: int) -> int:
-        return math.ceil(self.held_share * interactive - 1e-9)
-
-
-LANE = Lane(interactive_share=0.3, other_share=0.2, held_share=0.15)
+    """Idle workers that take follow-ups only (the scaler last published)."""
 
 
 def trace(seed: int) -> list[Command]:
@@ -268,8 +259,9 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
                 for task in fleet.tasks
                 if task.ended is None
             )
-            since = t - last_end.get(arriving.project, -math.inf)
-            arriving.follow_up = idle_project and since < fleet.keep_warm_seconds
+            arriving.follow_up = is_follow_up(
+                0 if idle_project else 1, last_end.get(arriving.project), t, fleet.keep_warm_seconds
+            )
             queue.append(arriving)
             arrived = True
         live = [task for task in fleet.tasks if task.ended is None]
@@ -296,7 +288,7 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
         }
         for name in list(idle):  # take work (one at a time)
             task = live[int(name)]
-            held = fleet.lane is not None and not may_leave(name, idle, fleet.held)
+            held = is_held(name, idle, fleet.held)
             command = next_command(fleet, queue, busy, blocked_until, t, follow_ups_only=held)
             if command is not None:
                 del idle[name]
@@ -313,17 +305,11 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
         if (fleet.on_arrival and arrived) or t % fleet.tick_seconds == 0:
             live = [task for task in fleet.tasks if task.ended is None]
             with_work = {c.project for c in queue} | busy
-            warm = {  # projects whose last command ended within keep_warm_seconds
-                c.project for c in done if c.ended and t - c.ended < fleet.keep_warm_seconds
-            }
-            fleet.reserve = warm_reserve(len(warm | with_work), fleet.reserve_share)
-            if fleet.lane is not None:  # the reserve and the held workers of the lane model
-                recent = [c for c in done if c.ended and t - c.ended < fleet.keep_warm_seconds]
-                recent += [*queue, *(task.current for task in live if task.current)]
-                interactive = {c.project for c in recent if c.follow_up}
-                others = {c.project for c in recent} - interactive
-                fleet.reserve = fleet.lane.reserve(len(interactive), len(others))
-                fleet.held = fleet.lane.held(len(interactive))
+            recent = [c for c in done if c.ended and t - c.ended < fleet.keep_warm_seconds]
+            recent += [*queue, *(task.current for task in live if task.current)]
+            interactive = {c.project for c in recent if c.follow_up}
+            others = {c.project for c in recent} - interactive
+            fleet.reserve = warm_reserve(len(interactive), len(others), fleet.shares)
             observed = Observed(
                 running=sum(1 for task in live if task.ready_at <= t),
                 starting=sum(1 for task in live if task.ready_at > t) if fleet.ordered else 0,
@@ -331,12 +317,13 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
                 visible=len(queue),
                 reserve=fleet.reserve,
             )
-            if t % fleet.tick_seconds and fleet.lane is None:  # woken: the work only
-                observed = replace(observed, reserve=0)
-            elif fleet.ordered:  # the top-up: workers of projects that will keep them
+            if fleet.top_up:  # the reserve, and the workers of projects that will keep them
                 began = {k.current.project: k.current.started or t for k in live if k.current}
                 lasting = lasting_projects((c.project for c in queue), began, t)
                 observed = replace(observed, projects=lasting)
+            fleet.held = held_within(
+                held_for_follow_ups(len(interactive), fleet.shares), observed, LIMITS
+            )
             for _ in range(fleet.decide(observed, LIMITS)):
                 fleet.tasks.append(
                     Task(launched=t, ready_at=t + START_DELAY, idle_since=t + START_DELAY)
@@ -444,7 +431,8 @@ def fleets() -> list[Fleet]:
             ordered=True,
             crash_rate=CRASH_RATE,
             keep_warm_seconds=KEEP_WARM_SECONDS,
-            reserve_share=WARM_RESERVE_SHARE,
+            shares=SHARES_DEFAULT,
+            top_up=True,
         ),
     ]
 
@@ -453,20 +441,13 @@ def task_seconds(fleet: Fleet) -> float:
     return sum((task.ended or fleet.ended_at) - task.launched for task in fleet.tasks)
 
 
-def lane_model() -> Fleet:
-    """berth with a follow-up lane (``Lane``): a model of what berth does not have yet."""
-    reserve = fleets()[-1]
-    return replace(reserve, name="follow-up lane*", keep_warm_seconds=120, lane=LANE, tasks=[])
-
-
 def with_shares() -> list[Fleet]:
-    """Every fleet, the warm reserve at the other ``SHARES``, then the lane model."""
+    """Every fleet, then the warm reserve with the other ``SHARES``."""
     every = fleets()
     reserve = every[-1]
     return [
         *every,
-        *(replace(reserve, name=f"  share {s:.2f}", reserve_share=s, tasks=[]) for s in SHARES),
-        lane_model(),
+        *(replace(reserve, name=f"  {name}", shares=shares, tasks=[]) for name, shares in SHARES),
     ]
 
 
@@ -498,13 +479,13 @@ def main() -> None:
     first_seed = int(sys.argv[1]) if len(sys.argv) > 1 else 4
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 32
     seeds = range(first_seed, first_seed + runs)
-    names = [fleet.name for fleet in [*fleets(), lane_model()]]
+    names = [fleet.name for fleet in fleets()]
 
     # bursts: builds and tests, several commands at once into a project
     cost: dict[str, list[float]] = {n: [] for n in names}
     p95: dict[str, list[float]] = {n: [] for n in names}
     for seed in seeds:
-        for fleet in [*fleets(), lane_model()]:
+        for fleet in fleets():
             done = simulate(fleet, trace(seed), seed)
             cost[fleet.name].append(task_seconds(fleet))
             p95[fleet.name].append(percentile(waits_for_a_worker(done, fleet.ordered), 0.95))

@@ -282,13 +282,18 @@ class WorkersSettings(_Strict):
     min_tasks: int = Field(default=0, ge=0)
     idle_seconds: int = Field(default=10, ge=1, le=3600)
     """An idle worker beyond the warm reserve exits after this long without a command."""
-    keep_warm_seconds: int = Field(default=60, ge=0, le=3600)
-    """A project stays *warm* this long after its last command (its person is likely typing
-    the next one)."""
-    warm_reserve_share: float = Field(default=0.6, ge=0, le=1)
-    """Idle workers held while projects are warm, as a share of the projects active lately
-    (with work, or warm; at least one while any is): follow-ups start at once, any worker
-    serving any project; 0 lets every idle worker leave after ``idle_seconds``."""
+    keep_warm_seconds: int = Field(default=120, ge=0, le=3600)
+    """A project stays *warm* this long after its last command: a command it queues within
+    that time, with nothing else queued or running, is a *follow-up* (its person is typing
+    the next command), and the project counts as *interactive* while it has one lately."""
+    warm_reserve_share: float = Field(default=0.3, ge=0, le=1)
+    """Idle workers held per interactive project (any worker serves any project; 0 with
+    ``other_reserve_share`` 0 lets every idle worker leave after ``idle_seconds``)."""
+    other_reserve_share: float = Field(default=0.2, ge=0, le=1)
+    """Idle workers held per other project active lately (with work, or warm)."""
+    held_for_follow_ups_share: float = Field(default=0.15, ge=0, le=1)
+    """Of the idle workers, this many per interactive project take follow-ups only, so a
+    burst or a new project never takes the last idle worker from a person typing."""
     scaler_interval_minutes: int = Field(default=1, ge=1, le=60)
     reconcile_interval_minutes: int = Field(default=1, ge=1, le=60)
     """How often lost and undeliverable commands are looked for."""

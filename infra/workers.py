@@ -59,8 +59,9 @@ USER_TAG = "${aws:PrincipalTag/user}"
 
 
 class WorkerFleet(Construct):
-    """Exposes ``queue``, ``dead_letters``, ``bucket``, ``table``, ``task_definition``,
-    ``command_role``, ``security_group``, ``scaler``, ``reconciler`` and ``dashboard``."""
+    """Exposes ``queue``, ``follow_ups``, ``dead_letters``, ``bucket``, ``table``,
+    ``task_definition``, ``command_role``, ``security_group``, ``scaler``, ``reconciler`` and
+    ``dashboard``."""
 
     def __init__(
         self,
@@ -103,7 +104,7 @@ class WorkerFleet(Construct):
             ],
         )
         self.table = self._table(removal_policy)
-        self.queue, self.dead_letters = self._queues(settings, name)
+        self.queue, self.follow_ups, self.dead_letters = self._queues(settings, name)
         self.security_group = network.workload_security_group(
             self, "SecurityGroup", description="berth workers: no inbound"
         )
@@ -131,7 +132,9 @@ class WorkerFleet(Construct):
         add_listing_index(table, ACTIVE, ACTIVE)
         return table
 
-    def _queues(self, settings: WorkersSettings, name: str) -> tuple[sqs.Queue, sqs.Queue]:
+    def _queues(
+        self, settings: WorkersSettings, name: str
+    ) -> tuple[sqs.Queue, sqs.Queue, sqs.Queue]:
         # FIFO queue names must end in .fifo; named here (CloudFormation only adds the suffix
         # to names it makes up, emulators do not).
         dead_letters = sqs.Queue(
@@ -146,27 +149,33 @@ class WorkerFleet(Construct):
         acknowledge(
             dead_letters,
             "AwsSolutions-SQS3",
-            "This queue is itself the command queue's dead-letter queue.",
+            "This queue is itself the command queues' dead-letter queue.",
         )
-        queue = sqs.Queue(
-            self,
-            "Commands",
-            queue_name=f"{name}-commands.fifo",
-            # One message group per project: its commands are delivered one at a time, in
-            # the order they were sent; the command id is the deduplication id.
-            fifo=True,
-            deduplication_scope=sqs.DeduplicationScope.MESSAGE_GROUP,
-            fifo_throughput_limit=sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            # A short lease, kept alive by the worker's heartbeat (not sized for the longest
-            # command): a dead worker's command is visible again within one lease.
-            visibility_timeout=Duration.seconds(settings.lease_seconds),
-            retention_period=Duration.days(4),
-            dead_letter_queue=sqs.DeadLetterQueue(
-                max_receive_count=settings.max_receive_count, queue=dead_letters
-            ),
-        )
+
+        def lane(construct_id: str, queue_name: str) -> sqs.Queue:
+            return sqs.Queue(
+                self,
+                construct_id,
+                queue_name=queue_name,
+                # One message group per project: its commands are delivered one at a time,
+                # in the order they were sent; the command id is the deduplication id. A
+                # project's unfinished commands are all in one of the two lanes.
+                fifo=True,
+                deduplication_scope=sqs.DeduplicationScope.MESSAGE_GROUP,
+                fifo_throughput_limit=sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
+                encryption=sqs.QueueEncryption.SQS_MANAGED,
+                enforce_ssl=True,
+                # A short lease, kept alive by the worker's heartbeat (not sized for the
+                # longest command): a dead worker's command is visible again within one lease.
+                visibility_timeout=Duration.seconds(settings.lease_seconds),
+                retention_period=Duration.days(4),
+                dead_letter_queue=sqs.DeadLetterQueue(
+                    max_receive_count=settings.max_receive_count, queue=dead_letters
+                ),
+            )
+
+        queue = lane("Commands", f"{name}-commands.fifo")
+        follow_ups = lane("FollowUps", f"{name}-follow-ups.fifo")
         self.dlq_alarm = cloudwatch.Alarm(
             self,
             "DeadLettersAlarm",
@@ -179,7 +188,7 @@ class WorkerFleet(Construct):
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        return queue, dead_letters
+        return queue, follow_ups, dead_letters
 
     # --- the worker ---------------------------------------------------------------------------
 
@@ -211,6 +220,7 @@ class WorkerFleet(Construct):
             linux_parameters=ecs.LinuxParameters(self, "WorkerLinux", init_process_enabled=True),
             environment=WorkerConfig.environment(
                 queue_url=self.queue.queue_url,
+                follow_ups_queue_url=self.follow_ups.queue_url,
                 workers_table=self.table.table_name,
                 workspaces_bucket=self.bucket.bucket_name,
                 connections_table=live.table.table_name,
@@ -252,9 +262,10 @@ class WorkerFleet(Construct):
         """The task role: take messages, publish output, assume the command role, say when
         it is idle (the warm reserve's item) — and nothing of any project's files or
         records."""
-        self.queue.grant(
-            role, "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"
-        )
+        for queue in (self.queue, self.follow_ups):
+            queue.grant(
+                role, "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"
+            )
         self._grant_fleet_item(role, ["dynamodb:GetItem", "dynamodb:UpdateItem"])
         live.table.grant_read_write_data(role)
         stage = live.stage
@@ -302,7 +313,7 @@ class WorkerFleet(Construct):
     def _command_role(self, task_role: iam.IRole) -> iam.Role:
         """What a worker may do for one command, assumed per command with the session tags
         ``project``, ``command`` and ``user``: that project's files and logs, that command's
-        record and that user's count — nothing else."""
+        record, that user's count and that project's lane item — nothing else."""
         role = iam.Role(
             self,
             "CommandRole",
@@ -330,7 +341,11 @@ class WorkerFleet(Construct):
                 resources=[self.table.table_arn],
                 conditions={
                     "ForAllValues:StringEquals": {
-                        "dynamodb:LeadingKeys": [f"CMD#{COMMAND_TAG}", f"COUNT#{USER_TAG}"]
+                        "dynamodb:LeadingKeys": [
+                            f"CMD#{COMMAND_TAG}",
+                            f"COUNT#{USER_TAG}",
+                            f"LANE#{PROJECT_TAG}",
+                        ]
                     }
                 },
             )
@@ -371,6 +386,8 @@ class WorkerFleet(Construct):
                 max_tasks=max_tasks,
                 keep_warm_seconds=settings.keep_warm_seconds,
                 warm_reserve_share=settings.warm_reserve_share,
+                other_reserve_share=settings.other_reserve_share,
+                held_for_follow_ups_share=settings.held_for_follow_ups_share,
             ),
             timeout=Duration.seconds(60),
             traced=False,  # a schedule runs it
@@ -440,6 +457,8 @@ class WorkerFleet(Construct):
                 **WorkersConfig.environment(
                     workers_table=self.table.table_name,
                     queue_url=self.queue.queue_url,
+                    follow_ups_queue_url=self.follow_ups.queue_url,
+                    keep_warm_seconds=settings.keep_warm_seconds,
                     workspaces_bucket=self.bucket.bucket_name,
                     command_max_chars=settings.command_max_chars,
                     max_pending_per_user=max_pending_per_user,
@@ -457,6 +476,7 @@ class WorkerFleet(Construct):
             "Covers only this table's own indexes (by_project, active).",
         )
         self.queue.grant_send_messages(function)
+        self.follow_ups.grant_send_messages(function)
         self.scaler.grant_invoke(function)
         acknowledge_wildcard(
             function,
@@ -522,19 +542,23 @@ class WorkerFleet(Construct):
                 period=Duration.minutes(1),
             )
 
-        queue = self.queue
+        lanes = (self.queue, self.follow_ups)
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{name}-workers")
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
-                title="Queue: visible and in flight",
+                title="Queues (commands, follow-ups): visible and in flight",
                 left=[
-                    queue.metric_approximate_number_of_messages_visible(),
-                    queue.metric_approximate_number_of_messages_not_visible(),
+                    metric
+                    for queue in lanes
+                    for metric in (
+                        queue.metric_approximate_number_of_messages_visible(),
+                        queue.metric_approximate_number_of_messages_not_visible(),
+                    )
                 ],
             ),
             cloudwatch.GraphWidget(
-                title="Queue: age of oldest message (s)",
-                left=[queue.metric_approximate_age_of_oldest_message()],
+                title="Queues: age of oldest message (s)",
+                left=[queue.metric_approximate_age_of_oldest_message() for queue in lanes],
             ),
             cloudwatch.GraphWidget(
                 title="Workers: running, starting, launched; projects with commands",

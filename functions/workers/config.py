@@ -14,6 +14,9 @@ class WorkersConfig(EnvModel):
     workers_table: str
     queue_url: str
     workspaces_bucket: str
+    follow_ups_queue_url: str | None = None
+    """The follow-up lane (``workers.models.Lane``); None: every command in ``queue_url``."""
+    keep_warm_seconds: int = Field(default=0, ge=0)
     command_max_chars: int = Field(ge=1)
     max_pending_per_user: int = Field(ge=1)
     log_url_seconds: int = Field(ge=1)
@@ -34,6 +37,8 @@ class ScalerConfig(EnvModel):
     max_tasks: int = Field(ge=0)
     keep_warm_seconds: int = Field(ge=0)
     warm_reserve_share: float = Field(ge=0, le=1)
+    other_reserve_share: float = Field(ge=0, le=1)
+    held_for_follow_ups_share: float = Field(ge=0, le=1)
 
 
 class ReconcilerConfig(EnvModel):
@@ -48,6 +53,8 @@ class WorkerConfig(EnvModel):
     """The worker container."""
 
     queue_url: str
+    follow_ups_queue_url: str | None = None
+    """The follow-up lane: polled first, and only it by a held worker."""
     workspaces_bucket: str
     workers_table: str
     connections_table: str | None = None

@@ -37,6 +37,17 @@ class CommandStatus(StrEnum):
 FINISHED = frozenset({CommandStatus.SUCCEEDED, CommandStatus.FAILED, CommandStatus.CANCELLED})
 
 
+class Lane(StrEnum):
+    """The queue a command travels in (``workers.scaling``): a project's unfinished commands
+    are all in one lane, so they still run one at a time, in order."""
+
+    COMMANDS = "commands"
+    FOLLOW_UPS = "follow_ups"
+    """Commands queued while the project had nothing else queued or running, within
+    ``workers.keep_warm_seconds`` of its last command's end: some idle workers take only
+    these."""
+
+
 class ErrorCode(StrEnum):
     """Why a command ended without succeeding (``error.code``)."""
 
@@ -104,6 +115,9 @@ class Command(Record):
     """While RUNNING: the worker's lease; past it, the worker is presumed gone."""
     cancel_requested: bool | None = None
     tail: str | None = None
+    lane: Lane | None = None
+    """The queue it was sent to; None for a command queued before lanes (its project's lane
+    item does not count it)."""
 
 
 class RunCommand(BaseModel):

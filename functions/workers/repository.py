@@ -5,18 +5,24 @@
   and in the sparse ``active`` index (created_at) while QUEUED or RUNNING and for
   ``workers.keep_warm_seconds`` after it ends — the scaler sizes the warm reserve from those
   projects; the reconciler takes ended commands out once that time has passed.
+- ``pk = LANE#<project>``: the project's lane (``Lane``), how many of its commands are
+  QUEUED or RUNNING (``unfinished``) and when its last one ended (``last_ended_at``). A
+  command joins its project's lane; a project changes lanes only with nothing unfinished, so
+  its commands are never in two queues at once (order rests on one FIFO message group).
 - ``pk = COUNT#<user>``: how many of the user's commands are QUEUED or RUNNING, bounded by
   ``limits.max_queued_commands_per_user``.
 - ``pk = FLEET``: the warm reserve and the idle workers (``workers.reserve``).
 
 Every status change is one conditional write on the status it expects (and, for a worker, on
 its own lease), so two writers never both win; every move to a final status frees the
-user's count in the same transaction.
+user's count (and, for a command with a lane, its project's ``unfinished``) in the same
+transaction.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -31,6 +37,7 @@ from workers.models import (
     Command,
     CommandStatus,
     ErrorCode,
+    Lane,
 )
 
 BY_PROJECT = "by_project"
@@ -54,12 +61,27 @@ class QueueFull(Exception):
     """The user already has the most commands they may have queued or running."""
 
 
+class LaneTaken(Exception):
+    """The project has unfinished commands in the other lane (read its lane again)."""
+
+
+@dataclass(frozen=True)
+class LaneState:
+    lane: Lane | None
+    unfinished: int
+    last_ended_at: float | None
+
+
 def project_key(project: str) -> str:
     return f"PROJECT#{project}"
 
 
 def command_key(command_id: str) -> str:
     return f"CMD#{command_id}"
+
+
+def lane_key(project: str) -> str:
+    return f"LANE#{project}"
 
 
 def count_key(user: str) -> str:
@@ -92,6 +114,18 @@ class WorkersRepository:
             raise
         return Claim.OWNED if old else Claim.NEW
 
+    def lane_of(self, project: str) -> LaneState:
+        item = (
+            self.table.get_item(Key={"pk": lane_key(project)}, ConsistentRead=True).get("Item")
+            or {}
+        )
+        ended = item.get("last_ended_at")
+        return LaneState(
+            lane=Lane(item["lane"]) if "lane" in item else None,
+            unfinished=int(item.get("unfinished", 0)),
+            last_ended_at=float(ended) if ended is not None else None,
+        )
+
     def owner_of(self, project: str) -> str | None:
         item = self.table.get_item(Key={"pk": project_key(project)}, ConsistentRead=True).get(
             "Item"
@@ -123,26 +157,51 @@ class WorkersRepository:
     # --- writes -------------------------------------------------------------------------------
 
     def add(self, command: Command, max_pending: int) -> None:
-        """Stores a new QUEUED command and counts it; raises ``QueueFull`` at the limit."""
-        try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.name,
-                            "Item": self._item(command),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    count(self.name, count_key(command.user), 1, limit=max_pending),
-                ]
+        """Stores a new QUEUED command, counts it for its user and, with a lane, in its
+        project's lane; raises ``QueueFull`` at the user's limit, ``LaneTaken`` if the project
+        has unfinished commands in the other lane."""
+        items = [
+            {
+                "Put": {
+                    "TableName": self.name,
+                    "Item": self._item(command),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            count(self.name, count_key(command.user), 1, limit=max_pending),
+        ]
+        if command.lane is not None:
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.name,
+                        "Key": {"pk": lane_key(command.project)},
+                        "UpdateExpression": "SET #l = :lane ADD unfinished :one",
+                        "ConditionExpression": (
+                            "attribute_not_exists(unfinished) OR unfinished <= :zero OR #l = :lane"
+                        ),
+                        "ExpressionAttributeNames": {"#l": "lane"},
+                        "ExpressionAttributeValues": {
+                            ":lane": command.lane.value,
+                            ":one": 1,
+                            ":zero": 0,
+                        },
+                    }
+                }
             )
+        try:
+            self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
-            reasons = exc.response.get("CancellationReasons") or []
-            if len(reasons) > 1 and reasons[1].get("Code") == "ConditionalCheckFailed":
+            failed = [
+                reason.get("Code") == "ConditionalCheckFailed"
+                for reason in exc.response.get("CancellationReasons") or []
+            ]
+            if len(failed) > 1 and failed[1]:
                 raise QueueFull(command.user) from None
+            if len(failed) > 2 and failed[2]:
+                raise LaneTaken(command.project) from None
             raise StaleCommand(command.id) from None
 
     def set_sequence(self, command_id: str, sequence: str) -> None:
@@ -232,13 +291,23 @@ class WorkersRepository:
             condition.append("#lease_expires_at = :lease")
             values[":lease"] = number(lease_expires_at)
         update = self._expression(command.id, sets, " AND ".join(condition), values)
-        try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {"Update": {"TableName": self.name, **update}},
-                    count(self.name, count_key(command.user), -1),
-                ]
+        items = [
+            {"Update": {"TableName": self.name, **update}},
+            count(self.name, count_key(command.user), -1),
+        ]
+        if command.lane is not None:  # counted in its project's lane when it was added
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.name,
+                        "Key": {"pk": lane_key(command.project)},
+                        "UpdateExpression": "SET last_ended_at = :now ADD unfinished :minus_one",
+                        "ExpressionAttributeValues": {":now": number(now), ":minus_one": -1},
+                    }
+                }
             )
+        try:
+            self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "TransactionCanceledException":
                 raise StaleCommand(command.id) from None

@@ -1,7 +1,8 @@
 """The warm reserve's one item in the workers table (``pk = FLEET``): the reserve the scaler
-last published, and each idle worker (``idle:<worker>``: since when it is idle, when it last
-said so). An idle worker past ``idle_seconds`` reads it to decide whether it leaves
-(``workers.scaling.may_leave``).
+last published, how many idle workers take follow-ups only (``held``), and each idle worker
+(``idle:<worker>``: since when it is idle, when it last said so). An idle worker past
+``idle_seconds`` reads it to decide whether it leaves (``workers.scaling.may_leave``), and
+before each poll to know whether it takes follow-ups only (``workers.scaling.is_held``).
 
 Stale parts count as nothing, so a stopped scaler or a vanished worker cannot hold workers
 forever: a reserve not republished within ``RESERVE_SECONDS`` is 0, and a worker that has
@@ -26,6 +27,7 @@ IDLE_SEEN_SECONDS = 60
 @dataclass(frozen=True)
 class FleetView:
     reserve: int
+    held: int
     idle: dict[str, float]
     """Each idle worker, fresh ones only, and since when it is idle."""
 
@@ -35,11 +37,11 @@ class FleetRegistry:
         """``table`` is a boto3 ``dynamodb.Table`` (resource API)."""
         self.table = table
 
-    def publish_reserve(self, reserve: int, now: float) -> None:
+    def publish_reserve(self, reserve: int, held: int, now: float) -> None:
         self.table.update_item(
             Key={"pk": FLEET_KEY},
-            UpdateExpression="SET reserve = :r, reserve_at = :now",
-            ExpressionAttributeValues={":r": reserve, ":now": number(now)},
+            UpdateExpression="SET reserve = :r, held = :h, reserve_at = :now",
+            ExpressionAttributeValues={":r": reserve, ":h": held, ":now": number(now)},
         )
 
     def idle(self, worker: str, since: float, now: float) -> None:
@@ -72,4 +74,8 @@ class FleetRegistry:
             for name, entry in item.items()
             if name.startswith(IDLE_PREFIX) and float(entry["seen"]) > now - IDLE_SEEN_SECONDS
         }
-        return FleetView(reserve=int(item.get("reserve", 0)) if fresh else 0, idle=idle)
+        return FleetView(
+            reserve=int(item.get("reserve", 0)) if fresh else 0,
+            held=int(item.get("held", 0)) if fresh else 0,
+            idle=idle,
+        )

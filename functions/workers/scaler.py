@@ -1,8 +1,9 @@
 """Scheduled (and woken by each queued command): size the worker fleet to the projects with
 work (queued or running commands) plus the warm reserve — idle workers for a share of the
-projects active within ``keep_warm_seconds`` (their people are likely typing the next
-command) — and publish that reserve for the idle workers. Thin: reads the active commands
-and the fleet, asks the policy, launches."""
+projects active within ``keep_warm_seconds``, more for the interactive ones (their people
+are likely typing the next command) — and publish that reserve, and how many idle workers
+take follow-ups only, for the idle workers. Thin: reads the active commands and the fleet,
+asks the policy (``workers.scaling``), launches."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.telemetry import instrumented
+from workers.models import Lane
 from workers.scaling import (
-    QUEUED,
     Limits,
     Observed,
+    Shares,
     berth_launch,
+    held_for_follow_ups,
+    held_within,
     lasting_projects,
     warm_reserve,
 )
@@ -41,12 +45,9 @@ def scale(
     fleet: Fleet,
     registry: FleetRegistry,
     now: float,
-    *,
-    top_up_reserve: bool = True,
 ) -> dict[str, Any]:
-    """One run. ``top_up_reserve`` False (a run woken by a queued command): start workers
-    for the projects with work only; the reserve is still published, and the scheduled run
-    starts what it lacks."""
+    """One run: a worker for each project waiting for one (or whose command has run a while:
+    ``lasting_projects``) plus the reserve, less the live workers."""
     active = repository.active()
     pending = [c for c in active if not c.status.finished]
     warm = [
@@ -55,28 +56,40 @@ def scale(
         if c.status.finished and (c.finished_at or 0) > now - config.keep_warm_seconds
     ]
     with_work = {c.project for c in pending}
-    recent = with_work | {c.project for c in warm}
+    interactive = {c.project for c in [*pending, *warm] if c.lane == Lane.FOLLOW_UPS}
+    others = (with_work | {c.project for c in warm}) - interactive
+    shares = Shares(
+        interactive=config.warm_reserve_share,
+        other=config.other_reserve_share,
+        held=config.held_for_follow_ups_share,
+    )
     running, starting = fleet.counts()
     observed = Observed(
         running=running,
         starting=starting,
         projects=len(with_work),
-        reserve=warm_reserve(len(recent), config.warm_reserve_share),
+        reserve=warm_reserve(len(interactive), len(others), shares),
     )
+    began = {c.project: c.started_at for c in pending if c.started_at is not None}
+    queued = (c.project for c in pending if c.started_at is None)  # not taken yet
+    sizing = replace(observed, projects=lasting_projects(queued, began, now))
+    limits = Limits(config.min_tasks, config.max_tasks)
+    held = held_within(held_for_follow_ups(len(interactive), shares), sizing, limits)
     hold = max(observed.reserve, config.min_tasks)  # min_tasks: idle workers that stay
     if hold or running or starting:
-        # what idle workers read to know whether they may leave (void unless republished)
-        registry.publish_reserve(hold, now)
-    if top_up_reserve:  # the reserve, and the workers of projects that will keep them
-        began = {c.project: c.started_at for c in pending if c.started_at is not None}
-        queued = (c.project for c in pending if c.started_at is None)  # not taken yet
-        sizing = replace(observed, projects=lasting_projects(queued, began, now))
-    else:  # woken by a queued command: a worker for each project with work, no more
-        sizing = replace(observed, reserve=0)
-    wanted = berth_launch(sizing, Limits(config.min_tasks, config.max_tasks))
+        # what idle workers read to know whether they may leave or take any command (void
+        # unless republished)
+        registry.publish_reserve(hold, held, now)
+    wanted = berth_launch(sizing, limits)
     started, failures = fleet.launch(wanted) if wanted else (0, [])
     return {
-        "observed": {**observed.__dict__, "commands": len(pending), "warm": len(warm)},
+        "observed": {
+            **observed.__dict__,
+            "commands": len(pending),
+            "warm": len(warm),
+            "interactive": len(interactive),
+            "held": held,
+        },
         "launch": wanted,
         "started": started,
         "failures": failures,
@@ -109,7 +122,7 @@ def _parts() -> tuple[ScalerConfig, WorkersRepository, Fleet, FleetRegistry]:
 
 @instrumented(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = scale(*_parts(), time.time(), top_up_reserve=event.get("reason") != QUEUED)
+    result = scale(*_parts(), time.time())
     observed = result["observed"]
     if observed["commands"] or observed["running"] or observed["starting"]:
         # Metrics only when there is something to count: an idle stack publishes none.

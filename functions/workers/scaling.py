@@ -15,22 +15,25 @@ starting task already answers the demand that launched it); a task that died is 
 ECS, and the command it held comes back once its lease runs out. The scaler runs when a
 command is queued as well as on its schedule, so new work never waits for the next tick.
 
-In a terminal a person types a command, reads, types the next. A project whose last command
-ended within ``keep_warm_seconds`` is *warm*: its next command is likely. berth holds a
-*reserve* of idle workers — a share of the projects active lately, with work or warm
-(``warm_reserve``), any worker serving any project — rather than a worker per warm project:
-most of those people are reading, and a worker booted for each would mostly idle. Counting
-the projects with work too keeps the reserve steady while a command runs and ends. The
-scaler publishes the reserve; an idle worker leaves only while the fleet has more idle
-workers than it (``may_leave``), so the fleet shrinks to the reserve, then to zero once no
-project is warm. A run woken by a queued command (``QUEUED``) starts workers for the
-projects with work only; the scheduled run tops the reserve up: a reserve worker that took
-a command is usually free again well before a new one would have booted. For the same
-reason the top-up counts a project's worker as taken only while the project waits for one
-(``lasting_projects``): commands queued, none running — or once its command has run
-``RETURNS_WITHIN_SECONDS``; a worker whose command began a moment ago is likely back in the
-reserve before a new one could boot (half the workers the top-up used to start never served
-a command).
+In a terminal a person types a command, reads, types the next. A command queued while its
+project has nothing queued or running, within ``keep_warm_seconds`` of its last command's
+end, is a *follow-up* (``is_follow_up``): its person is at the terminal. A project that sent
+one lately (among its commands QUEUED, RUNNING or ended within ``keep_warm_seconds``) is
+*interactive*. berth holds a *reserve* of idle workers (``warm_reserve``): a share of the
+interactive projects plus a smaller share of the other projects active lately — any worker
+serving any project, rather than a worker per project: most of those people are reading,
+and a worker booted for each would mostly idle. Follow-ups travel in a lane (queue) of their
+own, and a share of the interactive projects (``held_for_follow_ups``) is the number of idle
+workers that take from that lane only (``is_held``: the most recently idle ones): a burst or
+a new project can take the other idle workers, never the last ones a person typing needs —
+they get a worker of their own instead, which every scaler run starts. The scaler publishes
+the reserve and the held count; an idle worker leaves only while the fleet has more idle
+workers than the reserve (``may_leave``), so the fleet shrinks to the reserve, then to zero
+once no project is warm. A worker busy with a command that began a moment ago is likely back
+in the reserve before a new one could boot, so the scaler counts a project's worker as taken
+only while the project waits for one (``lasting_projects``): commands queued, none running —
+or once its command has run ``RETURNS_WITHIN_SECONDS`` (half the workers it used to start
+for the reserve never served a command).
 """
 
 from __future__ import annotations
@@ -45,6 +48,19 @@ reserve, before a worker started now could boot (about a minute on Fargate)."""
 
 QUEUED = "queued"
 """The ``reason`` of a scaler run woken by a queued command (its scheduled runs have none)."""
+
+
+@dataclass(frozen=True)
+class Shares:
+    """The warm reserve's settings (``workers.*`` in ``infra/settings.py``)."""
+
+    interactive: float
+    """Idle workers per interactive project (``warm_reserve_share``)."""
+    other: float
+    """Idle workers per other project active lately (``other_reserve_share``)."""
+    held: float
+    """Of those idle workers, how many (per interactive project) take follow-ups only
+    (``held_for_follow_ups_share``)."""
 
 
 @dataclass(frozen=True)
@@ -83,12 +99,24 @@ def depth_launch(observed: Observed, limits: Limits) -> int:
     return max(0, depth_desired(observed, limits) - observed.running)
 
 
-def warm_reserve(recent_projects: int, share: float) -> int:
-    """Idle workers to hold for ``recent_projects`` (with work, or warm): ``share`` of them,
-    at least one while there is any; none with ``share`` 0."""
-    if recent_projects <= 0 or share <= 0:
-        return 0
-    return max(1, math.ceil(share * recent_projects - 1e-9))
+def is_follow_up(
+    unfinished: int, last_ended_at: float | None, now: float, keep_warm_seconds: float
+) -> bool:
+    """Whether a command queued ``now`` is a follow-up: its project has no command queued or
+    running (``unfinished``) and its last one ended within ``keep_warm_seconds``."""
+    return unfinished <= 0 and last_ended_at is not None and now - last_ended_at < keep_warm_seconds
+
+
+def warm_reserve(interactive: int, others: int, shares: Shares) -> int:
+    """Idle workers to hold: ``shares.interactive`` of the ``interactive`` projects plus
+    ``shares.other`` of the ``others`` active lately; at least one while that is above 0."""
+    wanted = shares.interactive * interactive + shares.other * others
+    return max(1, math.ceil(wanted - 1e-9)) if wanted > 0 else 0
+
+
+def held_for_follow_ups(interactive: int, shares: Shares) -> int:
+    """Of the idle workers, how many take follow-ups only."""
+    return math.ceil(shares.held * interactive - 1e-9) if interactive > 0 else 0
 
 
 def lasting_projects(queued: Iterable[str], running: Mapping[str, float], now: float) -> int:
@@ -97,6 +125,13 @@ def lasting_projects(queued: Iterable[str], running: Mapping[str, float], now: f
     (``running``: project → when it started) has run ``RETURNS_WITHIN_SECONDS`` or more."""
     lasting = {p for p, started in running.items() if now - started >= RETURNS_WITHIN_SECONDS}
     return len((set(queued) - set(running)) | lasting)
+
+
+def held_within(held: int, observed: Observed, limits: Limits) -> int:
+    """``held``, or none while the fleet cannot grow to what it wants (``max_tasks``): a
+    project waiting in the command queue must never starve beside idle workers kept for
+    follow-ups."""
+    return 0 if observed.projects + observed.reserve > limits.max_tasks else held
 
 
 def berth_desired(observed: Observed, limits: Limits) -> int:
@@ -118,3 +153,9 @@ def may_leave(me: str, idle: dict[str, float], reserve: int) -> bool:
     if surplus <= 0:
         return False
     return me in sorted(idle, key=lambda name: (idle[name], name))[:surplus]
+
+
+def is_held(me: str, idle: dict[str, float], held: int) -> bool:
+    """Whether idle worker ``me`` takes follow-ups only: it is one of the ``held`` most
+    recently idle workers of ``idle`` (the rest, longest idle first, take any command)."""
+    return not may_leave(me, idle, held)

@@ -18,13 +18,16 @@ from workers.models import (
     Command,
     CommandStatus,
     ErrorCode,
+    Lane,
     Output,
     log_key,
     new_command_id,
     terminal_scope,
 )
-from workers.repository import Claim, QueueFull, StaleCommand, WorkersRepository
-from workers.scaling import QUEUED
+from workers.repository import Claim, LaneTaken, QueueFull, StaleCommand, WorkersRepository
+from workers.scaling import QUEUED, is_follow_up
+
+LANE_ATTEMPTS = 3
 
 OUTPUT_BYTES = 64 * 1024
 
@@ -85,19 +88,12 @@ class CommandService:
             created_at=now,
             updated_at=now,
         )
-        try:
-            self.repo.add(command, self.config.max_pending_per_user)
-        except QueueFull:
-            raise LimitReached(
-                f"you have {self.config.max_pending_per_user} commands queued or running; "
-                "wait for one to end or cancel one",
-                code="command_limit",
-            ) from None
+        command = self._add(command, now)
         try:
             # One message group per project: its commands run one at a time, in this order.
             # The message carries ids only; the worker reads the command from the record.
             sent = self.sqs.send_message(
-                QueueUrl=self.config.queue_url,
+                QueueUrl=self._queue_of(command.lane),
                 MessageBody=json.dumps(
                     {"command_id": command.id, "project": project, "user": user}
                 ),
@@ -118,6 +114,40 @@ class CommandService:
             command = replace(command, sequence=sequence)
         self._wake_fleet()
         return command
+
+    def _add(self, command: Command, now: float) -> Command:
+        """Records the command in its project's lane: the one its unfinished commands are in,
+        or — with none — the follow-up lane if its last command ended within
+        ``keep_warm_seconds``. Two callers racing over a project's lane: the loser reads
+        again and joins the winner's."""
+        for _ in range(LANE_ATTEMPTS):
+            state = self.repo.lane_of(command.project)
+            if state.unfinished > 0 and state.lane is not None:
+                lane = state.lane
+            elif self.config.follow_ups_queue_url and is_follow_up(
+                state.unfinished, state.last_ended_at, now, self.config.keep_warm_seconds
+            ):
+                lane = Lane.FOLLOW_UPS
+            else:
+                lane = Lane.COMMANDS
+            command = replace(command, lane=lane)
+            try:
+                self.repo.add(command, self.config.max_pending_per_user)
+                return command
+            except QueueFull:
+                raise LimitReached(
+                    f"you have {self.config.max_pending_per_user} commands queued or running; "
+                    "wait for one to end or cancel one",
+                    code="command_limit",
+                ) from None
+            except LaneTaken:
+                continue
+        raise Unavailable("the project's commands are changing; try again")
+
+    def _queue_of(self, lane: Lane | None) -> str:
+        if lane == Lane.FOLLOW_UPS and self.config.follow_ups_queue_url:
+            return self.config.follow_ups_queue_url
+        return self.config.queue_url
 
     def get(self, user: str, project: str, command_id: str) -> Command:
         command = self.repo.get(command_id)

@@ -307,6 +307,18 @@ def test_a_follow_up_typed_after_idle_seconds_finds_a_worker_held_for_it(
     follow_up = run(sandbox, "rhea", "reading", "echo next")
     done = wait_for(sandbox, "rhea", "reading", follow_up["id"], timeout=10)
     assert (done["status"], done["output_tail"]) == ("SUCCEEDED", "next\n")
+    table = table_named(sandbox, "WorkersTable")
+    record = sandbox.aws("dynamodb").get_item(
+        TableName=table, Key={"pk": {"S": f"CMD#{follow_up['id']}"}}
+    )["Item"]
+    assert record["lane"]["S"] == "follow_ups"  # it travelled in the follow-up lane
+    deadline = time.monotonic() + 10  # the scaler now holds a worker for rhea's next one
+    while time.monotonic() < deadline:
+        fleet = sandbox.aws("dynamodb").get_item(TableName=table, Key={"pk": {"S": "FLEET"}})
+        if int(fleet["Item"].get("held", {"N": "0"})["N"]) >= 1:
+            break
+        time.sleep(0.5)
+    assert int(fleet["Item"]["held"]["N"]) >= 1, fleet
 
 
 def table_named(sandbox: Sandbox, part: str) -> str:

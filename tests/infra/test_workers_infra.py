@@ -1,4 +1,4 @@
-"""Workers infrastructure facts: the FIFO queue and its lease, the worker's narrow roles, the
+"""Workers infrastructure facts: the two FIFO lanes and their lease, the worker's narrow roles, the
 scaler, the reconciler, the dashboard."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from infra.sandbox.dockerfile import assemble
 from infra.settings import ROOT
@@ -42,8 +44,11 @@ def environment(container: dict[str, Any]) -> dict[str, Any]:
     return {e["Name"]: e["Value"] for e in container["Environment"]}
 
 
-def test_queue_is_fifo_per_project_with_a_short_lease_and_a_fifo_dlq(synth: Synth) -> None:
-    queue_id, queue = only(synth, "AWS::SQS::Queue", "WorkersCommands")
+@pytest.mark.parametrize("lane", ["WorkersCommands", "WorkersFollowUps"])
+def test_both_lanes_are_fifo_per_project_with_a_short_lease_and_one_fifo_dlq(
+    synth: Synth, lane: str
+) -> None:
+    queue_id, queue = only(synth, "AWS::SQS::Queue", lane)
     dlq_id, dlq = only(synth, "AWS::SQS::Queue", "WorkersDeadLetters")
     settings = synth.stack.settings.workers
     props = queue["Properties"]
@@ -89,7 +94,10 @@ def test_the_worker_role_holds_no_project_data(synth: Synth) -> None:
     or command record itself."""
     _, task = only(synth, "AWS::ECS::TaskDefinition", "WorkersWorkerTask")
     role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
-    queue_id, _ = only(synth, "AWS::SQS::Queue", "WorkersCommands")
+    lanes = [
+        {"Fn::GetAtt": [only(synth, "AWS::SQS::Queue", lane)[0], "Arn"]}
+        for lane in ("WorkersCommands", "WorkersFollowUps")
+    ]
     command_role, _ = only(synth, "AWS::IAM::Role", "WorkersCommandRole")
     workers_table, _ = only(synth, "AWS::DynamoDB::Table", "WorkersTable")
     for statement in role_statements(synth, role_id):
@@ -104,7 +112,8 @@ def test_the_worker_role_holds_no_project_data(synth: Synth) -> None:
             assert granted == {
                 "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"
             }  # fmt: skip
-            assert resources(statement) == [{"Fn::GetAtt": [queue_id, "Arn"]}]
+            for lane in resources(statement):  # one lane or both: nothing else
+                lanes.remove(lane)
         elif granted == {"sts:AssumeRole", "sts:TagSession"}:
             assert resources(statement) == [{"Fn::GetAtt": [command_role, "Arn"]}]
         elif "execute-api:ManageConnections" in granted:
@@ -117,6 +126,7 @@ def test_the_worker_role_holds_no_project_data(synth: Synth) -> None:
             assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "berth"}}
         else:
             raise AssertionError(f"unexpected grant {granted} on {rendered}")
+    assert lanes == []  # it takes from both lanes
 
 
 def test_the_command_role_reaches_one_project_and_one_command(synth: Synth) -> None:
@@ -150,6 +160,7 @@ def test_the_command_role_reaches_one_project_and_one_command(synth: Synth) -> N
                     "dynamodb:LeadingKeys": [
                         "CMD#${aws:PrincipalTag/command}",
                         "COUNT#${aws:PrincipalTag/user}",
+                        "LANE#${aws:PrincipalTag/project}",  # frees its project's lane
                     ]
                 }
             }
@@ -285,3 +296,29 @@ def test_the_worker_image_holds_every_module_the_worker_imports(tmp_path: Path) 
         check=False,
     )
     assert imported.returncode == 0, imported.stderr
+
+
+def test_the_commands_api_sends_to_both_lanes_and_the_worker_polls_both(synth: Synth) -> None:
+    lanes = {
+        lane: only(synth, "AWS::SQS::Queue", lane)[0]
+        for lane in ("WorkersCommands", "WorkersFollowUps")
+    }
+    env = environment(worker_container(synth))
+    assert env["BERTH_QUEUE_URL"] == {"Ref": lanes["WorkersCommands"]}
+    assert env["BERTH_FOLLOW_UPS_QUEUE_URL"] == {"Ref": lanes["WorkersFollowUps"]}
+    _, function = only(synth, "AWS::Lambda::Function", "WorkersApi")
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["BERTH_FOLLOW_UPS_QUEUE_URL"] == {"Ref": lanes["WorkersFollowUps"]}
+    assert variables["BERTH_KEEP_WARM_SECONDS"] == str(
+        synth.stack.settings.workers.keep_warm_seconds
+    )
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    sent_to = [
+        lane
+        for statement in role_statements(synth, role_id)
+        if "sqs:SendMessage" in actions(statement)
+        for lane in resources(statement)
+    ]
+    assert sorted(json.dumps(r) for r in sent_to) == sorted(
+        json.dumps({"Fn::GetAtt": [queue, "Arn"]}) for queue in lanes.values()
+    )

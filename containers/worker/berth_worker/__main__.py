@@ -51,6 +51,7 @@ def main() -> int:
     worker = Worker(
         sqs=session.client("sqs"),
         queue_url=config.queue_url,
+        follow_ups_url=config.follow_ups_queue_url,
         access=AccessBroker(session, config.workers_table, config.command_role_arn),
         bucket=config.workspaces_bucket,
         workdir=Path(config.workdir),

@@ -12,6 +12,11 @@ commands back until this one is deleted):
   the workspace back, sync it up, store the log and the result, delete the message — all
   under a heartbeat that renews the lease, saves the output so far and notices a cancel.
 
+Messages come from two lanes (``workers.models.Lane``): the follow-up lane first, then the
+command queue; a *held* worker (one of the most recently idle, as many as the scaler
+published: ``workers.scaling.is_held``) polls the follow-up lane only, so a person typing
+their next command finds an idle worker a burst could not take.
+
 SIGTERM: finish the command if it ends within the grace period; otherwise stop it, keep its
 file changes and end it ``FAILED worker_lost``. A command that starts is never started again.
 """
@@ -28,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from berth_worker.access import AccessBroker, CommandAccess
 from berth_worker.isolation import Isolation, command_environment
@@ -40,13 +45,26 @@ from workers.models import Command, CommandStatus, ErrorCode, log_key, tail_of, 
 from workers.reconcile import declare_lost
 from workers.repository import StaleCommand
 from workers.reserve import IDLE_SEEN_SECONDS, FleetRegistry
-from workers.scaling import may_leave
+from workers.scaling import is_held, may_leave
 
 log = logging.getLogger("berth.worker")
 
 Publish = Callable[[str, dict[str, Any]], Any]
 TIMEOUT_EXIT_CODE = 124
 FLUSH_BYTES = 1 << 20
+COMMANDS_POLL_SECONDS = 2
+"""With a follow-up lane, a worker free to take any command long-polls the command queue
+this long at most, then looks at the lane again."""
+HELD_POLL_SECONDS = 5
+"""A held worker long-polls the follow-up lane this long at most, then reads whether it is
+still held."""
+
+
+class Receipt(NamedTuple):
+    """Where a received message came from and its receipt handle."""
+
+    queue_url: str
+    handle: str
 
 
 def worker_id() -> str:
@@ -74,6 +92,8 @@ class Worker:
     fleet: FleetRegistry | None = None
     """The warm reserve (``workers.reserve``); None: an idle worker leaves after
     ``idle_seconds``."""
+    follow_ups_url: str | None = None
+    """The follow-up lane; None: only ``queue_url``."""
     stopping: bool = False
     _said_idle_at: float = 0.0
     handled: list[str] = field(default_factory=list)
@@ -99,23 +119,25 @@ class Worker:
                 idle_for = time.monotonic() - idle_since
                 before_check = self.idle_seconds - idle_for
                 wait = before_check if before_check >= 1 else self.idle_seconds
-                messages = self.sqs.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=1,
-                    WaitTimeSeconds=max(1, min(20, round(wait))),
-                    VisibilityTimeout=int(self.lease_seconds),
-                ).get("Messages", [])
-                if not messages:
-                    if time.monotonic() - idle_since >= self.idle_seconds and self._may_leave(
-                        idle_since_wall
-                    ):
+                received = self._receive(max(1, min(20, round(wait))), idle_since_wall)
+                if (
+                    received is None
+                    and time.monotonic() - idle_since >= self.idle_seconds
+                    and self._may_leave(idle_since_wall)
+                ):
+                    # The longest idle leave first, but a held worker polled only the lane:
+                    # what waits in the command queue is taken before leaving (or the newest
+                    # worker, held, would see every older one leave past it).
+                    received = self._last_look()
+                    if received is None:
                         log.info("idle beyond the warm reserve: exiting")
                         return 0
+                if received is None:
                     self._say_idle(idle_since_wall)
                     continue
                 self._say_busy()
                 try:
-                    self.handle(messages[0])
+                    self.handle(*received)
                 except Exception:  # its lease runs out and the command ends worker_lost
                     log.exception("could not handle a message")
                 idle_since, idle_since_wall = time.monotonic(), self.clock()
@@ -123,6 +145,44 @@ class Worker:
         finally:
             self._say_busy()  # leaving: not idle any more
         return 0
+
+    # --- receiving -----------------------------------------------------------------------------
+
+    def _receive(self, wait: int, idle_since: float) -> tuple[dict[str, Any], str] | None:
+        """The next message and its queue: the follow-up lane first; a held worker polls
+        only the lane."""
+        if self.follow_ups_url is None:
+            return self._poll(self.queue_url, wait)
+        if self._held(idle_since):
+            return self._poll(self.follow_ups_url, min(wait, HELD_POLL_SECONDS))
+        return self._poll(self.follow_ups_url, 0) or self._poll(
+            self.queue_url, min(wait, COMMANDS_POLL_SECONDS)
+        )
+
+    def _last_look(self) -> tuple[dict[str, Any], str] | None:
+        """Both lanes, without waiting: anything a leaving worker should take first."""
+        if self.follow_ups_url is not None and (found := self._poll(self.follow_ups_url, 0)):
+            return found
+        return self._poll(self.queue_url, 0)
+
+    def _poll(self, queue_url: str, wait: int) -> tuple[dict[str, Any], str] | None:
+        messages = self.sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=1,
+            WaitTimeSeconds=wait,
+            VisibilityTimeout=int(self.lease_seconds),
+        ).get("Messages", [])
+        return (messages[0], queue_url) if messages else None
+
+    def _held(self, idle_since: float) -> bool:
+        if self.fleet is None:
+            return False
+        try:
+            view = self.fleet.view(self.clock())
+        except Exception:  # unknown: take any command rather than none
+            log.warning("could not read whether this worker is held", exc_info=True)
+            return False
+        return is_held(self.name, {**view.idle, self.name: idle_since}, view.held)
 
     # --- the warm reserve ---------------------------------------------------------------------
 
@@ -159,8 +219,9 @@ class Worker:
 
     # --- one message --------------------------------------------------------------------------
 
-    def handle(self, message: dict[str, Any]) -> None:
-        receipt = message["ReceiptHandle"]
+    def handle(self, message: dict[str, Any], queue_url: str | None = None) -> None:
+        """One message, received from ``queue_url`` (default: the command queue)."""
+        receipt = Receipt(queue_url or self.queue_url, message["ReceiptHandle"])
         try:
             body = json.loads(message.get("Body") or "{}")
             command_id, project = str(body["command_id"]), str(body["project"])
@@ -183,7 +244,7 @@ class Worker:
         finally:
             self.protection.set(False)
 
-    def _started_elsewhere(self, command: Command, access: CommandAccess, receipt: str) -> None:
+    def _started_elsewhere(self, command: Command, access: CommandAccess, receipt: Receipt) -> None:
         now = self.clock()
         if declare_lost(access.repository, command, now):
             self._status_frame(command, None, CommandStatus.FAILED, None)
@@ -192,14 +253,14 @@ class Worker:
         if command.lease_expires_at is not None and command.lease_expires_at > now:
             # Its worker still holds it: look again when that lease would run out.
             self.sqs.change_message_visibility(
-                QueueUrl=self.queue_url,
-                ReceiptHandle=receipt,
+                QueueUrl=receipt.queue_url,
+                ReceiptHandle=receipt.handle,
                 VisibilityTimeout=max(1, min(43200, int(command.lease_expires_at - now) + 1)),
             )
         else:  # ended meanwhile
             self._delete(receipt)
 
-    def _run(self, queued: Command, access: CommandAccess, receipt: str) -> None:
+    def _run(self, queued: Command, access: CommandAccess, receipt: Receipt) -> None:
         try:
             command = access.repository.claim(
                 queued.id, self.name, self.clock(), self.lease_seconds
@@ -210,8 +271,8 @@ class Worker:
         output = _Output(self, command, self.state / "logs" / f"{command.id}.log")
         lease = Lease(
             sqs=self.sqs,
-            queue_url=self.queue_url,
-            receipt=receipt,
+            queue_url=receipt.queue_url,
+            receipt=receipt.handle,
             repository=access.lease_repository,
             command_id=command.id,
             worker=self.name,
@@ -308,7 +369,7 @@ class Worker:
         self,
         command: Command,
         access: CommandAccess,
-        receipt: str,
+        receipt: Receipt,
         output: _Output,
         exit_code: int,
         error: tuple[ErrorCode, str] | None,
@@ -365,8 +426,8 @@ class Worker:
         except Exception:  # a lost frame is visible to clients as a gap in seq; the log has it
             log.exception("could not publish frame %s of %s", seq, command.id)
 
-    def _delete(self, receipt: str) -> None:
-        self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+    def _delete(self, receipt: Receipt) -> None:
+        self.sqs.delete_message(QueueUrl=receipt.queue_url, ReceiptHandle=receipt.handle)
 
 
 class _Output:

@@ -1,5 +1,5 @@
-"""A moto account with the workers' table (from the template), FIFO queue with its DLQ, and
-workspaces bucket; a command service and workers over it."""
+"""A moto account with the workers' table (from the template), the two FIFO lanes with their
+DLQ, and workspaces bucket; a command service and workers over it."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ BOB = "arn:aws:sts::123456789012:assumed-role/berth-client/bob"
 BUCKET = "workspaces"
 TABLE = "workers"
 MAX_RECEIVES = 2
+KEEP_WARM_SECONDS = 120
 
 
 @pytest.fixture
@@ -37,21 +38,23 @@ def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
     fifo = {"FifoQueue": "true", "VisibilityTimeout": "30"}
     dlq = sqs.create_queue(QueueName="commands-dlq.fifo", Attributes=fifo)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
-    queue = sqs.create_queue(
-        QueueName="commands.fifo",
-        Attributes={
-            **fifo,
-            "RedrivePolicy": (
-                f'{{"deadLetterTargetArn": "{dlq_arn["QueueArn"]}", '
-                f'"maxReceiveCount": "{MAX_RECEIVES}"}}'
-            ),
-        },
-    )["QueueUrl"]
+    redrive = {
+        "RedrivePolicy": (
+            f'{{"deadLetterTargetArn": "{dlq_arn["QueueArn"]}", '
+            f'"maxReceiveCount": "{MAX_RECEIVES}"}}'
+        )
+    }
+    queue = sqs.create_queue(QueueName="commands.fifo", Attributes=fifo | redrive)["QueueUrl"]
+    follow_ups = sqs.create_queue(QueueName="follow-ups.fifo", Attributes=fifo | redrive)[
+        "QueueUrl"
+    ]
     aws.client("s3").create_bucket(Bucket=BUCKET)
     return {
         **WorkersConfig.environment(
             workers_table=TABLE,
             queue_url=queue,
+            follow_ups_queue_url=follow_ups,
+            keep_warm_seconds=KEEP_WARM_SECONDS,
             workspaces_bucket=BUCKET,
             command_max_chars=200,
             max_pending_per_user=5,
@@ -121,6 +124,7 @@ def make_worker(
         settings: dict[str, Any] = {
             "sqs": aws.client("sqs"),
             "queue_url": config.queue_url,
+            "follow_ups_url": config.follow_ups_queue_url,
             "access": AccessBroker(aws, TABLE, None),
             "bucket": BUCKET,
             "workdir": tmp_path / f"worker-{made}",

@@ -10,13 +10,13 @@ NOW = 1_800_000_000.0
 
 def test_idle_workers_and_the_reserve_round_trip(repository: WorkersRepository) -> None:
     registry = FleetRegistry(repository.table)
-    registry.publish_reserve(2, NOW)
+    registry.publish_reserve(2, 1, NOW)
     registry.idle("w1", NOW - 30, NOW)
     registry.idle("w2", NOW - 5, NOW)
     registry.busy("w1")  # took a command
     registry.busy("never-idle")  # harmless
     view = registry.view(NOW + 1)
-    assert (view.reserve, view.idle) == (2, {"w2": NOW - 5})
+    assert (view.reserve, view.held, view.idle) == (2, 1, {"w2": NOW - 5})
 
 
 def test_a_worker_silent_too_long_is_not_counted(repository: WorkersRepository) -> None:
@@ -29,6 +29,6 @@ def test_a_worker_silent_too_long_is_not_counted(repository: WorkersRepository) 
 
 def test_a_reserve_not_republished_is_void(repository: WorkersRepository) -> None:
     registry = FleetRegistry(repository.table)
-    registry.publish_reserve(4, NOW - RESERVE_SECONDS - 1)
-    assert registry.view(NOW).reserve == 0
+    registry.publish_reserve(4, 2, NOW - RESERVE_SECONDS - 1)
+    assert (registry.view(NOW).reserve, registry.view(NOW).held) == (0, 0)
     assert FleetRegistry(repository.table).view(NOW).idle == {}

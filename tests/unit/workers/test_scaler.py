@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from tests.unit.workers.conftest import ALICE
 from workers.config import ScalerConfig, WorkersConfig
 from workers.fleet import STARTED_BY, Fleet
-from workers.models import CommandStatus
+from workers.models import Command, CommandStatus, Lane
 from workers.repository import WorkersRepository
 from workers.reserve import FLEET_KEY, FleetRegistry
 from workers.scaler import scale
@@ -64,6 +64,8 @@ def scaler_config(**overrides: Any) -> ScalerConfig:
             "max_tasks": 10,
             "keep_warm_seconds": 60,
             "warm_reserve_share": 0.34,
+            "other_reserve_share": 0.2,
+            "held_for_follow_ups_share": 0.15,
         }
         | overrides
     )
@@ -113,7 +115,7 @@ def test_scale_sizes_the_fleet_to_the_projects_with_commands(
     running = service.submit(ALICE, "two", "t1", "sleep 300")
     repository.claim(running.id, "w", 1.0e9, 60)  # busy on a long command
     service.submit(ALICE, "three", "t1", "echo")
-    config = scaler_config(warm_reserve_share=0)
+    config = scaler_config(warm_reserve_share=0, other_reserve_share=0)
     assert config.task_subnets == ["subnet-1", "subnet-2"]
     ecs = FakeEcs(running=1)  # the one running the long command
     result = scale(config, repository, fleet(ecs), registry(repository), time.time())
@@ -125,6 +127,8 @@ def test_scale_sizes_the_fleet_to_the_projects_with_commands(
         "commands": 5,
         "warm": 0,
         "reserve": 0,
+        "interactive": 0,
+        "held": 0,
     }
     assert (result["launch"], result["started"]) == (2, 2)
     # the same work again, with those two starting: nothing more
@@ -152,17 +156,36 @@ def test_a_project_whose_command_just_ended_keeps_a_reserve_worker(
     assert registry(repository).view(later).reserve == 0  # the idle worker may leave now
 
 
-def test_the_reserve_is_a_share_of_the_projects_active_lately_not_one_each(
+def ran(repository: WorkersRepository, command: Command, ended: float) -> None:
+    claimed = repository.claim(command.id, "w", ended - 3, 60)
+    repository.finish(claimed, CommandStatus.SUCCEEDED, ended, exit_code=0, worker="w")
+
+
+def test_the_reserve_is_a_share_of_the_projects_active_lately_more_for_people_typing(
     service: CommandService, repository: WorkersRepository
 ) -> None:
-    for n in range(6):  # six people reading their last command's output
-        command = service.submit(ALICE, f"p{n}", "t1", "ls")
-        claimed = repository.claim(command.id, "w", time.time() - 5, 60)
-        repository.finish(claimed, CommandStatus.SUCCEEDED, time.time() - 2, exit_code=0)
+    """Six people reading their last command's output (each typed a follow-up), and five
+    projects that ran one command: a share of each, held by any worker — not one each."""
+    now = time.time()
+    for n in range(6):
+        ran(repository, service.submit(ALICE, f"person{n}", "t1", "ls"), now - 30)
+        follow_up = service.submit(ALICE, f"person{n}", "t1", "make")
+        assert follow_up.lane == Lane.FOLLOW_UPS
+        ran(repository, follow_up, now - 2)
+    for n in range(5):
+        command = service.submit(ALICE, f"build{n}", "t1", "make")
+        assert command.lane == Lane.COMMANDS  # a project's first command
+        ran(repository, command, now - 2)
     result = scale(
-        scaler_config(), repository, fleet(FakeEcs(running=1)), registry(repository), time.time()
+        scaler_config(), repository, fleet(FakeEcs(running=1)), registry(repository), now
     )
-    assert (result["observed"]["reserve"], result["launch"]) == (3, 2)  # ceil(6 x 0.34)
+    observed = result["observed"]
+    assert (observed["interactive"], observed["warm"]) == (6, 17)
+    assert observed["reserve"] == 4  # ceil(6 x 0.34 + 5 x 0.2)
+    assert observed["held"] == 1  # ceil(6 x 0.15): idle workers that take follow-ups only
+    assert result["launch"] == 3
+    view = registry(repository).view(now)
+    assert (view.reserve, view.held) == (4, 1)
 
 
 def test_min_tasks_idle_workers_are_held_like_a_reserve(repository: WorkersRepository) -> None:
@@ -177,24 +200,34 @@ def test_an_idle_stack_writes_nothing(repository: WorkersRepository) -> None:
     assert repository.table.get_item(Key={"pk": FLEET_KEY}).get("Item") is None
 
 
-def test_a_queued_wake_up_starts_workers_for_work_and_the_schedule_tops_up_the_reserve(
+def test_a_new_projects_command_gets_a_worker_of_its_own_beside_the_reserve(
     service: CommandService, repository: WorkersRepository
 ) -> None:
-    """A reserve worker that takes a command is usually free again long before a new one
-    would boot: a wake-up for a queued command does not replace it at once."""
-    ended = service.submit(ALICE, "reading", "t1", "ls")
-    claimed = repository.claim(ended.id, "w", time.time() - 5, 60)
-    repository.finish(claimed, CommandStatus.SUCCEEDED, time.time() - 2, exit_code=0)
-    service.submit(ALICE, "typing", "t1", "make")  # taken by nobody yet
+    """Idle workers held for people typing are no capacity for a new project: a run woken by
+    its command starts a worker for it on top of the reserve, as the scheduled run would."""
     now = time.time()
-    woken = scale(
-        scaler_config(), repository, fleet(FakeEcs()), registry(repository), now,
-        top_up_reserve=False,
-    )  # fmt: skip
-    assert (woken["observed"]["reserve"], woken["launch"]) == (1, 1)  # the work only
-    assert registry(repository).view(now).reserve == 1  # yet idle workers hold the reserve
-    ticked = scale(scaler_config(), repository, fleet(FakeEcs()), registry(repository), now)
-    assert ticked["launch"] == 2
+    ran(repository, service.submit(ALICE, "reading", "t1", "ls"), now - 30)
+    ran(repository, service.submit(ALICE, "reading", "t1", "ls -l"), now - 2)  # a follow-up
+    idle_reserve = FakeEcs(running=1)
+    quiet = scale(scaler_config(), repository, fleet(idle_reserve), registry(repository), now)
+    assert (quiet["observed"]["reserve"], quiet["observed"]["held"], quiet["launch"]) == (1, 1, 0)
+    service.submit(ALICE, "new", "t1", "make")  # taken by nobody yet
+    woken = scale(scaler_config(), repository, fleet(idle_reserve), registry(repository), now)
+    assert (woken["observed"]["reserve"], woken["launch"]) == (1, 1)  # was 0 before lanes
+
+
+def test_at_the_fleet_ceiling_nothing_is_held(
+    service: CommandService, repository: WorkersRepository
+) -> None:
+    now = time.time()
+    ran(repository, service.submit(ALICE, "reading", "t1", "ls"), now - 30)
+    ran(repository, service.submit(ALICE, "reading", "t1", "ls -l"), now - 2)  # a follow-up
+    service.submit(ALICE, "new", "t1", "make")  # waits in the command queue
+    full = scale(
+        scaler_config(max_tasks=1), repository, fleet(FakeEcs(running=1)), registry(repository), now
+    )
+    assert (full["observed"]["interactive"], full["observed"]["held"], full["launch"]) == (1, 0, 0)
+    assert registry(repository).view(now).held == 0  # the one idle worker takes "new"
 
 
 def test_the_top_up_leaves_a_reserve_worker_that_just_took_a_command_to_come_back(

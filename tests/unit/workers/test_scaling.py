@@ -8,9 +8,14 @@ from workers.scaling import (
     RETURNS_WITHIN_SECONDS,
     Limits,
     Observed,
+    Shares,
     berth_launch,
     depth_desired,
     depth_launch,
+    held_for_follow_ups,
+    held_within,
+    is_follow_up,
+    is_held,
     lasting_projects,
     may_leave,
     warm_reserve,
@@ -60,22 +65,62 @@ def test_berth_policy_is_one_worker_per_project_with_work(
     assert berth_launch(observed, limits) == launch
 
 
+SHARES = Shares(interactive=0.34, other=0.2, held=0.15)
+
+
 @pytest.mark.parametrize(
-    ("recent", "share", "reserve"),
+    ("interactive", "others", "shares", "reserve"),
     [
-        (0, 0.34, 0),  # nobody active lately: the fleet may go to zero
-        (1, 0.34, 1),  # at least one while any project is warm
-        (3, 0.34, 2),  # ceil(1.02)
-        (6, 0.34, 3),
-        (100, 0.34, 34),
-        (5, 0.0, 0),  # share 0: no reserve at all
-        (5, 1.0, 5),
+        (0, 0, SHARES, 0),  # nobody active lately: the fleet may go to zero
+        (1, 0, SHARES, 1),  # at least one while any project is warm
+        (0, 1, SHARES, 1),
+        (3, 0, SHARES, 2),  # ceil(1.02)
+        (6, 5, SHARES, 4),  # ceil(2.04 + 1.0)
+        (100, 0, SHARES, 34),
+        (0, 10, SHARES, 2),  # others count less: their next command is less likely soon
+        (5, 5, Shares(0.0, 0.0, 0.0), 0),  # shares 0: no reserve at all
+        (5, 0, Shares(1.0, 0.0, 0.0), 5),
+        (0, 5, Shares(1.0, 0.0, 0.0), 0),
     ],
 )
 def test_the_warm_reserve_is_a_share_of_the_projects_active_lately(
-    recent: int, share: float, reserve: int
+    interactive: int, others: int, shares: Shares, reserve: int
 ) -> None:
-    assert warm_reserve(recent, share) == reserve
+    assert warm_reserve(interactive, others, shares) == reserve
+
+
+@pytest.mark.parametrize(
+    ("interactive", "held"), [(0, 0), (1, 1), (6, 1), (7, 2), (20, 3), (100, 15)]
+)
+def test_a_share_of_the_interactive_projects_is_held_for_follow_ups(
+    interactive: int, held: int
+) -> None:
+    assert held_for_follow_ups(interactive, SHARES) == held
+    assert held_for_follow_ups(interactive, Shares(0.3, 0.2, 0.0)) == 0
+
+
+def test_a_follow_up_is_typed_into_an_idle_project_soon_after_its_last_command() -> None:
+    now = 1000.0
+    assert is_follow_up(0, now - 5, now, keep_warm_seconds=120)
+    assert is_follow_up(0, now - 119, now, keep_warm_seconds=120)
+    assert not is_follow_up(0, now - 120, now, keep_warm_seconds=120)  # gone cold
+    assert not is_follow_up(1, now - 5, now, keep_warm_seconds=120)  # a burst, not a person
+    assert not is_follow_up(0, None, now, keep_warm_seconds=120)  # its first command
+    assert not is_follow_up(0, now - 5, now, keep_warm_seconds=0)
+
+
+def test_the_most_recently_idle_workers_are_held_the_others_take_anything() -> None:
+    idle = {"a": 100.0, "b": 130.0, "c": 160.0}  # a has been idle longest
+    assert [w for w in idle if is_held(w, idle, held=1)] == ["c"]
+    assert [w for w in idle if is_held(w, idle, held=2)] == ["b", "c"]
+    assert [w for w in idle if is_held(w, idle, held=0)] == []
+    assert [w for w in idle if is_held(w, idle, held=5)] == ["a", "b", "c"]
+
+
+def test_no_worker_is_held_while_the_fleet_is_at_its_ceiling() -> None:
+    """At max_tasks no new worker comes for a waiting project: the held ones must serve it."""
+    assert held_within(2, Observed(running=8, projects=7, reserve=3), LIMITS) == 2  # 10 fit
+    assert held_within(2, Observed(running=10, projects=8, reserve=3), LIMITS) == 0
 
 
 def test_the_reserve_is_launched_on_top_of_the_projects_with_work() -> None:

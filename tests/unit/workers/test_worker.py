@@ -13,7 +13,7 @@ import boto3
 from berth_worker.worker import Worker
 from tests.unit.workers.conftest import ALICE, BUCKET, Frames, MakeWorker, receive
 from workers.config import WorkersConfig
-from workers.models import TAIL_BYTES, CommandStatus, ErrorCode, log_key
+from workers.models import TAIL_BYTES, CommandStatus, ErrorCode, Lane, log_key
 from workers.repository import WorkersRepository
 from workers.reserve import RESERVE_SECONDS, FleetRegistry
 from workers.service import CommandService
@@ -25,9 +25,11 @@ def objects(aws: boto3.session.Session, prefix: str) -> dict[str, bytes]:
     return {o["Key"]: s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read() for o in listed}
 
 
-def in_queue(aws: boto3.session.Session, config: WorkersConfig) -> int:
+def in_queue(
+    aws: boto3.session.Session, config: WorkersConfig, queue_url: str | None = None
+) -> int:
     attributes = aws.client("sqs").get_queue_attributes(
-        QueueUrl=config.queue_url,
+        QueueUrl=queue_url or config.queue_url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     return int(attributes["ApproximateNumberOfMessages"]) + int(
@@ -480,7 +482,7 @@ def test_idle_workers_shrink_to_the_reserve_and_to_zero_once_it_is_gone(
     make_worker: MakeWorker, repository: WorkersRepository
 ) -> None:
     registry = FleetRegistry(repository.table)
-    registry.publish_reserve(1, time.time())  # one person is likely typing
+    registry.publish_reserve(1, 0, time.time())  # one person is likely typing
     workers = [make_worker(idle_seconds=1, fleet=registry) for _ in range(3)]
     threads = [_in_thread(worker) for worker in workers]
     deadline = time.monotonic() + 15
@@ -490,7 +492,7 @@ def test_idle_workers_shrink_to_the_reserve_and_to_zero_once_it_is_gone(
     assert sum(t.is_alive() for t in threads) == 1
     (staying,) = [w for w, t in zip(workers, threads, strict=True) if t.is_alive()]
     assert list(registry.view(time.time()).idle) == [staying.name]
-    registry.publish_reserve(0, time.time())  # nobody warm any more
+    registry.publish_reserve(0, 0, time.time())  # nobody warm any more
     for thread in threads:
         thread.join(timeout=5)
     assert not any(t.is_alive() for t in threads)
@@ -501,7 +503,7 @@ def test_a_stale_reserve_holds_no_worker(
 ) -> None:
     """A scaler that stopped republishing cannot keep workers (and their cost) forever."""
     registry = FleetRegistry(repository.table)
-    registry.publish_reserve(5, time.time() - RESERVE_SECONDS - 1)
+    registry.publish_reserve(5, 0, time.time() - RESERVE_SECONDS - 1)
     worker = make_worker(idle_seconds=1, fleet=registry)
     began = time.monotonic()
     worker.run_forever()
@@ -512,7 +514,7 @@ def test_a_reserve_worker_takes_any_projects_command_at_once(
     service: CommandService, make_worker: MakeWorker, repository: WorkersRepository
 ) -> None:
     registry = FleetRegistry(repository.table)
-    registry.publish_reserve(1, time.time())
+    registry.publish_reserve(1, 0, time.time())
     worker = make_worker(idle_seconds=1, fleet=registry)
     thread = _in_thread(worker)
     time.sleep(2.5)  # idle past idle_seconds, held by the reserve
@@ -525,3 +527,74 @@ def test_a_reserve_worker_takes_any_projects_command_at_once(
     thread.join(timeout=25)
     assert not thread.is_alive()
     assert registry.view(time.time()).idle == {}
+
+
+def _handled_within(worker: Worker, command_id: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and command_id not in worker.handled:
+        time.sleep(0.1)
+    return command_id in worker.handled
+
+
+def _a_follow_up(service: CommandService, repository: WorkersRepository, project: str) -> str:
+    """A person's next command: queued right after the project's last one ended."""
+    first = service.submit(ALICE, project, "t1", "ls")
+    claimed = repository.claim(first.id, "w0", time.time() - 2, 30)
+    repository.finish(claimed, CommandStatus.SUCCEEDED, time.time(), exit_code=0, worker="w0")
+    follow_up = service.submit(ALICE, project, "t1", "echo next")
+    assert follow_up.lane == Lane.FOLLOW_UPS
+    return follow_up.id
+
+
+def test_a_held_worker_leaves_a_new_projects_command_and_takes_a_follow_up(
+    service: CommandService,
+    make_worker: MakeWorker,
+    repository: WorkersRepository,
+    aws: boto3.session.Session,
+    config: WorkersConfig,
+) -> None:
+    """The one idle worker is held for people typing: a burst into a new project waits for a
+    worker of its own (the scaler starts one); the person's next command runs at once."""
+    registry = FleetRegistry(repository.table)
+    registry.publish_reserve(1, 1, time.time())
+    worker = make_worker(idle_seconds=1, fleet=registry)
+    thread = _in_thread(worker)
+    burst = service.submit(ALICE, "new-project", "t1", "echo build")
+    assert burst.lane == Lane.COMMANDS
+    assert not _handled_within(worker, burst.id, 3)
+    assert in_queue(aws, config) == 1  # still there for a worker of its own
+    follow_up = _a_follow_up(service, repository, "typing")
+    assert _handled_within(worker, follow_up, 10)
+    assert repository.get(follow_up).status == CommandStatus.SUCCEEDED  # type: ignore[union-attr]
+    registry.publish_reserve(1, 0, time.time())  # no longer held: it takes anything
+    assert _handled_within(worker, burst.id, 10)
+    worker.stop()
+    thread.join(timeout=25)
+    assert not thread.is_alive()
+    assert repository.get(burst.id).status == CommandStatus.SUCCEEDED  # type: ignore[union-attr]
+    assert in_queue(aws, config, config.follow_ups_queue_url) == 0  # deleted from its lane
+
+
+def test_a_free_worker_looks_at_the_follow_up_lane_first(
+    service: CommandService,
+    make_worker: MakeWorker,
+    repository: WorkersRepository,
+) -> None:
+    older = service.submit(ALICE, "build", "t1", "echo build")
+    follow_up = _a_follow_up(service, repository, "typing")
+    worker = make_worker(idle_seconds=1)
+    assert worker.run_forever() == 0
+    assert worker.handled == [follow_up, older.id]
+
+
+def test_a_held_worker_about_to_leave_takes_what_waits_in_the_command_queue_first(
+    service: CommandService, make_worker: MakeWorker, repository: WorkersRepository
+) -> None:
+    """Held, it polled only the follow-up lane; once it may leave (the newest worker is held
+    now), a command waiting in the command queue is run, not left behind it."""
+    registry = FleetRegistry(repository.table)
+    registry.publish_reserve(0, 1, time.time())  # held, and nothing to hold it in the fleet
+    queued = service.submit(ALICE, "waiting", "t1", "echo taken")
+    worker = make_worker(idle_seconds=1, fleet=registry)
+    assert worker.run_forever() == 0
+    assert worker.handled == [queued.id]
