@@ -96,6 +96,8 @@ class Sandbox:
     config_file: Path
     credentials_file: Path
     """AWS config and credentials files with a profile per local user (SigV4)."""
+    runner: LocalTaskRunner | None = None
+    """Runs ECS tasks as local processes."""
     _thread: threading.Thread | None = field(default=None)
 
     @property
@@ -131,6 +133,8 @@ class Sandbox:
         self._thread.start()
 
     def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
         self.router.stop()
         self.websocket.stop()
         self.server.shutdown()
@@ -369,4 +373,5 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
         credentials,
         config_file,
         credentials_file,
+        runner=runner,
     )

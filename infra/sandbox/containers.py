@@ -88,6 +88,11 @@ class LocalTaskRunner:
         self._lock = threading.Lock()
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._addresses: dict[tuple[str, int], tuple[str, int]] = {}
+        self.closed = False
+        """Set first when the sandbox stops: no thread calls the emulator after that."""
+
+    def close(self) -> None:
+        self.closed = True
 
     def address_of(self, private_ip: str, port: int) -> tuple[str, int] | None:
         """Where a session task's server listens here, from its address in the VPC."""
@@ -112,6 +117,8 @@ class LocalTaskRunner:
         threading.Thread(target=self._run, args=(task,), daemon=True).start()
 
     def _run(self, task: dict[str, Any]) -> None:
+        if self.closed:
+            return
         ecs = self.emulator.client("ecs")
         definition = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])
         (container,) = definition["taskDefinition"]["containerDefinitions"][:1]
@@ -170,6 +177,8 @@ class LocalTaskRunner:
             self._processes.pop(task["taskArn"], None)
             if served is not None:
                 self._addresses.pop(served, None)
+        if self.closed:
+            return  # the sandbox (and its emulator) stopped under the task
         if task.get("desiredStatus") == "STOPPED" or self._stopped(task):
             return  # stopped from outside (a session's end): ECS has recorded it already
         if code:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
 from moto.moto_api import state_manager
 
+from infra.sandbox.containers import LocalTaskRunner
 from infra.sandbox.sqs import keep_fifo_promises
 
 
@@ -114,3 +116,17 @@ def test_tasks_take_the_start_time_to_run_and_stop_at_once(aws: boto3.session.Se
     finally:
         start_tasks_after(0)
         state_manager.unset_transition("ecs::task")
+
+
+def test_a_closed_sandbox_runs_no_task_and_calls_its_emulator_no_more(tmp_path: Path) -> None:
+    """A task thread that outlives the sandbox's stop (its emulator gone) must not call it:
+    it printed a connection-refused traceback on every stop."""
+
+    class Stopped:
+        def client(self, name: str) -> Any:
+            raise AssertionError(f"the {name} emulator was called after the sandbox stopped")
+
+    runner = LocalTaskRunner(Stopped(), {}, tmp_path)  # type: ignore[arg-type]
+    runner.close()
+    runner._run({"taskArn": "arn:aws:ecs:task/t", "taskDefinitionArn": "worker"})
+    assert not (tmp_path / "tasks").exists()
