@@ -14,9 +14,9 @@ class WorkersConfig(EnvModel):
     workers_table: str
     queue_url: str
     workspaces_bucket: str
-    follow_ups_queue_url: str | None = None
-    """The follow-up lane (``workers.models.Lane``); None: every command in ``queue_url``."""
-    keep_warm_seconds: int = Field(default=0, ge=0)
+    follow_ups_queue_url: str
+    """The follow-up lane (``workers.models.Lane``)."""
+    keep_warm_seconds: int = Field(ge=0)
     command_max_chars: int = Field(ge=1)
     max_pending_per_user: int = Field(ge=1)
     log_url_seconds: int = Field(ge=1)
@@ -53,7 +53,7 @@ class WorkerConfig(EnvModel):
     """The worker container."""
 
     queue_url: str
-    follow_ups_queue_url: str | None = None
+    follow_ups_queue_url: str
     """The follow-up lane: polled first, and only it by a held worker."""
     workspaces_bucket: str
     workers_table: str

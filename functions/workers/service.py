@@ -124,7 +124,7 @@ class CommandService:
             state = self.repo.lane_of(command.project)
             if state.unfinished > 0 and state.lane is not None:
                 lane = state.lane
-            elif self.config.follow_ups_queue_url and is_follow_up(
+            elif is_follow_up(
                 state.unfinished, state.last_ended_at, now, self.config.keep_warm_seconds
             ):
                 lane = Lane.FOLLOW_UPS
@@ -145,7 +145,7 @@ class CommandService:
         raise Unavailable("the project's commands are changing; try again")
 
     def _queue_of(self, lane: Lane | None) -> str:
-        if lane == Lane.FOLLOW_UPS and self.config.follow_ups_queue_url:
+        if lane == Lane.FOLLOW_UPS:
             return self.config.follow_ups_queue_url
         return self.config.queue_url
 
