@@ -15,6 +15,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.records import Record, iso
+from workers.scaling import Lane
 
 NAME_PATTERN = r"^[a-z0-9-]{1,63}$"
 COMMAND_ID_PATTERN = r"^cmd_[0-9a-f]{28}$"
@@ -35,17 +36,6 @@ class CommandStatus(StrEnum):
 
 
 FINISHED = frozenset({CommandStatus.SUCCEEDED, CommandStatus.FAILED, CommandStatus.CANCELLED})
-
-
-class Lane(StrEnum):
-    """The queue a command travels in (``workers.scaling``): a project's unfinished commands
-    are all in one lane, so they still run one at a time, in order."""
-
-    COMMANDS = "commands"
-    FOLLOW_UPS = "follow_ups"
-    """Commands queued while the project had nothing else queued or running, within
-    ``workers.keep_warm_seconds`` of its last command's end: some idle workers take only
-    these."""
 
 
 class ErrorCode(StrEnum):

@@ -37,8 +37,8 @@ from workers.models import (
     Command,
     CommandStatus,
     ErrorCode,
-    Lane,
 )
+from workers.scaling import Lane
 
 BY_PROJECT = "by_project"
 ACTIVE = "active"

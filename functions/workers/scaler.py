@@ -17,8 +17,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.telemetry import instrumented
-from workers.models import Lane
 from workers.scaling import (
+    Lane,
     Limits,
     Observed,
     Shares,

@@ -41,10 +41,23 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 RETURNS_WITHIN_SECONDS = 30
 """A command running for less than this is likely to end, and hand its worker back to the
 reserve, before a worker started now could boot (about a minute on Fargate)."""
+
+
+class Lane(StrEnum):
+    """The queue a command travels in : a project's unfinished commands
+    are all in one lane, so they still run one at a time, in order."""
+
+    COMMANDS = "commands"
+    FOLLOW_UPS = "follow_ups"
+    """Commands queued while the project had nothing else queued or running, within
+    ``workers.keep_warm_seconds`` of its last command's end: some idle workers take only
+    these."""
+
 
 QUEUED = "queued"
 """The ``reason`` of a scaler run woken by a queued command (its scheduled runs have none)."""

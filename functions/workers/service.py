@@ -18,14 +18,13 @@ from workers.models import (
     Command,
     CommandStatus,
     ErrorCode,
-    Lane,
     Output,
     log_key,
     new_command_id,
     terminal_scope,
 )
 from workers.repository import Claim, LaneTaken, QueueFull, StaleCommand, WorkersRepository
-from workers.scaling import QUEUED, is_follow_up
+from workers.scaling import QUEUED, Lane, is_follow_up
 
 LANE_ATTEMPTS = 3
 

@@ -13,8 +13,9 @@ import pytest
 
 from tests.unit.workers.conftest import ALICE, KEEP_WARM_SECONDS
 from workers.config import WorkersConfig
-from workers.models import Command, CommandStatus, ErrorCode, Lane
+from workers.models import Command, CommandStatus, ErrorCode
 from workers.repository import LaneState, WorkersRepository
+from workers.scaling import Lane
 from workers.service import CommandService
 
 

@@ -11,11 +11,11 @@ from botocore.exceptions import ClientError
 from tests.unit.workers.conftest import ALICE
 from workers.config import ScalerConfig, WorkersConfig
 from workers.fleet import STARTED_BY, Fleet
-from workers.models import Command, CommandStatus, Lane
+from workers.models import Command, CommandStatus
 from workers.repository import WorkersRepository
 from workers.reserve import FLEET_KEY, FleetRegistry
 from workers.scaler import scale
-from workers.scaling import QUEUED, RETURNS_WITHIN_SECONDS
+from workers.scaling import QUEUED, RETURNS_WITHIN_SECONDS, Lane
 from workers.service import CommandService
 
 

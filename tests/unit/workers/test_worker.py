@@ -13,9 +13,10 @@ import boto3
 from berth_worker.worker import Worker
 from tests.unit.workers.conftest import ALICE, BUCKET, Frames, MakeWorker, receive
 from workers.config import WorkersConfig
-from workers.models import TAIL_BYTES, CommandStatus, ErrorCode, Lane, log_key
+from workers.models import TAIL_BYTES, CommandStatus, ErrorCode, log_key
 from workers.repository import WorkersRepository
 from workers.reserve import RESERVE_SECONDS, FleetRegistry
+from workers.scaling import Lane
 from workers.service import CommandService
 
 
