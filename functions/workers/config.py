@@ -15,7 +15,7 @@ class WorkersConfig(EnvModel):
     queue_url: str
     workspaces_bucket: str
     follow_ups_queue_url: str
-    """The follow-up lane (``workers.models.Lane``)."""
+    """The follow-up lane (``workers.scaling.Lane``)."""
     keep_warm_seconds: int = Field(ge=0)
     command_max_chars: int = Field(ge=1)
     max_pending_per_user: int = Field(ge=1)

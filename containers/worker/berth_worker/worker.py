@@ -12,7 +12,7 @@ commands back until this one is deleted):
   the workspace back, sync it up, store the log and the result, delete the message — all
   under a heartbeat that renews the lease, saves the output so far and notices a cancel.
 
-Messages come from two lanes (``workers.models.Lane``): the follow-up lane first, then the
+Messages come from two lanes (``workers.scaling.Lane``): the follow-up lane first, then the
 command queue; a *held* worker (one of the most recently idle, as many as the scaler
 published: ``workers.scaling.is_held``) polls the follow-up lane only, so a person typing
 their next command finds an idle worker a burst could not take.
