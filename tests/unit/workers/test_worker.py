@@ -11,7 +11,14 @@ from pathlib import Path
 import boto3
 
 from berth_worker.worker import Worker
-from tests.unit.workers.conftest import ALICE, BUCKET, Frames, MakeWorker, receive
+from tests.unit.workers.conftest import (
+    ALICE,
+    BUCKET,
+    KEEP_WARM_SECONDS,
+    Frames,
+    MakeWorker,
+    receive,
+)
 from workers.config import WorkersConfig
 from workers.models import TAIL_BYTES, CommandStatus, ErrorCode, log_key
 from workers.repository import WorkersRepository
@@ -599,3 +606,47 @@ def test_a_held_worker_about_to_leave_takes_what_waits_in_the_command_queue_firs
     worker = make_worker(idle_seconds=1, fleet=registry)
     assert worker.run_forever() == 0
     assert worker.handled == [queued.id]
+
+
+def test_a_project_moving_between_lanes_still_runs_one_command_at_a_time_in_order(
+    service: CommandService,
+    make_worker: MakeWorker,
+    aws: boto3.session.Session,
+    config: WorkersConfig,
+    repository: WorkersRepository,
+) -> None:
+    """A person's first command (command queue), three typed in a row after it (the follow-up
+    lane), one after the project went cold (the command queue again), three workers taking
+    from both lanes: every append lands, in order."""
+    from workers.wiring import build_service
+
+    workers = [make_worker(idle_seconds=3) for _ in range(3)]
+    threads = [_in_thread(w) for w in workers]
+
+    def appended(n: int, via: CommandService = service) -> str:
+        return via.submit(ALICE, "lanes", "t1", f"echo {n} >> counter.txt; sleep 0.05").id
+
+    def settled(ids: list[str]) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(
+            not (c := repository.get(i)) or not c.status.finished for i in ids
+        ):
+            time.sleep(0.1)
+
+    first = [appended(1)]
+    settled(first)
+    typed = [appended(n) for n in (2, 3, 4)]
+    settled(typed)
+    later = build_service(config, session=aws, clock=lambda: time.time() + KEEP_WARM_SECONDS)
+    cold = [appended(5, later)]
+    settled(cold)
+    for worker in workers:
+        worker.stop()
+    for thread in threads:
+        thread.join(timeout=30)
+    ids = first + typed + cold
+    lanes = [repository.get(i).lane for i in ids]  # type: ignore[union-attr]
+    assert lanes == [Lane.COMMANDS, *[Lane.FOLLOW_UPS] * 3, Lane.COMMANDS]
+    counter = objects(aws, "workspaces/lanes/")["workspaces/lanes/counter.txt"].decode().split()
+    assert counter == ["1", "2", "3", "4", "5"]
+    assert {repository.get(i).status for i in ids} == {CommandStatus.SUCCEEDED}  # type: ignore[union-attr]
