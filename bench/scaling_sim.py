@@ -346,7 +346,7 @@ def leave_when_idle(fleet: Fleet, live: list[Task], t: float) -> None:
         and task.idle_since is not None
     }  # fmt: skip
     for name, since in sorted(idle.items(), key=lambda item: item[1]):
-        if t - since >= fleet.idle_seconds and may_leave(name, idle, fleet.reserve):
+        if t - since >= fleet.idle_seconds and may_leave(name, idle, fleet.reserve, fleet.held):
             live[int(name)].ended = t
             del idle[name]
 

@@ -24,7 +24,7 @@ interactive projects plus a smaller share of the other projects active lately â€
 serving any project, rather than a worker per project: most of those people are reading,
 and a worker booted for each would mostly idle. Follow-ups travel in a lane (queue) of their
 own, and a share of the interactive projects (``held_for_follow_ups``) is the number of idle
-workers that take from that lane only (``is_held``: the most recently idle ones): a burst or
+workers that take from that lane only (``is_held``: the longest idle ones): a burst or
 a new project can take the other idle workers, never the last ones a person typing needs â€”
 they get a worker of their own instead, which every scaler run starts. The scaler publishes
 the reserve and the held count; an idle worker leaves only while the fleet has more idle
@@ -158,17 +158,21 @@ def berth_launch(observed: Observed, limits: Limits) -> int:
     return max(0, berth_desired(observed, limits) - (observed.running + observed.starting))
 
 
-def may_leave(me: str, idle: dict[str, float], reserve: int) -> bool:
+def may_leave(me: str, idle: dict[str, float], reserve: int, held: int = 0) -> bool:
     """Whether worker ``me``, idle past ``idle_seconds``, leaves: ``idle`` maps each idle
     worker of the fleet (``me`` included) to when it became idle. Only the surplus over the
-    reserve leaves, longest idle first, so two workers never both leave for one surplus."""
+    reserve leaves, longest idle first after the ``held`` ones (``is_held``: they stay for
+    follow-ups, as part of the reserve), so two workers never both leave for one surplus."""
     surplus = len(idle) - reserve
     if surplus <= 0:
         return False
-    return me in sorted(idle, key=lambda name: (idle[name], name))[:surplus]
+    staying = max(0, min(held, reserve))
+    return me in sorted(idle, key=lambda name: (idle[name], name))[staying:][:surplus]
 
 
 def is_held(me: str, idle: dict[str, float], held: int) -> bool:
-    """Whether idle worker ``me`` takes follow-ups only: it is one of the ``held`` most
-    recently idle workers of ``idle`` (the rest, longest idle first, take any command)."""
-    return not may_leave(me, idle, held)
+    """Whether idle worker ``me`` takes follow-ups only: it is one of the ``held`` longest idle
+    workers of ``idle``. A worker whose command just ended is the newest idle one, so it is
+    never held: it takes its project's next command at once (free the moment the one before
+    was deleted) instead of waiting for an older worker to notice it is no longer held."""
+    return me in sorted(idle, key=lambda name: (idle[name], name))[: max(0, held)]

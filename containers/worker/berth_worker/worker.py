@@ -13,9 +13,10 @@ commands back until this one is deleted):
   under a heartbeat that renews the lease, saves the output so far and notices a cancel.
 
 Messages come from two lanes (``workers.scaling.Lane``): the follow-up lane first, then the
-command queue; a *held* worker (one of the most recently idle, as many as the scaler
-published: ``workers.scaling.is_held``) polls the follow-up lane only, so a person typing
-their next command finds an idle worker a burst could not take.
+command queue; a *held* worker (one of the longest idle, as many as the scaler published:
+``workers.scaling.is_held``) polls the follow-up lane only, so a person typing their next
+command finds an idle worker a burst could not take. A worker whose command just ended is the
+newest idle one, never held: it takes its project's next command at once.
 
 SIGTERM: finish the command if it ends within the grace period; otherwise stop it, keep its
 file changes and end it ``FAILED worker_lost``. A command that starts is never started again.
@@ -125,9 +126,8 @@ class Worker:
                     and time.monotonic() - idle_since >= self.idle_seconds
                     and self._may_leave(idle_since_wall)
                 ):
-                    # The longest idle leave first, but a held worker polled only the lane:
-                    # what waits in the command queue is taken before leaving (or the newest
-                    # worker, held, would see every older one leave past it).
+                    # A held worker polled only the lane: what waits in the command queue
+                    # is taken before it leaves.
                     received = self._last_look()
                     if received is None:
                         log.info("idle beyond the warm reserve: exiting")
@@ -215,7 +215,7 @@ class Worker:
         except Exception:  # unknown reserve: leave; the scaler starts workers when needed
             log.warning("could not read the warm reserve", exc_info=True)
             return True
-        return may_leave(self.name, {**view.idle, self.name: since}, view.reserve)
+        return may_leave(self.name, {**view.idle, self.name: since}, view.reserve, view.held)
 
     # --- one message --------------------------------------------------------------------------
 

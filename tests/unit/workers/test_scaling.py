@@ -109,10 +109,10 @@ def test_a_follow_up_is_typed_into_an_idle_project_soon_after_its_last_command()
     assert not is_follow_up(0, now - 5, now, keep_warm_seconds=0)
 
 
-def test_the_most_recently_idle_workers_are_held_the_others_take_anything() -> None:
-    idle = {"a": 100.0, "b": 130.0, "c": 160.0}  # a has been idle longest
-    assert [w for w in idle if is_held(w, idle, held=1)] == ["c"]
-    assert [w for w in idle if is_held(w, idle, held=2)] == ["b", "c"]
+def test_the_longest_idle_workers_are_held_the_newest_take_anything() -> None:
+    idle = {"a": 100.0, "b": 130.0, "c": 160.0}  # a has been idle longest; c just ended one
+    assert [w for w in idle if is_held(w, idle, held=1)] == ["a"]
+    assert [w for w in idle if is_held(w, idle, held=2)] == ["a", "b"]
     assert [w for w in idle if is_held(w, idle, held=0)] == []
     assert [w for w in idle if is_held(w, idle, held=5)] == ["a", "b", "c"]
 
@@ -147,6 +147,15 @@ def test_only_the_surplus_over_the_reserve_leaves_longest_idle_first() -> None:
     assert [w for w in idle if may_leave(w, idle, reserve=3)] == []
     tie = {"x": 5.0, "w": 5.0}  # the same second: one name goes, never both
     assert [w for w in tie if may_leave(w, tie, reserve=1)] == ["w"]
+
+
+def test_held_workers_stay_the_next_longest_idle_leave() -> None:
+    """The held ones (the longest idle) wait for follow-ups: the surplus is taken after them,
+    or a burst's worker would find itself the only idle one — held — after each command."""
+    idle = {"a": 100.0, "b": 130.0, "c": 160.0}
+    assert [w for w in idle if may_leave(w, idle, reserve=2, held=1)] == ["b"]
+    assert [w for w in idle if may_leave(w, idle, reserve=1, held=1)] == ["b", "c"]
+    assert [w for w in idle if may_leave(w, idle, reserve=0, held=1)] == ["a", "b", "c"]
 
 
 def test_limits_are_validated() -> None:

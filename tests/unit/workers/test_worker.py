@@ -10,7 +10,7 @@ from pathlib import Path
 
 import boto3
 
-from berth_worker.worker import Worker
+from berth_worker.worker import HELD_POLL_SECONDS, Worker
 from tests.unit.workers.conftest import (
     ALICE,
     BUCKET,
@@ -650,3 +650,28 @@ def test_a_project_moving_between_lanes_still_runs_one_command_at_a_time_in_orde
     counter = objects(aws, "workspaces/lanes/")["workspaces/lanes/counter.txt"].decode().split()
     assert counter == ["1", "2", "3", "4", "5"]
     assert {repository.get(i).status for i in ids} == {CommandStatus.SUCCEEDED}  # type: ignore[union-attr]
+
+
+def test_the_worker_that_ran_a_projects_command_takes_its_next_one_at_once(
+    service: CommandService, make_worker: MakeWorker, repository: WorkersRepository
+) -> None:
+    """A burst into one project: each command is free the moment the one before it is
+    deleted, and the worker that ran that one — the newest idle, never held — takes it right
+    then, while the held one stays on the follow-up lane."""
+    registry = FleetRegistry(repository.table)
+    registry.publish_reserve(2, 0, time.time())  # both stay
+    older = make_worker(idle_seconds=1, fleet=registry)
+    threads = [_in_thread(older)]
+    time.sleep(0.5)
+    newer = make_worker(idle_seconds=1, fleet=registry)
+    threads.append(_in_thread(newer))
+    time.sleep(0.5)
+    registry.publish_reserve(2, 1, time.time())  # and the longest idle one is held
+    time.sleep(HELD_POLL_SECONDS + 1)  # each has looked again at whether it is held
+    burst = [service.submit(ALICE, "burst", "t1", f"echo {n}").id for n in range(3)]
+    assert _handled_within(newer, burst[-1], 15)
+    assert (older.handled, newer.handled) == ([], burst)
+    for worker in (older, newer):
+        worker.stop()
+    for thread in threads:
+        thread.join(timeout=30)
