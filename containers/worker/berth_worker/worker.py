@@ -143,7 +143,7 @@ class Worker:
                 idle_since, idle_since_wall = time.monotonic(), self.clock()
                 self._say_idle(idle_since_wall)
         finally:
-            self._say_busy()  # leaving: not idle any more
+            self._say_busy(attempts=3)  # leaving: not idle any more
         return 0
 
     # --- receiving -----------------------------------------------------------------------------
@@ -198,14 +198,20 @@ class Worker:
         except Exception:  # the reserve is an optimisation: never a reason to stop working
             log.warning("could not tell the fleet this worker is idle", exc_info=True)
 
-    def _say_busy(self) -> None:
+    def _say_busy(self, attempts: int = 1) -> None:
+        """No longer idle. Leaving, it tries ``attempts`` times: an entry left behind would
+        count as an idle worker (holding, or letting another leave) for ``IDLE_SEEN_SECONDS``."""
         if self.fleet is None:
             return
         self._said_idle_at = 0.0
-        try:
-            self.fleet.busy(self.name)
-        except Exception:
-            log.warning("could not tell the fleet this worker is busy", exc_info=True)
+        for attempt in range(1, attempts + 1):
+            try:
+                self.fleet.busy(self.name)
+                return
+            except Exception:
+                log.warning("could not tell the fleet this worker is busy", exc_info=True)
+                if attempt < attempts:
+                    time.sleep(0.2 * attempt)
 
     def _may_leave(self, since: float) -> bool:
         if self.fleet is None:

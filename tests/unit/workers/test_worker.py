@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import boto3
+import pytest
 
 from berth_worker.worker import HELD_POLL_SECONDS, Worker
 from tests.unit.workers.conftest import (
@@ -675,3 +676,24 @@ def test_the_worker_that_ran_a_projects_command_takes_its_next_one_at_once(
         worker.stop()
     for thread in threads:
         thread.join(timeout=30)
+
+
+def test_a_leaving_worker_clears_its_idle_entry_through_a_passing_fault(
+    make_worker: MakeWorker, repository: WorkersRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left behind, the entry would count as an idle worker for a minute."""
+    registry = FleetRegistry(repository.table)
+    real_busy = registry.busy
+    calls: list[str] = []
+
+    def flaky_busy(worker: str) -> None:
+        calls.append(worker)
+        if len(calls) == 1:
+            raise RuntimeError("a passing fault")
+        real_busy(worker)
+
+    monkeypatch.setattr(registry, "busy", flaky_busy)
+    worker = make_worker(idle_seconds=1, fleet=registry)
+    assert worker.run_forever() == 0
+    assert len(calls) == 2
+    assert registry.view(time.time()).idle == {}
