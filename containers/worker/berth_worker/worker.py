@@ -53,9 +53,10 @@ log = logging.getLogger("berth.worker")
 Publish = Callable[[str, dict[str, Any]], Any]
 TIMEOUT_EXIT_CODE = 124
 FLUSH_BYTES = 1 << 20
-COMMANDS_POLL_SECONDS = 2
+COMMANDS_POLL_SECONDS = 1
 """With a follow-up lane, a worker free to take any command long-polls the command queue
-this long at most, then looks at the lane again."""
+this long at most, then looks at the lane again: a follow-up no held worker waits for (a
+project's first follow-up, before the scaler holds one) waits at most this long."""
 HELD_POLL_SECONDS = 5
 """A held worker long-polls the follow-up lane this long at most, then reads whether it is
 still held."""
