@@ -56,6 +56,7 @@ from workers.scaling import (  # noqa: E402
     depth_launch,
     held_for_follow_ups,
     held_within,
+    interactive_and_others,
     is_follow_up,
     is_held,
     lasting_projects,
@@ -307,8 +308,7 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
             with_work = {c.project for c in queue} | busy
             recent = [c for c in done if c.ended and t - c.ended < fleet.keep_warm_seconds]
             recent += [*queue, *(task.current for task in live if task.current)]
-            interactive = {c.project for c in recent if c.follow_up}
-            others = {c.project for c in recent} - interactive
+            interactive, others = interactive_and_others((c.project, c.follow_up) for c in recent)
             fleet.reserve = warm_reserve(len(interactive), len(others), fleet.shares)
             observed = Observed(
                 running=sum(1 for task in live if task.ready_at <= t),

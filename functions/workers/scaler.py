@@ -25,6 +25,7 @@ from workers.scaling import (
     berth_launch,
     held_for_follow_ups,
     held_within,
+    interactive_and_others,
     lasting_projects,
     warm_reserve,
 )
@@ -56,8 +57,9 @@ def scale(
         if c.status.finished and (c.finished_at or 0) > now - config.keep_warm_seconds
     ]
     with_work = {c.project for c in pending}
-    interactive = {c.project for c in [*pending, *warm] if c.lane == Lane.FOLLOW_UPS}
-    others = (with_work | {c.project for c in warm}) - interactive
+    interactive, others = interactive_and_others(
+        (c.project, c.lane == Lane.FOLLOW_UPS) for c in [*pending, *warm]
+    )
     shares = Shares(
         interactive=config.warm_reserve_share,
         other=config.other_reserve_share,

@@ -120,6 +120,15 @@ def is_follow_up(
     return unfinished <= 0 and last_ended_at is not None and now - last_ended_at < keep_warm_seconds
 
 
+def interactive_and_others(recent: Iterable[tuple[str, bool]]) -> tuple[set[str], set[str]]:
+    """The projects of the ``recent`` commands — (project, whether it was a follow-up), for
+    commands queued, running or ended within ``keep_warm_seconds`` — split into the
+    interactive ones (a follow-up among them) and the others."""
+    commands = list(recent)
+    interactive = {project for project, follow_up in commands if follow_up}
+    return interactive, {project for project, _ in commands} - interactive
+
+
 def warm_reserve(interactive: int, others: int, shares: Shares) -> int:
     """Idle workers to hold: ``shares.interactive`` of the ``interactive`` projects plus
     ``shares.other`` of the ``others`` active lately; at least one while that is above 0."""

@@ -45,7 +45,7 @@ from berth_worker.sync import SyncReport, WorkspaceSync
 from workers.models import Command, CommandStatus, ErrorCode, log_key, tail_of, topic
 from workers.reconcile import declare_lost
 from workers.repository import StaleCommand
-from workers.reserve import IDLE_SEEN_SECONDS, FleetRegistry
+from workers.reserve import IDLE_SEEN_SECONDS, FleetRegistry, FleetView
 from workers.scaling import is_held, may_leave
 
 log = logging.getLogger("berth.worker")
@@ -153,18 +153,21 @@ class Worker:
         """The next message and its queue: the follow-up lane first; a held worker polls
         only the lane."""
         if self.follow_ups_url is None:
-            return self._poll(self.queue_url, wait)
+            return self._poll_any(wait)
         if self._held(idle_since):
             return self._poll(self.follow_ups_url, min(wait, HELD_POLL_SECONDS))
-        return self._poll(self.follow_ups_url, 0) or self._poll(
-            self.queue_url, min(wait, COMMANDS_POLL_SECONDS)
-        )
+        return self._poll_any(min(wait, COMMANDS_POLL_SECONDS))
 
     def _last_look(self) -> tuple[dict[str, Any], str] | None:
         """Both lanes, without waiting: anything a leaving worker should take first."""
+        return self._poll_any(0)
+
+    def _poll_any(self, wait: int) -> tuple[dict[str, Any], str] | None:
+        """The follow-up lane without waiting (if there is one), then the command queue for
+        up to ``wait`` seconds."""
         if self.follow_ups_url is not None and (found := self._poll(self.follow_ups_url, 0)):
             return found
-        return self._poll(self.queue_url, 0)
+        return self._poll(self.queue_url, wait)
 
     def _poll(self, queue_url: str, wait: int) -> tuple[dict[str, Any], str] | None:
         messages = self.sqs.receive_message(
@@ -176,14 +179,23 @@ class Worker:
         return (messages[0], queue_url) if messages else None
 
     def _held(self, idle_since: float) -> bool:
-        if self.fleet is None:
+        seen = self._fleet_view(idle_since)
+        if seen is None:  # unknown: take any command rather than none
             return False
+        view, idle = seen
+        return is_held(self.name, idle, view.held)
+
+    def _fleet_view(self, idle_since: float) -> tuple[FleetView, dict[str, float]] | None:
+        """The fleet's item, and its idle workers with this one (idle since ``idle_since``);
+        None without a fleet or when it cannot be read."""
+        if self.fleet is None:
+            return None
         try:
             view = self.fleet.view(self.clock())
-        except Exception:  # unknown: take any command rather than none
-            log.warning("could not read whether this worker is held", exc_info=True)
-            return False
-        return is_held(self.name, {**view.idle, self.name: idle_since}, view.held)
+        except Exception:
+            log.warning("could not read the fleet's reserve", exc_info=True)
+            return None
+        return view, {**view.idle, self.name: idle_since}
 
     # --- the warm reserve ---------------------------------------------------------------------
 
@@ -215,14 +227,11 @@ class Worker:
                     time.sleep(0.2 * attempt)
 
     def _may_leave(self, since: float) -> bool:
-        if self.fleet is None:
+        seen = self._fleet_view(since)
+        if seen is None:  # unknown reserve: leave; the scaler starts workers when needed
             return True
-        try:
-            view = self.fleet.view(self.clock())
-        except Exception:  # unknown reserve: leave; the scaler starts workers when needed
-            log.warning("could not read the warm reserve", exc_info=True)
-            return True
-        return may_leave(self.name, {**view.idle, self.name: since}, view.reserve, view.held)
+        view, idle = seen
+        return may_leave(self.name, idle, view.reserve, view.held)
 
     # --- one message --------------------------------------------------------------------------
 

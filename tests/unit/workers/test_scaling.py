@@ -14,6 +14,7 @@ from workers.scaling import (
     depth_launch,
     held_for_follow_ups,
     held_within,
+    interactive_and_others,
     is_follow_up,
     is_held,
     lasting_projects,
@@ -97,6 +98,13 @@ def test_a_share_of_the_interactive_projects_is_held_for_follow_ups(
 ) -> None:
     assert held_for_follow_ups(interactive, SHARES) == held
     assert held_for_follow_ups(interactive, Shares(0.3, 0.2, 0.0)) == 0
+
+
+def test_a_project_with_a_follow_up_lately_is_interactive_the_rest_are_others() -> None:
+    recent = [("typing", False), ("typing", True), ("build", False), ("build", False)]
+    assert interactive_and_others(recent) == ({"typing"}, {"build"})
+    assert interactive_and_others(iter(recent)) == ({"typing"}, {"build"})  # read once
+    assert interactive_and_others([]) == (set(), set())
 
 
 def test_a_follow_up_is_typed_into_an_idle_project_soon_after_its_last_command() -> None:
