@@ -44,7 +44,9 @@ from workers.routes import router as workers_router
 
 CONTAINER_NAME = "worker"
 RUN_AS_UID = 10002
-"""The image's unprivileged ``berth-run`` user (containers/worker/Dockerfile)."""
+"""The image's unprivileged ``berth-run`` user (containers/worker/Dockerfile): the first of
+``RUN_AS_UIDS`` uids, a fresh one per command."""
+RUN_AS_UIDS = 1000
 WORKDIR = "/workspaces"
 # The worker image is built from the repository root; only these paths go into its context.
 WORKER_CONTEXT = [
@@ -232,6 +234,7 @@ class WorkerFleet(Construct):
                 stop_grace_seconds=STOP_GRACE_SECONDS,
                 cancel_grace_seconds=settings.cancel_grace_seconds,
                 run_as_uid=RUN_AS_UID,
+                run_as_uids=RUN_AS_UIDS,
                 workdir=WORKDIR,
                 metrics_namespace=METRICS_NAMESPACE,
             ),

@@ -68,6 +68,8 @@ class WorkerConfig(EnvModel):
     stop_grace_seconds: int = Field(ge=1)
     cancel_grace_seconds: int = Field(ge=1)
     run_as_uid: int = Field(ge=1)
-    """Commands run as this user (and its group) when the worker runs as root."""
+    """The first uid commands run as when the worker runs as root (each a fresh one)."""
+    run_as_uids: int = Field(ge=1)
+    """How many uids from ``run_as_uid`` on commands may use, one per command."""
     workdir: str
     metrics_namespace: str

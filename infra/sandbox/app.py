@@ -187,7 +187,7 @@ def state_folder() -> Path:
     return folder
 
 
-UIDS_PER_SANDBOX = 1000
+UIDS_PER_SANDBOX = 4096
 
 
 def command_uid() -> int | None:
@@ -198,7 +198,7 @@ def command_uid() -> int | None:
     if os.geteuid() != 0:
         return None
     taken = {entry.pw_uid for entry in pwd.getpwall()}
-    first = 1_000_000 + (os.getpid() % 2**22) * UIDS_PER_SANDBOX
+    first = 1_000_000 + (os.getpid() % 2**18) * UIDS_PER_SANDBOX
     if taken & set(range(first, first + UIDS_PER_SANDBOX)):
         raise RuntimeError(f"uids {first}.. are taken by accounts here; cannot fence commands")
     return first

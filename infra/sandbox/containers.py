@@ -14,7 +14,7 @@ Like a container, a task is a world of its own: its entrypoint starts a new sess
 process left in that session dies with it (as a container's processes die when it stops),
 a container's scratch directory (``BERTH_WORKDIR``) is a fresh directory per task under the
 sandbox's own state folder — never shared with another task or another sandbox — and a
-worker's command user (``BERTH_RUN_AS_UID``) is a uid of its own.
+worker's command uids (``BERTH_RUN_AS_UID`` on) are a block of its own.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from infra.sandbox.emulator import ACCOUNT, REGION, Emulator
 log = logging.getLogger("berth.sandbox")
 
 STEP_FUNCTIONS = "AWS Step Functions"
+UIDS_PER_TASK = 16
+"""A local worker's command uids (a fresh one per command, as in its container)."""
 
 
 @dataclass(frozen=True)
@@ -138,11 +140,13 @@ class LocalTaskRunner:
             environment["BERTH_WORKDIR"] = str(self.state / "tasks" / task_id)
         if "BERTH_RUN_AS_UID" in environment and self.command_uids is not None:
             # Each Fargate task is a machine of its own; here tasks share one, so each gets
-            # a user of its own (what one worker cleans up must not touch another's).
+            # uids of its own (what one worker kills and cleans up must not touch another's).
             with self._lock:
+                blocks = len(self.command_uids) // UIDS_PER_TASK
+                first = self.command_uids[(self._launched % blocks) * UIDS_PER_TASK]
                 self._launched += 1
-                uid = self.command_uids[self._launched % len(self.command_uids)]
-            environment["BERTH_RUN_AS_UID"] = str(uid)
+            environment["BERTH_RUN_AS_UID"] = str(first)
+            environment["BERTH_RUN_AS_UIDS"] = str(UIDS_PER_TASK)
         served = self._serve(task, container, environment)
         env = {
             **os.environ,

@@ -59,7 +59,7 @@ def main() -> int:
         protection=TaskProtection(
             os.environ.get("ECS_AGENT_URI"), config.command_timeout_seconds // 60 + 2
         ),
-        isolation=Isolation.for_worker(config.run_as_uid),
+        isolation=Isolation.for_worker(config.run_as_uid, config.run_as_uids),
         idle_seconds=config.idle_seconds,
         fleet=FleetRegistry(session.resource("dynamodb").Table(config.workers_table)),
         command_timeout=config.command_timeout_seconds,

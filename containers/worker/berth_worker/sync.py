@@ -9,10 +9,16 @@ synced lives outside the workspace, written atomically.
 Anything the bucket cannot hold is skipped with a warning, never an exception: names that are
 not valid UTF-8 or longer than S3's key limit, symbolic links, sockets and pipes. Keys that
 would land outside the directory (``..``) are skipped on the way down.
+
+The worker syncs as root, so on the way down it never follows a name it meets: each file is
+created through directory handles opened one component at a time with ``O_NOFOLLOW``
+(``open_beneath``), so a symbolic link swapped in for a directory or a file mid-download is
+refused (the file is skipped with a warning), never written through.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,7 +26,7 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 MAX_KEY_BYTES = 1024
 SMALL_FILE_BYTES = 8 * 1024 * 1024
@@ -59,6 +65,30 @@ def _shown(relative: str) -> str:
 def _stamp(info: os.stat_result) -> dict[str, int]:
     """What changes when a file's content may have (ctime cannot be set back by a user)."""
     return {"size": info.st_size, "mtime": info.st_mtime_ns, "ctime": info.st_ctime_ns}
+
+
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_beneath(root: Path, parts: list[str]) -> BinaryIO:
+    """``root/parts...`` opened for writing (made, with its directories, if missing) without
+    following a symbolic link anywhere below ``root``: ``OSError`` (ELOOP, ENOTDIR) instead.
+    A file already there is replaced, never written through (it may be a hard link)."""
+    fd = os.open(root, DIRECTORY_FLAGS)
+    try:
+        for part in parts[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=fd)
+            inner = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(parts[-1], dir_fd=fd)
+        file_fd = os.open(parts[-1], FILE_FLAGS, 0o644, dir_fd=fd)
+    finally:
+        os.close(fd)
+    return os.fdopen(file_fd, "wb")
 
 
 class WorkspaceSync:
@@ -116,29 +146,33 @@ class WorkspaceSync:
         workdir = self.directory(project)
         workdir.mkdir(parents=True, exist_ok=True)
         manifest, remote = self._manifest(project), self._remote(project)
-        wanted: dict[str, Path] = {}
+        wanted: set[str] = set()
         for relative in remote:
             parts = relative.split("/")
             if any(part in ("", ".", "..") for part in parts) or "\x00" in relative:
                 report.warn(f"berth: skipped {relative!r}: not a safe path inside the workspace")
                 continue
-            wanted[relative] = workdir.joinpath(*parts)
-        kept = self._prune(workdir, set(wanted), manifest)
+            wanted.add(relative)
+        kept = self._prune(workdir, wanted, manifest)
         saved: dict[str, dict[str, Any]] = {}
-        for relative, target in wanted.items():
+        for relative in sorted(wanted):
             meta = remote[relative]
             known = manifest.get(relative)
             if relative in kept and known and known.get("etag") == meta["etag"]:
                 saved[relative] = known
                 continue
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self.s3.download_file(self.bucket, f"workspaces/{project}/{relative}", str(target))
+                with open_beneath(workdir, relative.split("/")) as handle:
+                    self.s3.download_fileobj(
+                        self.bucket, f"workspaces/{project}/{relative}", handle
+                    )
+                    handle.flush()
+                    written = os.fstat(handle.fileno())
             except (OSError, ValueError) as exc:
                 report.warn(f"berth: skipped {relative!r}: {exc}")
                 continue
             report.fetched += 1
-            saved[relative] = {"etag": meta["etag"], "md5": None, **_stamp(target.lstat())}
+            saved[relative] = {"etag": meta["etag"], "md5": None, **_stamp(written)}
         self._save(project, saved)
         return report
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from berth_worker.access import AccessBroker, CommandAccess
-from berth_worker.isolation import Isolation, command_environment
+from berth_worker.isolation import Isolation, LeftoversSurvive, command_environment
 from berth_worker.lease import Lease
 from berth_worker.protection import TaskProtection
 from berth_worker.stream import Stop, run
@@ -334,7 +334,11 @@ class Worker:
                 grace=self.cancel_grace,
             )
         finally:
-            self.isolation.leave(project_dir)
+            fenced_off = self._leave(command, sync, project_dir)
+        if not fenced_off and not lease.lost:
+            message = "a process it started could not be stopped; its file changes were dropped"
+            output.line(f"berth: {message}")
+            return 1, (ErrorCode.WORKSPACE, message)
         if lease.lost:
             return None
         try:
@@ -346,6 +350,19 @@ class Worker:
             output.line(f"berth: {message}")
             return outcome.exit_code or 1, (ErrorCode.WORKSPACE, message)
         return self._verdict(outcome.exit_code, outcome.stopped)
+
+    def _leave(self, command: Command, sync: WorkspaceSync, project_dir: Path) -> bool:
+        """Ends everything of the command's uid and takes its tree back; False if something
+        outlived every kill: then no root sync in a tree it may still touch, and no other
+        command on this worker (it leaves)."""
+        try:
+            self.isolation.leave(project_dir)
+        except LeftoversSurvive:
+            log.error("a process of %s survived every kill; the worker leaves", command.id)
+            sync.forget(command.project)
+            self.stopping = True
+            return False
+        return True
 
     def workspace_sync(self, s3: Any) -> WorkspaceSync:
         return WorkspaceSync(s3, self.bucket, self.workdir, self.state)

@@ -30,7 +30,7 @@ def fenced(make_worker: MakeWorker, tmp_path: Path) -> MakeWorker:
     assert uid is not None
 
     def make(**overrides: Any) -> Worker:
-        return make_worker(isolation=Isolation(uid), **overrides)
+        return make_worker(isolation=Isolation(range(uid, uid + 16)), **overrides)
 
     return make
 
@@ -94,3 +94,96 @@ def test_nothing_a_command_leaves_running_or_in_tmp_outlives_it(
     assert frames.output(first.id) == "started\n"
     assert not list(Path("/tmp").glob(f"left-behind-{first.id}"))
     assert frames.output(second.id).splitlines()[0] == "0"  # no sleep of that user survives
+
+
+FORK_BOMB_SURVIVOR = (
+    # double-forks, leaves the session, and keeps forking while the worker cleans up
+    "( setsid bash -c 'while :; do ( sleep 300 & ) ; done' & ) ; echo planted"
+)
+
+
+def live_processes_of(uid: int) -> list[int]:
+    from berth_worker.isolation import _live_processes_of
+
+    return _live_processes_of(uid)
+
+
+def test_each_command_runs_as_a_fresh_uid(
+    service: CommandService, fenced: MakeWorker, frames: Frames
+) -> None:
+    commands = [service.submit(ALICE, "demo", "t1", "id -u") for _ in range(3)]
+    fenced().run_forever()
+    uids = [frames.output(c.id).strip() for c in commands]
+    assert len(set(uids)) == 3, uids
+
+
+def test_a_double_forked_setsid_fork_loop_is_gone_before_the_next_command(
+    service: CommandService, fenced: MakeWorker, frames: Frames
+) -> None:
+    planted = service.submit(ALICE, "one", "t1", FORK_BOMB_SURVIVOR)
+    looked = service.submit(  # any process left of any earlier command's uid?
+        ALICE,
+        "two",
+        "t1",
+        "ps -e -o uid=,stat=,comm= | awk '$2 !~ /^Z/ && $3 == \"sleep\" {n++} END {print n+0}'",
+    )
+    worker = fenced()
+    worker.run_forever()
+    assert frames.output(planted.id).startswith("planted\n")  # then fork retries (NPROC)
+    assert service.get(ALICE, "two", looked.id).status == CommandStatus.SUCCEEDED
+    assert frames.output(looked.id).strip() == "0"
+    assert worker.isolation.uids is not None
+    assert not [uid for uid in worker.isolation.uids if live_processes_of(uid)]
+
+
+def test_the_kill_ends_a_fork_loop_started_outside_any_command(tmp_path: Path) -> None:
+    import subprocess
+
+    from berth_worker.isolation import kill_everything_of
+
+    uid = command_uid()
+    assert uid is not None
+    subprocess.Popen(
+        ["bash", "-c", "( setsid bash -c 'while :; do ( sleep 300 & ) ; done' & )"],
+        user=uid + 15,
+        group=uid + 15,
+        extra_groups=[],
+        cwd="/",
+        start_new_session=True,
+    ).wait()
+    assert live_processes_of(uid + 15)  # it runs on after its parent exited
+    kill_everything_of(uid + 15)
+    assert live_processes_of(uid + 15) == []
+
+
+def test_ipc_and_run_lock_left_by_a_command_are_removed(
+    service: CommandService, fenced: MakeWorker, frames: Frames
+) -> None:
+    import shutil
+
+    if shutil.which("ipcmk") is None:
+        pytest.skip("ipcmk (util-linux) is not installed")
+    left = service.submit(
+        ALICE,
+        "demo",
+        "t1",
+        "ipcmk -M 4096 >/dev/null; ipcmk -Q >/dev/null; ipcmk -S 1 >/dev/null;"
+        " touch /run/lock/left-$BERTH_COMMAND_ID 2>/dev/null; id -u",
+    )
+    fenced().run_forever()
+    uid = int(frames.output(left.id).split()[-1])
+    from berth_worker.isolation import _ipc_owned_by
+
+    assert all(_ipc_owned_by(kind, uid) == [] for kind in ("shm", "sem", "msg"))
+    assert not list(Path("/run/lock").glob(f"left-{left.id}"))
+
+
+def test_leaving_hands_the_whole_tree_back_to_root(
+    service: CommandService, fenced: MakeWorker
+) -> None:
+    service.submit(ALICE, "demo", "t1", "mkdir -p a/b/c && echo x > a/b/c/f && ln -s / a/root")
+    worker = fenced()
+    worker.run_forever()
+    tree = worker.workdir / "demo"
+    owners = {path.lstat().st_uid for path in [tree, *tree.rglob("*")]}
+    assert owners == {0}
