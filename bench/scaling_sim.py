@@ -47,13 +47,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
-from infra.settings import WorkersSettings  # noqa: E402 - after the path
-from workers.scaling import (  # noqa: E402
-    Limits,
+from bench.shared_fleet import (  # noqa: E402 - after the path
     Observed,
     Shares,
     berth_launch,
-    depth_launch,
     held_for_follow_ups,
     held_within,
     interactive_and_others,
@@ -63,6 +60,10 @@ from workers.scaling import (  # noqa: E402
     may_leave,
     warm_reserve,
 )
+from infra.settings import LimitSettings, WorkersSettings  # noqa: E402
+from workers import scaling  # noqa: E402
+from workers.reserve import RESERVE_SECONDS  # noqa: E402
+from workers.scaling import Limits, depth_launch  # noqa: E402
 
 DEFAULTS = WorkersSettings()
 
@@ -70,12 +71,9 @@ START_DELAY = 60
 LONG_POLL = 20
 TRACE_SECONDS = 600
 BERTH_IDLE_SECONDS = DEFAULTS.idle_seconds
-KEEP_WARM_SECONDS = DEFAULTS.keep_warm_seconds
-SHARES_DEFAULT = Shares(
-    interactive=DEFAULTS.warm_reserve_share,
-    other=DEFAULTS.other_reserve_share,
-    held=DEFAULTS.held_for_follow_ups_share,
-)
+SHARED_KEEP_WARM_SECONDS = 120
+SHARES_DEFAULT = Shares(interactive=0.3, other=0.2, held=0.15)
+"""The shared fleet's defaults when it was replaced."""
 LEASE_SECONDS = DEFAULTS.lease_seconds
 CRASH_RATE = 0.02  # a worker dies during this share of commands (berth's fleet only)
 LIMITS = Limits(min_tasks=0, max_tasks=20, messages_per_task=2)
@@ -404,6 +402,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def fleets() -> list[Fleet]:
+    """The fleets compared against the bound one: the old orchestrator and the shared fleet
+    berth ran before a worker served one tenant."""
     return [
         Fleet(
             "depth-only",
@@ -414,23 +414,14 @@ def fleets() -> list[Fleet]:
             ordered=False,
         ),
         Fleet(
-            "berth, 10 s idle",
+            "shared (before)",
             berth_launch,
             tick_seconds=60,
             on_arrival=True,
             idle_seconds=BERTH_IDLE_SECONDS,
             ordered=True,
             crash_rate=CRASH_RATE,
-        ),
-        Fleet(
-            "berth, warm reserve",
-            berth_launch,
-            tick_seconds=60,
-            on_arrival=True,
-            idle_seconds=BERTH_IDLE_SECONDS,
-            ordered=True,
-            crash_rate=CRASH_RATE,
-            keep_warm_seconds=KEEP_WARM_SECONDS,
+            keep_warm_seconds=SHARED_KEEP_WARM_SECONDS,
             shares=SHARES_DEFAULT,
             top_up=True,
         ),
@@ -441,78 +432,445 @@ def task_seconds(fleet: Fleet) -> float:
     return sum((task.ended or fleet.ended_at) - task.launched for task in fleet.tasks)
 
 
-def with_shares() -> list[Fleet]:
-    """Every fleet, then the warm reserve with the other ``SHARES``."""
-    every = fleets()
-    reserve = every[-1]
-    return [
-        *every,
-        *(replace(reserve, name=f"  {name}", shares=shares, tasks=[]) for name, shares in SHARES),
-    ]
+# --- the bound fleet: one tenant per worker task ----------------------------------------------
 
 
-def people_and_bursts_run(
-    seeds: range,
-) -> tuple[dict[str, tuple[list[float], list[float], list[float]]], list[float]]:
-    """Per fleet (``with_shares``): a person's first-command waits, follow-up waits (from when
-    it was typed) and task-seconds against the depth-only fleet; and per trace, the
-    clairvoyant estimate against the same depth-only fleet."""
-    results: dict[str, tuple[list[float], list[float], list[float]]] = {}
-    bound: list[float] = []
+@dataclass(frozen=True)
+class BoundPolicy:
+    name: str
+    share: float = DEFAULTS.warm_reserve_share
+    minimum: int = DEFAULTS.reserve_minimum
+    keep_warm: int = DEFAULTS.keep_warm_seconds
+    idle_seconds: int = DEFAULTS.idle_seconds
+    window: int = DEFAULTS.reserve_window_seconds
+    max_per_user: int = LimitSettings().max_workers_per_user
+    max_tasks: int = LIMITS.max_tasks
+    learns: bool = True
+    """A worker whose user queued a command while another ran leaves ``idle_seconds`` after
+    its last command, not ``keep_warm`` (the worker's ``scripted``)."""
+
+
+BOUND_DEFAULT = BoundPolicy("bound (defaults)")
+FRONTIER = (
+    BoundPolicy("  the same, K for every user", learns=False),
+    BoundPolicy("  no reserve, K 90 s", share=0.0, minimum=0, keep_warm=90),
+    BoundPolicy("  reserve 0.3 / min 1", minimum=1),
+    BoundPolicy("  reserve 0.4 / min 4, K 50 s", share=0.4, minimum=4, keep_warm=50),
+    BoundPolicy("  the same, K for every user ", share=0.4, minimum=4, keep_warm=50, learns=False),
+    BoundPolicy("  reserve 0.3 / min 2, K 40 s", keep_warm=40),
+)
+"""Other settings beside the defaults: what ``warm_reserve_share``, ``reserve_minimum`` and
+``keep_warm_seconds`` trade."""
+
+
+@dataclass
+class BoundTask:
+    name: str
+    launched: float
+    ready_at: float
+    user: str | None
+    free_at: float
+    """When it may take a command (booted, or bound from the reserve a moment ago)."""
+    idle_since: float
+    ended: float | None = None
+    current: Command | None = None
+    busy_until: float = 0.0
+    scripted: bool = False
+    """Its user queued a command while another ran: scripted work, not a person reading."""
+
+
+@dataclass
+class Calls:
+    """AWS calls a run implies, counted as the scaler, the API and the workers make them."""
+
+    run_task: int = 0
+    boots: int = 0
+    sqs: float = 0.0
+    dynamodb: float = 0.0
+    peak_tasks_per_second: int = 0
+    fleet_writes: float = 0.0
+    """Writes of the one FLEET item (each worker says it is idle or alive every 20 s)."""
+
+
+def owner(project: str) -> str:
+    """Who owns a trace's project: a burst's user, one of four users for the trickle's
+    projects, a person at a terminal."""
+    kind, _, number = project.rpartition("-")
+    if kind.endswith("trickle"):
+        return f"{kind}-owner-{int(number) % 4}"
+    return project
+
+
+@dataclass
+class BoundRun:
+    policy: BoundPolicy
+    tasks: list[BoundTask] = field(default_factory=list)
+    calls: Calls = field(default_factory=Calls)
+    ended_at: int = 0
+    reserve: int = 0
+    """The reserve the scaler last published, and when."""
+    reserve_at: float = -math.inf
+
+    def task_seconds(self) -> float:
+        return sum((task.ended or self.ended_at) - task.launched for task in self.tasks)
+
+
+def simulate_bound(run: BoundRun, commands: list[Command], seed: int) -> list[Command]:
+    """The bound fleet, with the scaler's and the workers' own policy code
+    (``functions/workers/scaling.py``): each user's commands go to workers bound to them
+    (one per busy project, up to ``max_per_user``), bound from the idle reserve or started
+    bound; a bound worker leaves after ``keep_warm`` without a command, an unbound one after
+    ``idle_seconds`` beyond the reserve."""
+    rng = random.Random(seed)
+    queue: deque[Command] = deque()
+    copies = [Command(c.project, c.arrival, c.duration, c.after, c.think) for c in commands]
+    pending = sorted((c for c in copies if c.after is None), key=lambda c: c.arrival)
+    waiting = [c for c in copies if c.after is not None]
+    done: list[Command] = []
+    blocked_until: dict[str, float] = defaultdict(float)
+    t = 0
+    while (
+        pending or waiting or queue or any(k.ended is None for k in run.tasks)
+        or t < TRACE_SECONDS
+    ):  # fmt: skip
+        arrived = _arrive(copies, pending, waiting, queue, t, run.calls)
+        live = [task for task in run.tasks if task.ended is None]
+        for task in live:
+            _finish(task, t, done, blocked_until)
+        busy = {task.current.project for task in live if task.current}
+        for task in live:
+            if task.user is not None and task.current is None and task.free_at <= t:
+                command = _next_of(task.user, queue, busy, blocked_until, t)
+                if command is not None:
+                    task.scripted |= any(
+                        owner(c.project) == task.user for c in queue if c is not command
+                    )
+                    _start(task, command, t, rng, queue, busy, run.calls)
+        _leave(run, live, t)
+        if arrived or t % 60 == 0:
+            _scale(run, queue, done, t)
+        _count_idle_calls(run, t)
+        t += 1
+        if t > 10 * TRACE_SECONDS:
+            raise RuntimeError("the simulation did not drain")
+    check_order(done)
+    run.ended_at = t
+    return done
+
+
+def _arrive(
+    copies: list[Command],
+    pending: list[Command],
+    waiting: list[Command],
+    queue: deque[Command],
+    t: int,
+    calls: Calls,
+) -> bool:
+    for typed in list(waiting):
+        before = copies[typed.after] if typed.after is not None else None
+        if before is not None and before.ended and before.ended + typed.think <= t:
+            typed.arrival = before.ended + typed.think
+            waiting.remove(typed)
+            pending.append(typed)
+    pending.sort(key=lambda c: c.arrival)
+    arrived = False
+    while pending and pending[0].arrival <= t:
+        queue.append(pending.pop(0))
+        calls.sqs += 1  # SendMessage
+        calls.dynamodb += 4  # the project's owner, the record and the count, its sequence
+        arrived = True
+    return arrived
+
+
+def _finish(task: BoundTask, t: int, done: list[Command], blocked_until: dict[str, float]) -> None:
+    current = task.current
+    if current is None or task.busy_until > t:
+        return
+    done.append(current)
+    task.current = None
+    if current.lost:  # the task died; its lease holds the project a while
+        task.ended = t
+        current.ended = t + LEASE_SECONDS
+    else:
+        task.idle_since = task.free_at = current.ended = t
+    blocked_until[current.project] = current.ended
+
+
+def _next_of(
+    user: str, queue: deque[Command], busy: set[str], blocked_until: dict[str, float], t: int
+) -> Command | None:
+    heads: set[str] = set()
+    for command in queue:  # the first command of each of the user's projects, in order
+        if owner(command.project) != user or command.project in heads:
+            continue
+        heads.add(command.project)
+        if command.project not in busy and blocked_until[command.project] <= t:
+            return command
+    return None
+
+
+def _start(
+    task: BoundTask,
+    command: Command,
+    t: int,
+    rng: random.Random,
+    queue: deque[Command],
+    busy: set[str],
+    calls: Calls,
+) -> None:
+    queue.remove(command)
+    busy.add(command.project)
+    command.started = t
+    if rng.random() < CRASH_RATE:
+        command.lost = True
+        task.busy_until = t + rng.uniform(0, command.duration)
+    else:
+        task.busy_until = t + command.duration
+    task.current = command
+    heartbeats = command.duration / (LEASE_SECONDS / 3)
+    calls.sqs += 2 + heartbeats  # receive, delete; visibility renewed each heartbeat
+    calls.dynamodb += 4 + heartbeats  # read, claim, the final transaction (2); lease renewals
+
+
+def _leave(run: BoundRun, live: list[BoundTask], t: int) -> None:
+    policy = run.policy
+    reserve = _reserve(run, t)
+    idle = {
+        task.name: task.idle_since
+        for task in live
+        if task.user is None and task.ready_at <= t and task.ended is None
+    }
+    for task in live:
+        if task.ended is not None or task.current is not None or task.free_at > t:
+            continue
+        if task.user is not None:
+            tail = policy.idle_seconds if policy.learns and task.scripted else policy.keep_warm
+            if t - task.idle_since >= tail:
+                task.ended = t
+        elif t - task.idle_since >= policy.idle_seconds and scaling.may_leave(
+            task.name, idle, reserve
+        ):
+            task.ended = t
+            del idle[task.name]
+
+
+def _reserve(run: BoundRun, t: int) -> int:
+    """The reserve an idle worker reads: void once the scaler has not republished it for
+    three minutes (``workers.reserve.RESERVE_SECONDS``)."""
+    return run.reserve if t - run.reserve_at < RESERVE_SECONDS else 0
+
+
+def _scale(run: BoundRun, queue: deque[Command], done: list[Command], t: int) -> None:
+    policy = run.policy
+    live = [task for task in run.tasks if task.ended is None]
+    with_work: dict[str, set[str]] = defaultdict(set)
+    for command in [*queue, *(task.current for task in live if task.current)]:
+        with_work[owner(command.project)].add(command.project)
+    recent = {c.project for c in done if c.ended and t - c.ended < policy.window}
+    recent |= {project for projects in with_work.values() for project in projects}
+    reserve = scaling.warm_reserve(len(recent), policy.share, policy.minimum)
+    run.reserve, run.reserve_at = reserve, t
+    bound: dict[str, int] = defaultdict(int)
+    for task in live:
+        if task.user is not None:
+            bound[task.user] += 1
+    idle = sorted(
+        (k for k in live if k.user is None and k.ready_at <= t), key=lambda k: -k.idle_since
+    )
+    decided = scaling.plan(
+        scaling.bound_wanted(with_work, policy.max_per_user),
+        bound,
+        [k.name for k in idle],
+        sum(1 for k in live if k.user is None and k.ready_at > t),
+        reserve,
+        len(live),
+        policy.max_tasks,
+    )
+    by_name = {task.name: task for task in idle}
+    for user, names in decided.bind.items():
+        for name in names:  # it sees its binding within a poll
+            by_name[name].user, by_name[name].free_at = user, t + 1
+    launched = 0
+    starts: list[tuple[str | None, int]] = [*decided.launch_bound.items()]
+    for bound_to, count in [*starts, (None, decided.launch_reserve)]:
+        for _ in range(count):
+            ready = t + START_DELAY
+            run.tasks.append(BoundTask(f"w{len(run.tasks)}", t, ready, bound_to, ready, ready))
+        run.calls.run_task += math.ceil(count / 10)
+        launched += count
+    run.calls.boots += launched
+    run.calls.peak_tasks_per_second = max(run.calls.peak_tasks_per_second, launched)
+    run.calls.dynamodb += 3 + 2 * sum(len(n) for n in decided.bind.values())
+
+
+def _count_idle_calls(run: BoundRun, t: int) -> None:
+    for task in run.tasks:
+        if task.ended is not None or task.ready_at > t or task.current is not None:
+            continue
+        if task.user is None:
+            run.calls.dynamodb += 1 / 0.5 + 1 / 20  # its binding every 0.5 s; idle every 20 s
+        else:
+            run.calls.sqs += 1 / 20  # a long poll of its user's queue
+            run.calls.dynamodb += 1 / 20  # alive
+        run.calls.fleet_writes += 1 / 20
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+FARGATE_HOUR = 0.5 * 0.03238 + 1 * 0.00356
+"""The default worker (0.5 vCPU, 1 GB, arm64) on Fargate, us-east-1 on-demand, per hour."""
+
+
+def active_user_hours(done: list[Command], window: float = 120) -> float:
+    """Hours during which a user had a command queued or running, or ended ``window`` s ago."""
+    spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for command in done:
+        spans[owner(command.project)].append((command.arrival, command.ended + window))
+    total = 0.0
+    for intervals in spans.values():
+        end = -math.inf
+        for start, stop in sorted(intervals):
+            total += max(0.0, stop - max(start, end))
+            end = max(end, stop)
+    return total / 3600
+
+
+def waits_of_people(done: list[Command]) -> tuple[list[float], list[float]]:
+    first: list[float] = []
+    follow: list[float] = []
+    for command in done:
+        if command.project.startswith("user-"):
+            (follow if command.after is not None else first).append(
+                (command.started or 0) - command.arrival
+            )
+    return first, follow
+
+
+@dataclass
+class Row:
+    first: list[float] = field(default_factory=list)
+    follow: list[float] = field(default_factory=list)
+    ratio: list[float] = field(default_factory=list)
+    dollars: list[float] = field(default_factory=list)
+    bursts_p95: list[float] = field(default_factory=list)
+    bursts_ratio: list[float] = field(default_factory=list)
+
+
+def run_traces(seeds: range) -> tuple[dict[str, Row], list[float]]:
+    rows: dict[str, Row] = defaultdict(Row)
+    clairvoyant: list[float] = []
+    policies = (BOUND_DEFAULT, *FRONTIER)
     for seed in seeds:
-        commands = people_and_bursts(seed)
         baseline = 0.0
-        for fleet in with_shares():  # the depth-only fleet first: the baseline
-            first, follow, ratios = results.setdefault(fleet.name, ([], [], []))
-            done = simulate(fleet, commands, seed)
-            for command in done:
-                if command.project.startswith("user-"):
-                    wait = (command.started or 0) - command.arrival
-                    (follow if command.after is not None else first).append(wait)
+        for fleet in fleets():  # the depth-only fleet first: the baseline
+            done = simulate(fleet, people_and_bursts(seed), seed)
             baseline = baseline or task_seconds(fleet)
-            ratios.append(task_seconds(fleet) / baseline)
-        bound.append(clairvoyant_task_seconds(commands) / baseline)
-    return results, bound
+            _record(rows[fleet.name], done, task_seconds(fleet), baseline)
+        for policy in policies:
+            run = BoundRun(policy)
+            done = simulate_bound(run, people_and_bursts(seed), seed)
+            _record(rows[policy.name], done, run.task_seconds(), baseline)
+        clairvoyant.append(clairvoyant_task_seconds(people_and_bursts(seed)) / baseline)
+        bursts_baseline = 0.0
+        for fleet in fleets():
+            done = simulate(fleet, trace(seed), seed)
+            bursts_baseline = bursts_baseline or task_seconds(fleet)
+            rows[fleet.name].bursts_p95.append(
+                percentile(waits_for_a_worker(done, fleet.ordered), 0.95)
+            )
+            rows[fleet.name].bursts_ratio.append(task_seconds(fleet) / bursts_baseline)
+        for policy in policies:
+            run = BoundRun(policy)
+            done = simulate_bound(run, trace(seed), seed)
+            rows[policy.name].bursts_p95.append(percentile(waits_for_a_worker(done, True), 0.95))
+            rows[policy.name].bursts_ratio.append(run.task_seconds() / bursts_baseline)
+    return rows, clairvoyant
+
+
+def _record(row: Row, done: list[Command], seconds: float, baseline: float) -> None:
+    first, follow = waits_of_people(done)
+    row.first += first
+    row.follow += follow
+    row.ratio.append(seconds / baseline)
+    row.dollars.append(seconds / 3600 * FARGATE_HOUR / active_user_hours(done))
+
+
+def at_scale(seeds: range, factor: int) -> tuple[BoundRun, list[Command]]:
+    """``factor`` traces at once (``factor`` times the users, in the same 10 minutes) through
+    the bound fleet with no ceiling: the AWS calls it implies."""
+    commands: list[Command] = []
+    for seed in seeds[:1]:
+        for copy in range(factor):
+            joined = people_and_bursts(seed * 1000 + copy)
+            offset = len(commands)
+            for command in joined:
+                command.project = f"{copy}:{command.project}"
+                if command.after is not None:
+                    command.after += offset
+            commands += joined
+    run = BoundRun(replace(BOUND_DEFAULT, max_tasks=100_000))
+    done = simulate_bound(run, commands, seeds[0])
+    return run, done
 
 
 def main() -> None:
     first_seed = int(sys.argv[1]) if len(sys.argv) > 1 else 4
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 32
+    factor = int(sys.argv[3]) if len(sys.argv) > 3 else 100
     seeds = range(first_seed, first_seed + runs)
-    names = [fleet.name for fleet in fleets()]
-
-    # bursts: builds and tests, several commands at once into a project
-    cost: dict[str, list[float]] = {n: [] for n in names}
-    p95: dict[str, list[float]] = {n: [] for n in names}
-    for seed in seeds:
-        for fleet in fleets():
-            done = simulate(fleet, trace(seed), seed)
-            cost[fleet.name].append(task_seconds(fleet))
-            p95[fleet.name].append(percentile(waits_for_a_worker(done, fleet.ordered), 0.95))
-    print(f"bursty traces ({runs}): worker wait p95 (median of traces), task-seconds")
-    for name in names:
-        ratios = [c / d for c, d in zip(cost[name], cost["depth-only"], strict=True)]
-        print(
-            f"  {name:<20} wait p95 {statistics.median(p95[name]):6.1f} s   "
-            f"task-seconds: median {statistics.median(ratios):.2f}x depth-only"
-        )
-
-    # people at terminals (type, read, think, type again) while the bursts go on
+    rows, clairvoyant = run_traces(seeds)
     print(
-        f"people and bursts ({runs}): a person's first-command wait p50, follow-up wait "
-        "p50 / p95, task-seconds"
+        f"{runs} traces (median): people and bursts - a person's first command p50, follow-up "
+        "p50 / p95, task-seconds, $ per active user-hour; bursts alone - worker wait p95, "
+        "task-seconds"
     )
-    results, bound = people_and_bursts_run(seeds)  # SHARES: what the setting trades
-    for name, (first, follow, ratios) in results.items():
+    for name, row in rows.items():
         print(
-            f"  {name:<20} first {statistics.median(first):5.1f} s   follow-up "
-            f"{statistics.median(follow):5.1f} s / {percentile(follow, 0.95):5.1f} s"
-            f"   task-seconds: median {statistics.median(ratios):.2f}x depth-only"
+            f"  {name:<32} first {statistics.median(row.first):5.1f} s   follow-up "
+            f"{statistics.median(row.follow):4.1f} / {percentile(row.follow, 0.95):5.1f} s   "
+            f"task-seconds: median {statistics.median(row.ratio):.2f}x depth-only   "
+            f"${statistics.median(row.dollars):.4f}/user-h   bursts p95 "
+            f"{statistics.median(row.bursts_p95):5.1f} s at "
+            f"{statistics.median(row.bursts_ratio):.2f}x"
         )
     print(
-        f"  {'clairvoyant':<20} zero waits, estimated"
-        f"{'':>27}task-seconds: median {statistics.median(bound):.2f}x depth-only"
+        f"  {'clairvoyant (shared rules)':<32} zero waits, estimated{'':>25}"
+        f"task-seconds: median {statistics.median(clairvoyant):.2f}x depth-only"
     )
+    run, done = at_scale(seeds, factor)
+    seconds = TRACE_SECONDS
+    users = len({owner(c.project) for c in done})
+    print(
+        f"at {factor}x the users ({users} users, {len(done)} commands in {seconds // 60} min), "
+        "the bound fleet's AWS calls per second (mean over the trace; RunTask's rate quota "
+        "is 20/s):"
+    )
+    calls = run.calls
+    print(
+        f"  RunTask {calls.run_task / seconds:.2f}/s (peak {calls.peak_tasks_per_second} tasks "
+        f"in one scaler run), worker boots {calls.boots / seconds:.2f}/s, SQS "
+        f"{calls.sqs / seconds:.0f}/s, DynamoDB {calls.dynamodb / seconds:.0f}/s, "
+        f"peak fleet {max_live(run)} tasks"
+    )
+    entry_bytes = 80  # "bound:<task id>": {"user", "seen"}
+    item_kb = math.ceil(max_live(run) * entry_bytes / 1024)
+    print(
+        f"  the FLEET item at the peak: ~{item_kb} KB (400 KB at most), written "
+        f"{calls.fleet_writes / seconds:.0f}/s = ~{calls.fleet_writes / seconds * item_kb:.0f} "
+        "WCU/s on one key (a partition serves 1,000)"
+    )
+
+
+def max_live(run: BoundRun) -> int:
+    events = sorted(
+        [(task.launched, 1) for task in run.tasks]
+        + [(task.ended if task.ended is not None else run.ended_at, -1) for task in run.tasks]
+    )
+    live = peak = 0
+    for _, change in events:
+        live += change
+        peak = max(peak, live)
+    return peak
 
 
 if __name__ == "__main__":

@@ -280,20 +280,22 @@ class WorkersSettings(_Strict):
     max_receive_count: int = Field(default=5, ge=2, le=1000)
     """A message received this many times without ending goes to the dead-letter queue."""
     min_tasks: int = Field(default=0, ge=0)
+    """Unbound reserve workers kept at all times (each costs a Fargate task around the
+    clock)."""
+    reserve_minimum: int = Field(default=2, ge=0, le=1000)
+    """Unbound reserve workers kept at least while any project was active within
+    ``reserve_window_seconds`` (none once nothing was)."""
     idle_seconds: int = Field(default=10, ge=1, le=3600)
-    """An idle worker beyond the warm reserve exits after this long without a command."""
-    keep_warm_seconds: int = Field(default=120, ge=0, le=3600)
-    """A project stays *warm* this long after its last command: a command it queues within
-    that time, with nothing else queued or running, is a *follow-up* (its person is typing
-    the next command), and the project counts as *interactive* while it has one lately."""
-    warm_reserve_share: float = Field(default=0.3, ge=0, le=1)
-    """Idle workers held per interactive project (any worker serves any project; 0 with
-    ``other_reserve_share`` 0 lets every idle worker leave after ``idle_seconds``)."""
-    other_reserve_share: float = Field(default=0.2, ge=0, le=1)
-    """Idle workers held per other project active lately (with work, or warm)."""
-    held_for_follow_ups_share: float = Field(default=0.15, ge=0, le=1)
-    """Of the idle workers, this many per interactive project take follow-ups only, so a
-    burst or a new project never takes the last idle worker from a person typing."""
+    """An unbound reserve worker beyond the reserve exits after this long."""
+    keep_warm_seconds: int = Field(default=60, ge=1, le=3600)
+    """A bound worker exits after this long without a command of its user: a person's next
+    command within it runs at once on their own worker. A worker whose user queued a command
+    while another ran (scripted work, not a person reading) exits after ``idle_seconds``."""
+    warm_reserve_share: float = Field(default=0.3, ge=0, le=10)
+    """Unbound reserve workers per project active within ``reserve_window_seconds``, so a
+    user's first command need not wait for a worker to boot."""
+    reserve_window_seconds: int = Field(default=120, ge=0, le=3600)
+    """How far back a project counts as active for the reserve."""
     scaler_interval_minutes: int = Field(default=1, ge=1, le=60)
     reconcile_interval_minutes: int = Field(default=1, ge=1, le=60)
     """How often lost and undeliverable commands are looked for."""
@@ -318,6 +320,8 @@ class LimitSettings(_Strict):
     max_instances_per_user: int = Field(default=2, ge=1, le=100)
     max_queued_commands_per_user: int = Field(default=20, ge=1, le=10000)
     """Commands a user may have QUEUED or RUNNING at once (429 ``command_limit`` beyond)."""
+    max_workers_per_user: int = Field(default=4, ge=1, le=1000)
+    """Worker tasks bound to one user at once (one per busy project, up to this)."""
 
 
 class StorageSettings(_Strict):

@@ -148,6 +148,7 @@ class BerthStack(Stack):
             settings=settings.workers,
             max_tasks=settings.limits.max_worker_tasks,
             max_pending_per_user=settings.limits.max_queued_commands_per_user,
+            max_workers_per_user=settings.limits.max_workers_per_user,
             noncurrent_version_expiry_days=settings.storage.noncurrent_version_expiry_days,
             network=self.network,
             cluster=self.compute.cluster,

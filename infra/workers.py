@@ -1,8 +1,10 @@
 """Workers: queue-fed Fargate workers that run terminal commands in a project's workspace,
 scaled 0..N by a Lambda, streaming output over the WebSocket API.
 
-No orchestrator on a server, no Redis, no NAT: commands wait in an SQS FIFO queue (one
-message group per project: a project's commands run one at a time, in order), a worker holds
+No orchestrator on a server, no Redis, no NAT: each user's commands wait in a FIFO queue of
+their own, made by the API on the user's first command (one message group per project: a
+project's commands run one at a time, in order); a worker task serves one user for its whole
+life (bound by the scaler, ``workers.reserve``) and reads only that queue; a worker holds
 each command under a lease it keeps alive, a scheduled reconciler ends what a vanished worker
 or the dead-letter queue left behind, and output goes through API Gateway's management API.
 """
@@ -39,7 +41,7 @@ from infra.storage import add_listing_index, grant_objects, secure_bucket, secur
 from shared.api import routes_of
 from workers.config import ReconcilerConfig, ScalerConfig, WorkerConfig, WorkersConfig
 from workers.repository import ACTIVE, BY_PROJECT
-from workers.reserve import FLEET_KEY
+from workers.reserve import BIND_PREFIX, FLEET_KEY
 from workers.routes import router as workers_router
 
 CONTAINER_NAME = "worker"
@@ -61,7 +63,8 @@ USER_TAG = "${aws:PrincipalTag/user}"
 
 
 class WorkerFleet(Construct):
-    """Exposes ``queue``, ``follow_ups``, ``dead_letters``, ``bucket``, ``table``,
+    """Exposes ``user_queues`` (the ARN pattern of every user's queue), ``dead_letters``,
+    ``bucket``, ``table``,
     ``task_definition``, ``command_role``, ``security_group``, ``scaler``, ``reconciler`` and
     ``dashboard``."""
 
@@ -73,6 +76,7 @@ class WorkerFleet(Construct):
         settings: WorkersSettings,
         max_tasks: int,
         max_pending_per_user: int,
+        max_workers_per_user: int,
         noncurrent_version_expiry_days: int,
         network: Network,
         cluster: ecs.ICluster,
@@ -106,19 +110,22 @@ class WorkerFleet(Construct):
             ],
         )
         self.table = self._table(removal_policy)
-        self.queue, self.follow_ups, self.dead_letters = self._queues(settings, name)
+        self.queue_prefix = f"{name}-u-"
+        self.user_queues = Stack.of(self).format_arn(
+            service="sqs", resource=f"{self.queue_prefix}*"
+        )
+        self.dead_letters = self._dead_letters(name)
         self.security_group = network.workload_security_group(
             self, "SecurityGroup", description="berth workers: no inbound"
         )
         self.task_definition = self._task_definition(
             settings, live, log_retention, removal_policy, f"{name}-worker"
         )
-        self.scaler = self._scaler(settings, baseline, network, max_tasks)
+        self.scaler = self._scaler(settings, baseline, network, max_tasks, max_workers_per_user)
         self.reconciler = self._reconciler(settings, baseline, live)
         self.api_function = self._api(settings, baseline, api, live, max_pending_per_user)
 
         self.dashboard = self._dashboard(name)
-        CfnOutput(self, "QueueUrl", key="WorkersQueueUrl", value=self.queue.queue_url)
         CfnOutput(
             self, "WorkspacesBucketName", key="WorkspacesBucketName", value=self.bucket.bucket_name
         )
@@ -134,9 +141,7 @@ class WorkerFleet(Construct):
         add_listing_index(table, ACTIVE, ACTIVE)
         return table
 
-    def _queues(
-        self, settings: WorkersSettings, name: str
-    ) -> tuple[sqs.Queue, sqs.Queue, sqs.Queue]:
+    def _dead_letters(self, name: str) -> sqs.Queue:
         # FIFO queue names must end in .fifo; named here (CloudFormation only adds the suffix
         # to names it makes up, emulators do not).
         dead_letters = sqs.Queue(
@@ -151,33 +156,8 @@ class WorkerFleet(Construct):
         acknowledge(
             dead_letters,
             "AwsSolutions-SQS3",
-            "This queue is itself the command queues' dead-letter queue.",
+            "This queue is itself the users' command queues' dead-letter queue.",
         )
-
-        def lane(construct_id: str, queue_name: str) -> sqs.Queue:
-            return sqs.Queue(
-                self,
-                construct_id,
-                queue_name=queue_name,
-                # One message group per project: its commands are delivered one at a time,
-                # in the order they were sent; the command id is the deduplication id. A
-                # project's unfinished commands are all in one of the two lanes.
-                fifo=True,
-                deduplication_scope=sqs.DeduplicationScope.MESSAGE_GROUP,
-                fifo_throughput_limit=sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
-                encryption=sqs.QueueEncryption.SQS_MANAGED,
-                enforce_ssl=True,
-                # A short lease, kept alive by the worker's heartbeat (not sized for the
-                # longest command): a dead worker's command is visible again within one lease.
-                visibility_timeout=Duration.seconds(settings.lease_seconds),
-                retention_period=Duration.days(4),
-                dead_letter_queue=sqs.DeadLetterQueue(
-                    max_receive_count=settings.max_receive_count, queue=dead_letters
-                ),
-            )
-
-        queue = lane("Commands", f"{name}-commands.fifo")
-        follow_ups = lane("FollowUps", f"{name}-follow-ups.fifo")
         self.dlq_alarm = cloudwatch.Alarm(
             self,
             "DeadLettersAlarm",
@@ -190,7 +170,7 @@ class WorkerFleet(Construct):
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        return queue, follow_ups, dead_letters
+        return dead_letters
 
     # --- the worker ---------------------------------------------------------------------------
 
@@ -221,14 +201,14 @@ class WorkerFleet(Construct):
             # an init as PID 1 reaps what commands leave behind (the worker kills it)
             linux_parameters=ecs.LinuxParameters(self, "WorkerLinux", init_process_enabled=True),
             environment=WorkerConfig.environment(
-                queue_url=self.queue.queue_url,
-                follow_ups_queue_url=self.follow_ups.queue_url,
+                user_queue_prefix=self.queue_prefix,
                 workers_table=self.table.table_name,
                 workspaces_bucket=self.bucket.bucket_name,
                 connections_table=live.table.table_name,
                 websocket_endpoint=live.callback_url,
                 command_role_arn=self.command_role.role_arn,
                 idle_seconds=settings.idle_seconds,
+                keep_warm_seconds=settings.keep_warm_seconds,
                 command_timeout_seconds=settings.command_timeout_seconds,
                 lease_seconds=settings.lease_seconds,
                 stop_grace_seconds=STOP_GRACE_SECONDS,
@@ -251,25 +231,36 @@ class WorkerFleet(Construct):
         )
         return definition
 
-    def _grant_fleet_item(self, grantee: iam.IGrantable, actions: list[str]) -> None:
-        """The warm reserve's one item (``pk = FLEET``) of the workers table, nothing else."""
+    def _grant_fleet_items(
+        self, grantee: iam.IGrantable, actions: list[str], keys: list[str]
+    ) -> None:
+        """The fleet's items (``workers.reserve``) of the workers table, nothing else."""
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=actions,
                 resources=[self.table.table_arn],
-                conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [FLEET_KEY]}},
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": keys}},
             )
         )
 
     def _grant_worker(self, role: iam.IRole, live: LiveUpdates) -> None:
-        """The task role: take messages, publish output, assume the command role, say when
-        it is idle (the warm reserve's item) — and nothing of any project's files or
-        records."""
-        for queue in (self.queue, self.follow_ups):
-            queue.grant(
-                role, "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"
+        """The task role: take messages of users' queues, publish output, assume the command
+        role, say it is idle or alive (the fleet's item), read its binding and leave unbound
+        (a put that never overwrites: ``workers.reserve``) — and nothing of any project's
+        files or records."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "sqs:GetQueueUrl",
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                ],
+                resources=[self.user_queues],
             )
-        self._grant_fleet_item(role, ["dynamodb:GetItem", "dynamodb:UpdateItem"])
+        )
+        self._grant_fleet_items(role, ["dynamodb:GetItem", "dynamodb:UpdateItem"], [FLEET_KEY])
+        self._grant_fleet_items(role, ["dynamodb:GetItem", "dynamodb:PutItem"], [f"{BIND_PREFIX}*"])
         live.table.grant_read_write_data(role)
         stage = live.stage
         stage.grant_management_api_access(role)
@@ -299,6 +290,11 @@ class WorkerFleet(Construct):
         )
         acknowledge_wildcard(
             role,
+            self.user_queues,
+            "Users' queues are made at run time, one per user; berth's prefix only.",
+        )
+        acknowledge_wildcard(
+            role,
             Stack.of(self).format_arn(
                 service="execute-api",
                 resource=live.api.api_id,
@@ -316,7 +312,7 @@ class WorkerFleet(Construct):
     def _command_role(self, task_role: iam.IRole) -> iam.Role:
         """What a worker may do for one command, assumed per command with the session tags
         ``project``, ``command`` and ``user``: that project's files and logs, that command's
-        record, that user's count and that project's lane item — nothing else."""
+        record and that user's count — nothing else."""
         role = iam.Role(
             self,
             "CommandRole",
@@ -347,7 +343,6 @@ class WorkerFleet(Construct):
                         "dynamodb:LeadingKeys": [
                             f"CMD#{COMMAND_TAG}",
                             f"COUNT#{USER_TAG}",
-                            f"LANE#{PROJECT_TAG}",
                         ]
                     }
                 },
@@ -370,6 +365,7 @@ class WorkerFleet(Construct):
         baseline: LambdaBaseline,
         network: Network,
         max_tasks: int,
+        max_workers_per_user: int,
     ) -> lambda_.Function:
         scaler = baseline.function(
             self,
@@ -387,15 +383,16 @@ class WorkerFleet(Construct):
                 assign_public_ip=network.assign_public_ip,
                 min_tasks=settings.min_tasks,
                 max_tasks=max_tasks,
-                keep_warm_seconds=settings.keep_warm_seconds,
+                max_workers_per_user=max_workers_per_user,
+                reserve_minimum=settings.reserve_minimum,
+                reserve_window_seconds=settings.reserve_window_seconds,
                 warm_reserve_share=settings.warm_reserve_share,
-                other_reserve_share=settings.other_reserve_share,
-                held_for_follow_ups_share=settings.held_for_follow_ups_share,
             ),
             timeout=Duration.seconds(60),
             traced=False,  # a schedule runs it
         )
-        self._grant_fleet_item(scaler, ["dynamodb:UpdateItem"])
+        self._grant_fleet_items(scaler, ["dynamodb:GetItem", "dynamodb:UpdateItem"], [FLEET_KEY])
+        self._grant_fleet_items(scaler, ["dynamodb:PutItem"], [f"{BIND_PREFIX}*"])
         # Two concurrent scalers could both launch for the same backlog.
         cfn_function = scaler.node.default_child
         if not isinstance(cfn_function, lambda_.CfnFunction):
@@ -424,7 +421,7 @@ class WorkerFleet(Construct):
                 **ReconcilerConfig.environment(
                     workers_table=self.table.table_name,
                     dead_letter_queue_url=self.dead_letters.queue_url,
-                    keep_warm_seconds=settings.keep_warm_seconds,
+                    reserve_window_seconds=settings.reserve_window_seconds,
                 ),
                 **live.environment(),
             },
@@ -459,9 +456,10 @@ class WorkerFleet(Construct):
             environment={
                 **WorkersConfig.environment(
                     workers_table=self.table.table_name,
-                    queue_url=self.queue.queue_url,
-                    follow_ups_queue_url=self.follow_ups.queue_url,
-                    keep_warm_seconds=settings.keep_warm_seconds,
+                    user_queue_prefix=self.queue_prefix,
+                    dead_letter_queue_arn=self.dead_letters.queue_arn,
+                    lease_seconds=settings.lease_seconds,
+                    max_receive_count=settings.max_receive_count,
                     workspaces_bucket=self.bucket.bucket_name,
                     command_max_chars=settings.command_max_chars,
                     max_pending_per_user=max_pending_per_user,
@@ -478,8 +476,25 @@ class WorkerFleet(Construct):
             f"{self.table.table_arn}/index/*",
             "Covers only this table's own indexes (by_project, active).",
         )
-        self.queue.grant_send_messages(function)
-        self.follow_ups.grant_send_messages(function)
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                # a user's queue is made (idempotently) with its policy and tags on their
+                # first command
+                actions=[
+                    "sqs:CreateQueue",
+                    "sqs:GetQueueUrl",
+                    "sqs:SetQueueAttributes",
+                    "sqs:TagQueue",
+                    "sqs:SendMessage",
+                ],
+                resources=[self.user_queues],
+            )
+        )
+        acknowledge_wildcard(
+            function,
+            self.user_queues,
+            "Users' queues are made at run time, one per user; berth's prefix only.",
+        )
         self.scaler.grant_invoke(function)
         acknowledge_wildcard(
             function,
@@ -545,30 +560,16 @@ class WorkerFleet(Construct):
                 period=Duration.minutes(1),
             )
 
-        lanes = (self.queue, self.follow_ups)
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{name}-workers")
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
-                title="Queues (commands, follow-ups): visible and in flight",
-                left=[
-                    metric
-                    for queue in lanes
-                    for metric in (
-                        queue.metric_approximate_number_of_messages_visible(),
-                        queue.metric_approximate_number_of_messages_not_visible(),
-                    )
-                ],
-            ),
-            cloudwatch.GraphWidget(
-                title="Queues: age of oldest message (s)",
-                left=[queue.metric_approximate_age_of_oldest_message() for queue in lanes],
-            ),
-            cloudwatch.GraphWidget(
-                title="Workers: running, starting, launched; projects with commands",
+                title="Workers: running, starting, launched, bound; projects with commands",
                 left=[
                     berth_metric("RunningWorkers"),
                     berth_metric("StartingWorkers"),
                     berth_metric("LaunchedWorkers", "Sum"),
+                    berth_metric("BoundWorkers"),
+                    berth_metric("BoundFromReserve", "Sum"),
                     berth_metric("ActiveProjects"),
                     berth_metric("PendingCommands"),
                 ],

@@ -12,11 +12,12 @@ class WorkersConfig(EnvModel):
     """The commands API."""
 
     workers_table: str
-    queue_url: str
+    user_queue_prefix: str
+    """Each user's commands wait in a FIFO queue of their own: ``<prefix><tenant>.fifo``."""
+    dead_letter_queue_arn: str
+    lease_seconds: int = Field(ge=3)
+    max_receive_count: int = Field(ge=1)
     workspaces_bucket: str
-    follow_ups_queue_url: str
-    """The follow-up lane (``workers.scaling.Lane``)."""
-    keep_warm_seconds: int = Field(ge=0)
     command_max_chars: int = Field(ge=1)
     max_pending_per_user: int = Field(ge=1)
     log_url_seconds: int = Field(ge=1)
@@ -35,16 +36,16 @@ class ScalerConfig(EnvModel):
     assign_public_ip: bool
     min_tasks: int = Field(ge=0)
     max_tasks: int = Field(ge=0)
-    keep_warm_seconds: int = Field(ge=0)
-    warm_reserve_share: float = Field(ge=0, le=1)
-    other_reserve_share: float = Field(ge=0, le=1)
-    held_for_follow_ups_share: float = Field(ge=0, le=1)
+    max_workers_per_user: int = Field(ge=1)
+    reserve_minimum: int = Field(ge=0)
+    reserve_window_seconds: int = Field(ge=0)
+    warm_reserve_share: float = Field(ge=0)
 
 
 class ReconcilerConfig(EnvModel):
     workers_table: str
     dead_letter_queue_url: str
-    keep_warm_seconds: int = Field(ge=0)
+    reserve_window_seconds: int = Field(ge=0)
     connections_table: str | None = None
     websocket_endpoint: str | None = None
 
@@ -52,9 +53,8 @@ class ReconcilerConfig(EnvModel):
 class WorkerConfig(EnvModel):
     """The worker container."""
 
-    queue_url: str
-    follow_ups_queue_url: str
-    """The follow-up lane: polled first, and only it by a held worker."""
+    user_queue_prefix: str
+    """Its user's queue is ``<prefix><tenant>.fifo`` (``workers.tenancy``)."""
     workspaces_bucket: str
     workers_table: str
     connections_table: str | None = None
@@ -62,7 +62,9 @@ class WorkerConfig(EnvModel):
     command_role_arn: str | None = None
     """Assumed per command with the project and command as session tags (narrowed access)."""
     idle_seconds: int = Field(ge=1)
-    """An idle worker beyond the warm reserve leaves after this long without a command."""
+    """An unbound worker beyond the reserve leaves after this long without being bound."""
+    keep_warm_seconds: int = Field(ge=1)
+    """A bound worker leaves after this long without a command."""
     command_timeout_seconds: int = Field(ge=1)
     lease_seconds: int = Field(ge=3)
     stop_grace_seconds: int = Field(ge=1)

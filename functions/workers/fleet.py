@@ -34,28 +34,33 @@ class Fleet:
         self.assign_public_ip = assign_public_ip
         self.sleep = sleep
 
-    def counts(self) -> tuple[int, int]:
-        """(running, starting) worker tasks."""
+    def live(self) -> dict[str, bool]:
+        """Each live worker task's id → whether it is RUNNING (else still starting)."""
         arns: list[str] = []
         for page in self.ecs.get_paginator("list_tasks").paginate(
             cluster=self.cluster_arn, family=self.family, desiredStatus="RUNNING"
         ):
             arns += page.get("taskArns", [])
-        running = starting = 0
+        found: dict[str, bool] = {}
         for start in range(0, len(arns), 100):
             tasks = self.ecs.describe_tasks(
                 cluster=self.cluster_arn, tasks=arns[start : start + 100]
             )
             for task in tasks.get("tasks", []):
-                if task.get("lastStatus") == "RUNNING":
-                    running += 1
-                else:
-                    starting += 1
-        return running, starting
+                found[task["taskArn"].rsplit("/", 1)[-1]] = task.get("lastStatus") == "RUNNING"
+        return found
 
-    def launch(self, count: int) -> tuple[int, list[str]]:
-        """Starts ``count`` workers; returns how many started and the failures' reasons."""
-        started, failures = 0, []
+    def counts(self) -> tuple[int, int]:
+        """(running, starting) worker tasks."""
+        live = self.live()
+        running = sum(live.values())
+        return running, len(live) - running
+
+    def launch(self, count: int) -> tuple[list[str], list[str]]:
+        """Starts ``count`` workers; returns the started tasks' ids and the failures'
+        reasons. A worker's id is its task's id."""
+        started: list[str] = []
+        failures: list[str] = []
         remaining = count
         while remaining > 0:
             batch = min(10, remaining)  # RunTask's own limit
@@ -64,7 +69,7 @@ class Fleet:
             except ClientError as exc:
                 failures.append(exc.response.get("Error", {}).get("Code", "Error"))
                 break
-            started += len(response.get("tasks", []))
+            started += [task["taskArn"].rsplit("/", 1)[-1] for task in response.get("tasks", [])]
             failures += [f.get("reason", "unknown") for f in response.get("failures", [])]
             remaining -= batch
         return started, failures

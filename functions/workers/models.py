@@ -15,7 +15,6 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.records import Record, iso
-from workers.scaling import Lane
 
 NAME_PATTERN = r"^[a-z0-9-]{1,63}$"
 COMMAND_ID_PATTERN = r"^cmd_[0-9a-f]{28}$"
@@ -105,9 +104,6 @@ class Command(Record):
     """While RUNNING: the worker's lease; past it, the worker is presumed gone."""
     cancel_requested: bool | None = None
     tail: str | None = None
-    lane: Lane | None = None
-    """The queue it was sent to; None for a command queued before lanes (its project's lane
-    item does not count it)."""
 
 
 class RunCommand(BaseModel):

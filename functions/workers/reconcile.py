@@ -76,7 +76,9 @@ class Reconciler:
     sqs: Any
     dead_letter_queue_url: str
     clock: Callable[[], float]
-    keep_warm_seconds: float = 0
+    retire_after_seconds: float = 0
+    """An ended command leaves the active index this long after it ended (the scaler's
+    reserve counts the projects active within it)."""
     publish: Publish = lambda *_: 0
     ended: dict[str, list[str]] = field(default_factory=dict)
 
@@ -91,7 +93,7 @@ class Reconciler:
         lost = []
         for command in self.repository.active():
             if command.status.finished:
-                if (command.finished_at or 0) <= now - self.keep_warm_seconds:
+                if (command.finished_at or 0) <= now - self.retire_after_seconds:
                     self.repository.retire(command.id)
             elif declare_lost(self.repository, command, now):
                 lost.append(command.id)

@@ -36,7 +36,7 @@ def reconciler() -> Reconciler:
         sqs=boto3.client("sqs"),
         dead_letter_queue_url=config.dead_letter_queue_url,
         clock=time.time,
-        keep_warm_seconds=config.keep_warm_seconds,
+        retire_after_seconds=config.reserve_window_seconds,
     )
     if config.connections_table and config.websocket_endpoint:
         built.publish = Publisher(

@@ -5,24 +5,19 @@
   and in the sparse ``active`` index (created_at) while QUEUED or RUNNING and for
   ``workers.keep_warm_seconds`` after it ends — the scaler sizes the warm reserve from those
   projects; the reconciler takes ended commands out once that time has passed.
-- ``pk = LANE#<project>``: the project's lane (``Lane``), how many of its commands are
-  QUEUED or RUNNING (``unfinished``) and when its last one ended (``last_ended_at``). A
-  command joins its project's lane; a project changes lanes only with nothing unfinished, so
-  its commands are never in two queues at once (order rests on one FIFO message group).
 - ``pk = COUNT#<user>``: how many of the user's commands are QUEUED or RUNNING, bounded by
   ``limits.max_queued_commands_per_user``.
-- ``pk = FLEET``: the warm reserve and the idle workers (``workers.reserve``).
+- ``pk = FLEET`` and ``pk = BIND#<worker>``: the fleet and each worker's one user
+  (``workers.reserve``).
 
 Every status change is one conditional write on the status it expects (and, for a worker, on
 its own lease), so two writers never both win; every move to a final status frees the
-user's count (and, for a command with a lane, its project's ``unfinished``) in the same
-transaction.
+user's count in the same transaction.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -38,7 +33,6 @@ from workers.models import (
     CommandStatus,
     ErrorCode,
 )
-from workers.scaling import Lane
 
 BY_PROJECT = "by_project"
 ACTIVE = "active"
@@ -61,27 +55,12 @@ class QueueFull(Exception):
     """The user already has the most commands they may have queued or running."""
 
 
-class LaneTaken(Exception):
-    """The project has unfinished commands in the other lane (read its lane again)."""
-
-
-@dataclass(frozen=True)
-class LaneState:
-    lane: Lane | None
-    unfinished: int
-    last_ended_at: float | None
-
-
 def project_key(project: str) -> str:
     return f"PROJECT#{project}"
 
 
 def command_key(command_id: str) -> str:
     return f"CMD#{command_id}"
-
-
-def lane_key(project: str) -> str:
-    return f"LANE#{project}"
 
 
 def count_key(user: str) -> str:
@@ -114,18 +93,6 @@ class WorkersRepository:
             raise
         return Claim.OWNED if old else Claim.NEW
 
-    def lane_of(self, project: str) -> LaneState:
-        item = (
-            self.table.get_item(Key={"pk": lane_key(project)}, ConsistentRead=True).get("Item")
-            or {}
-        )
-        ended = item.get("last_ended_at")
-        return LaneState(
-            lane=Lane(item["lane"]) if "lane" in item else None,
-            unfinished=int(item.get("unfinished", 0)),
-            last_ended_at=float(ended) if ended is not None else None,
-        )
-
     def owner_of(self, project: str) -> str | None:
         item = self.table.get_item(Key={"pk": project_key(project)}, ConsistentRead=True).get(
             "Item"
@@ -157,9 +124,8 @@ class WorkersRepository:
     # --- writes -------------------------------------------------------------------------------
 
     def add(self, command: Command, max_pending: int) -> None:
-        """Stores a new QUEUED command, counts it for its user and, with a lane, in its
-        project's lane; raises ``QueueFull`` at the user's limit, ``LaneTaken`` if the project
-        has unfinished commands in the other lane."""
+        """Stores a new QUEUED command and counts it for its user; raises ``QueueFull`` at
+        the user's limit."""
         items = [
             {
                 "Put": {
@@ -170,25 +136,6 @@ class WorkersRepository:
             },
             count(self.name, count_key(command.user), 1, limit=max_pending),
         ]
-        if command.lane is not None:
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self.name,
-                        "Key": {"pk": lane_key(command.project)},
-                        "UpdateExpression": "SET #l = :lane ADD unfinished :one",
-                        "ConditionExpression": (
-                            "attribute_not_exists(unfinished) OR unfinished <= :zero OR #l = :lane"
-                        ),
-                        "ExpressionAttributeNames": {"#l": "lane"},
-                        "ExpressionAttributeValues": {
-                            ":lane": command.lane.value,
-                            ":one": 1,
-                            ":zero": 0,
-                        },
-                    }
-                }
-            )
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
@@ -200,8 +147,6 @@ class WorkersRepository:
             ]
             if len(failed) > 1 and failed[1]:
                 raise QueueFull(command.user) from None
-            if len(failed) > 2 and failed[2]:
-                raise LaneTaken(command.project) from None
             raise StaleCommand(command.id) from None
 
     def set_sequence(self, command_id: str, sequence: str) -> None:
@@ -295,17 +240,6 @@ class WorkersRepository:
             {"Update": {"TableName": self.name, **update}},
             count(self.name, count_key(command.user), -1),
         ]
-        if command.lane is not None:  # counted in its project's lane when it was added
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self.name,
-                        "Key": {"pk": lane_key(command.project)},
-                        "UpdateExpression": "SET last_ended_at = :now ADD unfinished :minus_one",
-                        "ExpressionAttributeValues": {":now": number(now), ":minus_one": -1},
-                    }
-                }
-            )
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:

@@ -1,14 +1,11 @@
-"""Scheduled (and woken by each queued command): size the worker fleet to the projects with
-work (queued or running commands) plus the warm reserve — idle workers for a share of the
-projects active within ``keep_warm_seconds``, more for the interactive ones (their people
-are likely typing the next command) — and publish that reserve, and how many idle workers
-take follow-ups only, for the idle workers. Thin: reads the active commands and the fleet,
-asks the policy (``workers.scaling``), launches."""
+"""Scheduled (and woken by each queued command): give each user with commands waiting a
+worker of their own per busy project — binding idle reserve workers to them first, starting
+bound workers for the rest — and keep an unbound reserve for users' first commands. Thin:
+reads the active commands and the fleet, asks the policy (``workers.scaling``), acts."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -17,18 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.telemetry import instrumented
-from workers.scaling import (
-    Lane,
-    Limits,
-    Observed,
-    Shares,
-    berth_launch,
-    held_for_follow_ups,
-    held_within,
-    interactive_and_others,
-    lasting_projects,
-    warm_reserve,
-)
+from workers.scaling import bound_wanted, plan, warm_reserve
 
 if TYPE_CHECKING:
     from workers.config import ScalerConfig
@@ -47,52 +33,67 @@ def scale(
     registry: FleetRegistry,
     now: float,
 ) -> dict[str, Any]:
-    """One run: a worker for each project waiting for one (or whose command has run a while:
-    ``lasting_projects``) plus the reserve, less the live workers."""
+    """One run: bind or start a worker for each user short of one per busy project, then top
+    the unbound reserve up."""
     active = repository.active()
     pending = [c for c in active if not c.status.finished]
-    warm = [
-        c
+    recent = {
+        c.project
         for c in active
-        if c.status.finished and (c.finished_at or 0) > now - config.keep_warm_seconds
-    ]
-    with_work = {c.project for c in pending}
-    interactive, others = interactive_and_others(
-        (c.project, c.lane == Lane.FOLLOW_UPS) for c in [*pending, *warm]
+        if not c.status.finished or (c.finished_at or 0) > now - config.reserve_window_seconds
+    }
+    with_work: dict[str, set[str]] = {}
+    for command in pending:
+        with_work.setdefault(command.user, set()).add(command.project)
+    wanted = bound_wanted(with_work, config.max_workers_per_user)
+    reserve = warm_reserve(
+        len(recent), config.warm_reserve_share, config.reserve_minimum, config.min_tasks
     )
-    shares = Shares(
-        interactive=config.warm_reserve_share,
-        other=config.other_reserve_share,
-        held=config.held_for_follow_ups_share,
+    tasks = fleet.live()
+    running = sum(tasks.values())
+    starting, live = len(tasks) - running, len(tasks)
+    # only live tasks count: a worker killed without a word is gone from ECS at once
+    view = registry.view(now).among(set(tasks))
+    # a live task neither idle nor bound in the fleet's item is a reserve worker starting
+    starting_reserve = max(0, live - len(view.idle) - len(view.bound))
+    idle_newest_first = sorted(view.idle, key=lambda name: -view.idle[name])
+    decided = plan(
+        wanted,
+        view.bound_per_user(),
+        idle_newest_first,
+        starting_reserve,
+        reserve,
+        live,
+        config.max_tasks,
     )
-    running, starting = fleet.counts()
-    observed = Observed(
-        running=running,
-        starting=starting,
-        projects=len(with_work),
-        reserve=warm_reserve(len(interactive), len(others), shares),
-    )
-    began = {c.project: c.started_at for c in pending if c.started_at is not None}
-    queued = (c.project for c in pending if c.started_at is None)  # not taken yet
-    sizing = replace(observed, projects=lasting_projects(queued, began, now))
-    limits = Limits(config.min_tasks, config.max_tasks)
-    held = held_within(held_for_follow_ups(len(interactive), shares), sizing, limits)
-    hold = max(observed.reserve, config.min_tasks)  # min_tasks: idle workers that stay
-    if hold or running or starting:
-        # what idle workers read to know whether they may leave or take any command (void
-        # unless republished)
-        registry.publish_reserve(hold, held, now)
-    wanted = berth_launch(sizing, limits)
-    started, failures = fleet.launch(wanted) if wanted else (0, [])
+    if reserve or live:
+        registry.publish_reserve(reserve, now)  # void unless republished
+    bound = 0
+    for user, workers in decided.bind.items():
+        bound += sum(registry.bind(worker, user, now) for worker in workers)
+    started, failures = 0, []
+    for user, count in decided.launch_bound.items():
+        launched, failed = fleet.launch(count)
+        failures += failed
+        for task in launched:
+            started += registry.bind(task, user, now)
+    if decided.launch_reserve:
+        launched, failed = fleet.launch(decided.launch_reserve)
+        started += len(launched)
+        failures += failed
     return {
         "observed": {
-            **observed.__dict__,
+            "running": running,
+            "starting": starting,
             "commands": len(pending),
-            "warm": len(warm),
-            "interactive": len(interactive),
-            "held": held,
+            "users": len(wanted),
+            "projects": sum(len(p) for p in with_work.values()),
+            "reserve": reserve,
+            "idle": len(view.idle),
+            "bound": len(view.bound),
         },
-        "launch": wanted,
+        "bound": bound,
+        "launch": sum(decided.launch_bound.values()) + decided.launch_reserve,
         "started": started,
         "failures": failures,
     }
@@ -131,6 +132,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         for name, value in (
             ("PendingCommands", observed["commands"]),
             ("ActiveProjects", observed["projects"]),
+            ("BoundWorkers", observed["bound"]),
+            ("BoundFromReserve", result["bound"]),
             ("RunningWorkers", observed["running"]),
             ("StartingWorkers", observed["starting"]),
             ("LaunchedWorkers", result["started"]),

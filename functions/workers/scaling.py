@@ -1,39 +1,26 @@
-"""How many workers to run: pure functions, so the scaler and the simulation use the same code.
+"""How many workers to run, and for whom: pure functions, so the scaler and the simulation use
+the same code.
+
+A worker task serves exactly one tenant — the user who owns the projects it runs — for its
+whole life: the microVM, not a uid sweep, is the wall between users. So the fleet has two
+parts:
+
+- **Bound workers.** A user gets one worker per project with a command queued or running
+  (``bound_wanted``), up to ``max_per_user``; a bound worker runs only that user's commands
+  (any of their projects, one at a time, each project's in order) and leaves after
+  ``keep_warm_seconds`` without one. A person's next command therefore finds their own
+  worker still there while they read the output of the last one.
+- **The unbound reserve.** Fresh workers no user has touched wait to be bound, so a user's
+  first command need not wait for a boot: ``warm_reserve`` = ``max(minimum, ceil(share *
+  projects active lately))`` while any was (``min_tasks`` at all times). The scaler binds
+  a reserve worker to a user who needs one (a conditional write: never two users) and
+  starts a worker already bound for the rest; an
+  idle reserve worker beyond the reserve leaves after ``idle_seconds`` (``may_leave``,
+  longest idle first). A bound worker never returns to the reserve.
 
 The hand-written orchestrator berth replaces polled every 30 s and computed
-``desired = min(max(ceil(depth / messages_per_task), min_tasks), max_tasks)``, launching
-``desired - running``, where ``depth`` is the visible backlog and ``running`` the tasks
-already running (``depth_*`` below, kept to compare against).
-
-berth runs the commands of one project one at a time, in order (one SQS FIFO message group
-per project), so a project can use at most one worker at a time, and a project whose command
-runs keeps its worker busy however many commands wait behind it. berth's policy
-(``berth_launch``) therefore sizes the fleet to the *projects* with work — QUEUED or RUNNING
-commands — not to the messages: one worker per such project, between ``min_tasks`` and
-``max_tasks``. Capacity is the worker tasks that are alive (running, or starting — a
-starting task already answers the demand that launched it); a task that died is gone from
-ECS, and the command it held comes back once its lease runs out. The scaler runs when a
-command is queued as well as on its schedule, so new work never waits for the next tick.
-
-In a terminal a person types a command, reads, types the next. A command queued while its
-project has nothing queued or running, within ``keep_warm_seconds`` of its last command's
-end, is a *follow-up* (``is_follow_up``): its person is at the terminal. A project that sent
-one lately (among its commands QUEUED, RUNNING or ended within ``keep_warm_seconds``) is
-*interactive*. berth holds a *reserve* of idle workers (``warm_reserve``): a share of the
-interactive projects plus a smaller share of the other projects active lately — any worker
-serving any project, rather than a worker per project: most of those people are reading,
-and a worker booted for each would mostly idle. Follow-ups travel in a lane (queue) of their
-own, and a share of the interactive projects (``held_for_follow_ups``) is the number of idle
-workers that take from that lane only (``is_held``: the longest idle ones): a burst or
-a new project can take the other idle workers, never the last ones a person typing needs —
-they get a worker of their own instead, which every scaler run starts. The scaler publishes
-the reserve and the held count; an idle worker leaves only while the fleet has more idle
-workers than the reserve (``may_leave``), so the fleet shrinks to the reserve, then to zero
-once no project is warm. A worker busy with a command that began a moment ago is likely back
-in the reserve before a new one could boot, so the scaler counts a project's worker as taken
-only while the project waits for one (``lasting_projects``): commands queued, none running —
-or once its command has run ``RETURNS_WITHIN_SECONDS`` (half the workers it used to start
-for the reserve never served a command).
+``desired = min(max(ceil(depth / messages_per_task), min_tasks), max_tasks)`` (``depth_*``,
+kept to compare against in the simulation).
 """
 
 from __future__ import annotations
@@ -41,39 +28,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
-
-RETURNS_WITHIN_SECONDS = 30
-"""A command running for less than this is likely to end, and hand its worker back to the
-reserve, before a worker started now could boot (about a minute on Fargate)."""
-
-
-class Lane(StrEnum):
-    """The queue a command travels in : a project's unfinished commands
-    are all in one lane, so they still run one at a time, in order."""
-
-    COMMANDS = "commands"
-    FOLLOW_UPS = "follow_ups"
-    """Commands queued while the project had nothing else queued or running, within
-    ``workers.keep_warm_seconds`` of its last command's end: some idle workers take only
-    these."""
-
 
 QUEUED = "queued"
 """The ``reason`` of a scaler run woken by a queued command (its scheduled runs have none)."""
-
-
-@dataclass(frozen=True)
-class Shares:
-    """The warm reserve's settings (``workers.*`` in ``infra/settings.py``)."""
-
-    interactive: float
-    """Idle workers per interactive project (``warm_reserve_share``)."""
-    other: float
-    """Idle workers per other project active lately (``other_reserve_share``)."""
-    held: float
-    """Of those idle workers, how many (per interactive project) take follow-ups only
-    (``held_for_follow_ups_share``)."""
 
 
 @dataclass(frozen=True)
@@ -90,16 +47,11 @@ class Limits:
 
 @dataclass(frozen=True)
 class Observed:
+    """What the old orchestrator saw."""
+
     running: int
-    """Worker tasks that have started."""
-    starting: int = 0
-    """Worker tasks launched but not started yet (PROVISIONING/PENDING)."""
-    projects: int = 0
-    """Projects with a command QUEUED or RUNNING (each can use one worker)."""
     visible: int = 0
-    """Messages waiting (SQS ApproximateNumberOfMessages): the old formula's input."""
-    reserve: int = 0
-    """Idle workers to hold on top of one per project with work (``warm_reserve``)."""
+    """Messages waiting (SQS ApproximateNumberOfMessages)."""
 
 
 def depth_desired(observed: Observed, limits: Limits) -> int:
@@ -112,76 +64,70 @@ def depth_launch(observed: Observed, limits: Limits) -> int:
     return max(0, depth_desired(observed, limits) - observed.running)
 
 
-def is_follow_up(
-    unfinished: int, last_ended_at: float | None, now: float, keep_warm_seconds: float
-) -> bool:
-    """Whether a command queued ``now`` is a follow-up: its project has no command queued or
-    running (``unfinished``) and its last one ended within ``keep_warm_seconds``."""
-    return unfinished <= 0 and last_ended_at is not None and now - last_ended_at < keep_warm_seconds
+def warm_reserve(active_projects: int, share: float, minimum: int = 0, always: int = 0) -> int:
+    """Unbound idle workers to hold: ``share`` of the projects active lately (rounded up), at
+    least ``minimum`` while any was; ``always`` (``min_tasks``) in any case."""
+    if active_projects <= 0:
+        return always
+    return max(always, minimum, math.ceil(share * active_projects - 1e-9))
 
 
-def interactive_and_others(recent: Iterable[tuple[str, bool]]) -> tuple[set[str], set[str]]:
-    """The projects of the ``recent`` commands — (project, whether it was a follow-up), for
-    commands queued, running or ended within ``keep_warm_seconds`` — split into the
-    interactive ones (a follow-up among them) and the others."""
-    commands = list(recent)
-    interactive = {project for project, follow_up in commands if follow_up}
-    return interactive, {project for project, _ in commands} - interactive
+def bound_wanted(projects_with_work: Mapping[str, set[str]], max_per_user: int) -> dict[str, int]:
+    """Bound workers each user needs: one per project with a command queued or running."""
+    return {
+        user: min(len(projects), max_per_user)
+        for user, projects in projects_with_work.items()
+        if projects
+    }
 
 
-def warm_reserve(interactive: int, others: int, shares: Shares) -> int:
-    """Idle workers to hold: ``shares.interactive`` of the ``interactive`` projects plus
-    ``shares.other`` of the ``others`` active lately; at least one while that is above 0."""
-    wanted = shares.interactive * interactive + shares.other * others
-    return max(1, math.ceil(wanted - 1e-9)) if wanted > 0 else 0
+@dataclass(frozen=True)
+class Plan:
+    bind: dict[str, list[str]]
+    """user → idle reserve workers to bind to them now."""
+    launch_bound: dict[str, int]
+    """user → workers to start already bound to them."""
+    launch_reserve: int
+    """Unbound workers to start for the reserve."""
 
 
-def held_for_follow_ups(interactive: int, shares: Shares) -> int:
-    """Of the idle workers, how many take follow-ups only."""
-    return math.ceil(shares.held * interactive - 1e-9) if interactive > 0 else 0
+def plan(
+    wanted: Mapping[str, int],
+    bound: Mapping[str, int],
+    idle_reserve: Iterable[str],
+    starting_reserve: int,
+    reserve: int,
+    live: int,
+    max_tasks: int,
+) -> Plan:
+    """Who gets a worker now: each user short of ``wanted`` (``bound`` they have, starting
+    ones included) takes idle reserve workers (``idle_reserve``, newest idle first), then new
+    bound workers; what is left of the fleet's ``max_tasks`` (``live`` tasks now) tops the
+    unbound reserve (idle + ``starting_reserve``) up to ``reserve``. Users are served in
+    order of their shortfall, largest first, so the ceiling cuts the most-served users."""
+    free = list(idle_reserve)
+    room = max(0, max_tasks - live)
+    bind: dict[str, list[str]] = {}
+    launch_bound: dict[str, int] = {}
+    short = {user: n - bound.get(user, 0) for user, n in wanted.items()}
+    for user in sorted((u for u, n in short.items() if n > 0), key=lambda u: (-short[u], u)):
+        need = short[user]
+        taken, free = free[:need], free[need:]
+        if taken:
+            bind[user] = taken
+        starting = min(need - len(taken), room)
+        if starting > 0:
+            launch_bound[user] = starting
+            room -= starting
+    unbound = len(free) + starting_reserve
+    return Plan(bind, launch_bound, min(room, max(0, reserve - unbound)))
 
 
-def lasting_projects(queued: Iterable[str], running: Mapping[str, float], now: float) -> int:
-    """The projects whose worker the scheduled top-up counts as taken: ``queued`` ones with
-    none of their commands running (they wait for a worker), and those whose command
-    (``running``: project → when it started) has run ``RETURNS_WITHIN_SECONDS`` or more."""
-    lasting = {p for p, started in running.items() if now - started >= RETURNS_WITHIN_SECONDS}
-    return len((set(queued) - set(running)) | lasting)
-
-
-def held_within(held: int, observed: Observed, limits: Limits) -> int:
-    """``held``, or none while the fleet cannot grow to what it wants (``max_tasks``): a
-    project waiting in the command queue must never starve beside idle workers kept for
-    follow-ups."""
-    return 0 if observed.projects + observed.reserve > limits.max_tasks else held
-
-
-def berth_desired(observed: Observed, limits: Limits) -> int:
-    """One worker per project with work, plus the reserve, within the fleet's limits."""
-    return min(max(observed.projects + observed.reserve, limits.min_tasks), limits.max_tasks)
-
-
-def berth_launch(observed: Observed, limits: Limits) -> int:
-    """How many tasks to start now: the desired fleet minus the live one (never negative:
-    scale-in is each worker's own idle exit, never a kill mid-command)."""
-    return max(0, berth_desired(observed, limits) - (observed.running + observed.starting))
-
-
-def may_leave(me: str, idle: dict[str, float], reserve: int, held: int = 0) -> bool:
-    """Whether worker ``me``, idle past ``idle_seconds``, leaves: ``idle`` maps each idle
-    worker of the fleet (``me`` included) to when it became idle. Only the surplus over the
-    reserve leaves, longest idle first after the ``held`` ones (``is_held``: they stay for
-    follow-ups, as part of the reserve), so two workers never both leave for one surplus."""
+def may_leave(me: str, idle: dict[str, float], reserve: int) -> bool:
+    """Whether reserve worker ``me``, idle past ``idle_seconds``, leaves: ``idle`` maps each
+    idle reserve worker (``me`` included) to when it became idle. Only the surplus over the
+    reserve leaves, longest idle first, so two workers never both leave for one surplus."""
     surplus = len(idle) - reserve
     if surplus <= 0:
         return False
-    staying = max(0, min(held, reserve))
-    return me in sorted(idle, key=lambda name: (idle[name], name))[staying:][:surplus]
-
-
-def is_held(me: str, idle: dict[str, float], held: int) -> bool:
-    """Whether idle worker ``me`` takes follow-ups only: it is one of the ``held`` longest idle
-    workers of ``idle``. A worker whose command just ended is the newest idle one, so it is
-    never held: it takes its project's next command at once (free the moment the one before
-    was deleted) instead of waiting for an older worker to notice it is no longer held."""
-    return me in sorted(idle, key=lambda name: (idle[name], name))[: max(0, held)]
+    return me in sorted(idle, key=lambda name: (idle[name], name))[:surplus]

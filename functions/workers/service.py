@@ -23,10 +23,9 @@ from workers.models import (
     new_command_id,
     terminal_scope,
 )
-from workers.repository import Claim, LaneTaken, QueueFull, StaleCommand, WorkersRepository
-from workers.scaling import QUEUED, Lane, is_follow_up
-
-LANE_ATTEMPTS = 3
+from workers.repository import Claim, QueueFull, StaleCommand, WorkersRepository
+from workers.scaling import QUEUED
+from workers.tenancy import queue_name, tenant_of
 
 OUTPUT_BYTES = 64 * 1024
 
@@ -43,6 +42,24 @@ def whole_characters(chunk: bytes) -> bytes:
 
 
 logger = Logger(child=True)
+
+
+def tls_only(dead_letter_queue_arn: str, name: str) -> dict[str, Any]:
+    """A queue policy that refuses any request not over TLS (as CDK's ``enforce_ssl``)."""
+    arn = f"{dead_letter_queue_arn.rsplit(':', 1)[0]}:{name}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "TlsOnly",
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Action": "sqs:*",
+                "Resource": arn,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
 
 
 class CommandService:
@@ -64,6 +81,7 @@ class CommandService:
         self.lambda_client = lambda_client
         self.clock = clock
         self.live = live
+        self._queues: dict[str, str] = {}
 
     def submit(self, user: str, project: str, terminal: str, command_text: str) -> Command:
         if len(command_text) > self.config.command_max_chars:
@@ -87,12 +105,20 @@ class CommandService:
             created_at=now,
             updated_at=now,
         )
-        command = self._add(command, now)
         try:
-            # One message group per project: its commands run one at a time, in this order.
-            # The message carries ids only; the worker reads the command from the record.
+            self.repo.add(command, self.config.max_pending_per_user)
+        except QueueFull:
+            raise LimitReached(
+                f"you have {self.config.max_pending_per_user} commands queued or running; "
+                "wait for one to end or cancel one",
+                code="command_limit",
+            ) from None
+        try:
+            # The user's own queue (only their workers read it); one message group per
+            # project: its commands run one at a time, in this order. The message carries
+            # ids only; the worker reads the command from the record.
             sent = self.sqs.send_message(
-                QueueUrl=self._queue_of(command.lane),
+                QueueUrl=self.queue_of(user),
                 MessageBody=json.dumps(
                     {"command_id": command.id, "project": project, "user": user}
                 ),
@@ -114,39 +140,32 @@ class CommandService:
         self._wake_fleet()
         return command
 
-    def _add(self, command: Command, now: float) -> Command:
-        """Records the command in its project's lane: the one its unfinished commands are in,
-        or — with none — the follow-up lane if its last command ended within
-        ``keep_warm_seconds``. Two callers racing over a project's lane: the loser reads
-        again and joins the winner's."""
-        for _ in range(LANE_ATTEMPTS):
-            state = self.repo.lane_of(command.project)
-            if state.unfinished > 0 and state.lane is not None:
-                lane = state.lane
-            elif is_follow_up(
-                state.unfinished, state.last_ended_at, now, self.config.keep_warm_seconds
-            ):
-                lane = Lane.FOLLOW_UPS
-            else:
-                lane = Lane.COMMANDS
-            command = replace(command, lane=lane)
-            try:
-                self.repo.add(command, self.config.max_pending_per_user)
-                return command
-            except QueueFull:
-                raise LimitReached(
-                    f"you have {self.config.max_pending_per_user} commands queued or running; "
-                    "wait for one to end or cancel one",
-                    code="command_limit",
-                ) from None
-            except LaneTaken:
-                continue
-        raise Unavailable("the project's commands are changing; try again")
-
-    def _queue_of(self, lane: Lane | None) -> str:
-        if lane == Lane.FOLLOW_UPS:
-            return self.config.follow_ups_queue_url
-        return self.config.queue_url
+    def queue_of(self, user: str) -> str:
+        """The user's command queue, made on their first command: FIFO (one message group per
+        project), encrypted, TLS only, the lease as visibility timeout, redriven to the one
+        dead-letter queue. ``CreateQueue`` with the same attributes returns the same queue."""
+        if user not in self._queues:
+            name = queue_name(self.config.user_queue_prefix, user)
+            self._queues[user] = self.sqs.create_queue(
+                QueueName=name,
+                Attributes={
+                    "FifoQueue": "true",
+                    "DeduplicationScope": "messageGroup",
+                    "FifoThroughputLimit": "perMessageGroupId",
+                    "SqsManagedSseEnabled": "true",
+                    "VisibilityTimeout": str(self.config.lease_seconds),
+                    "MessageRetentionPeriod": str(4 * 24 * 3600),
+                    "RedrivePolicy": json.dumps(
+                        {
+                            "deadLetterTargetArn": self.config.dead_letter_queue_arn,
+                            "maxReceiveCount": self.config.max_receive_count,
+                        }
+                    ),
+                    "Policy": json.dumps(tls_only(self.config.dead_letter_queue_arn, name)),
+                },
+                tags={"berth:tenant": tenant_of(user)},
+            )["QueueUrl"]
+        return self._queues[user]
 
     def get(self, user: str, project: str, command_id: str) -> Command:
         command = self.repo.get(command_id)

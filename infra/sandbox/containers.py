@@ -138,6 +138,8 @@ class LocalTaskRunner:
         task_id = task["taskArn"].rsplit("/", 1)[-1]
         if "BERTH_WORKDIR" in environment:
             environment["BERTH_WORKDIR"] = str(self.state / "tasks" / task_id)
+        if "BERTH_USER_QUEUE_PREFIX" in environment:
+            environment["BERTH_TASK_ID"] = task_id  # what ECS's metadata endpoint says on AWS
         if "BERTH_RUN_AS_UID" in environment and self.command_uids is not None:
             # Each Fargate task is a machine of its own; here tasks share one, so each gets
             # uids of its own (what one worker kills and cleans up must not touch another's).

@@ -1,7 +1,8 @@
 """Workspace commands against make local, as a user would run them — the happy path and the
 faults: a burst into one project, a worker killed mid-command, a hostile file name, a dead
-letter, a long command beside another user's short one, cancels, what a command can see, and
-a follow-up finding a worker held by the warm reserve.
+letter, a long command beside another user's short one, cancels, what a command can see, a
+fork loop left behind, workers that each serve one user, and a follow-up finding its
+user's worker.
 
 Leases, timeouts and schedules are shortened by settings for this sandbox, as an operator
 could; nothing else differs from the default deployment.
@@ -285,40 +286,78 @@ def test_a_command_sees_no_credentials_and_no_other_project(sandbox: Sandbox) ->
     assert shown.endswith("mine\n")  # its own project: readable and writable
 
 
-def test_a_follow_up_typed_after_idle_seconds_finds_a_worker_held_for_it(
+PLANTER = (
+    # double-forks, leaves the session and keeps forking while the worker cleans up; each
+    # copy plants a file in /tmp
+    "( setsid bash -c 'while :; do ( exec -a planted-$BERTH_COMMAND_ID sleep 300 & );"
+    " touch /tmp/planted-$BERTH_COMMAND_ID-$RANDOM 2>/dev/null; done' & ) ; echo planted"
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="make local fences commands only when root")
+def test_a_fork_loop_left_behind_is_gone_before_any_next_command(sandbox: Sandbox) -> None:
+    planted = run(sandbox, "vic", "hostile", PLANTER)
+    done = wait_for(sandbox, "vic", "hostile", planted["id"])
+    assert done["status"] == "SUCCEEDED", done
+    look = (
+        f"ps -e -o stat=,args= | awk '$1 !~ /^Z/ && $2 == \"planted-{planted['id']}\"' | wc -l;"
+        f" ls /tmp | grep -c planted-{planted['id']}; exit 0"  # grep -c exits 1 on none
+    )
+    # the same user's next command (on the same worker) and another user's (on their own)
+    for user, project in (("vic", "next"), ("wes", "elsewhere")):
+        assert output_of(sandbox, user, project, look).split() == ["0", "0"], user
+
+
+def worker_of(sandbox: Sandbox, command_id: str) -> str:
+    record = sandbox.aws("dynamodb").get_item(
+        TableName=table_named(sandbox, "WorkersTable"), Key={"pk": {"S": f"CMD#{command_id}"}}
+    )["Item"]
+    return str(record["worker"]["S"])
+
+
+def test_every_worker_runs_the_commands_of_exactly_one_user(sandbox: Sandbox) -> None:
+    """Three users, two projects each, commands in waves with idle gaps between them."""
+    users = ("xena", "yuri", "zoe")
+    commands: list[tuple[str, str, str]] = []
+    for wave in range(3):
+        jobs = [(u, f"{u}-{p}", f"echo {wave} >> waves.txt") for u in users for p in "ab"]
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            queued = list(
+                pool.map(lambda job: (job[0], job[1], run(sandbox, *job)["id"]), jobs * 2)
+            )
+        for user, project, command_id in queued:
+            assert wait_for(sandbox, user, project, command_id, timeout=90)["status"] == (
+                "SUCCEEDED"
+            )
+        commands += queued
+        time.sleep(2 + wave)  # people reading
+    served: dict[str, set[str]] = {}
+    for user, _, command_id in commands:
+        served.setdefault(worker_of(sandbox, command_id), set()).add(user)
+    assert served and all(len(users_of) == 1 for users_of in served.values()), served
+    for user in users:  # every append landed, in order, in each project
+        for project in (f"{user}-a", f"{user}-b"):
+            lines = output_of(sandbox, user, project, "cat waves.txt").split()
+            assert lines == ["0", "0", "1", "1", "2", "2"], (project, lines)
+
+
+def test_a_follow_up_after_a_pause_runs_at_once_on_the_users_own_worker(
     sandbox: Sandbox,
 ) -> None:
-    """The warm reserve: after a command ends, its person reads and types the next one; a
-    worker that would have left after ``idle_seconds`` is still there, idle, to take it."""
-    output_of(sandbox, "rhea", "reading", "ls")
-    time.sleep(DEFAULTS.idle_seconds + 3)  # reading: longer than an idle worker waits
-    fleet = sandbox.aws("dynamodb").get_item(
-        TableName=table_named(sandbox, "WorkersTable"), Key={"pk": {"S": "FLEET"}}
-    )["Item"]
-    now = time.time()
-    held = [  # idle longer than idle_seconds and still saying so: kept by the reserve
-        name
-        for name, entry in fleet.items()
-        if name.startswith("idle:")
-        and float(entry["M"]["since"]["N"]) <= now - DEFAULTS.idle_seconds
-        and float(entry["M"]["seen"]["N"]) > now - 60
-    ]
-    assert held and int(fleet["reserve"]["N"]) >= 1, fleet
+    """After a command ends its person reads and types the next one: their worker, bound to
+    them, waits ``keep_warm_seconds`` for it (longer than an unbound one waits)."""
+    first = run(sandbox, "rhea", "reading", "ls")
+    wait_for(sandbox, "rhea", "reading", first["id"])
+    time.sleep(DEFAULTS.idle_seconds + 3)  # reading: longer than an unbound worker waits
+    assert DEFAULTS.idle_seconds + 3 < DEFAULTS.keep_warm_seconds
     follow_up = run(sandbox, "rhea", "reading", "echo next")
     done = wait_for(sandbox, "rhea", "reading", follow_up["id"], timeout=10)
     assert (done["status"], done["output_tail"]) == ("SUCCEEDED", "next\n")
-    table = table_named(sandbox, "WorkersTable")
-    record = sandbox.aws("dynamodb").get_item(
-        TableName=table, Key={"pk": {"S": f"CMD#{follow_up['id']}"}}
-    )["Item"]
-    assert record["lane"]["S"] == "follow_ups"  # it travelled in the follow-up lane
-    deadline = time.monotonic() + 10  # the scaler now holds a worker for rhea's next one
-    while time.monotonic() < deadline:
-        fleet = sandbox.aws("dynamodb").get_item(TableName=table, Key={"pk": {"S": "FLEET"}})
-        if int(fleet["Item"].get("held", {"N": "0"})["N"]) >= 1:
-            break
-        time.sleep(0.5)
-    assert int(fleet["Item"]["held"]["N"]) >= 1, fleet
+    assert worker_of(sandbox, follow_up["id"]) == worker_of(sandbox, first["id"])
+    waited = time.mktime(time.strptime(done["started_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.mktime(
+        time.strptime(done["created_at"], "%Y-%m-%dT%H:%M:%SZ")
+    )
+    assert waited <= 2  # whole seconds on both sides
 
 
 def table_named(sandbox: Sandbox, part: str) -> str:

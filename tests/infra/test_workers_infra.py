@@ -11,11 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from infra.sandbox.dockerfile import assemble
 from infra.settings import ROOT
-from infra.workers import RUN_AS_UID
+from infra.workers import RUN_AS_UID, RUN_AS_UIDS
 from tests.infra.test_sessions_infra import actions, resources, statements_of
 from tests.synth import Synth
 
@@ -44,33 +42,41 @@ def environment(container: dict[str, Any]) -> dict[str, Any]:
     return {e["Name"]: e["Value"] for e in container["Environment"]}
 
 
-@pytest.mark.parametrize("lane", ["WorkersCommands", "WorkersFollowUps"])
-def test_both_lanes_are_fifo_per_project_with_a_short_lease_and_one_fifo_dlq(
-    synth: Synth, lane: str
-) -> None:
-    queue_id, queue = only(synth, "AWS::SQS::Queue", lane)
+def test_the_dead_letter_queue_is_fifo_encrypted_and_tls_only(synth: Synth) -> None:
+    """Users' queues are made at run time (``workers.service.queue_of``, tested against the
+    emulator) and redrive here."""
     dlq_id, dlq = only(synth, "AWS::SQS::Queue", "WorkersDeadLetters")
-    settings = synth.stack.settings.workers
-    props = queue["Properties"]
-    assert props["FifoQueue"] is True and dlq["Properties"]["FifoQueue"] is True
-    assert props["QueueName"].endswith(".fifo") and dlq["Properties"]["QueueName"].endswith(".fifo")
-    assert props["DeduplicationScope"] == "messageGroup"
-    assert props["FifoThroughputLimit"] == "perMessageGroupId"
-    # the lease, not the longest command: a dead worker's message is back within a minute
-    assert props["VisibilityTimeout"] == settings.lease_seconds == 60
+    props = dlq["Properties"]
+    assert props["FifoQueue"] is True and props["QueueName"].endswith(".fifo")
     assert props["SqsManagedSseEnabled"] is True
-    assert dlq["Properties"]["SqsManagedSseEnabled"] is True
-    assert props["RedrivePolicy"] == {
-        "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
-        "maxReceiveCount": settings.max_receive_count,
-    }
+    assert not [q for q in synth.resources("AWS::SQS::Queue") if q.startswith("WorkersCommands")]
     (policy,) = [
         p for p in synth.resources("AWS::SQS::QueuePolicy").values()
-        if {"Ref": queue_id} in p["Properties"]["Queues"]
+        if {"Ref": dlq_id} in p["Properties"]["Queues"]
     ]  # fmt: skip
     (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def user_queues(synth: Synth) -> str:
+    """The ARN pattern of every user's queue, as rendered in the template."""
+    return json.dumps(
+        {
+            "Fn::Join": [
+                "",
+                [
+                    "arn:",
+                    {"Ref": "AWS::Partition"},
+                    ":sqs:",
+                    {"Ref": "AWS::Region"},
+                    ":",
+                    {"Ref": "AWS::AccountId"},
+                    f":{synth.stack.settings.prefix}-u-*",
+                ],
+            ]
+        }
+    )
 
 
 def test_an_alarm_fires_when_the_dlq_is_not_empty(synth: Synth) -> None:
@@ -85,35 +91,40 @@ def test_an_alarm_fires_when_the_dlq_is_not_empty(synth: Synth) -> None:
     ]
 
 
-FLEET_ONLY = {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["FLEET"]}}
+FLEET_ONLY = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["FLEET"]}}
+BINDINGS_ONLY = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["BIND#*"]}}
 
 
 def test_the_worker_role_holds_no_project_data(synth: Synth) -> None:
-    """The task role takes messages, publishes output, assumes the command role and says
-    when it is idle (the warm reserve's one item); it cannot read or write any workspace, log
-    or command record itself."""
+    """The task role takes messages of users' queues, publishes output, assumes the command
+    role, says when it is idle or alive (the fleet's item) and reads or ends its binding; it
+    cannot read or write any workspace, log or command record itself."""
     _, task = only(synth, "AWS::ECS::TaskDefinition", "WorkersWorkerTask")
     role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
-    lanes = [
-        {"Fn::GetAtt": [only(synth, "AWS::SQS::Queue", lane)[0], "Arn"]}
-        for lane in ("WorkersCommands", "WorkersFollowUps")
-    ]
+    queues = []
+    fleet_items = []
     command_role, _ = only(synth, "AWS::IAM::Role", "WorkersCommandRole")
     workers_table, _ = only(synth, "AWS::DynamoDB::Table", "WorkersTable")
     for statement in role_statements(synth, role_id):
         granted = actions(statement)
         rendered = json.dumps(resources(statement))
         assert not any(a.startswith("s3:") for a in granted), statement
-        if workers_table in rendered:  # the FLEET item, by condition, and nothing else
-            assert granted == {"dynamodb:GetItem", "dynamodb:UpdateItem"}, statement
-            assert statement["Condition"] == FLEET_ONLY
+        if workers_table in rendered:  # the fleet's items, by condition, and nothing else
             assert resources(statement) == [{"Fn::GetAtt": [workers_table, "Arn"]}]
+            if statement["Condition"] == FLEET_ONLY:
+                assert granted == {"dynamodb:GetItem", "dynamodb:UpdateItem"}, statement
+            else:  # its binding: read it, or leave unbound (a put that never overwrites)
+                assert statement["Condition"] == BINDINGS_ONLY
+                assert granted == {"dynamodb:GetItem", "dynamodb:PutItem"}, statement
+            fleet_items.append(statement["Condition"])
         elif any(a.startswith("sqs:") for a in granted):
             assert granted == {
-                "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"
-            }  # fmt: skip
-            for lane in resources(statement):  # one lane or both: nothing else
-                lanes.remove(lane)
+                "sqs:GetQueueUrl",
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+            }
+            queues += [json.dumps(r) for r in resources(statement)]
         elif granted == {"sts:AssumeRole", "sts:TagSession"}:
             assert resources(statement) == [{"Fn::GetAtt": [command_role, "Arn"]}]
         elif "execute-api:ManageConnections" in granted:
@@ -126,7 +137,10 @@ def test_the_worker_role_holds_no_project_data(synth: Synth) -> None:
             assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "berth"}}
         else:
             raise AssertionError(f"unexpected grant {granted} on {rendered}")
-    assert lanes == []  # it takes from both lanes
+    assert queues == [user_queues(synth)]  # users' queues only
+    assert sorted(map(json.dumps, fleet_items)) == sorted(
+        map(json.dumps, [FLEET_ONLY, BINDINGS_ONLY])
+    )
 
 
 def test_the_command_role_reaches_one_project_and_one_command(synth: Synth) -> None:
@@ -160,7 +174,6 @@ def test_the_command_role_reaches_one_project_and_one_command(synth: Synth) -> N
                     "dynamodb:LeadingKeys": [
                         "CMD#${aws:PrincipalTag/command}",
                         "COUNT#${aws:PrincipalTag/user}",
-                        "LANE#${aws:PrincipalTag/project}",  # frees its project's lane
                     ]
                 }
             }
@@ -174,6 +187,7 @@ def test_the_worker_runs_commands_as_the_images_unprivileged_user(synth: Synth) 
     container = worker_container(synth)
     env = environment(container)
     assert env["BERTH_RUN_AS_UID"] == str(RUN_AS_UID)
+    assert env["BERTH_RUN_AS_UIDS"] == str(RUN_AS_UIDS)  # a fresh uid per command
     assert container["LinuxParameters"]["InitProcessEnabled"] is True  # reaps leftovers
     assert env["BERTH_LEASE_SECONDS"] == "60"
     dockerfile = (ROOT / "containers/worker/Dockerfile").read_text()
@@ -202,23 +216,27 @@ def test_only_the_scaler_starts_workers(synth: Synth) -> None:
         assert "ecs:RunTask" not in granted
 
 
-def test_the_scaler_reads_only_the_pending_commands_and_writes_only_the_reserve(
+def test_the_scaler_reads_the_pending_commands_and_writes_only_the_fleet_and_bindings(
     synth: Synth,
 ) -> None:
     table_id, _ = only(synth, "AWS::DynamoDB::Table", "WorkersTable")
-    (query, publish) = sorted(
-        (
-            s
-            for s in statements_of(synth, "WorkersScaler")
-            if any(a.startswith("dynamodb:") for a in actions(s))
-        ),
-        key=lambda s: sorted(actions(s)),
-    )
-    assert actions(publish) == {"dynamodb:UpdateItem"}
-    assert publish["Condition"] == FLEET_ONLY
-    assert resources(publish) == [{"Fn::GetAtt": [table_id, "Arn"]}]
-    assert actions(query) == {"dynamodb:Query"}
-    assert json.dumps(resources(query)) == json.dumps(
+    statements = [
+        s
+        for s in statements_of(synth, "WorkersScaler")
+        if any(a.startswith("dynamodb:") for a in actions(s))
+    ]
+    by_actions = {tuple(sorted(actions(s))): s for s in statements}
+    assert sorted(by_actions) == [
+        ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+        ("dynamodb:PutItem",),
+        ("dynamodb:Query",),
+    ]
+    fleet = by_actions[("dynamodb:GetItem", "dynamodb:UpdateItem")]
+    assert fleet["Condition"] == FLEET_ONLY
+    assert by_actions[("dynamodb:PutItem",)]["Condition"] == BINDINGS_ONLY
+    for statement in (fleet, by_actions[("dynamodb:PutItem",)]):
+        assert resources(statement) == [{"Fn::GetAtt": [table_id, "Arn"]}]
+    assert json.dumps(resources(by_actions[("dynamodb:Query",)])) == json.dumps(
         [{"Fn::Join": ["", [{"Fn::GetAtt": [table_id, "Arn"]}, "/index/active"]]}]
     )
 
@@ -256,8 +274,9 @@ def test_the_dashboard_shows_queue_fleet_durations_and_losses(synth: Synth) -> N
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
     for metric in (
         "ApproximateNumberOfMessagesVisible",
-        "ApproximateAgeOfOldestMessage",
         "RunningWorkers",
+        "BoundWorkers",
+        "BoundFromReserve",
         "ActiveProjects",
         "CommandDuration",
         "CommandFailures",
@@ -298,27 +317,25 @@ def test_the_worker_image_holds_every_module_the_worker_imports(tmp_path: Path) 
     assert imported.returncode == 0, imported.stderr
 
 
-def test_the_commands_api_sends_to_both_lanes_and_the_worker_polls_both(synth: Synth) -> None:
-    lanes = {
-        lane: only(synth, "AWS::SQS::Queue", lane)[0]
-        for lane in ("WorkersCommands", "WorkersFollowUps")
-    }
+def test_the_commands_api_makes_and_sends_to_users_queues_which_workers_poll(
+    synth: Synth,
+) -> None:
+    prefix = f"{synth.stack.settings.prefix}-u-"
     env = environment(worker_container(synth))
-    assert env["BERTH_QUEUE_URL"] == {"Ref": lanes["WorkersCommands"]}
-    assert env["BERTH_FOLLOW_UPS_QUEUE_URL"] == {"Ref": lanes["WorkersFollowUps"]}
+    assert env["BERTH_USER_QUEUE_PREFIX"] == prefix
+    assert env["BERTH_KEEP_WARM_SECONDS"] == str(synth.stack.settings.workers.keep_warm_seconds)
     _, function = only(synth, "AWS::Lambda::Function", "WorkersApi")
     variables = function["Properties"]["Environment"]["Variables"]
-    assert variables["BERTH_FOLLOW_UPS_QUEUE_URL"] == {"Ref": lanes["WorkersFollowUps"]}
-    assert variables["BERTH_KEEP_WARM_SECONDS"] == str(
-        synth.stack.settings.workers.keep_warm_seconds
-    )
+    assert variables["BERTH_USER_QUEUE_PREFIX"] == prefix
+    dlq_id, _ = only(synth, "AWS::SQS::Queue", "WorkersDeadLetters")
+    assert variables["BERTH_DEAD_LETTER_QUEUE_ARN"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
     role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
-    sent_to = [
-        lane
-        for statement in role_statements(synth, role_id)
-        if "sqs:SendMessage" in actions(statement)
-        for lane in resources(statement)
-    ]
-    assert sorted(json.dumps(r) for r in sent_to) == sorted(
-        json.dumps({"Fn::GetAtt": [queue, "Arn"]}) for queue in lanes.values()
-    )
+    (queueing,) = [s for s in role_statements(synth, role_id) if "sqs:SendMessage" in actions(s)]
+    assert actions(queueing) == {
+        "sqs:CreateQueue",
+        "sqs:GetQueueUrl",
+        "sqs:SetQueueAttributes",
+        "sqs:TagQueue",
+        "sqs:SendMessage",
+    }
+    assert [json.dumps(r) for r in resources(queueing)] == [user_queues(synth)]

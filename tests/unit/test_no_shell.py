@@ -31,7 +31,12 @@ def test_the_control_plane_runs_no_processes() -> None:
 
 def test_the_worker_runs_the_command_only_as_bash_c_argument() -> None:
     users = [p for p in python_files("containers/worker") if SHELL_CALLS.search(p.read_text())]
-    assert [p.name for p in users] == ["stream.py"]
-    source = users[0].read_text()
+    assert sorted(p.name for p in users) == ["isolation.py", "stream.py"]
+    by_name = {p.name: p.read_text() for p in users}
+    source = by_name["stream.py"]
     assert '[*prefix, "bash", "-c", command]' in source  # prefix: setpriv --pdeathsig
-    assert "shell=True" not in source
+    # isolation.py runs one fixed tool on numbers it read from /proc, after the command
+    cleanup = by_name["isolation.py"]
+    assert re.findall(r"subprocess\.\w+\(", cleanup) == ["subprocess.run("]
+    assert "[ipcrm, flag, str(ipc_id)]" in cleanup
+    assert "shell=True" not in source + cleanup

@@ -14,7 +14,7 @@ import boto3
 from berth_worker.access import AccessBroker
 from berth_worker.isolation import Isolation
 from berth_worker.protection import TaskProtection
-from berth_worker.worker import Publish, Worker
+from berth_worker.worker import Publish, Worker, worker_id
 from shared.live import ConnectionStore, Publisher
 from workers.config import WorkerConfig
 from workers.reserve import FleetRegistry
@@ -50,8 +50,8 @@ def main() -> int:
 
     worker = Worker(
         sqs=session.client("sqs"),
-        queue_url=config.queue_url,
-        follow_ups_url=config.follow_ups_queue_url,
+        queue_prefix=config.user_queue_prefix,
+        name=worker_id(),
         access=AccessBroker(session, config.workers_table, config.command_role_arn),
         bucket=config.workspaces_bucket,
         workdir=Path(config.workdir),
@@ -61,6 +61,7 @@ def main() -> int:
         ),
         isolation=Isolation.for_worker(config.run_as_uid, config.run_as_uids),
         idle_seconds=config.idle_seconds,
+        keep_warm_seconds=config.keep_warm_seconds,
         fleet=FleetRegistry(session.resource("dynamodb").Table(config.workers_table)),
         command_timeout=config.command_timeout_seconds,
         lease_seconds=config.lease_seconds,

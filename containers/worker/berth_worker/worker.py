@@ -12,11 +12,15 @@ commands back until this one is deleted):
   the workspace back, sync it up, store the log and the result, delete the message — all
   under a heartbeat that renews the lease, saves the output so far and notices a cancel.
 
-Messages come from two lanes (``workers.scaling.Lane``): the follow-up lane first, then the
-command queue; a *held* worker (one of the longest idle, as many as the scaler published:
-``workers.scaling.is_held``) polls the follow-up lane only, so a person typing their next
-command finds an idle worker a burst could not take. A worker whose command just ended is the
-newest idle one, never held: it takes its project's next command at once.
+A worker serves one user for its whole life (``workers.scaling``). Started unbound, it waits
+in the reserve, looking for its binding (``workers.reserve``: written once, by the scaler)
+until it is bound or, idle ``idle_seconds`` beyond the reserve, leaves (a tombstone written
+the same once-only way, so it never leaves a user who just bound it). Bound, it takes only
+its user's queue — the user's projects, one message group each — and leaves after
+``keep_warm_seconds`` without a command (a person reading the last output types the next
+one within it), taking one last look at the queue after it stopped counting itself; once its
+user has queued a command while another ran (``scripted``: work a script sends, not a person
+reading), after ``idle_seconds``. It never returns to the reserve.
 
 SIGTERM: finish the command if it ends within the grace period; otherwise stop it, keep its
 file changes and end it ``FAILED worker_lost``. A command that starts is never started again.
@@ -27,6 +31,7 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+import math
 import os
 import secrets
 import socket
@@ -45,21 +50,19 @@ from berth_worker.sync import SyncReport, WorkspaceSync
 from workers.models import Command, CommandStatus, ErrorCode, log_key, tail_of, topic
 from workers.reconcile import declare_lost
 from workers.repository import StaleCommand
-from workers.reserve import IDLE_SEEN_SECONDS, FleetRegistry, FleetView
-from workers.scaling import is_held, may_leave
+from workers.reserve import LEFT, SEEN_SECONDS, FleetRegistry
+from workers.scaling import may_leave
+from workers.tenancy import queue_name
 
 log = logging.getLogger("berth.worker")
 
 Publish = Callable[[str, dict[str, Any]], Any]
 TIMEOUT_EXIT_CODE = 124
 FLUSH_BYTES = 1 << 20
-COMMANDS_POLL_SECONDS = 1
-"""With a follow-up lane, a worker free to take any command long-polls the command queue
-this long at most, then looks at the lane again: a follow-up no held worker waits for (a
-project's first follow-up, before the scaler holds one) waits at most this long."""
-HELD_POLL_SECONDS = 5
-"""A held worker long-polls the follow-up lane this long at most, then reads whether it is
-still held."""
+POLL_SECONDS = 20
+"""A bound worker long-polls its user's queue this long at most."""
+BIND_POLL_SECONDS = 0.5
+"""An unbound worker looks for its binding this often (one consistent read)."""
 
 
 class Receipt(NamedTuple):
@@ -70,13 +73,21 @@ class Receipt(NamedTuple):
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    """The worker's id: its ECS task's id (what the scaler binds), else a local one."""
+    if task := os.environ.get("BERTH_TASK_ID"):
+        return task
+    if metadata := os.environ.get("ECS_CONTAINER_METADATA_URI_V4"):
+        import urllib.request
+
+        with urllib.request.urlopen(f"{metadata}/task", timeout=5) as response:  # noqa: S310
+            return str(json.load(response)["TaskARN"]).rsplit("/", 1)[-1]
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 @dataclass
 class Worker:
     sqs: Any
-    queue_url: str
+    queue_prefix: str
     access: AccessBroker
     bucket: str
     workdir: Path
@@ -91,13 +102,17 @@ class Worker:
     clock: Callable[[], float] = time.time
     metrics: Callable[[str, float, str], None] = lambda *_: None
     name: str = field(default_factory=worker_id)
+    keep_warm_seconds: float = 60
     fleet: FleetRegistry | None = None
-    """The warm reserve (``workers.reserve``); None: an idle worker leaves after
-    ``idle_seconds``."""
-    follow_ups_url: str | None = None
-    """The follow-up lane; None: only ``queue_url``."""
+    """The fleet's records (``workers.reserve``); None: it is never bound from outside."""
+    user: str | None = None
+    """The one user it serves (None while unbound)."""
+    scripted: bool = False
+    """Its user queued a command while an earlier one ran: it leaves after ``idle_seconds``."""
+    _last_end: float | None = None
     stopping: bool = False
-    _said_idle_at: float = 0.0
+    sleep: Callable[[float], None] = time.sleep
+    _said_at: float = 0.0
     handled: list[str] = field(default_factory=list)
     _stop_requested_at: float = 0.0
 
@@ -112,138 +127,147 @@ class Worker:
         self._stop_requested_at = time.monotonic()
 
     def run_forever(self) -> int:
-        """Takes commands until SIGTERM, or until it has been idle ``idle_seconds`` and the
-        fleet holds more idle workers than the warm reserve (then it leaves)."""
-        idle_since, idle_since_wall = time.monotonic(), self.clock()
-        self._say_idle(idle_since_wall)
+        """Waits to be bound (unless it already is), then serves its user until SIGTERM or
+        ``keep_warm_seconds`` without a command."""
         try:
-            while not self.stopping:
-                idle_for = time.monotonic() - idle_since
-                before_check = self.idle_seconds - idle_for
-                wait = before_check if before_check >= 1 else self.idle_seconds
-                received = self._receive(max(1, min(20, round(wait))), idle_since_wall)
-                if (
-                    received is None
-                    and time.monotonic() - idle_since >= self.idle_seconds
-                    and self._may_leave(idle_since_wall)
-                ):
-                    # A held worker polled only the lane: what waits in the command queue
-                    # is taken before it leaves.
-                    received = self._last_look()
-                    if received is None:
-                        log.info("idle beyond the warm reserve: exiting")
-                        return 0
-                if received is None:
-                    self._say_idle(idle_since_wall)
-                    continue
-                self._say_busy()
-                try:
-                    self.handle(*received)
-                except Exception:  # its lease runs out and the command ends worker_lost
-                    log.exception("could not handle a message")
-                idle_since, idle_since_wall = time.monotonic(), self.clock()
-                self._say_idle(idle_since_wall)
+            if self.user is None and not self._wait_for_binding():
+                return 0
+            self._serve()
         finally:
-            self._say_busy(attempts=3)  # leaving: not idle any more
+            self._gone()
         return 0
 
-    # --- receiving -----------------------------------------------------------------------------
+    # --- unbound: the reserve -----------------------------------------------------------------
 
-    def _receive(self, wait: int, idle_since: float) -> tuple[dict[str, Any], str] | None:
-        """The next message and its queue: the follow-up lane first; a held worker polls
-        only the lane."""
-        if self.follow_ups_url is None:
-            return self._poll_any(wait)
-        if self._held(idle_since):
-            return self._poll(self.follow_ups_url, min(wait, HELD_POLL_SECONDS))
-        return self._poll_any(min(wait, COMMANDS_POLL_SECONDS))
+    def _wait_for_binding(self) -> bool:
+        """True once bound; False if it left the reserve unbound (or was stopped)."""
+        idle_since, idle_since_wall = time.monotonic(), self.clock()
+        while not self.stopping:
+            user = self._binding()
+            if user == LEFT:
+                return False
+            if user is not None:
+                self.user = user
+                log.info("bound to its user for the rest of its life")
+                return True
+            self._say("idle", idle_since_wall)
+            if time.monotonic() - idle_since >= self.idle_seconds and self._may_leave(
+                idle_since_wall
+            ):
+                if self.fleet is None or self.fleet.leave_unbound(self.name, self.clock()):
+                    log.info("idle beyond the reserve, never bound: exiting")
+                    return False
+                continue  # bound at that very moment: serve that user
+            self.sleep(BIND_POLL_SECONDS)
+        return False
 
-    def _last_look(self) -> tuple[dict[str, Any], str] | None:
-        """Both lanes, without waiting: anything a leaving worker should take first."""
-        return self._poll_any(0)
+    def _binding(self) -> str | None:
+        if self.fleet is None:
+            return None
+        try:
+            return self.fleet.binding_of(self.name)
+        except Exception:
+            log.warning("could not read this worker's binding", exc_info=True)
+            return None
 
-    def _poll_any(self, wait: int) -> tuple[dict[str, Any], str] | None:
-        """The follow-up lane without waiting (if there is one), then the command queue for
-        up to ``wait`` seconds."""
-        if self.follow_ups_url is not None and (found := self._poll(self.follow_ups_url, 0)):
-            return found
-        return self._poll(self.queue_url, wait)
+    def _may_leave(self, idle_since: float) -> bool:
+        if self.fleet is None:
+            return True
+        try:
+            view = self.fleet.view(self.clock())
+        except Exception:  # unknown reserve: leave; the scaler starts workers when needed
+            log.warning("could not read the fleet's reserve", exc_info=True)
+            return True
+        return may_leave(self.name, {**view.idle, self.name: idle_since}, view.reserve)
 
-    def _poll(self, queue_url: str, wait: int) -> tuple[dict[str, Any], str] | None:
+    # --- bound: one user ----------------------------------------------------------------------
+
+    def queue_url(self) -> str:
+        if self.user is None:
+            raise RuntimeError("an unbound worker has no queue")
+        if not hasattr(self, "_queue_url"):
+            self._queue_url: str = self.sqs.get_queue_url(
+                QueueName=queue_name(self.queue_prefix, self.user)
+            )["QueueUrl"]
+        return self._queue_url
+
+    def _serve(self) -> None:
+        idle_since = time.monotonic()
+        while not self.stopping:
+            self._say("bound", self.clock())
+            tail = self.idle_seconds if self.scripted else self.keep_warm_seconds
+            remaining = tail - (time.monotonic() - idle_since)
+            if remaining > 0:
+                received = self._poll(max(1, min(POLL_SECONDS, math.ceil(remaining))))
+                if received is None:
+                    continue
+            else:
+                # No longer counted, then one last look: a command queued after the scaler
+                # saw this worker is taken here, or gets a worker of its own.
+                self._gone()
+                received = self._poll(1)
+                if received is None:
+                    log.info("idle for %s s: exiting", tail)
+                    return
+            self.handle(received)
+            idle_since = time.monotonic()
+
+    def _poll(self, wait: int) -> dict[str, Any] | None:
         messages = self.sqs.receive_message(
-            QueueUrl=queue_url,
+            QueueUrl=self.queue_url(),
             MaxNumberOfMessages=1,
             WaitTimeSeconds=wait,
             VisibilityTimeout=int(self.lease_seconds),
         ).get("Messages", [])
-        return (messages[0], queue_url) if messages else None
+        return dict(messages[0]) if messages else None
 
-    def _held(self, idle_since: float) -> bool:
-        seen = self._fleet_view(idle_since)
-        if seen is None:  # unknown: take any command rather than none
-            return False
-        view, idle = seen
-        return is_held(self.name, idle, view.held)
+    # --- what the fleet sees ------------------------------------------------------------------
 
-    def _fleet_view(self, idle_since: float) -> tuple[FleetView, dict[str, float]] | None:
-        """The fleet's item, and its idle workers with this one (idle since ``idle_since``);
-        None without a fleet or when it cannot be read."""
-        if self.fleet is None:
-            return None
-        try:
-            view = self.fleet.view(self.clock())
-        except Exception:
-            log.warning("could not read the fleet's reserve", exc_info=True)
-            return None
-        return view, {**view.idle, self.name: idle_since}
-
-    # --- the warm reserve ---------------------------------------------------------------------
-
-    def _say_idle(self, since: float) -> None:
-        """Tells the fleet this worker is idle (again at most every ``IDLE_SEEN_SECONDS`` / 3:
-        an entry not renewed within ``IDLE_SEEN_SECONDS`` no longer counts)."""
+    def _say(self, state: str, since: float) -> None:
+        """Idle in the reserve (since ``since``), or bound and alive — again at most every
+        ``SEEN_SECONDS`` / 3: an entry not renewed within ``SEEN_SECONDS`` is not counted."""
         now = self.clock()
-        if self.fleet is None or now - self._said_idle_at < IDLE_SEEN_SECONDS / 3:
+        if self.fleet is None or now - self._said_at < SEEN_SECONDS / 3:
             return
         try:
-            self.fleet.idle(self.name, since, now)
-            self._said_idle_at = now
-        except Exception:  # the reserve is an optimisation: never a reason to stop working
-            log.warning("could not tell the fleet this worker is idle", exc_info=True)
+            if state == "idle":
+                self.fleet.idle(self.name, since, now)
+            elif self.user is not None:
+                self.fleet.alive(self.name, self.user, now)
+            self._said_at = now
+        except Exception:  # advice for scaling: never a reason to stop working
+            log.warning("could not tell the fleet this worker is %s", state, exc_info=True)
 
-    def _say_busy(self, attempts: int = 1) -> None:
-        """No longer idle. Leaving, it tries ``attempts`` times: an entry left behind would
-        count as an idle worker (holding, or letting another leave) for ``IDLE_SEEN_SECONDS``."""
+    def _gone(self, attempts: int = 3) -> None:
+        """Not counted any more. It tries ``attempts`` times: an entry left behind would count
+        as a worker for ``SEEN_SECONDS``."""
         if self.fleet is None:
             return
-        self._said_idle_at = 0.0
+        self._said_at = 0.0
         for attempt in range(1, attempts + 1):
             try:
-                self.fleet.busy(self.name)
+                self.fleet.gone(self.name)
                 return
             except Exception:
-                log.warning("could not tell the fleet this worker is busy", exc_info=True)
+                log.warning("could not take this worker out of the fleet", exc_info=True)
                 if attempt < attempts:
                     time.sleep(0.2 * attempt)
-
-    def _may_leave(self, since: float) -> bool:
-        seen = self._fleet_view(since)
-        if seen is None:  # unknown reserve: leave; the scaler starts workers when needed
-            return True
-        view, idle = seen
-        return may_leave(self.name, idle, view.reserve, view.held)
 
     # --- one message --------------------------------------------------------------------------
 
     def handle(self, message: dict[str, Any], queue_url: str | None = None) -> None:
-        """One message, received from ``queue_url`` (default: the command queue)."""
-        receipt = Receipt(queue_url or self.queue_url, message["ReceiptHandle"])
+        """One message of its user's queue (``queue_url``: default, that queue)."""
+        receipt = Receipt(queue_url or self.queue_url(), message["ReceiptHandle"])
         try:
             body = json.loads(message.get("Body") or "{}")
             command_id, project = str(body["command_id"]), str(body["project"])
             user = str(body["user"])
         except (ValueError, KeyError, TypeError):
             log.error("dropping a message that is not a berth command: %r", message.get("Body"))
+            self._delete(receipt)
+            return
+        if user != self.user:  # its user's queue holds only theirs; never run another's
+            log.error("dropping %s: not a command of this worker's user", command_id)
             self._delete(receipt)
             return
         access = self.access.for_command(project, command_id, user)
@@ -283,6 +307,8 @@ class Worker:
             )
         except StaleCommand:
             return  # another worker has it, or it was cancelled: the message is theirs
+        if self._last_end is not None and command.created_at < self._last_end:
+            self.scripted = True  # queued while the one before ran: nobody is reading
         sync = self.workspace_sync(access.s3)
         output = _Output(self, command, self.state / "logs" / f"{command.id}.log")
         lease = Lease(
@@ -300,12 +326,14 @@ class Worker:
         self._status_frame(command, output.next_seq(), CommandStatus.RUNNING, None)
         with lease:
             verdict = self._execute(command, sync, output, lease)
+        self._last_end = self.clock()
         if verdict is None:
             # Declared lost while it ran: its result is no longer ours to write.
             sync.forget(command.project)
             output.discard()
             return
         self._finish(command, access, receipt, output, *verdict)
+        self._last_end = self.clock()
 
     def _execute(
         self, command: Command, sync: WorkspaceSync, output: _Output, lease: Lease

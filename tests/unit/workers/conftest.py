@@ -1,5 +1,6 @@
-"""A moto account with the workers' table (from the template), the two FIFO lanes with their
-DLQ, and workspaces bucket; a command service and workers over it."""
+"""A moto account with the workers' table (from the template), the DLQ that users' queues
+redrive to, and the workspaces bucket; a command service and workers (bound to alice unless
+told otherwise) over it."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.synth import Synth
 from workers.config import WorkersConfig
 from workers.repository import WorkersRepository
 from workers.service import CommandService
+from workers.tenancy import queue_name
 from workers.wiring import build_service
 
 ALICE = "arn:aws:sts::123456789012:assumed-role/berth-client/alice"
@@ -27,7 +29,7 @@ BOB = "arn:aws:sts::123456789012:assumed-role/berth-client/bob"
 BUCKET = "workspaces"
 TABLE = "workers"
 MAX_RECEIVES = 2
-KEEP_WARM_SECONDS = 120
+QUEUE_PREFIX = "berth-u-"
 
 
 @pytest.fixture
@@ -38,23 +40,14 @@ def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
     fifo = {"FifoQueue": "true", "VisibilityTimeout": "30"}
     dlq = sqs.create_queue(QueueName="commands-dlq.fifo", Attributes=fifo)["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
-    redrive = {
-        "RedrivePolicy": (
-            f'{{"deadLetterTargetArn": "{dlq_arn["QueueArn"]}", '
-            f'"maxReceiveCount": "{MAX_RECEIVES}"}}'
-        )
-    }
-    queue = sqs.create_queue(QueueName="commands.fifo", Attributes=fifo | redrive)["QueueUrl"]
-    follow_ups = sqs.create_queue(QueueName="follow-ups.fifo", Attributes=fifo | redrive)[
-        "QueueUrl"
-    ]
     aws.client("s3").create_bucket(Bucket=BUCKET)
     return {
         **WorkersConfig.environment(
             workers_table=TABLE,
-            queue_url=queue,
-            follow_ups_queue_url=follow_ups,
-            keep_warm_seconds=KEEP_WARM_SECONDS,
+            user_queue_prefix=QUEUE_PREFIX,
+            dead_letter_queue_arn=dlq_arn["QueueArn"],
+            lease_seconds=30,
+            max_receive_count=MAX_RECEIVES,
             workspaces_bucket=BUCKET,
             command_max_chars=200,
             max_pending_per_user=5,
@@ -62,6 +55,15 @@ def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
         ),
         "DLQ_URL": dlq,
     }
+
+
+def user_queue(aws: boto3.session.Session, user: str = "") -> str:
+    """The URL of ``user``'s command queue (alice's by default); made on their first command."""
+    return str(
+        aws.client("sqs").get_queue_url(QueueName=queue_name(QUEUE_PREFIX, user or ALICE))[
+            "QueueUrl"
+        ]
+    )
 
 
 @pytest.fixture
@@ -123,15 +125,17 @@ def make_worker(
         made += 1
         settings: dict[str, Any] = {
             "sqs": aws.client("sqs"),
-            "queue_url": config.queue_url,
-            "follow_ups_url": config.follow_ups_queue_url,
+            "queue_prefix": QUEUE_PREFIX,
+            "user": ALICE,
             "access": AccessBroker(aws, TABLE, None),
             "bucket": BUCKET,
             "workdir": tmp_path / f"worker-{made}",
+            "name": f"worker-{made}-{tmp_path.name}",
             "publish": frames,
             "protection": TaskProtection(None, 5),
             "isolation": Isolation(None),
             "idle_seconds": 1,
+            "keep_warm_seconds": 1,
             "command_timeout": 10,
             "lease_seconds": 30,
             "stop_grace": 5,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,7 @@ from tests.api import Call, api_caller
 from tests.conftest import FakeLambdaContext
 from tests.unit.workers.conftest import ALICE, BOB, MakeWorker
 from workers.config import WorkersConfig
+from workers.tenancy import queue_name, tenant_of
 
 
 @pytest.fixture
@@ -173,10 +175,42 @@ def test_an_unknown_or_malformed_command_id_is_404(call: Any) -> None:
 def test_a_queue_failure_is_a_503_and_leaves_nothing_queued(
     call: Any, config: WorkersConfig, aws: boto3.session.Session
 ) -> None:
-    aws.client("sqs").delete_queue(QueueUrl=config.queue_url)
+    # a queue of that name that berth did not make (other attributes): CreateQueue refuses
+    aws.client("sqs").create_queue(
+        QueueName=queue_name(config.user_queue_prefix, ALICE),
+        Attributes={"FifoQueue": "true", "VisibilityTimeout": "7"},
+    )
     status, error = call("POST", "/workspaces/demo/commands", {"command": "ls"})
     assert (status, error["error"]["code"]) == (503, "unavailable")
     _, listed = call("GET", "/workspaces/demo/commands")
     assert [(c["status"], c["error"]["code"]) for c in listed["items"]] == [
         ("FAILED", "undeliverable")
     ]
+
+
+def test_each_user_gets_a_queue_of_their_own_fifo_encrypted_tls_only_and_redriven(
+    call: Any, config: WorkersConfig, aws: boto3.session.Session
+) -> None:
+    call("POST", "/workspaces/demo/commands", {"command": "ls"})
+    call("POST", "/workspaces/other/commands", {"command": "ls"})  # the same queue again
+    sqs = aws.client("sqs")
+    urls = sqs.list_queues(QueueNamePrefix=config.user_queue_prefix)["QueueUrls"]
+    assert urls == [
+        sqs.get_queue_url(QueueName=queue_name(config.user_queue_prefix, ALICE))["QueueUrl"]
+    ]
+    attributes = sqs.get_queue_attributes(QueueUrl=urls[0], AttributeNames=["All"])["Attributes"]
+    assert attributes["FifoQueue"] == "true"
+    assert attributes["DeduplicationScope"] == "messageGroup"  # one group per project
+    assert attributes["FifoThroughputLimit"] == "perMessageGroupId"
+    assert attributes["SqsManagedSseEnabled"] == "true"
+    assert attributes["VisibilityTimeout"] == str(config.lease_seconds)
+    assert json.loads(attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": config.dead_letter_queue_arn,
+        "maxReceiveCount": config.max_receive_count,
+    }
+    (deny,) = json.loads(attributes["Policy"])["Statement"]
+    assert (deny["Effect"], deny["Condition"]) == (
+        "Deny",
+        {"Bool": {"aws:SecureTransport": "false"}},
+    )
+    assert sqs.list_queue_tags(QueueUrl=urls[0])["Tags"] == {"berth:tenant": tenant_of(ALICE)}

@@ -6,7 +6,7 @@ import time
 
 import boto3
 
-from tests.unit.workers.conftest import ALICE, MAX_RECEIVES, Frames
+from tests.unit.workers.conftest import ALICE, MAX_RECEIVES, Frames, user_queue
 from workers.config import WorkersConfig
 from workers.models import CommandStatus, ErrorCode
 from workers.reconcile import Reconciler, declare_lost
@@ -79,8 +79,8 @@ def test_a_message_in_the_dead_letter_queue_ends_its_command_undeliverable(
     queued = service.submit(ALICE, "demo", "t1", "echo never")
     sqs = aws.client("sqs")
     for _ in range(MAX_RECEIVES):  # received and never deleted: a poison message
-        sqs.receive_message(QueueUrl=config.queue_url, VisibilityTimeout=0)
-    assert sqs.receive_message(QueueUrl=config.queue_url).get("Messages") is None  # moved
+        sqs.receive_message(QueueUrl=user_queue(aws), VisibilityTimeout=0)
+    assert sqs.receive_message(QueueUrl=user_queue(aws)).get("Messages") is None  # moved
 
     ended = reconciler(repository, aws, dead_letter_queue, frames).run()
 

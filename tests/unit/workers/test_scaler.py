@@ -8,24 +8,29 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tests.unit.workers.conftest import ALICE
+from tests.unit.workers.conftest import ALICE, BOB
 from workers.config import ScalerConfig, WorkersConfig
 from workers.fleet import STARTED_BY, Fleet
 from workers.models import Command, CommandStatus
 from workers.repository import WorkersRepository
-from workers.reserve import FLEET_KEY, FleetRegistry
+from workers.reserve import FLEET_KEY, LEFT, FleetRegistry
 from workers.scaler import scale
-from workers.scaling import QUEUED, RETURNS_WITHIN_SECONDS, Lane
+from workers.scaling import QUEUED
 from workers.service import CommandService
 
 
 class FakeEcs:
-    """RunTask as ECS answers it: at most 10 per call; throttles the first ``throttle`` calls."""
+    """RunTask as ECS answers it: at most 10 per call; throttles the first ``throttle`` calls.
+    ``running``/``starting`` live tasks are ``run<n>``/``start<n>``, or the ids in ``ids``."""
 
-    def __init__(self, throttle: int = 0, running: int = 0, starting: int = 0) -> None:
+    def __init__(
+        self, throttle: int = 0, running: int = 0, starting: int = 0, ids: tuple[str, ...] = ()
+    ) -> None:
         self.throttle = throttle
         self.calls: list[dict[str, Any]] = []
-        self.tasks = ["RUNNING"] * running + ["PENDING"] * starting
+        self.tasks = {f"run{n}": "RUNNING" for n in range(running)}
+        self.tasks |= {f"start{n}": "PENDING" for n in range(starting)}
+        self.tasks |= dict.fromkeys(ids, "RUNNING")
 
     def run_task(self, **kwargs: Any) -> dict[str, Any]:
         if self.throttle:
@@ -35,19 +40,29 @@ class FakeEcs:
             )
         assert kwargs["count"] <= 10
         self.calls.append(kwargs)
-        return {"tasks": [{"taskArn": f"t{i}"} for i in range(kwargs["count"])], "failures": []}
+        first = len(self.tasks)
+        started = [f"t{first + n}" for n in range(kwargs["count"])]
+        self.tasks |= dict.fromkeys(started, "PENDING")
+        return {"tasks": [{"taskArn": f"{ARN}/{task}"} for task in started], "failures": []}
 
     def get_paginator(self, name: str) -> Any:
         tasks = self.tasks
 
         class Pages:
             def paginate(self, **_: Any) -> list[dict[str, Any]]:
-                return [{"taskArns": [f"arn:{i}" for i in range(len(tasks))]}]
+                return [{"taskArns": [f"{ARN}/{task}" for task in tasks]}]
 
         return Pages()
 
     def describe_tasks(self, cluster: str, tasks: list[str]) -> dict[str, Any]:
-        return {"tasks": [{"lastStatus": self.tasks[int(a.split(":")[1])]} for a in tasks]}
+        return {
+            "tasks": [
+                {"taskArn": arn, "lastStatus": self.tasks[arn.rsplit("/", 1)[-1]]} for arn in tasks
+            ]
+        }
+
+
+ARN = "arn:aws:ecs:us-east-1:123456789012:task/berth"
 
 
 def scaler_config(**overrides: Any) -> ScalerConfig:
@@ -62,10 +77,10 @@ def scaler_config(**overrides: Any) -> ScalerConfig:
             "assign_public_ip": True,
             "min_tasks": 0,
             "max_tasks": 10,
-            "keep_warm_seconds": 60,
-            "warm_reserve_share": 0.34,
-            "other_reserve_share": 0.2,
-            "held_for_follow_ups_share": 0.15,
+            "max_workers_per_user": 3,
+            "reserve_minimum": 0,
+            "reserve_window_seconds": 120,
+            "warm_reserve_share": 0.4,
         }
         | overrides
     )
@@ -91,7 +106,8 @@ def fleet(ecs: FakeEcs) -> Fleet:
 def test_launches_go_out_in_batches_of_ten() -> None:
     ecs = FakeEcs()
     started, failures = fleet(ecs).launch(25)
-    assert (started, failures) == (25, [])
+    assert (len(started), failures) == (25, [])
+    assert started[:2] == ["t0", "t1"]  # task ids: what a worker is bound by
     assert [c["count"] for c in ecs.calls] == [10, 10, 5]
     assert {c["startedBy"] for c in ecs.calls} == {STARTED_BY}
 
@@ -99,7 +115,7 @@ def test_launches_go_out_in_batches_of_ten() -> None:
 def test_throttling_is_retried_with_backoff() -> None:
     ecs = FakeEcs(throttle=2)
     started, _ = fleet(ecs).launch(3)
-    assert started == 3
+    assert len(started) == 3
     assert len(ecs.calls) == 1
 
 
@@ -107,88 +123,125 @@ def test_counts_running_and_starting_workers() -> None:
     assert fleet(FakeEcs(running=2, starting=3)).counts() == (2, 3)
 
 
-def test_scale_sizes_the_fleet_to_the_projects_with_commands(
-    service: CommandService, repository: WorkersRepository
-) -> None:
-    for n in range(3):  # three commands of one project need one worker, not three
-        service.submit(ALICE, "one", "t1", f"echo {n}")
-    running = service.submit(ALICE, "two", "t1", "sleep 300")
-    repository.claim(running.id, "w", 1.0e9, 60)  # busy on a long command
-    service.submit(ALICE, "three", "t1", "echo")
-    config = scaler_config(warm_reserve_share=0, other_reserve_share=0)
-    assert config.task_subnets == ["subnet-1", "subnet-2"]
-    ecs = FakeEcs(running=1)  # the one running the long command
-    result = scale(config, repository, fleet(ecs), registry(repository), time.time())
-    assert result["observed"] == {
-        "running": 1,
-        "starting": 0,
-        "projects": 3,
-        "visible": 0,
-        "commands": 5,
-        "warm": 0,
-        "reserve": 0,
-        "interactive": 0,
-        "held": 0,
-    }
-    assert (result["launch"], result["started"]) == (2, 2)
-    # the same work again, with those two starting: nothing more
-    ecs.tasks += ["PENDING"] * 2
-    assert scale(config, repository, fleet(ecs), registry(repository), time.time())["launch"] == 0
-
-
-def test_a_project_whose_command_just_ended_keeps_a_reserve_worker(
-    service: CommandService, repository: WorkersRepository
-) -> None:
-    """Its person is likely typing the next command: a worker is held for it (and published
-    as the reserve, which idle workers read) for keep_warm_seconds, then none."""
-    command = service.submit(ALICE, "typing", "t1", "ls")
-    claimed = repository.claim(command.id, "w", time.time() - 5, 60)
-    repository.finish(claimed, CommandStatus.SUCCEEDED, time.time() - 2, exit_code=0, worker="w")
-    now = time.time()
-    warm = scale(scaler_config(), repository, fleet(FakeEcs(running=0)), registry(repository), now)
-    assert (warm["observed"]["warm"], warm["observed"]["reserve"], warm["launch"]) == (1, 1, 1)
-    assert registry(repository).view(now).reserve == 1
-    later = now + 200
-    cold = scale(
-        scaler_config(), repository, fleet(FakeEcs(running=1)), registry(repository), later
-    )
-    assert (cold["observed"]["reserve"], cold["launch"]) == (0, 0)  # the fleet scales to zero
-    assert registry(repository).view(later).reserve == 0  # the idle worker may leave now
-
-
 def ran(repository: WorkersRepository, command: Command, ended: float) -> None:
     claimed = repository.claim(command.id, "w", ended - 3, 60)
     repository.finish(claimed, CommandStatus.SUCCEEDED, ended, exit_code=0, worker="w")
 
 
-def test_the_reserve_is_a_share_of_the_projects_active_lately_more_for_people_typing(
+def idle(registry: FleetRegistry, *workers: str) -> None:
+    now = time.time()
+    for worker in workers:
+        registry.idle(worker, now - 5, now)
+
+
+def test_each_user_gets_a_bound_worker_per_busy_project(
     service: CommandService, repository: WorkersRepository
 ) -> None:
-    """Six people reading their last command's output (each typed a follow-up), and five
-    projects that ran one command: a share of each, held by any worker — not one each."""
+    for n in range(3):  # three commands of one project need one worker, not three
+        service.submit(ALICE, "one", "t1", f"echo {n}")
+    service.submit(ALICE, "two", "t1", "sleep 300")
+    service.submit(BOB, "three", "t1", "echo")
+    config = scaler_config()
+    assert config.task_subnets == ["subnet-1", "subnet-2"]
+    fleet_registry = registry(repository)
+    ecs = FakeEcs()
+    result = scale(config, repository, fleet(ecs), fleet_registry, time.time())
+    assert (result["observed"]["users"], result["observed"]["projects"]) == (2, 3)
+    assert result["bound"] == 0  # no reserve to bind from
+    reserve = 2  # ceil(0.4 x 3 projects active)
+    assert result["launch"] == result["started"] == 3 + reserve
+    bindings = {f"t{n}": fleet_registry.binding_of(f"t{n}") for n in range(5)}
+    assert sorted(u for u in bindings.values() if u) == [ALICE, ALICE, BOB]
+    view = fleet_registry.view(time.time())
+    assert view.bound_per_user() == {ALICE: 2, BOB: 1}  # starting ones count
+    # the same work again, with those starting: nothing more
+    again = scale(config, repository, fleet(ecs), fleet_registry, time.time())
+    assert again["launch"] == 0 and again["bound"] == 0
+
+
+def test_idle_reserve_workers_are_bound_before_any_is_started(
+    service: CommandService, repository: WorkersRepository
+) -> None:
+    fleet_registry = registry(repository)
+    idle(fleet_registry, "r1", "r2")
+    service.submit(ALICE, "one", "t1", "echo")
+    ecs = FakeEcs(ids=("r1", "r2"))
+    result = scale(scaler_config(), repository, fleet(ecs), fleet_registry, time.time())
+    assert result["bound"] == 1
+    (bound,) = [w for w in ("r1", "r2") if fleet_registry.binding_of(w) == ALICE]
+    view = fleet_registry.view(time.time())
+    assert list(view.bound) == [bound] and bound not in view.idle
+    # the reserve (ceil(0.4 x 1) = 1) still has the other one: nothing started
+    assert result["launch"] == 0
+
+
+def test_a_bound_worker_whose_task_is_gone_counts_for_nothing(
+    service: CommandService, repository: WorkersRepository
+) -> None:
+    """Killed without a word, it still says it is alive for a minute: ECS knows better."""
+    fleet_registry = registry(repository)
+    fleet_registry.alive("killed", ALICE, time.time())
+    service.submit(ALICE, "one", "t1", "echo")
+    config = scaler_config(warm_reserve_share=0)
+    result = scale(config, repository, fleet(FakeEcs()), fleet_registry, time.time())
+    assert result["started"] == 1
+
+
+def test_a_user_holds_at_most_max_workers_per_user(
+    service: CommandService, repository: WorkersRepository
+) -> None:
+    for n in range(5):  # the user's limit of queued commands here
+        service.submit(ALICE, f"p{n}", "t1", "sleep 60")
+    config = scaler_config(max_workers_per_user=3, warm_reserve_share=0)
+    fleet_registry = registry(repository)
+    result = scale(config, repository, fleet(FakeEcs()), fleet_registry, time.time())
+    assert result["started"] == 3
+    assert fleet_registry.view(time.time()).bound_per_user() == {ALICE: 3}
+
+
+def test_the_fleet_ceiling_caps_bound_and_reserve_workers(
+    service: CommandService, repository: WorkersRepository
+) -> None:
+    service.submit(ALICE, "a", "t1", "echo")
+    service.submit(BOB, "b", "t1", "echo")
+    config = scaler_config(max_tasks=2, reserve_minimum=4)
+    result = scale(config, repository, fleet(FakeEcs(running=1)), registry(repository), 1e9)
+    assert result["launch"] == 1  # one slot left: one user's worker, no reserve
+
+
+def test_a_worker_that_left_unbound_is_never_bound(
+    service: CommandService, repository: WorkersRepository
+) -> None:
+    fleet_registry = registry(repository)
+    idle(fleet_registry, "r1")
+    assert fleet_registry.leave_unbound("r1", time.time())
+    service.submit(ALICE, "one", "t1", "echo")
+    ecs = FakeEcs(ids=("r1",))  # still stopping
+    result = scale(scaler_config(), repository, fleet(ecs), fleet_registry, time.time())
+    assert fleet_registry.binding_of("r1") == LEFT
+    assert result["bound"] == 0 and result["started"] == 1
+
+
+def test_the_reserve_is_a_share_of_the_projects_active_lately_with_a_minimum(
+    service: CommandService, repository: WorkersRepository
+) -> None:
     now = time.time()
-    for n in range(6):
-        ran(repository, service.submit(ALICE, f"person{n}", "t1", "ls"), now - 30)
-        follow_up = service.submit(ALICE, f"person{n}", "t1", "make")
-        assert follow_up.lane == Lane.FOLLOW_UPS
-        ran(repository, follow_up, now - 2)
-    for n in range(5):
-        command = service.submit(ALICE, f"build{n}", "t1", "make")
-        assert command.lane == Lane.COMMANDS  # a project's first command
-        ran(repository, command, now - 2)
-    result = scale(
-        scaler_config(), repository, fleet(FakeEcs(running=1)), registry(repository), now
-    )
-    observed = result["observed"]
-    assert (observed["interactive"], observed["warm"]) == (6, 17)
-    assert observed["reserve"] == 4  # ceil(6 x 0.34 + 5 x 0.2)
-    assert observed["held"] == 1  # ceil(6 x 0.15): idle workers that take follow-ups only
-    assert result["launch"] == 3
-    view = registry(repository).view(now)
-    assert (view.reserve, view.held) == (4, 1)
+    for n in range(11):
+        ran(repository, service.submit(ALICE, f"p{n}", "t1", "ls"), now - 30)
+    config = scaler_config(reserve_minimum=4)
+    result = scale(config, repository, fleet(FakeEcs()), registry(repository), now)
+    assert result["observed"]["reserve"] == 5  # ceil(0.4 x 11)
+    assert result["launch"] == 5
+    assert registry(repository).view(now).reserve == 5
+    few = scale(config, repository, fleet(FakeEcs()), registry(repository), now)
+    assert few["observed"]["reserve"] == 5
+    later = now + 200  # nothing active within reserve_window_seconds: the fleet goes to zero
+    cold = scale(config, repository, fleet(FakeEcs(running=5)), registry(repository), later)
+    assert (cold["observed"]["reserve"], cold["launch"]) == (0, 0)
+    assert registry(repository).view(later).reserve == 0
 
 
-def test_min_tasks_idle_workers_are_held_like_a_reserve(repository: WorkersRepository) -> None:
+def test_min_tasks_reserve_workers_are_kept_at_all_times(repository: WorkersRepository) -> None:
     config = scaler_config(min_tasks=2)
     result = scale(config, repository, fleet(FakeEcs()), registry(repository), time.time())
     assert result["launch"] == 2
@@ -198,54 +251,6 @@ def test_min_tasks_idle_workers_are_held_like_a_reserve(repository: WorkersRepos
 def test_an_idle_stack_writes_nothing(repository: WorkersRepository) -> None:
     scale(scaler_config(), repository, fleet(FakeEcs()), registry(repository), time.time())
     assert repository.table.get_item(Key={"pk": FLEET_KEY}).get("Item") is None
-
-
-def test_a_new_projects_command_gets_a_worker_of_its_own_beside_the_reserve(
-    service: CommandService, repository: WorkersRepository
-) -> None:
-    """Idle workers held for people typing are no capacity for a new project: a run woken by
-    its command starts a worker for it on top of the reserve, as the scheduled run would."""
-    now = time.time()
-    ran(repository, service.submit(ALICE, "reading", "t1", "ls"), now - 30)
-    ran(repository, service.submit(ALICE, "reading", "t1", "ls -l"), now - 2)  # a follow-up
-    idle_reserve = FakeEcs(running=1)
-    quiet = scale(scaler_config(), repository, fleet(idle_reserve), registry(repository), now)
-    assert (quiet["observed"]["reserve"], quiet["observed"]["held"], quiet["launch"]) == (1, 1, 0)
-    service.submit(ALICE, "new", "t1", "make")  # taken by nobody yet
-    woken = scale(scaler_config(), repository, fleet(idle_reserve), registry(repository), now)
-    assert (woken["observed"]["reserve"], woken["launch"]) == (1, 1)  # was 0 before lanes
-
-
-def test_at_the_fleet_ceiling_nothing_is_held(
-    service: CommandService, repository: WorkersRepository
-) -> None:
-    now = time.time()
-    ran(repository, service.submit(ALICE, "reading", "t1", "ls"), now - 30)
-    ran(repository, service.submit(ALICE, "reading", "t1", "ls -l"), now - 2)  # a follow-up
-    service.submit(ALICE, "new", "t1", "make")  # waits in the command queue
-    full = scale(
-        scaler_config(max_tasks=1), repository, fleet(FakeEcs(running=1)), registry(repository), now
-    )
-    assert (full["observed"]["interactive"], full["observed"]["held"], full["launch"]) == (1, 0, 0)
-    assert registry(repository).view(now).held == 0  # the one idle worker takes "new"
-
-
-def test_the_top_up_leaves_a_reserve_worker_that_just_took_a_command_to_come_back(
-    service: CommandService, repository: WorkersRepository
-) -> None:
-    """A person's follow-up took the one reserve worker 5 s ago: it will most likely be idle
-    again before a new worker could boot, so the scheduled run starts none; once the command
-    has run RETURNS_WITHIN_SECONDS, it does."""
-    command = service.submit(ALICE, "typing", "t1", "ls -l")
-    now = time.time()
-    repository.claim(command.id, "w", now - 5, 60)
-    one_busy = FakeEcs(running=1)
-    ticked = scale(scaler_config(), repository, fleet(one_busy), registry(repository), now)
-    assert (ticked["observed"]["projects"], ticked["observed"]["reserve"]) == (1, 1)
-    assert ticked["launch"] == 0
-    later = now + RETURNS_WITHIN_SECONDS  # it has run 5 s longer than that
-    ticked = scale(scaler_config(), repository, fleet(one_busy), registry(repository), later)
-    assert ticked["launch"] == 1  # a long command: the reserve needs a worker of its own
 
 
 def test_the_scaler_is_woken_as_a_queued_command(
@@ -272,5 +277,8 @@ def test_the_scaler_is_woken_as_a_queued_command(
 
 
 class FakeSqs:
+    def create_queue(self, **_: Any) -> dict[str, str]:
+        return {"QueueUrl": "https://sqs/alice.fifo"}
+
     def send_message(self, **_: Any) -> dict[str, str]:
         return {"MessageId": "m", "SequenceNumber": "1"}

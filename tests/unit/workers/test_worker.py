@@ -11,20 +11,20 @@ from pathlib import Path
 import boto3
 import pytest
 
-from berth_worker.worker import HELD_POLL_SECONDS, Worker
+from berth_worker.worker import Worker
 from tests.unit.workers.conftest import (
     ALICE,
+    BOB,
     BUCKET,
-    KEEP_WARM_SECONDS,
     Frames,
     MakeWorker,
     receive,
+    user_queue,
 )
 from workers.config import WorkersConfig
 from workers.models import TAIL_BYTES, CommandStatus, ErrorCode, log_key
 from workers.repository import WorkersRepository
-from workers.reserve import RESERVE_SECONDS, FleetRegistry
-from workers.scaling import Lane
+from workers.reserve import LEFT, RESERVE_SECONDS, FleetRegistry
 from workers.service import CommandService
 
 
@@ -38,7 +38,7 @@ def in_queue(
     aws: boto3.session.Session, config: WorkersConfig, queue_url: str | None = None
 ) -> int:
     attributes = aws.client("sqs").get_queue_attributes(
-        QueueUrl=queue_url or config.queue_url,
+        QueueUrl=queue_url or user_queue(aws),
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     return int(attributes["ApproximateNumberOfMessages"]) + int(
@@ -129,7 +129,7 @@ def test_a_duplicate_delivery_does_not_run_twice(
     service: CommandService, worker: Worker, aws: boto3.session.Session, config: WorkersConfig
 ) -> None:
     queued = service.submit(ALICE, "demo", "t1", "echo once >> runs.txt")
-    message = receive(aws, config.queue_url)
+    message = receive(aws, user_queue(aws))
     worker.handle(message)
     worker.handle(message)  # the same message again
     assert objects(aws, "workspaces/demo/")["workspaces/demo/runs.txt"] == b"once\n"
@@ -152,7 +152,7 @@ def test_a_redelivered_command_whose_worker_vanished_ends_worker_lost_and_never_
         UpdateExpression="SET tail = :t",
         ExpressionAttributeValues={":t": "half of the output\n"},
     )
-    worker.handle(receive(aws, config.queue_url))
+    worker.handle(receive(aws, user_queue(aws)))
 
     lost = service.get(ALICE, "demo", queued.id)
     assert (lost.status, lost.error_code) == (CommandStatus.FAILED, ErrorCode.WORKER_LOST)
@@ -174,11 +174,11 @@ def test_a_redelivered_command_whose_worker_is_alive_is_left_to_it(
 ) -> None:
     queued = service.submit(ALICE, "demo", "t1", "echo hi")
     repository.claim(queued.id, "alive", time.time(), 60)
-    worker.handle(receive(aws, config.queue_url))
+    worker.handle(receive(aws, user_queue(aws)))
     still = service.get(ALICE, "demo", queued.id)
     assert (still.status, still.worker) == (CommandStatus.RUNNING, "alive")
     assert in_queue(aws, config) == 1  # not deleted: hidden until that lease would end
-    assert aws.client("sqs").receive_message(QueueUrl=config.queue_url).get("Messages") is None
+    assert aws.client("sqs").receive_message(QueueUrl=user_queue(aws)).get("Messages") is None
 
 
 def test_the_heartbeat_keeps_the_lease_and_the_message(
@@ -190,7 +190,7 @@ def test_the_heartbeat_keeps_the_lease_and_the_message(
 ) -> None:
     worker = make_worker(lease_seconds=1.5)
     queued = service.submit(ALICE, "demo", "t1", "echo started; sleep 2.5; echo done")
-    message = receive(aws, config.queue_url, visibility=2)
+    message = receive(aws, user_queue(aws), visibility=2)
     leases: list[float] = []
     stolen: list[object] = []
 
@@ -202,7 +202,7 @@ def test_the_heartbeat_keeps_the_lease_and_the_message(
                 leases.append(command.lease_expires_at)
             # nobody else can take the message while the lease is kept alive
             stolen.extend(
-                aws.client("sqs").receive_message(QueueUrl=config.queue_url).get("Messages", [])
+                aws.client("sqs").receive_message(QueueUrl=user_queue(aws)).get("Messages", [])
             )
 
     watcher = threading.Thread(target=watch)
@@ -234,7 +234,7 @@ def test_a_lease_lost_while_running_stops_the_command_and_writes_nothing(
 
     threading.Thread(target=declare_lost).start()
     began = time.monotonic()
-    worker.handle(receive(aws, config.queue_url))
+    worker.handle(receive(aws, user_queue(aws)))
     assert time.monotonic() - began < 10
     ended = service.get(ALICE, "demo", queued.id)
     assert (ended.status, ended.error_code) == (CommandStatus.FAILED, ErrorCode.WORKER_LOST)
@@ -251,7 +251,7 @@ def test_sigterm_ends_an_unfinished_command_worker_lost_keeping_its_files(
     worker = make_worker(stop_grace=1.5, cancel_grace=0.5)
     queued = service.submit(ALICE, "demo", "t1", "echo partial > f.txt; sleep 30")
     threading.Timer(0.3, worker.stop).start()  # SIGTERM arrives while the command runs
-    worker.handle(receive(aws, config.queue_url))
+    worker.handle(receive(aws, user_queue(aws)))
     ended = service.get(ALICE, "demo", queued.id)
     assert (ended.status, ended.error_code) == (CommandStatus.FAILED, ErrorCode.WORKER_LOST)
     assert objects(aws, "workspaces/demo/") == {"workspaces/demo/f.txt": b"partial\n"}
@@ -263,7 +263,7 @@ def test_sigterm_lets_a_short_command_finish(
 ) -> None:
     queued = service.submit(ALICE, "demo", "t1", "sleep 0.5; echo done")
     threading.Timer(0.1, worker.stop).start()
-    worker.handle(receive(aws, config.queue_url))
+    worker.handle(receive(aws, user_queue(aws)))
     assert service.get(ALICE, "demo", queued.id).status == CommandStatus.SUCCEEDED
     assert in_queue(aws, config) == 0
 
@@ -281,7 +281,7 @@ def test_cancelling_a_running_command_stops_it_and_keeps_its_changes(
 
     threading.Thread(target=cancel_once_it_runs).start()
     began = time.monotonic()
-    worker.handle(receive(aws, config.queue_url))
+    worker.handle(receive(aws, user_queue(aws)))
     assert time.monotonic() - began < 10
     ended = service.get(ALICE, "demo", queued.id)
     assert (ended.status, ended.exit_code, ended.error_code) == (
@@ -311,7 +311,7 @@ def test_commands_of_a_project_run_one_at_a_time_in_order_across_workers(
         service.submit(ALICE, "demo", "t1", f"echo {n} >> counter.txt; sleep 0.05")
         for n in range(1, 6)
     ]
-    workers = [make_worker(idle_seconds=2) for _ in range(3)]
+    workers = [make_worker(keep_warm_seconds=2) for _ in range(3)]
     threads = [threading.Thread(target=w.run_forever) for w in workers]
     for thread in threads:
         thread.start()
@@ -330,7 +330,7 @@ def test_projects_run_in_parallel(
 ) -> None:
     slow = service.submit(ALICE, "slow", "t1", "sleep 8")
     quick = service.submit(ALICE, "quick", "t1", "echo hi")
-    workers = [make_worker(idle_seconds=1) for _ in range(2)]
+    workers = [make_worker(keep_warm_seconds=1) for _ in range(2)]
     threads = [threading.Thread(target=w.run_forever) for w in workers]
     for thread in threads:
         thread.start()
@@ -426,15 +426,15 @@ def test_object_keys_cannot_escape_the_workspace_nor_follow_links(
 
 
 def test_a_message_that_is_not_a_command_is_dropped(
-    worker: Worker, aws: boto3.session.Session, config: WorkersConfig
+    worker: Worker, aws: boto3.session.Session, config: WorkersConfig, service: CommandService
 ) -> None:
     aws.client("sqs").send_message(
-        QueueUrl=config.queue_url,
+        QueueUrl=service.queue_of(ALICE),
         MessageBody=json.dumps({"hello": 1}),
         MessageGroupId="x",
         MessageDeduplicationId="x",
     )
-    worker.handle(receive(aws, config.queue_url))
+    worker.handle(receive(aws, user_queue(aws)))
     assert in_queue(aws, config) == 0
 
 
@@ -476,23 +476,107 @@ def _in_thread(worker: Worker) -> threading.Thread:
     return thread
 
 
-def test_an_idle_worker_leaves_after_idle_seconds_when_nothing_is_warm(
+def _handled_within(worker: Worker, command_id: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while command_id not in worker.handled and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return command_id in worker.handled
+
+
+def test_a_bound_worker_takes_only_its_users_commands_and_leaves_after_keep_warm(
+    service: CommandService, make_worker: MakeWorker
+) -> None:
+    mine = [service.submit(ALICE, p, "t1", "echo mine") for p in ("a", "b")]
+    theirs = service.submit(BOB, "c", "t1", "echo theirs")
+    worker = make_worker(keep_warm_seconds=1)
+    began = time.monotonic()
+    worker.run_forever()
+    assert sorted(worker.handled) == sorted(c.id for c in mine)
+    assert service.get(BOB, "c", theirs.id).status == CommandStatus.QUEUED  # never seen
+    assert time.monotonic() - began < 10
+
+
+def test_a_message_of_another_user_in_its_queue_is_never_run(
+    service: CommandService, make_worker: MakeWorker, aws: boto3.session.Session
+) -> None:
+    """Users' queues hold only their own commands; a forged one is dropped, not run."""
+    theirs = service.submit(BOB, "c", "t1", "echo theirs > planted.txt")
+    aws.client("sqs").send_message(
+        QueueUrl=service.queue_of(ALICE),
+        MessageBody=json.dumps({"command_id": theirs.id, "project": "c", "user": BOB}),
+        MessageGroupId="c",
+        MessageDeduplicationId="forged",
+    )
+    worker = make_worker()
+    worker.run_forever()
+    assert worker.handled == []
+    assert service.get(BOB, "c", theirs.id).status == CommandStatus.QUEUED
+    assert objects(aws, "workspaces/c/") == {}
+
+
+def test_an_unbound_worker_is_bound_once_and_serves_only_that_user(
+    service: CommandService, make_worker: MakeWorker, repository: WorkersRepository
+) -> None:
+    registry = FleetRegistry(repository.table)
+    registry.publish_reserve(1, time.time())  # it stays in the reserve until bound
+    worker = make_worker(user=None, fleet=registry, keep_warm_seconds=2)
+    thread = _in_thread(worker)
+    mine = service.submit(ALICE, "a", "t1", "echo hi")
+    theirs = service.submit(BOB, "b", "t1", "echo hi")
+    deadline = time.monotonic() + 10
+    while worker.name not in registry.view(time.time()).idle and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert registry.bind(worker.name, ALICE, time.time())
+    assert not registry.bind(worker.name, BOB, time.time())  # one user, for its whole life
+    assert _handled_within(worker, mine.id, 15)
+    thread.join(timeout=20)
+    assert not thread.is_alive()  # left after keep_warm_seconds: never back in the reserve
+    assert worker.handled == [mine.id]
+    assert service.get(BOB, "b", theirs.id).status == CommandStatus.QUEUED
+    view = registry.view(time.time())
+    assert worker.name not in view.idle and worker.name not in view.bound
+    assert registry.binding_of(worker.name) == ALICE
+
+
+def test_an_unbound_worker_beyond_the_reserve_leaves_with_a_tombstone(
     make_worker: MakeWorker, repository: WorkersRepository
 ) -> None:
     registry = FleetRegistry(repository.table)
-    worker = make_worker(idle_seconds=1, fleet=registry)
+    worker = make_worker(user=None, fleet=registry, idle_seconds=1)
     began = time.monotonic()
     assert worker.run_forever() == 0
-    assert time.monotonic() - began < 4
-    assert registry.view(time.time()).idle == {}  # it said it left
+    assert time.monotonic() - began < 5
+    assert registry.binding_of(worker.name) == LEFT
+    assert not registry.bind(worker.name, ALICE, time.time())  # too late: it left
+    assert registry.view(time.time()).idle == {}
 
 
-def test_idle_workers_shrink_to_the_reserve_and_to_zero_once_it_is_gone(
+def test_a_worker_bound_as_it_leaves_serves_that_user(
+    service: CommandService,
+    make_worker: MakeWorker,
+    repository: WorkersRepository,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry = FleetRegistry(repository.table)
+    queued = service.submit(ALICE, "a", "t1", "echo bound at the last moment")
+    worker = make_worker(user=None, fleet=registry, idle_seconds=1, keep_warm_seconds=1)
+    leave = registry.leave_unbound
+
+    def bound_first(name: str, now: float) -> bool:
+        assert registry.bind(name, ALICE, now)  # the scaler wins the race
+        return leave(name, now)
+
+    monkeypatch.setattr(registry, "leave_unbound", bound_first)
+    worker.run_forever()
+    assert worker.handled == [queued.id]
+
+
+def test_idle_reserve_workers_shrink_to_the_reserve_and_to_zero_once_it_is_gone(
     make_worker: MakeWorker, repository: WorkersRepository
 ) -> None:
     registry = FleetRegistry(repository.table)
-    registry.publish_reserve(1, 0, time.time())  # one person is likely typing
-    workers = [make_worker(idle_seconds=1, fleet=registry) for _ in range(3)]
+    registry.publish_reserve(1, time.time())
+    workers = [make_worker(user=None, idle_seconds=1, fleet=registry) for _ in range(3)]
     threads = [_in_thread(worker) for worker in workers]
     deadline = time.monotonic() + 15
     while sum(t.is_alive() for t in threads) > 1 and time.monotonic() < deadline:
@@ -501,7 +585,7 @@ def test_idle_workers_shrink_to_the_reserve_and_to_zero_once_it_is_gone(
     assert sum(t.is_alive() for t in threads) == 1
     (staying,) = [w for w, t in zip(workers, threads, strict=True) if t.is_alive()]
     assert list(registry.view(time.time()).idle) == [staying.name]
-    registry.publish_reserve(0, 0, time.time())  # nobody warm any more
+    registry.publish_reserve(0, time.time())  # nothing active any more
     for thread in threads:
         thread.join(timeout=5)
     assert not any(t.is_alive() for t in threads)
@@ -512,188 +596,77 @@ def test_a_stale_reserve_holds_no_worker(
 ) -> None:
     """A scaler that stopped republishing cannot keep workers (and their cost) forever."""
     registry = FleetRegistry(repository.table)
-    registry.publish_reserve(5, 0, time.time() - RESERVE_SECONDS - 1)
-    worker = make_worker(idle_seconds=1, fleet=registry)
+    registry.publish_reserve(5, time.time() - RESERVE_SECONDS - 1)
+    worker = make_worker(user=None, idle_seconds=1, fleet=registry)
     began = time.monotonic()
     worker.run_forever()
     assert time.monotonic() - began < 4
 
 
-def test_a_reserve_worker_takes_any_projects_command_at_once(
-    service: CommandService, make_worker: MakeWorker, repository: WorkersRepository
-) -> None:
-    registry = FleetRegistry(repository.table)
-    registry.publish_reserve(1, 0, time.time())
-    worker = make_worker(idle_seconds=1, fleet=registry)
-    thread = _in_thread(worker)
-    time.sleep(2.5)  # idle past idle_seconds, held by the reserve
-    queued = service.submit(ALICE, "someone-else", "t1", "echo hi")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and queued.id not in worker.handled:
-        time.sleep(0.1)
-    assert queued.id in worker.handled
-    worker.stop()
-    thread.join(timeout=25)
-    assert not thread.is_alive()
-    assert registry.view(time.time()).idle == {}
-
-
-def _handled_within(worker: Worker, command_id: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and command_id not in worker.handled:
-        time.sleep(0.1)
-    return command_id in worker.handled
-
-
-def _a_follow_up(service: CommandService, repository: WorkersRepository, project: str) -> str:
-    """A person's next command: queued right after the project's last one ended."""
-    first = service.submit(ALICE, project, "t1", "ls")
-    claimed = repository.claim(first.id, "w0", time.time() - 2, 30)
-    repository.finish(claimed, CommandStatus.SUCCEEDED, time.time(), exit_code=0, worker="w0")
-    follow_up = service.submit(ALICE, project, "t1", "echo next")
-    assert follow_up.lane == Lane.FOLLOW_UPS
-    return follow_up.id
-
-
-def test_a_held_worker_leaves_a_new_projects_command_and_takes_a_follow_up(
+def test_a_bound_worker_stops_counting_itself_before_its_last_look(
     service: CommandService,
     make_worker: MakeWorker,
     repository: WorkersRepository,
-    aws: boto3.session.Session,
-    config: WorkersConfig,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The one idle worker is held for people typing: a burst into a new project waits for a
-    worker of its own (the scaler starts one); the person's next command runs at once."""
+    """A command queued while it was about to leave is taken, not left to wait."""
     registry = FleetRegistry(repository.table)
-    registry.publish_reserve(1, 1, time.time())
-    worker = make_worker(idle_seconds=1, fleet=registry)
-    thread = _in_thread(worker)
-    burst = service.submit(ALICE, "new-project", "t1", "echo build")
-    assert burst.lane == Lane.COMMANDS
-    assert not _handled_within(worker, burst.id, 3)
-    assert in_queue(aws, config) == 1  # still there for a worker of its own
-    follow_up = _a_follow_up(service, repository, "typing")
-    assert _handled_within(worker, follow_up, 10)
-    assert repository.get(follow_up).status == CommandStatus.SUCCEEDED  # type: ignore[union-attr]
-    registry.publish_reserve(1, 0, time.time())  # no longer held: it takes anything
-    assert _handled_within(worker, burst.id, 10)
-    worker.stop()
-    thread.join(timeout=25)
-    assert not thread.is_alive()
-    assert repository.get(burst.id).status == CommandStatus.SUCCEEDED  # type: ignore[union-attr]
-    assert in_queue(aws, config, config.follow_ups_queue_url) == 0  # deleted from its lane
+    service.queue_of(ALICE)  # made on alice's first command
+    worker = make_worker(fleet=registry, keep_warm_seconds=1)
+    poll = worker._poll
+    late: list[str] = []
+
+    def poll_then_queue(wait: int) -> object:
+        found = poll(wait)
+        if found is None and not late and worker.name not in registry.view(time.time()).bound:
+            late.append(service.submit(ALICE, "a", "t1", "echo late").id)  # after "gone"
+            return poll(1)
+        return found
+
+    monkeypatch.setattr(worker, "_poll", poll_then_queue)
+    worker.run_forever()
+    assert late and worker.handled == late
 
 
-def test_a_free_worker_looks_at_the_follow_up_lane_first(
-    service: CommandService,
-    make_worker: MakeWorker,
-    repository: WorkersRepository,
-) -> None:
-    older = service.submit(ALICE, "build", "t1", "echo build")
-    follow_up = _a_follow_up(service, repository, "typing")
-    worker = make_worker(idle_seconds=1)
-    assert worker.run_forever() == 0
-    assert worker.handled == [follow_up, older.id]
-
-
-def test_a_held_worker_about_to_leave_takes_what_waits_in_the_command_queue_first(
-    service: CommandService, make_worker: MakeWorker, repository: WorkersRepository
-) -> None:
-    """Held, it polled only the follow-up lane; once it may leave (the newest worker is held
-    now), a command waiting in the command queue is run, not left behind it."""
-    registry = FleetRegistry(repository.table)
-    registry.publish_reserve(0, 1, time.time())  # held, and nothing to hold it in the fleet
-    queued = service.submit(ALICE, "waiting", "t1", "echo taken")
-    worker = make_worker(idle_seconds=1, fleet=registry)
-    assert worker.run_forever() == 0
-    assert worker.handled == [queued.id]
-
-
-def test_a_project_moving_between_lanes_still_runs_one_command_at_a_time_in_order(
-    service: CommandService,
-    make_worker: MakeWorker,
-    aws: boto3.session.Session,
-    config: WorkersConfig,
-    repository: WorkersRepository,
-) -> None:
-    """A person's first command (command queue), three typed in a row after it (the follow-up
-    lane), one after the project went cold (the command queue again), three workers taking
-    from both lanes: every append lands, in order."""
-    from workers.wiring import build_service
-
-    workers = [make_worker(idle_seconds=3) for _ in range(3)]
-    threads = [_in_thread(w) for w in workers]
-
-    def appended(n: int, via: CommandService = service) -> str:
-        return via.submit(ALICE, "lanes", "t1", f"echo {n} >> counter.txt; sleep 0.05").id
-
-    def settled(ids: list[str]) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(
-            not (c := repository.get(i)) or not c.status.finished for i in ids
-        ):
-            time.sleep(0.1)
-
-    first = [appended(1)]
-    settled(first)
-    typed = [appended(n) for n in (2, 3, 4)]
-    settled(typed)
-    later = build_service(config, session=aws, clock=lambda: time.time() + KEEP_WARM_SECONDS)
-    cold = [appended(5, later)]
-    settled(cold)
-    for worker in workers:
-        worker.stop()
-    for thread in threads:
-        thread.join(timeout=30)
-    ids = first + typed + cold
-    lanes = [repository.get(i).lane for i in ids]  # type: ignore[union-attr]
-    assert lanes == [Lane.COMMANDS, *[Lane.FOLLOW_UPS] * 3, Lane.COMMANDS]
-    counter = objects(aws, "workspaces/lanes/")["workspaces/lanes/counter.txt"].decode().split()
-    assert counter == ["1", "2", "3", "4", "5"]
-    assert {repository.get(i).status for i in ids} == {CommandStatus.SUCCEEDED}  # type: ignore[union-attr]
-
-
-def test_the_worker_that_ran_a_projects_command_takes_its_next_one_at_once(
-    service: CommandService, make_worker: MakeWorker, repository: WorkersRepository
-) -> None:
-    """A burst into one project: each command is free the moment the one before it is
-    deleted, and the worker that ran that one — the newest idle, never held — takes it right
-    then, while the held one stays on the follow-up lane."""
-    registry = FleetRegistry(repository.table)
-    registry.publish_reserve(2, 0, time.time())  # both stay
-    older = make_worker(idle_seconds=1, fleet=registry)
-    threads = [_in_thread(older)]
-    time.sleep(0.5)
-    newer = make_worker(idle_seconds=1, fleet=registry)
-    threads.append(_in_thread(newer))
-    time.sleep(0.5)
-    registry.publish_reserve(2, 1, time.time())  # and the longest idle one is held
-    time.sleep(HELD_POLL_SECONDS + 1)  # each has looked again at whether it is held
-    burst = [service.submit(ALICE, "burst", "t1", f"echo {n}").id for n in range(3)]
-    assert _handled_within(newer, burst[-1], 15)
-    assert (older.handled, newer.handled) == ([], burst)
-    for worker in (older, newer):
-        worker.stop()
-    for thread in threads:
-        thread.join(timeout=30)
-
-
-def test_a_leaving_worker_clears_its_idle_entry_through_a_passing_fault(
+def test_a_leaving_worker_clears_its_entry_through_a_passing_fault(
     make_worker: MakeWorker, repository: WorkersRepository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Left behind, the entry would count as an idle worker for a minute."""
+    """Left behind, the entry would count as a worker for a minute."""
     registry = FleetRegistry(repository.table)
-    real_busy = registry.busy
+    real_gone = registry.gone
     calls: list[str] = []
 
-    def flaky_busy(worker: str) -> None:
+    def flaky_gone(worker: str) -> None:
         calls.append(worker)
         if len(calls) == 1:
             raise RuntimeError("a passing fault")
-        real_busy(worker)
+        real_gone(worker)
 
-    monkeypatch.setattr(registry, "busy", flaky_busy)
-    worker = make_worker(idle_seconds=1, fleet=registry)
+    monkeypatch.setattr(registry, "gone", flaky_gone)
+    worker = make_worker(user=None, idle_seconds=1, fleet=registry)
     assert worker.run_forever() == 0
     assert len(calls) == 2
     assert registry.view(time.time()).idle == {}
+
+
+def test_a_worker_whose_user_queues_while_it_runs_leaves_after_idle_seconds(
+    service: CommandService, make_worker: MakeWorker
+) -> None:
+    """A script sends commands behind each other; a person reads, then types: only the
+    person's worker waits keep_warm_seconds for the next one."""
+    for n in range(2):
+        service.submit(ALICE, "build", "t1", f"echo {n}")
+    scripted = make_worker(idle_seconds=1, keep_warm_seconds=30)
+    began = time.monotonic()
+    scripted.run_forever()
+    assert scripted.scripted and len(scripted.handled) == 2
+    assert time.monotonic() - began < 15
+
+    service.submit(ALICE, "typing", "t1", "echo one")
+    person = make_worker(idle_seconds=1, keep_warm_seconds=6)
+    thread = _in_thread(person)
+    time.sleep(3)  # reading, longer than idle_seconds
+    follow_up = service.submit(ALICE, "typing", "t1", "echo two")
+    assert _handled_within(person, follow_up.id, 10)
+    assert not person.scripted
+    thread.join(timeout=30)
