@@ -33,6 +33,7 @@ HANDLERS = (
     "workers.handler",
     "workers.scaler",
     "workers.reconciler",
+    "workers.credential_handler",
     "live.handler",
 )
 BASELINE = "import boto3"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aws_cdk import CfnOutput, RemovalPolicy
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -72,6 +72,7 @@ class BerthApi(Construct):
             if settings.cors_allow_origins
             else None
         )
+        self.stage_name = settings.stage_name
         self.rest_api = apigw.RestApi(
             self,
             "RestApi",
@@ -154,6 +155,19 @@ class BerthApi(Construct):
         )
         self.add_routes(docs, [("GET", "/openapi.json")])
         CfnOutput(self, "ApiUrl", key="ApiUrl", value=self.rest_api.url, description="Base URL")
+
+    def url_of(self, path: str) -> str:
+        """A route's URL, built from the API's id and the stage's name (not from the stage
+        resource: what the URL is given to may be something the stage's methods depend on)."""
+        stack = Stack.of(self)
+        return (
+            f"https://{self.rest_api.rest_api_id}.execute-api.{stack.region}.{stack.url_suffix}"
+            f"/{self.stage_name}{path}"
+        )
+
+    def invoke_arn(self, method: str, path: str) -> str:
+        """What ``execute-api:Invoke`` names for one route (stage by name, as ``url_of``)."""
+        return self.rest_api.arn_for_execute_api(method, path, self.stage_name)
 
     def add_routes(self, function: lambda_.IFunction, routes: Iterable[Route]) -> None:
         integration = apigw.LambdaIntegration(function, proxy=True)

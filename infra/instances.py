@@ -67,8 +67,9 @@ FETCH_AND_RUN = [
     f'echo "started script.sh as {BLOB_USER} (pid $!) in $work; log: $work/script.log"',
 ]
 # What the SSM agent needs to register and receive Run Command — no Parameter Store, no S3.
+SSM_REGISTER_ACTIONS = ["ssm:UpdateInstanceInformation"]
+"""Supports instance resources: scoped to this account's and region's instances."""
 SSM_AGENT_ACTIONS = [
-    "ssm:UpdateInstanceInformation",
     "ec2messages:AcknowledgeMessage",
     "ec2messages:DeleteMessage",
     "ec2messages:FailMessage",
@@ -188,12 +189,22 @@ class Instances(Construct):
         self.instance_role.add_to_policy(
             iam.PolicyStatement(actions=SSM_AGENT_ACTIONS, resources=["*"])
         )
+        instances = Stack.of(self).format_arn(service="ec2", resource="instance", resource_name="*")
+        self.instance_role.add_to_policy(
+            iam.PolicyStatement(actions=SSM_REGISTER_ACTIONS, resources=[instances])
+        )
         acknowledge(
             self.instance_role,
             "AwsSolutions-IAM5[Resource::*]",
-            "The SSM agent's message channel actions (ec2messages, ssmmessages, "
-            "UpdateInstanceInformation) have no resource-level permissions; only root (the "
-            "agent) can reach the credentials: metadata is closed to other users.",
+            "The SSM agent's message channel actions (ec2messages, ssmmessages) have no "
+            "resource-level permissions; only root (the agent) can reach the credentials: "
+            "metadata is closed to other users.",
+        )
+        acknowledge_wildcard(
+            self.instance_role,
+            instances,
+            "The agent registers the instance it runs on, whose id is made at launch; this "
+            "account's and region's instances only.",
         )
         self.security_group = ec2.SecurityGroup(
             self,

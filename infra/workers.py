@@ -39,7 +39,16 @@ from infra.network import Network
 from infra.settings import ROOT, STOP_GRACE_SECONDS, WorkersSettings
 from infra.storage import add_listing_index, grant_objects, secure_bucket, secure_table
 from shared.api import routes_of
-from workers.config import ReconcilerConfig, ScalerConfig, WorkerConfig, WorkersConfig
+from shared.config import env_name
+from workers.config import (
+    ReconcilerConfig,
+    ScalerConfig,
+    VendingConfig,
+    WorkerConfig,
+    WorkersConfig,
+)
+from workers.credential_routes import router as credentials_router
+from workers.models import terminal_scope
 from workers.repository import ACTIVE, BY_PROJECT
 from workers.reserve import BIND_PREFIX, FLEET_KEY
 from workers.routes import router as workers_router
@@ -58,14 +67,16 @@ WORKER_CONTEXT = [
     "functions/workers/**",
 ]
 PROJECT_TAG = "${aws:PrincipalTag/project}"
+TENANT_TAG = "${aws:PrincipalTag/tenant}"
+CREDENTIALS_PATH = "/workers/credentials"
 COMMAND_TAG = "${aws:PrincipalTag/command}"
 USER_TAG = "${aws:PrincipalTag/user}"
 
 
 class WorkerFleet(Construct):
     """Exposes ``user_queues`` (the ARN pattern of every user's queue), ``dead_letters``,
-    ``bucket``, ``table``,
-    ``task_definition``, ``command_role``, ``security_group``, ``scaler``, ``reconciler`` and
+    ``bucket``, ``table``, ``tenant_role``, ``credentials`` (the route's function),
+    ``task_definition``, ``security_group``, ``scaler``, ``reconciler`` and
     ``dashboard``."""
 
     def __init__(
@@ -118,9 +129,13 @@ class WorkerFleet(Construct):
         self.security_group = network.workload_security_group(
             self, "SecurityGroup", description="berth workers: no inbound"
         )
+        self.api = api
         self.task_definition = self._task_definition(
             settings, live, log_retention, removal_policy, f"{name}-worker"
         )
+        self.credentials = self._credentials(baseline, api)
+        self.tenant_role = self._tenant_role(live)
+        self.credentials.add_environment(env_name("tenant_role_arn"), self.tenant_role.role_arn)
         self.scaler = self._scaler(settings, baseline, network, max_tasks, max_workers_per_user)
         self.reconciler = self._reconciler(settings, baseline, live)
         self.api_function = self._api(settings, baseline, api, live, max_pending_per_user)
@@ -185,7 +200,6 @@ class WorkerFleet(Construct):
         definition = fargate_task_definition(
             self, "WorkerTask", family=family, cpu=settings.cpu, memory=settings.memory
         )
-        self.command_role = self._command_role(definition.task_role)
         definition.add_container(
             CONTAINER_NAME,
             container_name=CONTAINER_NAME,
@@ -206,7 +220,7 @@ class WorkerFleet(Construct):
                 workspaces_bucket=self.bucket.bucket_name,
                 connections_table=live.table.table_name,
                 websocket_endpoint=live.callback_url,
-                command_role_arn=self.command_role.role_arn,
+                credentials_url=self.api.url_of(CREDENTIALS_PATH),
                 idle_seconds=settings.idle_seconds,
                 keep_warm_seconds=settings.keep_warm_seconds,
                 command_timeout_seconds=settings.command_timeout_seconds,
@@ -225,7 +239,7 @@ class WorkerFleet(Construct):
                 ),
             ),
         )
-        self._grant_worker(definition.task_role, live)
+        self._grant_worker(definition.task_role)
         acknowledge_task_definition(
             definition, "The environment holds resource names and limits, not secrets."
         )
@@ -243,33 +257,20 @@ class WorkerFleet(Construct):
             )
         )
 
-    def _grant_worker(self, role: iam.IRole, live: LiveUpdates) -> None:
-        """The task role: take messages of users' queues, publish output, assume the command
-        role, say it is idle or alive (the fleet's item), read its binding and leave unbound
-        (a put that never overwrites: ``workers.reserve``) — and nothing of any project's
-        files or records."""
+    def _grant_worker(self, role: iam.IRole) -> None:
+        """The task role: ask the credentials route for its user's credentials, say it is
+        idle or alive (the fleet's item), read its binding and leave unbound (a put that
+        never overwrites: ``workers.reserve``), protect its own task, put metrics — and
+        nothing of any user's queue, files, records or terminals: those come with the
+        credentials the route vends for the task's one user (``tenant_role``)."""
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=[
-                    "sqs:GetQueueUrl",
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:ChangeMessageVisibility",
-                ],
-                resources=[self.user_queues],
+                actions=["execute-api:Invoke"],
+                resources=[self.api.invoke_arn("POST", CREDENTIALS_PATH)],
             )
         )
         self._grant_fleet_items(role, ["dynamodb:GetItem", "dynamodb:UpdateItem"], [FLEET_KEY])
         self._grant_fleet_items(role, ["dynamodb:GetItem", "dynamodb:PutItem"], [f"{BIND_PREFIX}*"])
-        live.table.grant_read_write_data(role)
-        stage = live.stage
-        stage.grant_management_api_access(role)
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["sts:AssumeRole", "sts:TagSession"],
-                resources=[self.command_role.role_arn],
-            )
-        )
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["ecs:UpdateTaskProtection", "ecs:GetTaskProtection"],
@@ -288,20 +289,7 @@ class WorkerFleet(Construct):
             self._task_arns(),
             "A worker protects its own task, whose id is made at run time; berth's cluster only.",
         )
-        acknowledge_wildcard(
-            role,
-            self.user_queues,
-            "Users' queues are made at run time, one per user; berth's prefix only.",
-        )
-        acknowledge_wildcard(
-            role,
-            Stack.of(self).format_arn(
-                service="execute-api",
-                resource=live.api.api_id,
-                resource_name=f"{stage.stage_name}/*/@connections/*",
-            ),
-            "Connection ids are made by API Gateway at run time; scoped to this API's stage.",
-        )
+
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",
@@ -309,16 +297,61 @@ class WorkerFleet(Construct):
             "namespace by condition.",
         )
 
-    def _command_role(self, task_role: iam.IRole) -> iam.Role:
-        """What a worker may do for one command, assumed per command with the session tags
-        ``project``, ``command`` and ``user``: that project's files and logs, that command's
+    def _credentials(self, baseline: LambdaBaseline, api: BerthApi) -> lambda_.Function:
+        """``POST /workers/credentials``: vends the tenant role to a worker task, tagged with
+        the user its binding names (``workers.vending``)."""
+        function = baseline.function(
+            self,
+            "Credentials",
+            handler="workers.credential_handler.handler",
+            service="workers-credentials",
+            description="Credentials for a worker task, scoped to the one user it is bound to",
+            environment=VendingConfig.environment(
+                workers_table=self.table.table_name,
+                tenant_role_arn="",  # set once the tenant role exists (it trusts this one)
+                worker_role_name=self.task_definition.task_role.role_name,
+                user_queue_prefix=self.queue_prefix,
+            ),
+        )
+        self._grant_fleet_items(function, ["dynamodb:GetItem"], [f"{BIND_PREFIX}*", "CMD#*"])
+        api.add_routes(function, routes_of(credentials_router))
+        return function
+
+    def _tenant_role(self, live: LiveUpdates) -> iam.Role:
+        """What a worker task may do for its one user, vended by the credentials route with
+        the session tags ``user`` and ``tenant`` (that user's queue) and, for a command,
+        ``project`` and ``command``: that project's files, log and terminals, that command's
         record and that user's count — nothing else."""
+        vendor = self.credentials.role
+        if vendor is None:
+            raise TypeError("the credentials function has no role")
         role = iam.Role(
             self,
-            "CommandRole",
-            assumed_by=iam.SessionTagsPrincipal(iam.ArnPrincipal(task_role.role_arn)),
-            description="berth workers: one command's project files, log and record",
+            "TenantRole",
+            assumed_by=iam.SessionTagsPrincipal(iam.ArnPrincipal(vendor.role_arn)),
+            description="berth workers: one user's queue; one command's project files, log, "
+            "record and terminals",
             max_session_duration=Duration.hours(1),
+        )
+        vendor.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["sts:AssumeRole", "sts:TagSession"], resources=[role.role_arn]
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "sqs:GetQueueUrl",
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                ],
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="sqs", resource=f"{self.queue_prefix}{TENANT_TAG}.fifo"
+                    )
+                ],
+            )
         )
         workspace = grant_objects(
             self.bucket,
@@ -340,13 +373,32 @@ class WorkerFleet(Construct):
                 resources=[self.table.table_arn],
                 conditions={
                     "ForAllValues:StringEquals": {
-                        "dynamodb:LeadingKeys": [
-                            f"CMD#{COMMAND_TAG}",
-                            f"COUNT#{USER_TAG}",
-                        ]
+                        "dynamodb:LeadingKeys": [f"CMD#{COMMAND_TAG}", f"COUNT#{USER_TAG}"]
                     }
                 },
             )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(  # who listens to the project's terminals: read only
+                actions=["dynamodb:Query"],
+                resources=[live.table.table_arn],
+                conditions={
+                    "ForAllValues:StringLike": {
+                        "dynamodb:LeadingKeys": [f"TOPIC#{terminal_scope(PROJECT_TAG)}:*"]
+                    }
+                },
+            )
+        )
+        live.stage.grant_management_api_access(role)
+        acknowledge_wildcard(
+            role,
+            Stack.of(self).format_arn(
+                service="execute-api",
+                resource=live.api.api_id,
+                resource_name=f"{live.stage.stage_name}/*/@connections/*",
+            ),
+            "Connection ids are made by API Gateway at run time and learnt only from the "
+            "project's own subscriptions; scoped to this API's stage.",
         )
         for resource in (workspace, logs_prefix):
             acknowledge_wildcard(

@@ -103,9 +103,12 @@ class ConnectionStore:
 class Publisher:
     """Sends JSON messages to every connection on a topic; forgets connections that are gone."""
 
-    def __init__(self, store: ConnectionStore, management: Any) -> None:
+    def __init__(self, store: ConnectionStore, management: Any, forget_gone: bool = True) -> None:
+        """``forget_gone``: remove a connection that is gone (a publisher that may only read
+        subscriptions skips it; ``$disconnect`` forgets it)."""
         self.store = store
         self.management = management
+        self.forget_gone = forget_gone
 
     def publish(self, topic: str, message: dict[str, Any]) -> int:
         data = json.dumps(message, separators=(",", ":")).encode()
@@ -117,7 +120,8 @@ class Publisher:
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code")
                 if code in {"GoneException", "410"}:
-                    self.store.disconnect(connection_id)
+                    if self.forget_gone:
+                        self.store.disconnect(connection_id)
                 else:
                     logger.warning(
                         "push failed", extra={"connection_id": connection_id, "code": code}

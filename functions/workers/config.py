@@ -59,8 +59,9 @@ class WorkerConfig(EnvModel):
     workers_table: str
     connections_table: str | None = None
     websocket_endpoint: str | None = None
-    command_role_arn: str | None = None
-    """Assumed per command with the project and command as session tags (narrowed access)."""
+    credentials_url: str | None = None
+    """``POST /workers/credentials`` of berth's API: credentials scoped to the task's user
+    (``workers.vending``); none: the task's own (tests)."""
     idle_seconds: int = Field(ge=1)
     """An unbound worker beyond the reserve leaves after this long without being bound."""
     keep_warm_seconds: int = Field(ge=1)
@@ -75,3 +76,14 @@ class WorkerConfig(EnvModel):
     """How many uids from ``run_as_uid`` on commands may use, one per command."""
     workdir: str
     metrics_namespace: str
+
+
+class VendingConfig(EnvModel):
+    """The credentials route (``workers.vending``)."""
+
+    workers_table: str
+    tenant_role_arn: str
+    """Assumed with the session tags of the task's user (and of a command of theirs)."""
+    worker_role_name: str
+    """The worker task role: only its sessions (one per task) may ask."""
+    user_queue_prefix: str

@@ -23,11 +23,18 @@ from infra.app import build_app, project_context
 from infra.client.client import LOCAL_STATE
 from infra.sandbox.bridges import EventBridge
 from infra.sandbox.containers import LocalTaskRunner, images_of
-from infra.sandbox.emulator import REGION, Deployment, Emulator, deploy, start_tasks_after
+from infra.sandbox.emulator import (
+    ACCOUNT,
+    REGION,
+    Deployment,
+    Emulator,
+    deploy,
+    start_tasks_after,
+)
 from infra.sandbox.gateway import routes_of, serve
 from infra.sandbox.lambdas import LocalFunction
 from infra.sandbox.router import LocalRouter
-from infra.sandbox.sigv4 import LocalCredentials
+from infra.sandbox.sigv4 import LocalCredentials, know_vended_credentials
 from infra.sandbox.sqs import keep_fifo_promises
 from infra.sandbox.stepfunctions import (
     enable_execution,
@@ -36,6 +43,7 @@ from infra.sandbox.stepfunctions import (
 )
 from infra.sandbox.websocket import LocalWebSocketApi
 from infra.settings import Settings
+from infra.workers import CREDENTIALS_PATH
 from sessions.config import SessionsConfig
 from shared.config import env_name
 
@@ -190,6 +198,26 @@ def state_folder() -> Path:
 UIDS_PER_SANDBOX = 4096
 
 
+def worker_identities(
+    deployment: Deployment, credentials: LocalCredentials
+) -> Callable[[str], dict[str, str]]:
+    """Each worker task signs as its task role's session named by its id (as on ECS), and the
+    tenant role's sessions the credentials route vends may post frames."""
+    vending = next(
+        described["environment"]
+        for described in deployment.functions.values()
+        if env_name("worker_role_name") in described["environment"]
+    )
+    know_vended_credentials(credentials, {vending[env_name("tenant_role_arn")].rsplit("/", 1)[-1]})
+    role = vending[env_name("worker_role_name")]
+
+    def identity(task_id: str) -> dict[str, str]:
+        key = credentials.issue(f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{task_id}")
+        return {"AWS_ACCESS_KEY_ID": key.access_key, "AWS_SECRET_ACCESS_KEY": key.secret}
+
+    return identity
+
+
 def command_uid() -> int | None:
     """When root: the first of ``UIDS_PER_SANDBOX`` uids no account on this machine has, for
     local workers' commands (the image's own ``berth-run`` uid may be a real person here),
@@ -299,7 +327,10 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
     )
     # Functions and workers reach "API Gateway's management API" on the local gateway.
     host, port = server.server_address[:2]
-    local_endpoints = {"BERTH_WEBSOCKET_ENDPOINT": f"http://{host!s}:{port}"}
+    local_endpoints = {
+        "BERTH_WEBSOCKET_ENDPOINT": f"http://{host!s}:{port}",
+        env_name("credentials_url"): f"http://{host!s}:{port}{CREDENTIALS_PATH}",
+    }
     uid = command_uid()
     runner = LocalTaskRunner(
         emulator,
@@ -308,6 +339,7 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
         overrides=local_endpoints,
         aws_env=aws_env,
         command_uids=range(uid, uid + UIDS_PER_SANDBOX) if uid is not None else None,
+        task_identity=worker_identities(deployment, credentials),
     )
     routing = local_routing(emulator, deployment)
     router = LocalRouter(

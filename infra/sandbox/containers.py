@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ class LocalTaskRunner:
         timeout: float = 900,
         command_uids: range | None = None,
         aws_env: dict[str, str] | None = None,
+        task_identity: Callable[[str], dict[str, str]] | None = None,
     ):
         self.emulator = emulator
         self.images = images
@@ -85,6 +87,8 @@ class LocalTaskRunner:
         self.timeout = timeout
         self.command_uids = command_uids
         self.aws_env = aws_env or {}
+        self.task_identity = task_identity
+        """A worker task's own credentials (its task role's session, named by its id)."""
         self._launched = 0
         self._started: set[str] = set()
         self._lock = threading.Lock()
@@ -138,8 +142,11 @@ class LocalTaskRunner:
         task_id = task["taskArn"].rsplit("/", 1)[-1]
         if "BERTH_WORKDIR" in environment:
             environment["BERTH_WORKDIR"] = str(self.state / "tasks" / task_id)
+        identity: dict[str, str] = {}
         if "BERTH_USER_QUEUE_PREFIX" in environment:
             environment["BERTH_TASK_ID"] = task_id  # what ECS's metadata endpoint says on AWS
+            if self.task_identity is not None:
+                identity = self.task_identity(task_id)
         if "BERTH_RUN_AS_UID" in environment and self.command_uids is not None:
             # Each Fargate task is a machine of its own; here tasks share one, so each gets
             # uids of its own (what one worker kills and cleans up must not touch another's).
@@ -157,6 +164,7 @@ class LocalTaskRunner:
             "AWS_ENDPOINT_URL": self.emulator.endpoint,
             "AWS_DEFAULT_REGION": REGION,
             **self.aws_env,
+            **identity,
             "PYTHONPATH": str(image.workdir),
         }
         output = self.state / "tasks" / f"{task_id}.log"

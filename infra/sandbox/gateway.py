@@ -213,7 +213,7 @@ def make_handler(
             management = MANAGEMENT_PATH.match(url.path)
             if management and post_to_connection and self.command == "POST":
                 # the WebSocket management API: the sandbox's own functions and workers only
-                if self._caller(raw, self.path) != SANDBOX_PRINCIPAL:
+                if not credentials.may_manage(self._caller(raw, self.path)):
                     raise Refused(403, "forbidden", "the management API is the sandbox's own")
                 if post_to_connection(unquote(management.group(1)), raw):
                     self._send(200, b"{}")

@@ -13,16 +13,18 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from infra.sandbox.account import REGION
+from infra.sandbox.account import ACCOUNT, REGION
 from infra.sandbox.events import local_user_arn
 
 AUTHORIZATION = re.compile(
@@ -56,15 +58,35 @@ class LocalCredentials:
     def __init__(self, users: tuple[str, ...] = DEFAULT_USERS) -> None:
         self.keys: dict[str, Key] = {}
         self.profiles: dict[str, Key] = {}
+        self.managers: set[str] = {SANDBOX_PRINCIPAL}
+        """Principals allowed on the WebSocket management API (as IAM allows the roles
+        that hold ``execute-api:ManageConnections``)."""
+        self._lock = threading.Lock()
         for user in users:
             key = self._new(local_user_arn(user))
             self.profiles[f"berth-local-{user}"] = key
         self.sandbox = self._new(SANDBOX_PRINCIPAL)
 
     def _new(self, principal: str) -> Key:
-        key = Key(f"LOCAL{secrets.token_hex(8).upper()}", secrets.token_urlsafe(30), principal)
-        self.keys[key.access_key] = key
+        return self.register(
+            f"LOCAL{secrets.token_hex(8).upper()}", secrets.token_urlsafe(30), principal
+        )
+
+    def issue(self, principal: str) -> Key:
+        """A new key that signs as ``principal`` (a worker task's own role session)."""
+        return self._new(principal)
+
+    def register(self, access_key: str, secret: str, principal: str, manages: bool = False) -> Key:
+        """A key issued elsewhere (the emulator's STS) that signs as ``principal``."""
+        key = Key(access_key, secret, principal)
+        with self._lock:
+            self.keys[key.access_key] = key
+            if manages:
+                self.managers.add(principal)
         return key
+
+    def may_manage(self, principal: str) -> bool:
+        return principal in self.managers
 
     def write(self, folder: Path) -> tuple[Path, Path]:
         """An AWS config and credentials file, one profile per local user; both private."""
@@ -129,3 +151,33 @@ class LocalCredentials:
 def url_of(host: str, path: str) -> str:
     """The URL a client signed: ``http://<Host header><path>``."""
     return f"http://{host}{path}" if not urlsplit(path).scheme else path
+
+
+_registries: list[tuple[LocalCredentials, frozenset[str]]] = []
+_PATCHED = "_berth_known"
+
+
+def know_vended_credentials(credentials: LocalCredentials, managing_roles: set[str]) -> None:
+    """Credentials the emulator's STS issues (berth's credentials route vends the tenant
+    role) sign here as the assumed role's session, as on AWS; sessions of ``managing_roles``
+    may use the WebSocket management API, as IAM lets the roles that hold
+    ``execute-api:ManageConnections``. Patches moto's STS backend in this process once."""
+    from moto.sts.models import STSBackend
+
+    _registries.append((credentials, frozenset(managing_roles)))
+    if getattr(STSBackend.assume_role, _PATCHED, False):
+        return
+    original = STSBackend.assume_role
+
+    def assume_role(self: Any, *args: Any, **kwargs: Any) -> Any:
+        role = original(self, *args, **kwargs)
+        name = role.role_arn.rsplit("/", 1)[-1]
+        principal = f"arn:aws:sts::{ACCOUNT}:assumed-role/{name}/{role.session_name}"
+        for registry, managing in list(_registries):
+            registry.register(
+                role.access_key_id, role.secret_access_key, principal, name in managing
+            )
+        return role
+
+    setattr(assume_role, _PATCHED, True)
+    STSBackend.assume_role = assume_role  # type: ignore[method-assign]

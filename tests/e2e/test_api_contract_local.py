@@ -26,6 +26,7 @@ from tests.e2e.conftest import Sandbox
 pytestmark = pytest.mark.e2e
 
 ST = Path(sys.executable).parent / "st"
+WORKER_ONLY = "/workers/credentials"
 
 
 def fuzz(sandbox: Sandbox, tmp_path: Path, signed: bool) -> str:
@@ -46,9 +47,15 @@ def fuzz(sandbox: Sandbox, tmp_path: Path, signed: bool) -> str:
         "--seed", "1",
         "--no-color",
     ]  # fmt: skip
+    excluded = 0
     if signed:
         env["BERTH_FUZZ_PROFILE"] = "berth-local-fuzzer"
         args += ["-H", "Authorization: sign-me"]
+        # only a worker task's own role session may get credentials: to any caller the
+        # route answers 404 (tests/e2e/test_workers_local.py), which leaves the fuzzer no
+        # data to go further with
+        args += ["--exclude-path", WORKER_ONLY]
+        excluded = 1
     result = subprocess.run(
         args, env=env, capture_output=True, text=True, timeout=600, check=False, cwd=ROOT
     )
@@ -56,7 +63,7 @@ def fuzz(sandbox: Sandbox, tmp_path: Path, signed: bool) -> str:
     summary = output[output.find("SUMMARY") :]
     print(summary)  # the counts: operations, phases, test cases, failures
     assert result.returncode == 0, output[-6000:]
-    operations = sum(len(methods) for methods in document["paths"].values())
+    operations = sum(len(methods) for methods in document["paths"].values()) - excluded
     assert re.search(rf"Tested: {operations}\b", summary), summary  # every operation
     return summary
 

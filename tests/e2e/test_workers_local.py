@@ -308,6 +308,14 @@ def test_a_fork_loop_left_behind_is_gone_before_any_next_command(sandbox: Sandbo
         assert output_of(sandbox, user, project, look).split() == ["0", "0"], user
 
 
+def test_a_user_gets_no_worker_credentials(sandbox: Sandbox) -> None:
+    """Only a worker task's own role session may ask; to anyone else the route is not there."""
+    run(sandbox, "ivy", "mine", "true")
+    for body in ({}, {"command_id": "cmd_" + "0" * 28}):
+        code, error = sandbox.request("POST", "/workers/credentials", body, user="ivy")
+        assert (code, error["error"]["code"]) == (404, "not_found"), error
+
+
 def worker_of(sandbox: Sandbox, command_id: str) -> str:
     record = sandbox.aws("dynamodb").get_item(
         TableName=table_named(sandbox, "WorkersTable"), Key={"pk": {"S": f"CMD#{command_id}"}}

@@ -67,7 +67,7 @@ def test_instance_role_grants_the_ssm_agent_its_channel_and_nothing_more(synth: 
     ]
     role = synth.data["Resources"][role_id]["Properties"]
     assert "ManagedPolicyArns" not in role  # no AmazonSSM* policy: it reads every parameter
-    (statement,) = [
+    (statement, register) = [
         s
         for p in synth.resources("AWS::IAM::Policy").values()
         if {"Ref": role_id} in p["Properties"]["Roles"]
@@ -75,9 +75,12 @@ def test_instance_role_grants_the_ssm_agent_its_channel_and_nothing_more(synth: 
     ]
     assert actions(statement) == set(SSM_AGENT_ACTIONS)
     assert not any(
-        a.startswith(("ssm:GetParameter", "s3:", "kms:")) or a.endswith("*")
-        for a in actions(statement)
+        a.startswith(("ssm:", "s3:", "kms:")) or a.endswith("*") for a in actions(statement)
     )
+    # the one SSM action with resource-level permissions is scoped to instances
+    assert actions(register) == {"ssm:UpdateInstanceInformation"}
+    assert register["Resource"] != "*"
+    assert json.dumps(register["Resource"]).endswith(':instance/*"]]}')
 
 
 def test_the_blob_script_runs_unprivileged_with_the_metadata_service_closed(

@@ -95,20 +95,20 @@ FLEET_ONLY = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["FLEET"]}}
 BINDINGS_ONLY = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["BIND#*"]}}
 
 
-def test_the_worker_role_holds_no_project_data(synth: Synth) -> None:
-    """The task role takes messages of users' queues, publishes output, assumes the command
-    role, says when it is idle or alive (the fleet's item) and reads or ends its binding; it
-    cannot read or write any workspace, log or command record itself."""
+def test_the_worker_task_role_reaches_no_users_anything(synth: Synth) -> None:
+    """Root inside a worker task holds its task role: it may ask the credentials route (as
+    itself), say it is idle or alive, read or end its binding, protect its task and put
+    metrics. No queue, bucket, record, connection, grant or role to assume."""
     _, task = only(synth, "AWS::ECS::TaskDefinition", "WorkersWorkerTask")
     role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
-    queues = []
-    fleet_items = []
-    command_role, _ = only(synth, "AWS::IAM::Role", "WorkersCommandRole")
     workers_table, _ = only(synth, "AWS::DynamoDB::Table", "WorkersTable")
+    fleet_items = []
+    invoked = []
     for statement in role_statements(synth, role_id):
         granted = actions(statement)
         rendered = json.dumps(resources(statement))
-        assert not any(a.startswith("s3:") for a in granted), statement
+        assert not any(a.split(":")[0] in {"s3", "sqs", "sts"} for a in granted), statement
+        assert "ManageConnections" not in rendered and "LiveConnections" not in rendered
         if workers_table in rendered:  # the fleet's items, by condition, and nothing else
             assert resources(statement) == [{"Fn::GetAtt": [workers_table, "Arn"]}]
             if statement["Condition"] == FLEET_ONLY:
@@ -117,41 +117,32 @@ def test_the_worker_role_holds_no_project_data(synth: Synth) -> None:
                 assert statement["Condition"] == BINDINGS_ONLY
                 assert granted == {"dynamodb:GetItem", "dynamodb:PutItem"}, statement
             fleet_items.append(statement["Condition"])
-        elif any(a.startswith("sqs:") for a in granted):
-            assert granted == {
-                "sqs:GetQueueUrl",
-                "sqs:ReceiveMessage",
-                "sqs:DeleteMessage",
-                "sqs:ChangeMessageVisibility",
-            }
-            queues += [json.dumps(r) for r in resources(statement)]
-        elif granted == {"sts:AssumeRole", "sts:TagSession"}:
-            assert resources(statement) == [{"Fn::GetAtt": [command_role, "Arn"]}]
-        elif "execute-api:ManageConnections" in granted:
-            assert "@connections" in rendered
-        elif any(a.startswith("dynamodb:") for a in granted):
-            assert "LiveConnections" in rendered
+        elif granted == {"execute-api:Invoke"}:
+            invoked.append(rendered)
         elif granted & {"ecs:UpdateTaskProtection"}:
             assert ":task/" in rendered
         elif granted == {"cloudwatch:PutMetricData"}:
             assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "berth"}}
         else:
             raise AssertionError(f"unexpected grant {granted} on {rendered}")
-    assert queues == [user_queues(synth)]  # users' queues only
+    (route,) = invoked  # one route, one method, one stage
+    assert route.endswith('"/v1/POST/workers/credentials"]]}]')
     assert sorted(map(json.dumps, fleet_items)) == sorted(
         map(json.dumps, [FLEET_ONLY, BINDINGS_ONLY])
     )
 
 
-def test_the_command_role_reaches_one_project_and_one_command(synth: Synth) -> None:
-    role_id, role = only(synth, "AWS::IAM::Role", "WorkersCommandRole")
-    _, task = only(synth, "AWS::ECS::TaskDefinition", "WorkersWorkerTask")
-    task_role = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+def test_the_tenant_role_reaches_one_users_queue_and_one_commands_project(
+    synth: Synth,
+) -> None:
+    role_id, role = only(synth, "AWS::IAM::Role", "WorkersTenantRole")
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert set(trust["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
-    assert trust["Principal"] == {"AWS": {"Fn::GetAtt": [task_role, "Arn"]}}
+    vendor_role = only(synth, "AWS::IAM::Role", "WorkersCredentialsRole")[0]
+    assert trust["Principal"] == {"AWS": {"Fn::GetAtt": [vendor_role, "Arn"]}}  # no task
     bucket_id, _ = only(synth, "AWS::S3::Bucket", "WorkersWorkspaces")
     table_id, _ = only(synth, "AWS::DynamoDB::Table", "WorkersTable")
+    connections, _ = only(synth, "AWS::DynamoDB::Table", "LiveConnections")
     seen = set()
     for statement in role_statements(synth, role_id):
         granted = actions(statement)
@@ -178,9 +169,59 @@ def test_the_command_role_reaches_one_project_and_one_command(synth: Synth) -> N
                 }
             }
             seen.add("record")
+        elif granted == {"dynamodb:Query"}:  # who listens to the project's terminals
+            assert resources(statement) == [{"Fn::GetAtt": [connections, "Arn"]}]
+            assert statement["Condition"] == {
+                "ForAllValues:StringLike": {
+                    "dynamodb:LeadingKeys": ["TOPIC#terminal:${aws:PrincipalTag/project}:*"]
+                }
+            }
+            seen.add("subscribers")
+        elif granted == {"execute-api:ManageConnections"}:
+            assert "@connections" in rendered
+            seen.add("frames")
+        elif any(a.startswith("sqs:") for a in granted):
+            assert granted == {
+                "sqs:GetQueueUrl",
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+            }
+            assert rendered.endswith(
+                f':{synth.stack.settings.prefix}-u-${{aws:PrincipalTag/tenant}}.fifo"]]}}]'
+            ), rendered
+            seen.add("queue")
         else:
             raise AssertionError(f"unexpected grant {granted} on {rendered}")
-    assert seen == {"workspaces", "logs", "record"}
+    assert seen == {"workspaces", "logs", "record", "subscribers", "frames", "queue"}
+
+
+def test_only_the_credentials_route_assumes_the_tenant_role(synth: Synth) -> None:
+    tenant_role, _ = only(synth, "AWS::IAM::Role", "WorkersTenantRole")
+    assumers = [
+        name
+        for name, policy in synth.resources("AWS::IAM::Policy").items()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if actions(statement) & {"sts:AssumeRole", "sts:TagSession"}
+        and json.dumps(resources(statement)) == json.dumps([{"Fn::GetAtt": [tenant_role, "Arn"]}])
+    ]
+    assert len(assumers) == 1 and assumers[0].startswith("WorkersCredentialsRole")
+    granted = [
+        s for s in statements_of(synth, "WorkersCredentials") if any(
+            a.startswith("dynamodb:") for a in actions(s)
+        )
+    ]  # fmt: skip
+    (reads,) = granted
+    assert actions(reads) == {"dynamodb:GetItem"}  # bindings and commands, read only
+    assert reads["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["BIND#*", "CMD#*"]}
+    }
+    _, function = only(synth, "AWS::Lambda::Function", "WorkersCredentials")
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["BERTH_TENANT_ROLE_ARN"] == {"Fn::GetAtt": [tenant_role, "Arn"]}
+    _, task = only(synth, "AWS::ECS::TaskDefinition", "WorkersWorkerTask")
+    task_role = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    assert variables["BERTH_WORKER_ROLE_NAME"] == {"Ref": task_role}
 
 
 def test_the_worker_runs_commands_as_the_images_unprivileged_user(synth: Synth) -> None:

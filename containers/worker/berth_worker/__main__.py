@@ -11,7 +11,7 @@ from pathlib import Path
 
 import boto3
 
-from berth_worker.access import AccessBroker
+from berth_worker.access import AccessBroker, Live
 from berth_worker.isolation import Isolation
 from berth_worker.protection import TaskProtection
 from berth_worker.worker import Publish, Worker, worker_id
@@ -26,7 +26,10 @@ def main() -> int:
     session = boto3.session.Session()
     cloudwatch = session.client("cloudwatch")
     publish: Publish = lambda channel, message: 0  # noqa: E731 - no WebSocket configured
+    live = None
     if config.connections_table and config.websocket_endpoint:
+        live = Live(config.connections_table, config.websocket_endpoint)
+    if live is not None and not config.credentials_url:  # the task's own role publishes
         publisher = Publisher(
             ConnectionStore(
                 session.resource("dynamodb").Table(config.connections_table), time.time
@@ -52,7 +55,7 @@ def main() -> int:
         sqs=session.client("sqs"),
         queue_prefix=config.user_queue_prefix,
         name=worker_id(),
-        access=AccessBroker(session, config.workers_table, config.command_role_arn),
+        access=AccessBroker(session, config.workers_table, config.credentials_url, live),
         bucket=config.workspaces_bucket,
         workdir=Path(config.workdir),
         publish=publish,

@@ -110,6 +110,8 @@ class Worker:
     scripted: bool = False
     """Its user queued a command while an earlier one ran: it leaves after ``idle_seconds``."""
     _last_end: float | None = None
+    _command_publish: Publish | None = None
+    """The command at hand's publisher (its own credentials), if the broker made one."""
     stopping: bool = False
     sleep: Callable[[float], None] = time.sleep
     _said_at: float = 0.0
@@ -132,7 +134,9 @@ class Worker:
         try:
             if self.user is None and not self._wait_for_binding():
                 return 0
-            self._serve()
+            if self.user is not None:
+                self.sqs = self.access.queue_client(self.user)  # its user's queue, no other
+                self._serve()
         finally:
             self._gone()
         return 0
@@ -209,7 +213,10 @@ class Worker:
                 if received is None:
                     log.info("idle for %s s: exiting", tail)
                     return
-            self.handle(received)
+            try:
+                self.handle(received)
+            except Exception:  # its lease runs out and the command ends worker_lost
+                log.exception("could not handle a message")
             idle_since = time.monotonic()
 
     def _poll(self, wait: int) -> dict[str, Any] | None:
@@ -271,6 +278,13 @@ class Worker:
             self._delete(receipt)
             return
         access = self.access.for_command(project, command_id, user)
+        self._command_publish = access.publish
+        try:
+            self._handle(access, command_id, receipt)
+        finally:
+            self._command_publish = None
+
+    def _handle(self, access: CommandAccess, command_id: str, receipt: Receipt) -> None:
         command = access.repository.get(command_id)
         if command is None or command.status.finished:
             self._delete(receipt)  # unknown, or over (a duplicate, or cancelled while queued)
@@ -483,7 +497,9 @@ class Worker:
         if offset is not None:
             message["offset"] = offset
         try:
-            self.publish(topic(command.project, command.terminal), message)
+            (self._command_publish or self.publish)(
+                topic(command.project, command.terminal), message
+            )
         except Exception:  # a lost frame is visible to clients as a gap in seq; the log has it
             log.exception("could not publish frame %s of %s", seq, command.id)
 

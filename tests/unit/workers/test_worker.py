@@ -438,36 +438,55 @@ def test_a_message_that_is_not_a_command_is_dropped(
     assert in_queue(aws, config) == 0
 
 
-def test_each_command_runs_on_credentials_tagged_with_its_project_command_and_user(
+def test_each_command_runs_on_credentials_vended_for_it_and_its_user(
     service: CommandService, aws: boto3.session.Session, make_worker: MakeWorker
 ) -> None:
+    """The worker asks the credentials route for its user's queue, then once per command
+    with the command's id, and uses exactly what it is given."""
     from berth_worker.access import AccessBroker
 
-    role = aws.client("iam").create_role(
-        RoleName="command", AssumeRolePolicyDocument=json.dumps({"Statement": []})
-    )["Role"]["Arn"]
-    broker = AccessBroker(aws, "workers", role)
-    calls: list[dict[str, object]] = []
-    sts = broker.sts
+    asked: list[str | None] = []
+    broker = AccessBroker(aws, "workers", "http://credentials.invalid/workers/credentials")
 
-    class Recording:
-        def assume_role(self, **kwargs: object) -> object:
-            calls.append(kwargs)
-            return sts.assume_role(**kwargs)
+    def vend(command_id: str | None) -> dict[str, object]:
+        asked.append(command_id)
+        return {
+            "user": ALICE,
+            "queue_name": "q",
+            "credentials": {
+                "access_key_id": f"AKIA{len(asked)}",
+                "secret_access_key": "secret",
+                "session_token": "token",
+                "expiration": "2099-01-01T00:00:00+00:00",
+            },
+        }
 
-    broker.sts = Recording()
+    broker.vend = vend  # type: ignore[method-assign]
     queued = service.submit(ALICE, "demo", "t1", "echo scoped")
     worker = make_worker(access=broker)
     worker.run_forever()
     assert service.get(ALICE, "demo", queued.id).status == CommandStatus.SUCCEEDED
-    (call,) = calls
-    assert call["RoleArn"] == role
-    assert call["RoleSessionName"] == queued.id
-    assert call["Tags"] == [
-        {"Key": "project", "Value": "demo"},
-        {"Key": "command", "Value": queued.id},
-        {"Key": "user", "Value": ALICE},
-    ]
+    assert asked == [None, queued.id]  # its user's queue, then that command
+    session = broker._vended(ALICE, queued.id)
+    assert session.get_credentials().get_frozen_credentials().access_key == "AKIA3"
+
+
+def test_credentials_for_another_user_are_refused(aws: boto3.session.Session) -> None:
+    from berth_worker.access import AccessBroker, NotThisUser
+
+    broker = AccessBroker(aws, "workers", "http://credentials.invalid/workers/credentials")
+    broker.vend = lambda command_id: {  # type: ignore[method-assign]
+        "user": BOB,
+        "queue_name": "q",
+        "credentials": {
+            "access_key_id": "A",
+            "secret_access_key": "s",
+            "session_token": "t",
+            "expiration": "2099-01-01T00:00:00+00:00",
+        },
+    }
+    with pytest.raises(NotThisUser):
+        broker.queue_client(ALICE)
 
 
 def _in_thread(worker: Worker) -> threading.Thread:
