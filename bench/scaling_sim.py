@@ -228,6 +228,19 @@ def clairvoyant_task_seconds(commands: list[Command]) -> float:
     return total
 
 
+def release_typed(
+    copies: list[Command], waiting: list[Command], pending: list[Command], t: float
+) -> None:
+    """A person types their next command ``think`` seconds after the one before ended."""
+    for typed in list(waiting):
+        before = copies[typed.after] if typed.after is not None else None
+        if before is not None and before.ended and before.ended + typed.think <= t:
+            typed.arrival = before.ended + typed.think
+            waiting.remove(typed)
+            pending.append(typed)
+    pending.sort(key=lambda c: c.arrival)
+
+
 def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
     rng = random.Random(seed)
     queue: deque[Command] = deque()
@@ -244,13 +257,7 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
         or t < TRACE_SECONDS
     ):  # fmt: skip
         arrived = False
-        for typed in list(waiting):
-            before = copies[typed.after] if typed.after is not None else None
-            if before is not None and before.ended and before.ended + typed.think <= t:
-                typed.arrival = before.ended + typed.think
-                waiting.remove(typed)
-                pending.append(typed)
-        pending.sort(key=lambda c: c.arrival)
+        release_typed(copies, waiting, pending, t)
         while pending and pending[0].arrival <= t:
             arriving = pending.pop(0)
             idle_project = all(c.project != arriving.project for c in queue) and not any(
@@ -566,13 +573,7 @@ def _arrive(
     t: int,
     calls: Calls,
 ) -> bool:
-    for typed in list(waiting):
-        before = copies[typed.after] if typed.after is not None else None
-        if before is not None and before.ended and before.ended + typed.think <= t:
-            typed.arrival = before.ended + typed.think
-            waiting.remove(typed)
-            pending.append(typed)
-    pending.sort(key=lambda c: c.arrival)
+    release_typed(copies, waiting, pending, t)
     arrived = False
     while pending and pending[0].arrival <= t:
         queue.append(pending.pop(0))

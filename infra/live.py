@@ -140,13 +140,17 @@ class LiveUpdates(Construct):
     def grant_publish(self, function: lambda_.Function) -> None:
         """Read subscribers (and forget gone ones) and post to connections."""
         self.table.grant_read_write_data(function)
-        self.stage.grant_management_api_access(function)
+        self.grant_post(function, "scoped to this API's stage")
+
+    def grant_post(self, grantee: lambda_.Function | iam.IRole, why: str) -> None:
+        """Post to this API's connections (the management API), and nothing else."""
+        self.stage.grant_management_api_access(grantee)
         acknowledge_wildcard(
-            function,
+            grantee,
             Stack.of(self).format_arn(
                 service="execute-api",
                 resource=self.api.api_id,
                 resource_name=f"{self.stage.stage_name}/*/@connections/*",
             ),
-            "Connection ids are made by API Gateway at run time; scoped to this API's stage.",
+            f"Connection ids are made by API Gateway at run time; {why}.",
         )

@@ -389,16 +389,9 @@ class WorkerFleet(Construct):
                 },
             )
         )
-        live.stage.grant_management_api_access(role)
-        acknowledge_wildcard(
+        live.grant_post(
             role,
-            Stack.of(self).format_arn(
-                service="execute-api",
-                resource=live.api.api_id,
-                resource_name=f"{live.stage.stage_name}/*/@connections/*",
-            ),
-            "Connection ids are made by API Gateway at run time and learnt only from the "
-            "project's own subscriptions; scoped to this API's stage.",
+            "learnt only from the project's own subscriptions; scoped to this API's stage",
         )
         for resource in (workspace, logs_prefix):
             acknowledge_wildcard(
