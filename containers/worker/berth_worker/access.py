@@ -16,7 +16,9 @@ Without a credentials URL (unit tests) the worker's own session is used for ever
 from __future__ import annotations
 
 import json
+import random
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +35,9 @@ from workers.repository import WorkersRepository
 
 Publish = Callable[[str, dict[str, Any]], Any]
 VEND_TIMEOUT_SECONDS = 10
+VEND_ATTEMPTS = 4
+RETRIED_STATUSES = {429, 500, 502, 503, 504}
+"""Throttled (the API stage's limit) or failing for a moment: asked again, with backoff."""
 
 
 class NotThisUser(RuntimeError):
@@ -70,6 +75,7 @@ class AccessBroker:
         self.table = table
         self.credentials_url = credentials_url
         self.live = live
+        self.sleep: Callable[[float], None] = time.sleep
 
     def queue_client(self, user: str) -> Any:
         """An SQS client that reaches ``user``'s queue (and, with vending, nothing else)."""
@@ -136,8 +142,18 @@ class AccessBroker:
             request
         )
         prepared = request.prepare()
-        sent = urllib.request.Request(  # noqa: S310 - berth's own API URL, from settings
-            prepared.url, data=body, headers=dict(prepared.headers.items()), method="POST"
-        )
-        with urllib.request.urlopen(sent, timeout=VEND_TIMEOUT_SECONDS) as response:  # noqa: S310
-            return dict(json.load(response))
+        for attempt in range(1, VEND_ATTEMPTS + 1):
+            sent = urllib.request.Request(  # noqa: S310 - berth's own API URL, from settings
+                prepared.url, data=body, headers=dict(prepared.headers.items()), method="POST"
+            )
+            try:
+                with urllib.request.urlopen(sent, timeout=VEND_TIMEOUT_SECONDS) as response:  # noqa: S310
+                    return dict(json.load(response))
+            except urllib.error.HTTPError as exc:
+                if exc.code not in RETRIED_STATUSES or attempt == VEND_ATTEMPTS:
+                    raise
+            except urllib.error.URLError:
+                if attempt == VEND_ATTEMPTS:
+                    raise
+            self.sleep(min(4.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+        raise AssertionError("unreachable")

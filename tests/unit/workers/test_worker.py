@@ -689,3 +689,36 @@ def test_a_worker_whose_user_queues_while_it_runs_leaves_after_idle_seconds(
     assert _handled_within(person, follow_up.id, 10)
     assert not person.scripted
     thread.join(timeout=30)
+
+
+def test_a_throttled_credentials_route_is_asked_again_with_backoff(
+    aws: boto3.session.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The route shares the API stage's throttle: a 429 or 503 is retried, a 404 is not."""
+    import io
+    import urllib.error
+    import urllib.request
+
+    from berth_worker.access import AccessBroker
+
+    answers: list[int] = [429, 503, 200]
+    seen: list[str] = []
+
+    def urlopen(request: urllib.request.Request, timeout: float) -> object:
+        seen.append(request.get_header("Authorization") or "")
+        status = answers.pop(0)
+        if status != 200:
+            raise urllib.error.HTTPError(request.full_url, status, "no", None, None)  # type: ignore[arg-type]
+        return io.BytesIO(json.dumps({"user": ALICE}).encode())
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    broker = AccessBroker(aws, "workers", "http://127.0.0.1:9/workers/credentials")
+    slept: list[float] = []
+    broker.sleep = slept.append
+    assert broker.vend(None) == {"user": ALICE}
+    assert len(seen) == 3 and all(a.startswith("AWS4-HMAC-SHA256 ") for a in seen)  # signed
+    assert len(slept) == 2 and slept[0] < slept[1] <= 4.0
+    answers[:] = [404]
+    with pytest.raises(urllib.error.HTTPError):
+        broker.vend("cmd_" + "0" * 28)
+    assert len(slept) == 2  # not retried
