@@ -102,15 +102,20 @@ def test_tasks_take_the_start_time_to_run_and_stop_at_once(aws: boto3.session.Se
         model_name="ecs::task", transition={"progression": "manual", "times": 10**9}
     )
     try:
-        start_tasks_after(2)  # PROVISIONING for 1 s, PENDING for 1 s (slack for a busy CI)
+        start_tasks_after(4)  # PROVISIONING for 2 s, then PENDING for 2 s
+        began = time.monotonic()
         booting, stopped = run(), run()
         assert status(booting) == "PROVISIONING"
         ecs.stop_task(cluster="c", task=stopped)
         assert status(stopped) == "STOPPED"  # a stop is never undone by the start time
-        time.sleep(1.3)
-        assert status(booting) == "PENDING"
-        time.sleep(1.0)
-        assert status(booting) == "RUNNING"
+        seen = ["PROVISIONING"]  # every status it shows, in order, until it runs
+        while seen[-1] != "RUNNING" and time.monotonic() - began < 30:
+            if (current := status(booting)) != seen[-1]:
+                seen.append(current)
+            time.sleep(0.05)
+        assert seen == ["PROVISIONING", "PENDING", "RUNNING"]
+        assert time.monotonic() - began >= 4  # not before its start time
+        assert status(stopped) == "STOPPED"
         start_tasks_after(0)
         assert status(run()) == "RUNNING"  # moto's instant start again
     finally:
