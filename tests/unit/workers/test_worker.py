@@ -682,7 +682,7 @@ def test_a_worker_whose_user_queues_while_it_runs_leaves_after_idle_seconds(
     assert time.monotonic() - began < 15
 
     service.submit(ALICE, "typing", "t1", "echo one")
-    person = make_worker(idle_seconds=1, keep_warm_seconds=6)
+    person = make_worker(idle_seconds=1, keep_warm_seconds=10)
     thread = _in_thread(person)
     time.sleep(3)  # reading, longer than idle_seconds
     follow_up = service.submit(ALICE, "typing", "t1", "echo two")
