@@ -225,6 +225,11 @@ _TASK_START = {"seconds": 0.0}
 _STARTING = ("PROVISIONING", "PENDING")
 
 
+def _clock() -> float:
+    """The start-time bridge's clock (a test moves its own)."""
+    return time.monotonic()
+
+
 def start_tasks_after(seconds: float) -> None:
     """Tasks run from now on (in this process) take ``seconds`` to start, as on AWS.
 
@@ -247,11 +252,11 @@ def start_tasks_after(seconds: float) -> None:
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
-        self._berth_ready_at = time.monotonic() + _TASK_START["seconds"]
+        self._berth_ready_at = _clock() + _TASK_START["seconds"]
         self._berth_wait = _TASK_START["seconds"]
 
     def status(self: Any) -> Any:
-        left = getattr(self, "_berth_ready_at", 0.0) - time.monotonic()
+        left = getattr(self, "_berth_ready_at", 0.0) - _clock()
         if left > 0 and self._status == "RUNNING":  # moto's own progression starts after
             return _STARTING[0] if left > self._berth_wait / 2 else _STARTING[1]
         return read(self)
