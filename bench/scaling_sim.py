@@ -494,7 +494,7 @@ class Calls:
     boots: int = 0
     sqs: float = 0.0
     dynamodb: float = 0.0
-    peak_tasks_per_second: int = 0
+    peak_tasks_per_run: int = 0
     fleet_writes: float = 0.0
     """Writes of the one FLEET item (each worker says it is idle or alive every 20 s)."""
 
@@ -700,7 +700,7 @@ def _scale(run: BoundRun, queue: deque[Command], done: list[Command], t: int) ->
         run.calls.run_task += math.ceil(count / 10)
         launched += count
     run.calls.boots += launched
-    run.calls.peak_tasks_per_second = max(run.calls.peak_tasks_per_second, launched)
+    run.calls.peak_tasks_per_run = max(run.calls.peak_tasks_per_run, launched)
     run.calls.dynamodb += 3 + 2 * sum(len(n) for n in decided.bind.values())
 
 
@@ -848,7 +848,7 @@ def main() -> None:
     )
     calls = run.calls
     print(
-        f"  RunTask {calls.run_task / seconds:.2f}/s (peak {calls.peak_tasks_per_second} tasks "
+        f"  RunTask {calls.run_task / seconds:.2f}/s (peak {calls.peak_tasks_per_run} tasks "
         f"in one scaler run), worker boots {calls.boots / seconds:.2f}/s, SQS "
         f"{calls.sqs / seconds:.0f}/s, DynamoDB {calls.dynamodb / seconds:.0f}/s, "
         f"peak fleet {max_live(run)} tasks"

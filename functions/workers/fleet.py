@@ -50,12 +50,6 @@ class Fleet:
                 found[task["taskArn"].rsplit("/", 1)[-1]] = task.get("lastStatus") == "RUNNING"
         return found
 
-    def counts(self) -> tuple[int, int]:
-        """(running, starting) worker tasks."""
-        live = self.live()
-        running = sum(live.values())
-        return running, len(live) - running
-
     def launch(self, count: int) -> tuple[list[str], list[str]]:
         """Starts ``count`` workers; returns the started tasks' ids and the failures'
         reasons. A worker's id is its task's id."""

@@ -35,7 +35,6 @@ RESERVE_SECONDS = 180
 """The scaler republishes every minute while workers live; three missed runs void it."""
 SEEN_SECONDS = 60
 """A worker says it is idle or bound at least every 20 s."""
-IDLE_SEEN_SECONDS = SEEN_SECONDS
 
 
 def bind_key(worker: str) -> str:

@@ -119,8 +119,9 @@ def test_throttling_is_retried_with_backoff() -> None:
     assert len(ecs.calls) == 1
 
 
-def test_counts_running_and_starting_workers() -> None:
-    assert fleet(FakeEcs(running=2, starting=3)).counts() == (2, 3)
+def test_lists_each_live_worker_task_and_whether_it_runs() -> None:
+    live = fleet(FakeEcs(running=2, starting=3)).live()
+    assert live == {"run0": True, "run1": True, "start0": False, "start1": False, "start2": False}
 
 
 def ran(repository: WorkersRepository, command: Command, ended: float) -> None:
