@@ -97,7 +97,6 @@ FAST_CONTEXT: dict[str, Any] = {
     "berth:workers.lease_seconds": FAST_LEASE,
     "berth:workers.cancel_grace_seconds": 1,
     "berth:limits.max_queued_commands_per_user": 40,
-    "berth:sessions.profiles.warm": {"image": "echo", "port": 8080, "warm_pool": 2},
 }
 FAST_TASK_START = 4
 FAST_ENV = {
@@ -105,8 +104,7 @@ FAST_ENV = {
     "BERTH_LOCAL_TASK_START_SECONDS": str(FAST_TASK_START),
 }
 """A sandbox whose schedules run every second, whose tasks take 4 s to start (a minute on
-AWS), with short worker leases and a "warm" profile that keeps a pool of 2 (settings an
-operator could choose): modules that watch schedules at work share it."""
+AWS), with short worker leases (settings an operator could choose)."""
 
 
 class Sandboxes:
