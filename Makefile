@@ -7,7 +7,8 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 # what mypy checks (strict); cold, mostly aws-cdk-lib's stubs: ~1.5 min, so make test runs it
 # beside pytest
-TYPED := app.py infra functions containers/jobs/berth_jobs containers/worker/berth_worker tests bench
+TYPED := app.py infra functions client/berth_client containers/jobs/berth_jobs \
+  containers/worker/berth_worker tests bench
 
 # jsii (behind aws-cdk-lib) prints a banner on Node 20; it still works. Keep output readable.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -20,10 +21,10 @@ export AWS_EC2_METADATA_DISABLED := true
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(PY_STAMP): pyproject.toml
+$(PY_STAMP): pyproject.toml client/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e ./client
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json

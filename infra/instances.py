@@ -159,6 +159,9 @@ class Instances(Construct):
             )
             self._grant_terminate_and_describe(function)
         self.state_machine.grant_start_execution(self.api_function)
+        self.api_function.add_to_role_policy(  # GET /instances/{id}/logs
+            iam.PolicyStatement(actions=["ssm:GetCommandInvocation"], resources=["*"])
+        )
         execution_arns = stack.format_arn(
             service="states",
             resource="execution",
@@ -411,7 +414,8 @@ class Instances(Construct):
             acknowledge(
                 function.role,
                 "AwsSolutions-IAM5[Resource::*]",
-                "ec2:DescribeInstances (and X-Ray) have no resource-level permissions.",
+                "ec2:DescribeInstances, ssm:GetCommandInvocation (and X-Ray) have no "
+                "resource-level permissions.",
             )
 
     def _workflow(

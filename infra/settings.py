@@ -300,7 +300,9 @@ class WorkersSettings(_Strict):
     reconcile_interval_minutes: int = Field(default=1, ge=1, le=60)
     """How often lost and undeliverable commands are looked for."""
     log_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
-    """How long a command's presigned log URL stays valid."""
+    """How long a command's presigned log URL (or a file's download/upload URL) stays valid."""
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1, le=5 * 1024**3)
+    """The largest file a caller may upload into a project (``berth files put``)."""
     log_expiry_days: int = Field(default=30, ge=1)
     """Command logs are deleted this many days after they are written."""
     cpu: int = 512

@@ -509,6 +509,7 @@ class WorkerFleet(Construct):
                     command_max_chars=settings.command_max_chars,
                     max_pending_per_user=max_pending_per_user,
                     log_url_seconds=settings.log_url_seconds,
+                    max_file_bytes=settings.max_file_bytes,
                     scaler_function=self.scaler.function_name,
                 ),
                 **live.environment(),
@@ -550,6 +551,19 @@ class WorkerFleet(Construct):
             function,
             grant_objects(self.bucket, function, "logs/", ["s3:GetObject"]),
             "Presigned log URLs: command logs are named at run time; one prefix of one bucket.",
+        )
+        acknowledge_wildcard(  # berth files ls|get|put: presigned URLs signed by this role
+            function,
+            grant_objects(self.bucket, function, "workspaces/", ["s3:GetObject", "s3:PutObject"]),
+            "Presigned file URLs: a project's files are named by its user; one prefix of one "
+            "bucket, and the API checks the project is the caller's before it signs.",
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": ["workspaces/*"]}},
+            )
         )
         api.add_routes(function, routes_of(workers_router))
         return function

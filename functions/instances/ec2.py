@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from instances.models import APP_TAG, ID_TAG, USER_TAG, Ec2Facts, Instance
+from instances.models import APP_TAG, ID_TAG, USER_TAG, Ec2Facts, Instance, ScriptOutput
 from shared.records import iso
 
 GONE_STATES = {"shutting-down", "terminated", "stopping", "stopped"}
@@ -107,3 +107,20 @@ class Machines:
             raise
         details = invocation.get("StandardErrorContent") or invocation.get("StatusDetails") or ""
         return str(invocation.get("Status", "Pending")), str(details)[:1000]
+
+    def script_output(self, command_id: str, ec2_id: str) -> ScriptOutput:
+        """What the command printed so far (SSM keeps the first 24,000 characters of stdout
+        and 8,000 of stderr) and its exit code once it has one."""
+        try:
+            invocation = self.ssm.get_command_invocation(CommandId=command_id, InstanceId=ec2_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvocationDoesNotExist":
+                return ScriptOutput("Pending", None, "", "")
+            raise
+        code = invocation.get("ResponseCode", -1)
+        return ScriptOutput(
+            status=str(invocation.get("Status", "Pending")),
+            exit_code=int(code) if isinstance(code, int) and code >= 0 else None,
+            stdout=str(invocation.get("StandardOutputContent") or ""),
+            stderr=str(invocation.get("StandardErrorContent") or ""),
+        )

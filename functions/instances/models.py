@@ -137,6 +137,47 @@ class InstanceOut(BaseModel):
         )
 
 
+@dataclass(frozen=True)
+class ScriptOutput:
+    """What the SSM command that fetched the blob and ran its script reported."""
+
+    status: str
+    exit_code: int | None
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class InstanceLog:
+    instance: Instance
+    output: ScriptOutput | None
+    """None until the script was sent."""
+
+
+class InstanceLogOut(BaseModel):
+    id: str
+    status: Phase
+    script_status: str | None = Field(
+        description="SSM's status of the fetch-and-run command (Pending, InProgress, Success, "
+        "Failed, TimedOut, ...); null until it was sent"
+    )
+    exit_code: int | None
+    stdout: str = Field(description="The first 24,000 characters SSM keeps")
+    stderr: str = Field(description="The first 8,000 characters SSM keeps")
+
+    @classmethod
+    def of(cls, log: InstanceLog) -> InstanceLogOut:
+        output = log.output
+        return cls(
+            id=log.instance.id,
+            status=log.instance.status,
+            script_status=output.status if output else None,
+            exit_code=output.exit_code if output else None,
+            stdout=output.stdout if output else "",
+            stderr=output.stderr if output else "",
+        )
+
+
 class InstanceList(BaseModel):
     items: list[InstanceOut]
     next_token: str | None = None

@@ -9,7 +9,13 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from instances.models import INSTANCE_ID_PATTERN, CreateInstance, InstanceList, InstanceOut
+from instances.models import (
+    INSTANCE_ID_PATTERN,
+    CreateInstance,
+    InstanceList,
+    InstanceLogOut,
+    InstanceOut,
+)
 from shared.api import caller_id, documented
 from shared.errors import NotFound
 
@@ -79,6 +85,20 @@ def list_instances(
 def get_instance(instance_id: InstanceId) -> InstanceOut:
     user = caller_id(router.current_event.raw_event)
     return InstanceOut.of(service().get(user, _instance_id(instance_id)))
+
+
+@router.get(
+    "/instances/<instance_id>/logs",
+    summary="What the instance's script printed, its SSM status and exit code",
+    responses=documented(
+        {200: ("The script's output so far", InstanceLogOut)},
+        {404: "No such instance of the caller's"},
+    ),
+    tags=["instances"],
+)
+def instance_logs(instance_id: InstanceId) -> InstanceLogOut:
+    user = caller_id(router.current_event.raw_event)
+    return InstanceLogOut.of(service().logs(user, _instance_id(instance_id)))
 
 
 @router.delete(

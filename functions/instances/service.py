@@ -10,7 +10,14 @@ from botocore.exceptions import ClientError
 
 from instances.config import InstancesConfig
 from instances.ec2 import Machines
-from instances.models import Instance, InstanceView, Phase, new_instance_id, vm_name
+from instances.models import (
+    Instance,
+    InstanceLog,
+    InstanceView,
+    Phase,
+    new_instance_id,
+    vm_name,
+)
 from instances.repository import InstanceRepository, QuotaFull, StaleRecord
 from shared.errors import LimitReached, NotFound, Unavailable
 from shared.records import execution_arn
@@ -68,6 +75,14 @@ class InstanceService:
     def get(self, user: str, instance_id: str) -> InstanceView:
         instance = self._owned(user, instance_id)
         return self._merged([instance])[0]
+
+    def logs(self, user: str, instance_id: str) -> InstanceLog:
+        """The instance's script output: empty until the script was sent."""
+        instance = self._owned(user, instance_id)
+        if not (instance.command_id and instance.ec2_instance_id):
+            return InstanceLog(instance, None)
+        output = self.machines.script_output(instance.command_id, instance.ec2_instance_id)
+        return InstanceLog(instance, output)
 
     def list_instances(
         self, user: str, limit: int, token: str | None

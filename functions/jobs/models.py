@@ -127,3 +127,14 @@ class JobOut(BaseModel):
 class JobList(BaseModel):
     items: list[JobOut]
     next_token: str | None = None
+
+
+class JobRunnerOut(BaseModel):
+    """A job callers may run by name, and where it runs."""
+
+    name: str
+    runtime: str = Field(description="lambda or fargate")
+
+
+class JobCatalogue(BaseModel):
+    items: list[JobRunnerOut]

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from jobs.models import JOB_ID_PATTERN, CreateJob, JobList, JobOut
+from jobs.models import JOB_ID_PATTERN, CreateJob, JobCatalogue, JobList, JobOut, JobRunnerOut
 from shared.api import caller_id, documented
 from shared.errors import NotFound
 
@@ -55,6 +55,19 @@ def list_jobs(
 ) -> JobList:
     jobs, token = service().list_jobs(caller_id(router.current_event.raw_event), limit, next_token)
     return JobList(items=[JobOut.of(job) for job in jobs], next_token=token)
+
+
+@router.get(
+    "/jobs/catalogue",
+    summary="The jobs callers may run by name, and where each runs",
+    responses=documented({200: ("The catalogue, by name", JobCatalogue)}),
+    tags=["jobs"],
+)
+def job_catalogue() -> JobCatalogue:
+    catalogue = sorted(service().config.catalogue.items())
+    return JobCatalogue(
+        items=[JobRunnerOut(name=name, runtime=spec.runtime) for name, spec in catalogue]
+    )
 
 
 @router.get(

@@ -162,3 +162,18 @@ class SessionOut(BaseModel):
 class SessionList(BaseModel):
     items: list[SessionOut]
     next_token: str | None = None
+
+
+class ProfileOut(BaseModel):
+    """A session profile callers may start (``POST /sessions {"profile": name}``)."""
+
+    name: str
+    port: int
+    default_ttl_seconds: int
+    max_ttl_seconds: int
+    idle_timeout_seconds: int
+    warm_pool: int = Field(description="Tasks kept started for this profile (0: none).")
+
+
+class ProfileList(BaseModel):
+    items: list[ProfileOut]

@@ -9,7 +9,15 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from sessions.models import SESSION_ID_PATTERN, CreateSession, Session, SessionList, SessionOut
+from sessions.models import (
+    SESSION_ID_PATTERN,
+    CreateSession,
+    ProfileList,
+    ProfileOut,
+    Session,
+    SessionList,
+    SessionOut,
+)
 from shared.api import caller_id, documented
 from shared.errors import NotFound
 
@@ -63,6 +71,29 @@ def create_session(body: CreateSession) -> Response[str]:
         caller_id(router.current_event.raw_event), body.profile, body.ttl_seconds
     )
     return _json(201 if created else 200, _owners_view(session))
+
+
+@router.get(
+    "/profiles",
+    summary="The session profiles callers may start, with their lifetimes",
+    responses=documented({200: ("The profiles, by name", ProfileList)}),
+    tags=["sessions"],
+)
+def list_profiles() -> ProfileList:
+    profiles = sorted(service().config.profiles.items())
+    return ProfileList(
+        items=[
+            ProfileOut(
+                name=name,
+                port=p.port,
+                default_ttl_seconds=p.default_ttl_seconds,
+                max_ttl_seconds=p.max_ttl_seconds,
+                idle_timeout_seconds=p.idle_timeout_seconds,
+                warm_pool=p.warm_pool,
+            )
+            for name, p in profiles
+        ]
+    )
 
 
 @router.get(

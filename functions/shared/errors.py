@@ -29,8 +29,8 @@ class NotFound(DomainError):
 
     default_code = "not_found"
 
-    def __init__(self, what: str) -> None:
-        super().__init__(f"{what} not found")
+    def __init__(self, what: str, hint: str = "") -> None:
+        super().__init__(f"{what} not found" + (f" ({hint})" if hint else ""))
 
 
 class Conflict(DomainError):

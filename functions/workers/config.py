@@ -21,6 +21,8 @@ class WorkersConfig(EnvModel):
     command_max_chars: int = Field(ge=1)
     max_pending_per_user: int = Field(ge=1)
     log_url_seconds: int = Field(ge=1)
+    """How long a presigned log or file URL stays valid."""
+    max_file_bytes: int = Field(ge=1)
     scaler_function: str | None = None
     connections_table: str | None = None
     """Where a project's owner is granted its terminals' topics (live updates)."""

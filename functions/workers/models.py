@@ -192,6 +192,41 @@ class Output(BaseModel):
     complete: bool = Field(description="The command has ended and this is the end of its log.")
 
 
+class FileOut(BaseModel):
+    path: str = Field(description="Relative to the project's working directory")
+    size: int
+    modified_at: str
+
+
+class FileList(BaseModel):
+    items: list[FileOut]
+    next_token: str | None = None
+
+
+class FileTransfer(BaseModel):
+    """A presigned request: GET ``url`` to read; POST a multipart form to ``url`` with every
+    one of ``fields`` and then the file (as ``file``) to write."""
+
+    path: str
+    method: str = Field(description="GET or POST")
+    url: str
+    fields: dict[str, str] | None = Field(description="The form fields of a POST, in order")
+    expires_at: str
+
+
+class DownloadFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    path: str = Field(min_length=1, max_length=1024, description="e.g. src/main.py")
+
+
+class UploadFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    path: str = Field(min_length=1, max_length=1024, description="e.g. src/main.py")
+    size: int = Field(ge=0, description="The file's size in bytes: the upload may not exceed it")
+
+
 class CommandList(BaseModel):
     items: list[CommandOut]
     next_token: str | None

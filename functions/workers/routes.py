@@ -17,11 +17,16 @@ from workers.models import (
     Command,
     CommandList,
     CommandOut,
+    DownloadFile,
+    FileList,
+    FileTransfer,
     Output,
     RunCommand,
+    UploadFile,
 )
 
 if TYPE_CHECKING:  # the service (and boto3) load when the first request needs them
+    from workers.files import WorkspaceFiles
     from workers.service import CommandService
 
 router = Router()
@@ -35,6 +40,10 @@ CommandId = Annotated[
 
 def service() -> CommandService:
     return router.context["workers"]  # type: ignore[no-any-return]
+
+
+def files() -> WorkspaceFiles:
+    return router.context["files"]  # type: ignore[no-any-return]
 
 
 def _caller() -> str:
@@ -134,3 +143,48 @@ def get_output(
 def cancel_command(project: Project, command_id: CommandId) -> Response[str]:
     command = service().cancel(_caller(), project, _command_id(command_id))
     return _json(200 if command.status.finished else 202, command)
+
+
+@router.get(
+    "/workspaces/<project>/files",
+    summary="The project's files (its commands' working directory), by path",
+    responses=documented(
+        {200: ("A page of files", FileList)}, {404: "No such project of the caller's"}
+    ),
+    tags=["workers"],
+)
+def list_files(
+    project: Project,
+    prefix: Annotated[str, Query(max_length=1024, description="Only paths starting so")] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> FileList:
+    items, token = files().list(_caller(), project, prefix, limit, next_token)
+    return FileList(items=items, next_token=token)
+
+
+@router.post(
+    "/workspaces/<project>/files/download",
+    summary="A presigned URL to read one of the project's files",
+    responses=documented(
+        {200: ("GET the url", FileTransfer)},
+        {404: "No such project of the caller's, or no such file"},
+    ),
+    tags=["workers"],
+)
+def download_file(project: Project, body: DownloadFile) -> FileTransfer:
+    return files().download(_caller(), project, body.path)
+
+
+@router.post(
+    "/workspaces/<project>/files/upload",
+    summary="A presigned form to write one of the project's files (the next command sees it)",
+    description="An unused project becomes the caller's, as with its first command.",
+    responses=documented(
+        {200: ("POST the form to the url", FileTransfer)},
+        {404: "The project belongs to someone else"},
+    ),
+    tags=["workers"],
+)
+def upload_file(project: Project, body: UploadFile) -> FileTransfer:
+    return files().upload(_caller(), project, body.path, body.size)

@@ -28,6 +28,10 @@ from workers.scaling import QUEUED
 from workers.tenancy import queue_name, tenant_of
 
 OUTPUT_BYTES = 64 * 1024
+PROJECT_HINT = (
+    "project names are shared by every user of this deployment: a name you never used may be "
+    "taken; choose another"
+)
 
 
 def whole_characters(chunk: bytes) -> bytes:
@@ -89,12 +93,8 @@ class CommandService:
                 f"a command may be at most {self.config.command_max_chars} characters",
                 code="command_too_long",
             )
+        self.claim(user, project)
         now = self.clock()
-        claim = self.repo.claim_project(project, user, now)
-        if claim == Claim.OTHERS:
-            raise NotFound("project")  # someone else's project is indistinguishable from none
-        if claim == Claim.NEW and self.live is not None:
-            self.live.grant(terminal_scope(project), user)  # its owner hears its terminals
         command = Command(
             id=new_command_id(now),
             user=user,
@@ -140,6 +140,19 @@ class CommandService:
         self._wake_fleet()
         return command
 
+    def claim(self, user: str, project: str) -> None:
+        """Makes an unused project the caller's (its first command or file); refuses someone
+        else's as if it did not exist."""
+        claim = self.repo.claim_project(project, user, self.clock())
+        if claim == Claim.OTHERS:
+            raise NotFound("project", PROJECT_HINT)  # indistinguishable from none
+        if claim == Claim.NEW and self.live is not None:
+            self.live.grant(terminal_scope(project), user)  # its owner hears its terminals
+
+    def check_owner(self, user: str, project: str) -> None:
+        if self.repo.owner_of(project) != user:
+            raise NotFound("project", PROJECT_HINT)
+
     def queue_of(self, user: str) -> str:
         """The user's command queue, made on their first command: FIFO (one message group per
         project), encrypted, TLS only, the lease as visibility timeout, redriven to the one
@@ -176,8 +189,7 @@ class CommandService:
     def list(
         self, user: str, project: str, limit: int, token: str | None
     ) -> tuple[list[Command], str | None]:
-        if self.repo.owner_of(project) != user:
-            raise NotFound("project")
+        self.check_owner(user, project)
         return self.repo.list_for_project(project, limit, token)
 
     def cancel(self, user: str, project: str, command_id: str) -> Command:

@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.live import ConnectionStore
 from workers.config import WorkersConfig
+from workers.files import WorkspaceFiles
 from workers.repository import WorkersRepository
 from workers.service import CommandService
 
@@ -41,3 +42,19 @@ def build_service(
 @cache
 def service_from_env() -> CommandService:
     return build_service(WorkersConfig.from_env())
+
+
+def build_files(service: CommandService) -> WorkspaceFiles:
+    """A project's files, owned as its commands are (the same service says whose it is)."""
+    return WorkspaceFiles(
+        config=service.config,
+        s3=service.s3,
+        owner=service.check_owner,
+        claim=service.claim,
+        clock=service.clock,
+    )
+
+
+@cache
+def files_from_env() -> WorkspaceFiles:
+    return build_files(service_from_env())

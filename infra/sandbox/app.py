@@ -19,8 +19,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from berth_client.client import LOCAL_STATE as LOCAL_STATE_NAME
 from infra.app import build_app, project_context
-from infra.client.client import LOCAL_STATE
 from infra.sandbox.bridges import EventBridge
 from infra.sandbox.containers import LocalTaskRunner, images_of
 from infra.sandbox.emulator import (
@@ -42,13 +42,15 @@ from infra.sandbox.stepfunctions import (
     route_lambda_invocations,
 )
 from infra.sandbox.websocket import LocalWebSocketApi
-from infra.settings import Settings
+from infra.settings import ROOT, Settings
 from infra.workers import CREDENTIALS_PATH
 from sessions.config import SessionsConfig
 from shared.config import env_name
 
 log = logging.getLogger("berth.sandbox")
 
+LOCAL_STATE = ROOT / LOCAL_STATE_NAME
+"""Where ``berth config --local`` finds the sandbox running in this checkout."""
 SANDBOX_DIR = LOCAL_STATE.parent
 
 

@@ -108,7 +108,10 @@ def test_routes_are_read_from_the_routers_decorators() -> None:
         ("GET", "/workspaces/{project}/commands"),
         ("GET", "/workspaces/{project}/commands/{command_id}"),
         ("GET", "/workspaces/{project}/commands/{command_id}/output"),
+        ("GET", "/workspaces/{project}/files"),
         ("POST", "/workspaces/{project}/commands"),
+        ("POST", "/workspaces/{project}/files/download"),
+        ("POST", "/workspaces/{project}/files/upload"),
     ]
 
 

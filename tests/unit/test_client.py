@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from infra.client.client import ApiError, BerthClient, Settings
+from berth_client.client import ApiError, BerthClient, Settings
+from berth_client.models import Output
 
 SESSION = {
     "id": "ses_" + "1" * 28, "user": "arn:x", "profile": "default", "status": "PENDING",
@@ -130,6 +131,10 @@ def test_errors_keep_the_apis_code(api: Any) -> None:
     assert (raised.value.status, raised.value.code) == (404, "not_found")
 
 
+def piece(offset: int, data: str, complete: bool) -> Output:
+    return Output(data=data, offset=offset, next_offset=offset + len(data), complete=complete)
+
+
 class LostSocketApi:
     """A client whose WebSocket closes before any frame (an idle timeout): the command's
     output must still reach the terminal, from its saved log."""
@@ -161,10 +166,11 @@ class LostSocketApi:
             {"status": "FAILED" if ended else "RUNNING", "exit_code": 3, "error": None},
         )()
 
-    def output(self, project: str, command_id: str, offset: int) -> dict[str, Any]:
+    def output(self, project: str, command_id: str, offset: int) -> Output:
         saved = self.log[: 7 * (self.reads + 1)]  # the worker saves a little more each time
         chunk = saved[offset : offset + 10]  # and the API gives 10 bytes a read
-        return {"data": chunk, "complete": self.reads > 2 and offset + len(chunk) >= len(saved)}
+        complete = self.reads > 2 and offset + len(chunk) >= len(saved)
+        return piece(offset, chunk, complete)
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
@@ -173,7 +179,7 @@ class LostSocketApi:
 def test_run_follows_the_saved_log_when_the_socket_is_gone(
     capsysbinary: pytest.CaptureFixture[bytes],
 ) -> None:
-    from infra.client.cli import stream_command
+    from berth_client.cli import stream_command
 
     lost = LostSocketApi()
     assert stream_command(lost, "demo", "t1", "make test") == 3  # type: ignore[arg-type]
@@ -217,11 +223,11 @@ class QuietSocketApi:
         status = ("CANCELLED" if self.cancels else "SUCCEEDED") if ended else "RUNNING"
         return type("Shown", (), {"status": status, "exit_code": 0, "error": None})()
 
-    def output(self, project: str, command_id: str, offset: int) -> dict[str, Any]:
+    def output(self, project: str, command_id: str, offset: int) -> Output:
         saved = "started\n" if self.ticks >= 1 else ""  # saved just after the subscription
         if saved[offset:] and self.shown_at is None:
             self.shown_at = self.ticks
-        return {"data": saved[offset:], "complete": self.ticks >= self.ends_at}
+        return piece(offset, saved[offset:], self.ticks >= self.ends_at)
 
     def sleep(self, seconds: float) -> None:
         self.ticks += 1
@@ -230,7 +236,7 @@ class QuietSocketApi:
 def test_run_shows_output_sent_before_it_listened_while_the_command_still_runs(
     capsysbinary: pytest.CaptureFixture[bytes],
 ) -> None:
-    from infra.client.cli import stream_command
+    from berth_client.cli import stream_command
 
     quiet = QuietSocketApi(ends_at=6)
     assert stream_command(quiet, "demo", "t1", "echo started; sleep 60") == 0  # type: ignore[arg-type]
@@ -241,7 +247,7 @@ def test_run_shows_output_sent_before_it_listened_while_the_command_still_runs(
 def test_ctrl_c_cancels_from_a_thread_and_waits_for_the_end(
     capsysbinary: pytest.CaptureFixture[bytes],
 ) -> None:
-    from infra.client.cli import stream_command
+    from berth_client.cli import stream_command
 
     quiet = QuietSocketApi(ends_at=1000, interrupt_at=(2,))
     before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
@@ -255,7 +261,7 @@ def test_ctrl_c_cancels_from_a_thread_and_waits_for_the_end(
 
 
 def test_a_second_ctrl_c_stops_waiting() -> None:
-    from infra.client.cli import stream_command
+    from berth_client.cli import stream_command
 
     class Stubborn(QuietSocketApi):
         def cancel_command(self, project: str, command_id: str) -> None:
@@ -275,20 +281,17 @@ def test_a_saved_local_configuration_follows_the_sandbox_running_now(
 ) -> None:
     """Each make local writes new credential files; `berth config --local` from an earlier
     run must not point later commands at files that are gone."""
-    from infra.client import client as module
-
+    running = tmp_path / "local.json"
     saved = tmp_path / "config.json"
     saved.write_text(json.dumps({
-        "api_url": "http://127.0.0.1:8080", "profile": "berth-local-alice", "local": True,
+        "api_url": "http://127.0.0.1:8080", "profile": "berth-local-alice", "local": str(running),
         "config_file": "/gone/aws-config", "credentials_file": "/gone/aws-credentials",
     }))  # fmt: skip
-    running = tmp_path / "local.json"
     running.write_text(json.dumps({
         "api_url": "http://127.0.0.1:9090", "websocket_url": "ws://127.0.0.1:9091",
         "region": "us-east-1", "config_file": "/now/aws-config",
         "credentials_file": "/now/aws-credentials", "state": "/now",
     }))  # fmt: skip
-    monkeypatch.setattr(module, "LOCAL_STATE", running)
     monkeypatch.setenv("BERTH_CONFIG", str(saved))
     for name in ("BERTH_API_URL", "BERTH_WEBSOCKET_URL", "BERTH_PROFILE", "AWS_CONFIG_FILE",
                  "AWS_SHARED_CREDENTIALS_FILE"):  # fmt: skip
@@ -304,3 +307,11 @@ def test_a_saved_local_configuration_follows_the_sandbox_running_now(
         "/exported/aws-config",
         "/exported/aws-credentials",
     )
+
+    # and once that sandbox stops, one line says so (not "profile not found")
+    running.unlink()
+    monkeypatch.delenv("AWS_CONFIG_FILE")
+    with pytest.raises(ApiError) as stopped:
+        Settings.load()
+    assert stopped.value.code == "no_sandbox"
+    assert "start one there with `make local`" in stopped.value.message

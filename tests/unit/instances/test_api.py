@@ -67,3 +67,15 @@ def test_get_list_and_delete(call: Any) -> None:
     assert status == 200
     status, _ = call("GET", "/instances/ins_../../x")
     assert status == 404
+
+
+def test_logs_route_answers_empty_until_the_script_is_sent_and_404_for_others(call: Any) -> None:
+    _, created = call("POST", "/instances", {"blob_id": "blob"})
+    status, log = call("GET", f"/instances/{created['id']}/logs")
+    assert status == 200
+    assert log == {
+        "id": created["id"], "status": "waiting_for_instance", "script_status": None,
+        "exit_code": None, "stdout": "", "stderr": "",
+    }  # fmt: skip
+    status, error = call("GET", f"/instances/{created['id']}/logs", user="arn:aws:iam::1:user/b")
+    assert (status, error["error"]["code"]) == (404, "not_found")

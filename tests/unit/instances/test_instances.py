@@ -183,3 +183,38 @@ def test_other_users_instances_are_not_found(
         with pytest.raises(DomainError) as raised:
             call(BOB, instance.id)
         assert status_of(raised.value) == 404
+
+
+def test_logs_show_the_scripts_output_and_exit_code_once_it_was_sent_and_only_to_its_owner(
+    provisioner: Provisioner,
+    service: InstanceService,
+    agent: Agent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    instance_id = launched(provisioner, service)
+    before = service.logs(ALICE, instance_id)
+    assert (before.output, before.instance.id) == (None, instance_id)  # nothing sent yet
+    provisioner.run("check_instance", instance_id)
+    agent.online = True
+    provisioner.run("check_ssm", instance_id)
+    asked: list[dict[str, str]] = []
+    answer = {
+        "Status": "Failed", "ResponseCode": 3,
+        "StandardOutputContent": "fetched blob_1\nrunning\n", "StandardErrorContent": "boom\n",
+    }  # fmt: skip
+
+    def invocation(**kwargs: str) -> dict[str, object]:
+        asked.append(kwargs)
+        return answer
+
+    monkeypatch.setattr(service.machines.ssm, "get_command_invocation", invocation)
+    log = service.logs(ALICE, instance_id)
+    record = service.get(ALICE, instance_id).instance
+    assert asked == [{"CommandId": record.command_id, "InstanceId": record.ec2_instance_id}]
+    assert log.output is not None
+    assert (log.output.status, log.output.exit_code) == ("Failed", 3)
+    assert (log.output.stdout, log.output.stderr) == ("fetched blob_1\nrunning\n", "boom\n")
+    answer["ResponseCode"] = -1  # SSM's "no exit code yet"
+    assert service.logs(ALICE, instance_id).output.exit_code is None  # type: ignore[union-attr]
+    with pytest.raises(DomainError):
+        service.logs(BOB, instance_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,3 +55,15 @@ def test_other_users_jobs_and_bad_ids_are_404(call: Any) -> None:
     assert (status, error["error"]["code"]) == (404, "not_found")
     status, _ = call("GET", "/jobs/job_nothex")
     assert status == 404
+
+
+def test_the_catalogue_lists_every_job_by_name_with_its_runtime(
+    call: Any, environment: dict[str, str]
+) -> None:
+    status, catalogue = call("GET", "/jobs/catalogue")
+    configured = json.loads(environment["BERTH_CATALOGUE"])
+    assert status == 200
+    assert catalogue["items"] == [
+        {"name": name, "runtime": spec["runtime"]} for name, spec in sorted(configured.items())
+    ]
+    assert {"name": "checksum", "runtime": "lambda"} in catalogue["items"]

@@ -117,3 +117,20 @@ def test_list_limits_are_validated(call: Any) -> None:
     assert (status, error["error"]["code"]) == (400, "invalid_request")
     status, error = call("GET", "/sessions", query={"next_token": "garbage!"})
     assert (status, error["error"]["code"]) == (400, "invalid_request")
+
+
+def test_profiles_lists_what_a_caller_may_start(call: Any, environment: dict[str, str]) -> None:
+    status, listed = call("GET", "/profiles")
+    configured = json.loads(environment["BERTH_PROFILES"])
+    assert status == 200
+    assert [p["name"] for p in listed["items"]] == sorted(configured)
+    default = next(p for p in listed["items"] if p["name"] == "default")
+    assert default == {
+        "name": "default",
+        "port": configured["default"]["port"],
+        "default_ttl_seconds": configured["default"]["default_ttl_seconds"],
+        "max_ttl_seconds": configured["default"]["max_ttl_seconds"],
+        "idle_timeout_seconds": configured["default"]["idle_timeout_seconds"],
+        "warm_pool": configured["default"].get("warm_pool", 0),
+    }
+    assert "task_definition" not in default  # what the caller needs, not the deployment's ARNs

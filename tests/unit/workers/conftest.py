@@ -52,6 +52,7 @@ def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
             command_max_chars=200,
             max_pending_per_user=5,
             log_url_seconds=60,
+            max_file_bytes=1024,
         ),
         "DLQ_URL": dlq,
     }

@@ -8,6 +8,7 @@ and WebSocket subscriptions with a signed handshake.
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import random
@@ -17,35 +18,90 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
-import boto3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError
+from botocore.session import Session as BotocoreSession
 from pydantic import BaseModel
 
-from infra.settings import ROOT
-from instances.models import InstanceOut
-from jobs.models import JobOut
-from sessions.models import SessionOut
-from workers.models import CommandOut
+from berth_client.models import (
+    CommandOut,
+    FileOut,
+    FileTransfer,
+    InstanceLogOut,
+    InstanceOut,
+    JobOut,
+    JobRunnerOut,
+    Output,
+    ProfileOut,
+    SessionOut,
+)
 
 CONFIG_ENV = "BERTH_CONFIG"
 DEFAULT_CONFIG = Path("~/.config/berth/config.json")
-LOCAL_STATE = ROOT / ".sandbox" / "local.json"
-"""What the running ``make local`` sandbox writes: its URLs and credential files."""
+LOCAL_STATE = Path(".sandbox") / "local.json"
+"""What a running ``make local`` writes in its checkout: its URLs and credential files."""
 LOCAL_KEYS = ("api_url", "websocket_url", "region", "config_file", "credentials_file")
 
 
-def running_sandbox() -> dict[str, str] | None:
-    """Where the ``make local`` sandbox running now answers (``LOCAL_KEYS``), or None."""
-    if not LOCAL_STATE.is_file():
-        return None
-    sandbox = json.loads(LOCAL_STATE.read_text())
+def find_sandbox(start: Path) -> Path | None:
+    """The state file of the ``make local`` sandbox running in ``start`` or a folder above."""
+    for folder in (start.resolve(), *start.resolve().parents):
+        if (folder / LOCAL_STATE).is_file():
+            return folder / LOCAL_STATE
+    return None
+
+
+def read_sandbox(state: Path) -> dict[str, str]:
+    """Where the sandbox that wrote ``state`` answers (``LOCAL_KEYS``)."""
+    try:
+        sandbox = json.loads(state.read_text())
+    except (OSError, ValueError):
+        raise ApiError(
+            0,
+            "no_sandbox",
+            f"no make local sandbox is running for {state.parent.parent}: "
+            "start one there with `make local`",
+        ) from None
     return {key: sandbox[key] for key in LOCAL_KEYS if key in sandbox}
+
+
+def local_users(config_file: str) -> list[str]:
+    """The users a sandbox issued profiles for (``berth-local-<user>``)."""
+    parser = configparser.ConfigParser()
+    parser.read(config_file)
+    prefix = "profile berth-local-"
+    return [s[len(prefix) :] for s in parser.sections() if s.startswith(prefix)]
+
+
+def checked_url(url: str, what: str = "the API URL") -> str:
+    """``url`` if it is an absolute http(s) URL; an ApiError saying what is wrong if not."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https", "ws", "wss"} or not parts.netloc:
+        raise ApiError(
+            0,
+            "bad_url",
+            f"{what} {url!r} is not a URL: give it with its scheme, "
+            "e.g. https://abc123.execute-api.eu-west-1.amazonaws.com/prod or "
+            "http://127.0.0.1:8080",
+        )
+    return url
+
+
+def segment(value: str, what: str) -> str:
+    """``value`` as one path segment: refused (before any request) if it could not be one."""
+    if not value or "/" in value or any(ord(c) < 32 or c == "\x7f" for c in value):
+        raise ApiError(
+            0,
+            "invalid_request",
+            f"{what} {value!r} cannot be a name: no '/', control characters or empty names",
+        )
+    return quote(value, safe="")
 
 
 RETRY_STATUSES = {429, 503}
@@ -76,9 +132,14 @@ class Settings:
     config_file: str | None = None
     credentials_file: str | None = None
     """AWS config/credentials files to read the profile from (make local writes its own)."""
-    local: bool = False
-    """Saved by ``berth config --local``: URLs and credential files are read from the running
-    sandbox (``.sandbox/local.json``) each time, since every ``make local`` makes new ones."""
+    local: str | None = None
+    """Saved by ``berth config --local``: the sandbox's state file; URLs and credential files
+    are read from it each time, since every ``make local`` makes new ones."""
+
+    def __post_init__(self) -> None:
+        checked_url(self.api_url)
+        if self.websocket_url:
+            checked_url(self.websocket_url, "the WebSocket URL")
 
     @staticmethod
     def path() -> Path:
@@ -90,9 +151,14 @@ class Settings:
         ``BERTH_PROFILE``/``AWS_REGION``, then the config file (``berth config``)."""
         stored: dict[str, Any] = {}
         if cls.path().is_file():
-            stored = json.loads(cls.path().read_text())
-        if stored.get("local"):  # the sandbox running now
-            stored |= running_sandbox() or {}
+            try:
+                stored = json.loads(cls.path().read_text())
+            except ValueError:
+                raise ApiError(
+                    0,
+                    "not_configured",
+                    f"{cls.path()} is not JSON: run `berth config` again (or delete it)",
+                ) from None
         environment = {
             "api_url": os.environ.get("BERTH_API_URL"),
             "websocket_url": os.environ.get("BERTH_WEBSOCKET_URL"),
@@ -102,19 +168,33 @@ class Settings:
             "config_file": os.environ.get("AWS_CONFIG_FILE"),
             "credentials_file": os.environ.get("AWS_SHARED_CREDENTIALS_FILE"),
         }
-        values = {**stored, **{k: v for k, v in environment.items() if v}}
-        values |= {k: v for k, v in overrides.items() if v}
+        explicit = {k: v for k, v in {**environment, **overrides}.items() if v}
+        if stored.get("local") and "api_url" not in explicit:  # the sandbox running now
+            stored |= read_sandbox(Path(stored["local"]))
+        values = {**stored, **explicit}
         if not values.get("api_url"):
             raise ApiError(
-                0, "not_configured", "no API URL: run `berth config` (or set BERTH_API_URL)"
+                0,
+                "not_configured",
+                "no API URL: run `berth config --stack NAME` (or `berth config --local` for "
+                "make local), or set BERTH_API_URL",
             )
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
 
     def save(self) -> Path:
         path = self.path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({k: v for k, v in asdict(self).items() if v}, indent=2))
+        kept = {k: v for k, v in asdict(self).items() if v}
+        if self.local:  # these change with every make local: read from the sandbox each time
+            kept = {k: v for k, v in kept.items() if k not in LOCAL_KEYS or k == "region"}
+        path.write_text(json.dumps(kept, indent=2))
         return path
+
+
+CREDENTIALS_HINT = (
+    "sign in (aws sso login, AWS_PROFILE or --aws-profile), or `berth config --local` for "
+    "make local"
+)
 
 
 @dataclass
@@ -129,17 +209,19 @@ class BerthClient:
 
     def credentials(self) -> Any:
         if self._credentials is None:
+            session = BotocoreSession()
             if self.settings.config_file:
-                os.environ["AWS_CONFIG_FILE"] = self.settings.config_file
+                session.set_config_variable("config_file", self.settings.config_file)
             if self.settings.credentials_file:
-                os.environ["AWS_SHARED_CREDENTIALS_FILE"] = self.settings.credentials_file
+                session.set_config_variable("credentials_file", self.settings.credentials_file)
+            if self.settings.profile:
+                session.set_config_variable("profile", self.settings.profile)
             try:
-                session = boto3.session.Session(profile_name=self.settings.profile)
                 credentials = session.get_credentials()
             except BotoCoreError as exc:  # no such profile, a broken config file, ...
-                raise ApiError(0, "no_credentials", str(exc)) from None
+                raise ApiError(0, "no_credentials", f"{exc}: {CREDENTIALS_HINT}") from None
             if credentials is None:
-                raise ApiError(0, "no_credentials", "no AWS credentials to sign with")
+                raise ApiError(0, "no_credentials", f"no AWS credentials: {CREDENTIALS_HINT}")
             self._credentials = credentials
         return self._credentials
 
@@ -174,8 +256,9 @@ class BerthClient:
             except urllib.error.HTTPError as error:
                 failure = _api_error(error.code, error.read())
                 retry = error.code in RETRY_STATUSES or (error.code >= 500 and method in IDEMPOTENT)
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-                failure = ApiError(0, "unreachable", f"{url}: {error}")
+            except (urllib.error.URLError, TimeoutError, ConnectionError, HTTPException) as error:
+                reason = getattr(error, "reason", error)
+                failure = ApiError(0, "unreachable", f"cannot reach {url}: {reason}")
                 retry = method in IDEMPOTENT
             if not retry or attempt == self.retries:
                 raise failure
@@ -184,6 +267,9 @@ class BerthClient:
 
     def _model(self, model: type[Model], payload: Any) -> Model:
         return model.model_validate(payload)
+
+    def _items(self, model: type[Model], path: str) -> list[Model]:
+        return [model.model_validate(item) for item in self.request("GET", path)["items"]]
 
     def _pages(self, model: type[Model], path: str, limit: int | None) -> list[Model]:
         items: list[Model] = []
@@ -197,6 +283,10 @@ class BerthClient:
 
     # --- sessions -----------------------------------------------------------------------------
 
+    def profiles(self) -> list[ProfileOut]:
+        """The session profiles this deployment offers."""
+        return self._items(ProfileOut, "/profiles")
+
     def start_session(self, profile: str = "default", ttl_seconds: int | None = None) -> SessionOut:
         body: dict[str, Any] = {"profile": profile}
         if ttl_seconds is not None:
@@ -204,22 +294,26 @@ class BerthClient:
         return self._model(SessionOut, self.request("POST", "/sessions", body))
 
     def session(self, session_id: str) -> SessionOut:
-        return self._model(SessionOut, self.request("GET", f"/sessions/{session_id}"))
+        return self._model(SessionOut, self.request("GET", _session(session_id)))
 
     def sessions(self, limit: int | None = None) -> list[SessionOut]:
         return self._pages(SessionOut, "/sessions", limit)
 
     def rotate_token(self, session_id: str) -> SessionOut:
         """A new token for the session's url (routing on); the old one stops working."""
-        return self._model(SessionOut, self.request("POST", f"/sessions/{session_id}/token"))
+        return self._model(SessionOut, self.request("POST", f"{_session(session_id)}/token"))
 
     def stop_session(self, session_id: str) -> SessionOut:
-        return self._model(SessionOut, self.request("DELETE", f"/sessions/{session_id}"))
+        return self._model(SessionOut, self.request("DELETE", _session(session_id)))
 
     def heartbeat(self, session_id: str) -> SessionOut:
-        return self._model(SessionOut, self.request("POST", f"/sessions/{session_id}/heartbeat"))
+        return self._model(SessionOut, self.request("POST", f"{_session(session_id)}/heartbeat"))
 
     # --- jobs ---------------------------------------------------------------------------------
+
+    def job_catalogue(self) -> list[JobRunnerOut]:
+        """The jobs this deployment runs by name, and where each runs."""
+        return self._items(JobRunnerOut, "/jobs/catalogue")
 
     def run_job(
         self, name: str, payload: dict[str, Any], idempotency_key: str | None = None
@@ -230,7 +324,7 @@ class BerthClient:
         return self._model(JobOut, self.request("POST", "/jobs", body))
 
     def job(self, job_id: str) -> JobOut:
-        return self._model(JobOut, self.request("GET", f"/jobs/{job_id}"))
+        return self._model(JobOut, self.request("GET", f"/jobs/{segment(job_id, 'job')}"))
 
     def jobs(self, limit: int | None = None) -> list[JobOut]:
         return self._pages(JobOut, "/jobs", limit)
@@ -241,37 +335,63 @@ class BerthClient:
         return self._model(InstanceOut, self.request("POST", "/instances", {"blob_id": blob_id}))
 
     def instance(self, instance_id: str) -> InstanceOut:
-        return self._model(InstanceOut, self.request("GET", f"/instances/{instance_id}"))
+        return self._model(InstanceOut, self.request("GET", _instance(instance_id)))
 
     def instances(self, limit: int | None = None) -> list[InstanceOut]:
         return self._pages(InstanceOut, "/instances", limit)
 
+    def instance_logs(self, instance_id: str) -> InstanceLogOut:
+        """The output of the script the instance ran (as far as it got), and its exit code."""
+        return self._model(InstanceLogOut, self.request("GET", f"{_instance(instance_id)}/logs"))
+
     def delete_instance(self, instance_id: str) -> InstanceOut:
-        return self._model(InstanceOut, self.request("DELETE", f"/instances/{instance_id}"))
+        return self._model(InstanceOut, self.request("DELETE", _instance(instance_id)))
 
     # --- workspace commands -------------------------------------------------------------------
 
     def run_command(self, project: str, command: str, terminal: str = "t1") -> CommandOut:
         body = {"command": command, "terminal": terminal}
         return self._model(
-            CommandOut, self.request("POST", f"/workspaces/{project}/commands", body)
+            CommandOut, self.request("POST", f"{_workspace(project)}/commands", body)
         )
 
     def command(self, project: str, command_id: str) -> CommandOut:
-        path = f"/workspaces/{project}/commands/{command_id}"
-        return self._model(CommandOut, self.request("GET", path))
+        return self._model(CommandOut, self.request("GET", _command(project, command_id)))
 
     def commands(self, project: str, limit: int | None = None) -> list[CommandOut]:
-        return self._pages(CommandOut, f"/workspaces/{project}/commands", limit)
+        return self._pages(CommandOut, f"{_workspace(project)}/commands", limit)
 
     def cancel_command(self, project: str, command_id: str) -> CommandOut:
-        path = f"/workspaces/{project}/commands/{command_id}"
-        return self._model(CommandOut, self.request("DELETE", path))
+        return self._model(CommandOut, self.request("DELETE", _command(project, command_id)))
 
-    def output(self, project: str, command_id: str, offset: int = 0) -> dict[str, Any]:
+    def output(self, project: str, command_id: str, offset: int = 0) -> Output:
         """The command's output from byte ``offset`` of its log, as far as it is saved."""
-        path = f"/workspaces/{project}/commands/{command_id}/output"
-        return dict(self.request("GET", path, query={"offset": offset}))
+        path = f"{_command(project, command_id)}/output"
+        return self._model(Output, self.request("GET", path, query={"offset": offset}))
+
+    # --- workspace files ----------------------------------------------------------------------
+
+    def files(self, project: str, prefix: str | None = None) -> list[FileOut]:
+        """The project's files (what its commands see in their working directory)."""
+        items: list[FileOut] = []
+        token = None
+        while True:
+            query = {"prefix": prefix, "limit": 1000, "next_token": token}
+            page = self.request("GET", f"{_workspace(project)}/files", query=query)
+            items += [FileOut.model_validate(item) for item in page["items"]]
+            token = page.get("next_token")
+            if not token:
+                return items
+
+    def download_file(self, project: str, path: str) -> FileTransfer:
+        """A presigned URL to read one of the project's files."""
+        url = f"{_workspace(project)}/files/download"
+        return self._model(FileTransfer, self.request("POST", url, {"path": path}))
+
+    def upload_file(self, project: str, path: str, size: int) -> FileTransfer:
+        """A presigned form to write one of the project's files (``size`` bytes at most)."""
+        url = f"{_workspace(project)}/files/upload"
+        return self._model(FileTransfer, self.request("POST", url, {"path": path, "size": size}))
 
     # --- waiting and listening ----------------------------------------------------------------
 
@@ -338,3 +458,19 @@ def _api_error(status: int, payload: bytes) -> ApiError:
         return ApiError(status, str(error["code"]), str(error["message"]))
     except (ValueError, KeyError, TypeError):
         return ApiError(status, "unexpected", payload[:200].decode("utf-8", "replace"))
+
+
+def _session(session_id: str) -> str:
+    return f"/sessions/{segment(session_id, 'session')}"
+
+
+def _instance(instance_id: str) -> str:
+    return f"/instances/{segment(instance_id, 'instance')}"
+
+
+def _workspace(project: str) -> str:
+    return f"/workspaces/{segment(project, 'project')}"
+
+
+def _command(project: str, command_id: str) -> str:
+    return f"{_workspace(project)}/commands/{segment(command_id, 'command')}"

@@ -2,10 +2,10 @@
 
 The client signs every request with SigV4 from the standard AWS credential chain (a profile,
 environment variables, an instance role) — against a deployed stack and ``make local`` alike
-(``make local`` issues ``berth-local-<user>`` profiles). It lives beside the CDK app so that
-one ``pip install`` gives operators and clients the same tool.
+(``make local`` issues ``berth-local-<user>`` profiles). It depends on botocore, pydantic,
+typer/rich and websockets only: ``pipx install ./client`` gives it to anyone.
 """
 
-from infra.client.client import ApiError, BerthClient, Settings
+from berth_client.client import ApiError, BerthClient, Settings
 
 __all__ = ["ApiError", "BerthClient", "Settings"]

@@ -1,0 +1,867 @@
+"""``berth``: the command line over berth's API (SigV4 everywhere, make local included).
+
+Global options (``--json``, ``--aws-profile``, ``--api-url``) go before or after the
+subcommand. Output is plain text, never wrapped or marked up; ``--json`` prints the API's
+answer. Every failure is one line on stderr, and the exit code says which kind:
+0 ok, 1 the resource ended in a failed state (or the command's own non-zero exit code for
+``berth run``), 2 usage (a bad flag, value or file), 3 not configured or not signed in,
+4 not found, 5 another API error or the API unreachable, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from berth_client.client import (
+    ApiError,
+    BerthClient,
+    Settings,
+    find_sandbox,
+    local_users,
+    read_sandbox,
+)
+from berth_client.models import CommandOut, SessionOut
+
+EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_API, EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
+
+app = typer.Typer(
+    help="berth: per-user compute on demand — sessions, jobs, workspace commands, instances.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+sessions_app = typer.Typer(help="Per-user containers (Fargate tasks).", no_args_is_help=True)
+jobs_app = typer.Typer(help="Jobs run on Lambda or Fargate by name.", no_args_is_help=True)
+commands_app = typer.Typer(help="Commands run in a project's workspace.", no_args_is_help=True)
+files_app = typer.Typer(help="A project's files (its commands' working directory).",
+                        no_args_is_help=True)  # fmt: skip
+instances_app = typer.Typer(help="EC2 instances that fetch a blob.", no_args_is_help=True)
+app.add_typer(sessions_app, name="sessions")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(commands_app, name="commands")
+app.add_typer(files_app, name="files")
+app.add_typer(instances_app, name="instances")
+
+# Plain text: no markup (an API message's '[a-z]' is text), no highlighting, no wrapping.
+out = Console(markup=False, highlight=False, soft_wrap=True)
+err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+state: dict[str, Any] = {"json": False, "profile": None, "api_url": None}
+
+GLOBAL_FLAGS = {"--json"}
+GLOBAL_OPTIONS = {"--aws-profile", "--api-url"}
+
+WaitOption = Annotated[bool, typer.Option("--wait", help="Wait for a final state.")]
+ProjectOption = Annotated[str, typer.Option("--project", "-P", help="The project (workspace).")]
+
+
+class Usage(Exception):
+    """A mistake in how berth was called: one line, exit 2."""
+
+
+def hoist(args: Sequence[str]) -> list[str]:
+    """The global options moved before the subcommand, wherever they were given (up to a
+    ``--``, after which everything is the command's own)."""
+    front: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        name = arg.split("=", 1)[0]
+        if arg in GLOBAL_FLAGS or (name in GLOBAL_OPTIONS and "=" in arg):
+            front.append(arg)
+        elif name in GLOBAL_OPTIONS and index + 1 < len(args):
+            front += args[index : index + 2]
+            index += 1
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The ``berth`` entry point: click's usage errors as one line, exit codes as documented."""
+    args = hoist(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args, prog_name="berth", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as error:
+        click.echo(error.ctx.get_help() if error.ctx else str(error))
+        sys.exit(EXIT_USAGE)
+    except click.UsageError as error:
+        where = error.ctx.command_path if error.ctx else "berth"
+        fail(f"{error.format_message()} (see `{where} --help`)")
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as error:
+        fail(error.format_message())
+        sys.exit(error.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+@app.callback()
+def root(
+    aws_profile: Annotated[
+        str | None,
+        typer.Option("--aws-profile", help="AWS profile to sign with (default: the chain)."),
+    ] = None,
+    legacy_profile: Annotated[str | None, typer.Option("--profile", hidden=True)] = None,
+    api_url: Annotated[str | None, typer.Option(help="The API's base URL.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
+) -> None:
+    state.update(profile=aws_profile or legacy_profile, api_url=api_url, json=json_output)
+
+
+def client() -> BerthClient:
+    return BerthClient(Settings.load(profile=state["profile"], api_url=state["api_url"]))
+
+
+def fail(message: str) -> None:
+    err.print(f"error: {message}", style="red")
+
+
+def note(message: str) -> None:
+    """Progress and what was done: on stderr, so stdout stays the result."""
+    err.print(message)
+
+
+def show(value: BaseModel | list[BaseModel] | dict[str, Any], human: str | None = None) -> None:
+    if state["json"] or human is None:
+        data: Any = (
+            [v.model_dump(mode="json") for v in value]
+            if isinstance(value, list)
+            else value.model_dump(mode="json")
+            if isinstance(value, BaseModel)
+            else value
+        )
+        print(json.dumps(data, indent=None if state["json"] else 2))
+    else:
+        out.print(human)
+
+
+def run(action: Callable[[], int | None]) -> None:
+    """Runs a command; maps failures to one line on stderr and an exit code."""
+    try:
+        code = action()
+    except Usage as error:
+        fail(str(error))
+        raise typer.Exit(EXIT_USAGE) from None
+    except ApiError as error:
+        fail(f"{error.code}: {error.message}")
+        if error.code in {"bad_url", "invalid_request"} and error.status == 0:
+            raise typer.Exit(EXIT_USAGE) from None
+        if error.code in {"not_configured", "no_credentials", "no_sandbox"} or error.status in {
+            401,
+            403,
+        }:
+            raise typer.Exit(EXIT_AUTH) from None
+        raise typer.Exit(EXIT_NOT_FOUND if error.status == 404 else EXIT_API) from None
+    except TimeoutError as error:
+        fail(f"timed out: {error}")
+        raise typer.Exit(EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    raise typer.Exit(code or 0)
+
+
+def progress(label: str) -> Callable[[Any], None]:
+    """A status line on stderr each time the status moves (stdout stays the result)."""
+
+    def on_change(resource: Any) -> None:
+        note(f"{label} {resource.id}: {resource.status}")
+
+    return on_change
+
+
+def table(items: list[Any], what: str, columns: Callable[[Any], list[str]]) -> None:
+    """Items as aligned columns (one line each, never wrapped); ``--json``: a JSON list. An
+    empty list says so on stderr."""
+    if state["json"]:
+        show(items)
+        return
+    if not items:
+        note(f"no {what}")
+        return
+    rows = [columns(item) for item in items]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def age(stamp: str | None, now: datetime | None = None) -> str:
+    """How long ago an ISO time was, in the largest whole unit (``45s``, ``12m``, ``3h``)."""
+    if not stamp:
+        return "-"
+    then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    seconds = max(0, int(((now or datetime.now(UTC)) - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+@app.command("config")
+def configure(
+    stack: Annotated[
+        str | None, typer.Option(help="Read ApiUrl/WebSocketUrl from this CloudFormation stack.")
+    ] = None,
+    local: Annotated[bool, typer.Option(help="Use the running `make local` sandbox.")] = False,
+    checkout: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --local: the berth checkout running it (default: found from here)."
+        ),
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="The stack's region.")] = None,
+    user: Annotated[str, typer.Option(help="With --local: the local user to sign as.")] = "alice",
+) -> None:
+    """Save where the API is (and how to sign) for later commands."""
+
+    def action() -> None:
+        if local == bool(stack):
+            raise Usage("give --stack NAME (a deployed stack) or --local (make local)")
+        settings = (
+            configure_local(checkout, user) if local else configure_stack(stack or "", region)
+        )
+        path = settings.save()
+        show(
+            {"saved": str(path), "api_url": settings.api_url}, f"saved {path} ({settings.api_url})"
+        )
+
+    run(action)
+
+
+def configure_local(checkout: Path | None, user: str) -> Settings:
+    found = find_sandbox(checkout or Path.cwd())
+    if found is None:
+        where = checkout or Path.cwd()
+        raise ApiError(
+            0,
+            "no_sandbox",
+            f"no running make local sandbox found in {where} or above: run `make local` in "
+            "your berth checkout (or give --checkout PATH)",
+        )
+    sandbox = read_sandbox(found)
+    users = local_users(sandbox["config_file"])
+    if user not in users:
+        raise Usage(f"make local has no user {user!r}: choose --user from {', '.join(users)}")
+    return Settings(**sandbox, profile=f"berth-local-{user}", local=str(found))
+
+
+def configure_stack(stack: str, region: str | None) -> Settings:
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+    from botocore.session import Session
+
+    session = Session()
+    if state["profile"]:
+        session.set_config_variable("profile", state["profile"])
+    try:
+        cloudformation = session.create_client("cloudformation", region_name=region)
+        (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except NoRegionError:
+        raise Usage("which region is the stack in? give --region (or set AWS_REGION)") from None
+    except NoCredentialsError:
+        raise ApiError(
+            0,
+            "no_credentials",
+            "no AWS credentials to read the stack with: sign in (aws sso "
+            "login, AWS_PROFILE or --aws-profile) and try again",
+        ) from None
+    except ClientError as error:
+        message = error.response.get("Error", {}).get("Message", str(error))
+        raise ApiError(404 if "does not exist" in message else 0, "stack", message) from None
+    except BotoCoreError as error:
+        raise ApiError(0, "no_credentials", str(error)) from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+    if "ApiUrl" not in outputs:
+        raise ApiError(404, "stack", f"stack {stack!r} has no ApiUrl output: is it berth's?")
+    return Settings(
+        api_url=outputs["ApiUrl"],
+        websocket_url=outputs.get("WebSocketUrl"),
+        region=cloudformation.meta.region_name,
+        profile=state["profile"],
+    )
+
+
+# --- sessions ---------------------------------------------------------------------------------
+
+
+@app.command("profiles")
+def profiles() -> None:
+    """The session profiles you can start (sessions start --profile NAME)."""
+    run(
+        lambda: table(
+            client().profiles(),
+            "profiles",
+            lambda p: [
+                p.name,
+                f"port {p.port}",
+                f"ttl {p.default_ttl_seconds}s (max {p.max_ttl_seconds}s)",
+                f"idle {p.idle_timeout_seconds}s",
+                f"warm {p.warm_pool}",
+            ],
+        )
+    )
+
+
+@sessions_app.command("start")
+def sessions_start(
+    profile: Annotated[str, typer.Option("--profile", "-p", help="A session profile.")] = "default",
+    ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds.")] = None,
+    wait: WaitOption = False,
+) -> None:
+    """Start (or get) your session for a profile; --wait shows it reach RUNNING."""
+
+    def action() -> int:
+        api = client()
+        session = api.start_session(profile, ttl)
+        if wait:
+            session = api.wait_for(
+                lambda: api.session(session.id),
+                {"RUNNING", "FAILED", "STOPPED"},
+                on_change=progress("session"),
+            )
+        show(session, f"{session.id} {session.status} {address(session)}{reach(session)}")
+        return EXIT_FAILED if session.status == "FAILED" else 0
+
+    run(action)
+
+
+def address(session: SessionOut) -> str:
+    return f"{session.private_ip}:{session.port}" if session.private_ip else "-"
+
+
+def reach(session: SessionOut) -> str:
+    """How a browser reaches it (routing on): its url and the cookie that carries the token."""
+    if not session.url:
+        return ""
+    cookie = f" (cookie berth-session={session.token})" if session.token else ""
+    return f"\n{session.url}{cookie}"
+
+
+@sessions_app.command("token")
+def sessions_token(session_id: str) -> None:
+    """A new token for your session's url; the old one stops working at once."""
+    run(lambda: show(s := client().rotate_token(session_id), f"{s.id}{reach(s)}"))
+
+
+@sessions_app.command("ls")
+def sessions_ls() -> None:
+    """Your sessions, newest first: id, profile, status, age, address, url."""
+    run(
+        lambda: table(
+            client().sessions(),
+            "sessions",
+            lambda s: [s.id, s.profile, s.status, age(s.created_at), address(s), s.url or "-"],
+        )
+    )
+
+
+@sessions_app.command("get")
+def sessions_get(session_id: str) -> None:
+    """One session."""
+    run(lambda: show(s := client().session(session_id), f"{s.id} {s.status} {address(s)}"))
+
+
+@sessions_app.command("stop")
+def sessions_stop(session_id: str, wait: WaitOption = False) -> None:
+    """Stop a session; --wait until it is STOPPED."""
+
+    def action() -> None:
+        api = client()
+        session = api.stop_session(session_id)
+        if wait:
+            session = api.wait_for(
+                lambda: api.session(session_id),
+                {"STOPPED", "FAILED"},
+                on_change=progress("session"),
+            )
+        show(session, f"{session.id} {session.status}")
+
+    run(action)
+
+
+@sessions_app.command("heartbeat")
+def sessions_heartbeat(session_id: str) -> None:
+    """Keep a session from being reaped as idle."""
+    run(lambda: show(s := client().heartbeat(session_id), f"{s.id} {s.status}"))
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+def job_input(value: str) -> dict[str, Any]:
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text()
+        except OSError as error:
+            raise Usage(f"cannot read --input file {value[1:]}: {error.strerror}") from None
+    else:
+        text = value
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        raise Usage("--input must be JSON (or @file with JSON)") from None
+    if not isinstance(parsed, dict):
+        raise Usage("--input must be a JSON object")
+    return parsed
+
+
+@jobs_app.command("catalogue")
+def jobs_catalogue() -> None:
+    """The jobs you can run by name, and where each runs (lambda or fargate)."""
+    run(lambda: table(client().job_catalogue(), "jobs", lambda r: [r.name, r.runtime]))
+
+
+@jobs_app.command("run")
+def jobs_run(
+    name: str,
+    input_: Annotated[str, typer.Option("--input", help="JSON, or @file.json")] = "{}",
+    key: Annotated[str | None, typer.Option(help="An idempotency key.")] = None,
+    wait: WaitOption = False,
+    download: Annotated[
+        Path | None, typer.Option(help="Unpack the result (or failure) ZIP here; implies --wait.")
+    ] = None,
+) -> None:
+    """Start a job by name; --wait follows it; --download unpacks its ZIP."""
+
+    def action() -> int:
+        payload = job_input(input_)
+        api = client()
+        job = api.run_job(name, payload, key)
+        if wait or download:
+            job = api.wait_for(
+                lambda: api.job(job.id), {"SUCCEEDED", "FAILED"}, on_change=progress("job")
+            )
+        if download and job.status in {"SUCCEEDED", "FAILED"}:
+            url = job.result_url or (job.error.failure_url if job.error else None)
+            if url:
+                unpack(url, download)
+        human = f"{job.id} {job.name} {job.status}"
+        if job.error:
+            human += f" {job.error.code}: {job.error.message}"
+        show(job, human)
+        return EXIT_FAILED if job.status == "FAILED" else 0
+
+    run(action)
+
+
+def unpack(url: str, folder: Path) -> None:
+    """Unpacks the ZIP at a presigned URL into ``folder`` and says what it wrote."""
+    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - presigned https
+        archive = zipfile.ZipFile(io.BytesIO(response.read()))
+    names = [info.filename for info in archive.infolist() if not info.is_dir()]
+    try:
+        archive.extractall(folder)
+    except OSError as error:
+        raise Usage(f"cannot write into {folder}: {error.strerror}") from None
+    note(f"wrote {len(names)} file{'s' * (len(names) != 1)} to {folder}: {', '.join(names)}")
+
+
+@jobs_app.command("ls")
+def jobs_ls() -> None:
+    """Your jobs, newest first."""
+    run(
+        lambda: table(
+            client().jobs(), "jobs", lambda j: [j.id, j.name, j.status, age(j.created_at)]
+        )
+    )
+
+
+@jobs_app.command("get")
+def jobs_get(job_id: str) -> None:
+    """One job, with its result URL or error."""
+    run(lambda: show(j := client().job(job_id), f"{j.id} {j.name} {j.status}"))
+
+
+# --- workspace commands -----------------------------------------------------------------------
+
+
+@app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run_command(
+    context: typer.Context,
+    project: ProjectOption,
+    terminal: Annotated[str, typer.Option("--terminal", "-t", help="The terminal.")] = "t1",
+) -> None:
+    """Run a command in a project's workspace: its output streams here, and berth exits with
+    the command's exit code (Ctrl-C cancels it: 130).  berth run -P demo -- make test"""
+
+    def action() -> int:
+        text = " ".join(context.args)
+        if not text:
+            raise Usage("give the command after --, e.g. berth run -P demo -- make test")
+        return stream_command(client(), project, terminal, text)
+
+    run(action)
+
+
+QUIET_SECONDS = 1.0
+"""Silence on the socket after which ``berth run`` reads the saved log: output the worker
+sent before the subscription took hold shows within ~1 s even if no frame follows it."""
+HEARD_QUIET_SECONDS = 5.0
+"""Once live frames flow, the saved log is read only after this much silence (a lost frame
+shows as a gap at the next one; this covers a lost last frame and a lost end)."""
+
+
+def stream_command(api: BerthClient, project: str, terminal: str, text: str) -> int:
+    """Queues the command, then follows it: the saved log from the start, joined without gap
+    or repeat by the live frames (each says at which byte of the log it starts). Ctrl-C asks
+    the API to cancel it (from a thread, not the signal handler) and waits for its end; a
+    second Ctrl-C stops waiting."""
+    queued = api.run_command(project, text, terminal)  # also makes the caller the owner
+    interrupted = threading.Event()
+
+    def cancel() -> None:
+        try:
+            api.cancel_command(project, queued.id)
+        except ApiError as error:
+            fail(f"could not cancel {error.code}: {error.message}")
+
+    def on_interrupt(*_: Any) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt  # the second Ctrl-C: stop waiting
+        interrupted.set()
+        note(f"cancelling {queued.id} (Ctrl-C again to stop waiting)")
+        threading.Thread(target=cancel, name="cancel", daemon=True).start()
+
+    from websockets.exceptions import ConnectionClosed
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    printed = 0
+    try:
+        try:
+            topic = f"terminal:{project}:{terminal}"
+            with api.subscribe(topic, quiet=QUIET_SECONDS) as frames:
+                printed, ended = _read_saved(api, project, queued.id, 0)
+                heard, last_read = False, time.monotonic()
+                for frame in frames if not ended else ():
+                    if frame is None:  # quiet: whatever was saved meanwhile
+                        if heard and time.monotonic() - last_read < HEARD_QUIET_SECONDS:
+                            continue
+                        printed, ended = _read_saved(api, project, queued.id, printed)
+                        last_read = time.monotonic()
+                        if ended:
+                            break
+                        continue
+                    if frame.get("command_id") != queued.id:
+                        continue
+                    heard = True
+                    if frame["type"] == "output":
+                        data = frame["data"].encode()
+                        start = int(frame.get("offset", printed))
+                        if start > printed:  # output from before we listened: from the log
+                            printed = _catch_up(api, project, queued.id, printed, start)
+                        _write(data[max(0, printed - start) :])
+                        printed = max(printed, start + len(data))
+                    elif frame["data"]["status"] in ENDED:
+                        break
+        except ConnectionClosed:
+            pass  # the socket went away (an idle timeout, a network change): read the log
+        final = _follow(api, project, queued.id, printed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set() or final.status == "CANCELLED":
+        return EXIT_INTERRUPTED
+    if final.error and final.exit_code is None:
+        fail(f"{final.error.code}: {final.error.message}")
+        return EXIT_FAILED
+    return int(final.exit_code or 0)
+
+
+ENDED = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+def _follow(api: BerthClient, project: str, command_id: str, printed: int) -> CommandOut:
+    """Until the command ends, prints its saved log past ``printed`` (what live frames did
+    not bring); then the rest of it. Returns the ended command."""
+    while True:
+        command = api.command(project, command_id)
+        if command.status in ENDED:
+            while True:  # the rest of its log, however long
+                before = printed
+                printed, complete = _read_saved(api, project, command_id, printed)
+                if complete or printed == before:
+                    return command
+        printed, _ = _read_saved(api, project, command_id, printed)
+        api.sleep(1)
+
+
+def _read_saved(api: BerthClient, project: str, command_id: str, offset: int) -> tuple[int, bool]:
+    """Prints what the saved log holds past ``offset`` (one read); returns where it stopped
+    and whether that is the end of an ended command's log."""
+    piece = api.output(project, command_id, offset)
+    data = piece.data.encode()
+    _write(data)
+    return offset + len(data), piece.complete
+
+
+def _catch_up(api: BerthClient, project: str, command_id: str, offset: int, until: int) -> int:
+    """Prints the saved log from ``offset`` to ``until``, waiting for it to be saved that far
+    (a live frame said where it starts); returns where it stopped."""
+    while offset < until:
+        piece = api.output(project, command_id, offset)
+        data = piece.data.encode()[: until - offset]
+        _write(data)
+        offset += len(data)
+        if piece.complete:
+            return offset
+        if not data:
+            api.sleep(0.5)  # the worker saves its log about every second
+    return offset
+
+
+def _write(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
+@commands_app.command("ls")
+def commands_ls(project: ProjectOption) -> None:
+    """A project's commands, newest first: id, status, exit code, age, command."""
+    run(
+        lambda: table(
+            client().commands(project),
+            "commands",
+            lambda c: [c.id, c.status, exit_text(c), age(c.created_at), c.command],
+        )
+    )
+
+
+def exit_text(command: CommandOut) -> str:
+    return "-" if command.exit_code is None else f"exit {command.exit_code}"
+
+
+def command_text(command: CommandOut) -> str:
+    """A command's status line, and its error on a line of its own."""
+    took = f" {command.duration_seconds:.1f}s" if command.duration_seconds is not None else ""
+    line = f"{command.id} {command.status} {exit_text(command)}{took}"
+    if command.error:
+        line += f"\nerror {command.error.code}: {command.error.message}"
+    return line
+
+
+@commands_app.command("get")
+def commands_get(command_id: str, project: ProjectOption) -> None:
+    """One command: its status, exit code, duration and error."""
+
+    def action() -> int:
+        command = client().command(project, command_id)
+        show(command, command_text(command))
+        return EXIT_FAILED if command.status == "FAILED" else 0
+
+    run(action)
+
+
+@commands_app.command("cancel")
+def commands_cancel(command_id: str, project: ProjectOption, wait: WaitOption = False) -> None:
+    """Cancel a queued command, or stop a running one; --wait until it has ended."""
+
+    def action() -> None:
+        api = client()
+        command = api.cancel_command(project, command_id)
+        if wait:
+            command = api.wait_for(
+                lambda: api.command(project, command_id), ENDED, on_change=progress("command")
+            )
+        show(command, command_text(command))
+
+    run(action)
+
+
+@commands_app.command("logs")
+def commands_logs(command_id: str, project: ProjectOption) -> None:
+    """A command's output so far (its saved log), from the start."""
+
+    def action() -> None:
+        api = client()
+        offset = 0
+        while True:
+            piece = api.output(project, command_id, offset)
+            _write(piece.data.encode())
+            if piece.next_offset == offset:
+                break
+            offset = piece.next_offset
+
+    run(action)
+
+
+# --- workspace files --------------------------------------------------------------------------
+
+
+@files_app.command("ls")
+def files_ls(
+    project: ProjectOption,
+    prefix: Annotated[str | None, typer.Option(help="Only paths that start with this.")] = None,
+) -> None:
+    """The project's files: path, size in bytes, last change."""
+    run(
+        lambda: table(
+            client().files(project, prefix),
+            "files",
+            lambda f: [f.path, str(f.size), f.modified_at],
+        )
+    )
+
+
+@files_app.command("get")
+def files_get(
+    path: str,
+    project: ProjectOption,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write it ('-': stdout).")
+    ] = None,
+) -> None:
+    """Download one of the project's files (to its name here, unless --output)."""
+
+    def action() -> None:
+        link = client().download_file(project, path)
+        with urllib.request.urlopen(link.url, timeout=300) as response:  # noqa: S310 - presigned
+            data = response.read()
+        if output == Path("-"):
+            _write(data)
+            return
+        target = output or Path(Path(path).name)
+        try:
+            target.write_bytes(data)
+        except OSError as error:
+            raise Usage(f"cannot write {target}: {error.strerror}") from None
+        note(f"wrote {len(data)} bytes to {target}")
+
+    run(action)
+
+
+@files_app.command("put")
+def files_put(
+    local: Annotated[Path, typer.Argument(help="The file to upload.")],
+    project: ProjectOption,
+    path: Annotated[
+        str | None, typer.Option("--path", help="Its path in the project (default: its name).")
+    ] = None,
+) -> None:
+    """Upload a file into the project (the next command sees it)."""
+
+    def action() -> None:
+        try:
+            data = local.read_bytes()
+        except OSError as error:
+            raise Usage(f"cannot read {local}: {error.strerror}") from None
+        target = path or local.name
+        form = client().upload_file(project, target, len(data))
+        post_form(form.url, form.fields or {}, data)
+        note(f"uploaded {len(data)} bytes to {project}:{target}")
+
+    run(action)
+
+
+def post_form(url: str, fields: dict[str, str], data: bytes) -> None:
+    """A presigned S3 POST: the form's fields, then the file."""
+    from urllib3 import encode_multipart_formdata
+
+    body, content_type = encode_multipart_formdata([*fields.items(), ("file", ("file", data))])
+    request = urllib.request.Request(  # noqa: S310 - the presigned URL the API gave
+        url, data=body, method="POST", headers={"Content-Type": content_type}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=300):  # noqa: S310
+            return
+    except urllib.error.HTTPError as error:
+        detail = error.read()[:300].decode("utf-8", "replace")
+        raise ApiError(
+            error.code, "upload_refused", f"storage refused the upload: {detail}"
+        ) from None
+
+
+# --- instances --------------------------------------------------------------------------------
+
+
+@instances_app.command("create")
+def instances_create(
+    blob_id: Annotated[str, typer.Option("--blob-id", help="The blob's id.")],
+    wait: WaitOption = False,
+) -> None:
+    """Launch an instance that fetches the blob and runs its script; --wait until ready."""
+
+    def action() -> int:
+        api = client()
+        instance = api.create_instance(blob_id)
+        if wait:
+            instance = api.wait_for(
+                lambda: api.instance(instance.id),
+                {"ready", "failed", "terminated"},
+                on_change=progress("instance"),
+            )
+        show(instance, f"{instance.id} {instance.name} {instance.status}")
+        return EXIT_FAILED if instance.status == "failed" else 0
+
+    run(action)
+
+
+@instances_app.command("ls")
+def instances_ls() -> None:
+    """Your instances with live EC2 data."""
+    run(
+        lambda: table(
+            client().instances(),
+            "instances",
+            lambda i: [i.id, i.name, i.status, age(i.created_at), i.private_ip or "-"],
+        )
+    )
+
+
+@instances_app.command("get")
+def instances_get(instance_id: str) -> None:
+    """One instance."""
+    run(lambda: show(i := client().instance(instance_id), f"{i.id} {i.status}"))
+
+
+@instances_app.command("logs")
+def instances_logs(instance_id: str) -> None:
+    """What the instance's script printed (stdout here, stderr on stderr) and its exit code."""
+
+    def action() -> int:
+        log = client().instance_logs(instance_id)
+        if state["json"]:
+            show(log)
+        else:
+            _write(log.stdout.encode())
+            sys.stderr.write(log.stderr)
+            ended = "" if log.exit_code is None else f", exit {log.exit_code}"
+            note(f"{log.id} {log.status}: script {log.script_status or 'not started'}{ended}")
+        return EXIT_FAILED if log.exit_code not in (None, 0) else 0
+
+    run(action)
+
+
+@instances_app.command("rm")
+def instances_rm(instance_id: str) -> None:
+    """Terminate an instance."""
+    run(lambda: show(i := client().delete_instance(instance_id), f"{i.id} {i.status}"))
+
+
+if __name__ == "__main__":
+    main()
