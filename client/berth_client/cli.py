@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from pydantic import BaseModel
 from rich.console import Console
@@ -38,6 +37,13 @@ from berth_client.client import (
     read_sandbox,
 )
 from berth_client.models import CommandOut, SessionOut
+
+try:  # typer 0.2x carries its own copy of click; older ones use click itself
+    from typer._click import exceptions as click_errors
+    from typer._click.utils import echo
+except ImportError:  # pragma: no cover - depends on the typer installed
+    from click import echo  # type: ignore[no-redef]
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_API, EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
 
@@ -104,17 +110,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args, prog_name="berth", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as error:
-        click.echo(error.ctx.get_help() if error.ctx else str(error))
+    except click_errors.NoArgsIsHelpError as error:
+        echo(error.ctx.get_help() if error.ctx else str(error))
         sys.exit(EXIT_USAGE)
-    except click.UsageError as error:
+    except click_errors.UsageError as error:
         where = error.ctx.command_path if error.ctx else "berth"
         fail(f"{error.format_message()} (see `{where} --help`)")
         sys.exit(EXIT_USAGE)
-    except click.ClickException as error:
+    except click_errors.ClickException as error:
         fail(error.format_message())
         sys.exit(error.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
 
@@ -274,38 +280,12 @@ def configure_local(checkout: Path | None, user: str) -> Settings:
 
 
 def configure_stack(stack: str, region: str | None) -> Settings:
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
-    from botocore.session import Session
-
-    session = Session()
-    if state["profile"]:
-        session.set_config_variable("profile", state["profile"])
     try:
-        cloudformation = session.create_client("cloudformation", region_name=region)
-        (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
-    except NoRegionError:
-        raise Usage("which region is the stack in? give --region (or set AWS_REGION)") from None
-    except NoCredentialsError:
-        raise ApiError(
-            0,
-            "no_credentials",
-            "no AWS credentials to read the stack with: sign in (aws sso "
-            "login, AWS_PROFILE or --aws-profile) and try again",
-        ) from None
-    except ClientError as error:
-        message = error.response.get("Error", {}).get("Message", str(error))
-        raise ApiError(404 if "does not exist" in message else 0, "stack", message) from None
-    except BotoCoreError as error:
-        raise ApiError(0, "no_credentials", str(error)) from None
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-    if "ApiUrl" not in outputs:
-        raise ApiError(404, "stack", f"stack {stack!r} has no ApiUrl output: is it berth's?")
-    return Settings(
-        api_url=outputs["ApiUrl"],
-        websocket_url=outputs.get("WebSocketUrl"),
-        region=cloudformation.meta.region_name,
-        profile=state["profile"],
-    )
+        return Settings.from_stack(stack, region, state["profile"])
+    except ApiError as error:
+        if error.code == "no_region":
+            raise Usage(error.message) from None
+        raise
 
 
 # --- sessions ---------------------------------------------------------------------------------

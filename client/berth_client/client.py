@@ -168,7 +168,8 @@ class Settings:
             "config_file": os.environ.get("AWS_CONFIG_FILE"),
             "credentials_file": os.environ.get("AWS_SHARED_CREDENTIALS_FILE"),
         }
-        explicit = {k: v for k, v in {**environment, **overrides}.items() if v}
+        explicit = {k: v for k, v in environment.items() if v}
+        explicit |= {k: v for k, v in overrides.items() if v}
         if stored.get("local") and "api_url" not in explicit:  # the sandbox running now
             stored |= read_sandbox(Path(stored["local"]))
         values = {**stored, **explicit}
@@ -180,6 +181,48 @@ class Settings:
                 "make local), or set BERTH_API_URL",
             )
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
+    @classmethod
+    def from_stack(cls, stack: str, region: str | None, profile: str | None = None) -> Settings:
+        """Where a deployed stack's API is (its ApiUrl/WebSocketUrl outputs), read with the
+        standard credential chain (or ``profile``)."""
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            NoCredentialsError,
+            NoRegionError,
+        )
+
+        session = BotocoreSession()
+        if profile:
+            session.set_config_variable("profile", profile)
+        try:
+            cloudformation = session.create_client("cloudformation", region_name=region)
+            (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+        except NoRegionError:
+            raise ApiError(
+                0, "no_region", "which region is the stack in? give --region (or set AWS_REGION)"
+            ) from None
+        except NoCredentialsError:
+            raise ApiError(
+                0,
+                "no_credentials",
+                f"no AWS credentials to read the stack with: {CREDENTIALS_HINT}",
+            ) from None
+        except ClientError as error:
+            message = error.response.get("Error", {}).get("Message", str(error))
+            raise ApiError(404 if "does not exist" in message else 0, "stack", message) from None
+        except BotoCoreError as error:
+            raise ApiError(0, "no_credentials", f"{error}: {CREDENTIALS_HINT}") from None
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        if "ApiUrl" not in outputs:
+            raise ApiError(404, "stack", f"stack {stack!r} has no ApiUrl output: is it berth's?")
+        return cls(
+            api_url=outputs["ApiUrl"],
+            websocket_url=outputs.get("WebSocketUrl"),
+            region=cloudformation.meta.region_name,
+            profile=profile,
+        )
 
     def save(self) -> Path:
         path = self.path()

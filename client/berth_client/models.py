@@ -134,7 +134,7 @@ class FileTransfer(Answer):
     path: str
     method: str
     url: str
-    fields: dict[str, str] | None = None
+    fields: dict[str, str] | None
     expires_at: str
 
 

@@ -1,0 +1,271 @@
+"""The ``berth`` CLI as a user runs it (a subprocess), on the mistakes people make: every one
+ends in one line on stderr saying what is wrong and what to do, with the documented exit
+code, and never a traceback. A small fake API answers where an answer is needed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BERTH = Path(sys.executable).parent / "berth"
+
+
+class FakeApi:
+    """Answers every request with ``answer`` (status, body); keeps the paths asked."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[int, Any] = (200, {"items": []})
+        self.paths: list[str] = []
+        self.url = ""
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApi]:
+    fake = FakeApi()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None:
+            return
+
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            fake.paths.append(self.path)
+            status, body = fake.answer
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_DELETE = _answer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A machine with nothing configured: no berth config, no AWS profile or region."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BERTH_"))}
+    return {
+        **kept,
+        "HOME": str(tmp_path),
+        "BERTH_CONFIG": str(tmp_path / "berth.json"),
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "COLUMNS": "80",
+    }
+
+
+@pytest.fixture
+def signed(env: dict[str, str], api: FakeApi) -> dict[str, str]:
+    """Configured for the fake API with (fake) keys to sign with."""
+    return {
+        **env,
+        "BERTH_API_URL": api.url,
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_REGION": "us-east-1",
+    }
+
+
+def berth(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BERTH), *args], env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=cwd,
+    )  # fmt: skip
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single error line; fails on a traceback or anything more."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
+
+
+def test_a_missing_input_file_is_named(signed: dict[str, str], tmp_path: Path) -> None:
+    result = berth(signed, "jobs", "run", "checksum", "--input", "@missing.json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert one_line(result) == (
+        "error: cannot read --input file missing.json: No such file or directory"
+    )
+
+
+def test_an_api_url_without_a_scheme_says_how_to_write_it(env: dict[str, str]) -> None:
+    result = berth(env, "--api-url", "127.0.0.1:9580", "sessions", "ls")
+    assert result.returncode == 2
+    line = one_line(result)
+    assert line.startswith("error: bad_url: the API URL '127.0.0.1:9580' is not a URL")
+    assert "http://127.0.0.1:8080" in line
+
+
+def test_a_project_that_cannot_be_a_path_segment_is_refused_before_any_request(
+    signed: dict[str, str], api: FakeApi
+) -> None:
+    for project in ("a/b", ""):
+        result = berth(signed, "commands", "ls", "-P", project)
+        assert result.returncode == 2, result.stderr
+        assert f"project {project!r} cannot be a name" in one_line(result)
+    assert api.paths == []
+
+
+def test_a_project_with_a_space_reaches_the_api_quoted_and_its_answer_is_shown(
+    signed: dict[str, str], api: FakeApi
+) -> None:
+    api.answer = (400, {"error": {"code": "invalid_request", "message": "bad"}})
+    result = berth(signed, "run", "--project", "my project", "--", "ls")
+    assert api.paths == ["/workspaces/my%20project/commands"]
+    assert (result.returncode, one_line(result)) == (5, "error: invalid_request: bad")
+
+
+def test_no_configuration_says_how_to_configure(env: dict[str, str]) -> None:
+    result = berth(env, "sessions", "ls")
+    assert result.returncode == 3
+    assert "run `berth config --stack NAME`" in one_line(result)
+
+
+def test_config_stack_without_a_region_asks_for_one(env: dict[str, str]) -> None:
+    result = berth(env, "config", "--stack", "berth")
+    assert result.returncode == 2
+    assert one_line(result) == (
+        "error: which region is the stack in? give --region (or set AWS_REGION)"
+    )
+
+
+def test_config_stack_without_credentials_says_to_sign_in(env: dict[str, str]) -> None:
+    result = berth(env, "config", "--stack", "berth", "--region", "eu-west-1")
+    assert result.returncode == 3
+    assert one_line(result).startswith("error: no_credentials: no AWS credentials")
+
+
+def test_config_needs_a_stack_or_local(env: dict[str, str]) -> None:
+    result = berth(env, "config")
+    assert result.returncode == 2
+    assert one_line(result) == "error: give --stack NAME (a deployed stack) or --local (make local)"
+
+
+def test_config_local_without_a_running_sandbox_says_to_start_one(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    result = berth(env, "config", "--local", cwd=tmp_path)
+    assert result.returncode == 3
+    assert "no running make local sandbox found in" in one_line(result)
+    assert "run `make local`" in result.stderr
+
+
+def test_config_local_refuses_a_user_the_sandbox_does_not_have(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    checkout = tmp_path / "berth"
+    (checkout / ".sandbox").mkdir(parents=True)
+    (checkout / "aws-config").write_text("[profile berth-local-alice]\n[profile berth-local-bob]\n")
+    (checkout / ".sandbox" / "local.json").write_text(json.dumps({
+        "api_url": "http://127.0.0.1:9", "websocket_url": "ws://127.0.0.1:10",
+        "region": "us-east-1", "config_file": str(checkout / "aws-config"),
+        "credentials_file": str(checkout / "aws-credentials"),
+    }))  # fmt: skip
+    (checkout / "src").mkdir()
+    result = berth(env, "config", "--local", "--user", "mallory", cwd=checkout / "src")
+    assert result.returncode == 2
+    assert (
+        one_line(result) == "error: make local has no user 'mallory': choose --user from alice, bob"
+    )
+    saved = berth(env, "config", "--local", "--user", "bob", cwd=checkout / "src")
+    assert saved.returncode == 0, saved.stderr
+    stored = json.loads(Path(env["BERTH_CONFIG"]).read_text())
+    assert stored == {
+        "region": "us-east-1", "profile": "berth-local-bob",
+        "local": str(checkout / ".sandbox" / "local.json"),
+    }  # fmt: skip
+
+
+def test_an_apis_message_is_printed_as_it_is_never_as_markup(
+    signed: dict[str, str], api: FakeApi
+) -> None:
+    message = "project: String should match pattern '^[a-z0-9-]{1,63}$' [bold]x[/bold]"
+    api.answer = (400, {"error": {"code": "invalid_request", "message": message}})
+    result = berth(signed, "commands", "ls", "-P", "Demo")
+    assert result.returncode == 5
+    assert one_line(result) == f"error: invalid_request: {message}"
+
+
+def test_global_options_go_after_the_subcommand_too(signed: dict[str, str], api: FakeApi) -> None:
+    session = {
+        "id": "ses_1", "user": "u", "profile": "default", "status": "RUNNING",
+        "private_ip": "10.0.0.5", "port": 8080, "task_arn": None,
+        "created_at": "2026-12-04T10:00:00Z", "updated_at": "2026-12-04T10:00:00Z",
+        "expires_at": "2026-12-04T11:00:00Z", "last_heartbeat_at": "2026-12-04T10:00:00Z",
+        "idle_expires_at": "2026-12-04T10:30:00Z", "error": None,
+        "url": "https://" + "s" * 120 + ".example.com/",
+    }  # fmt: skip
+    api.answer = (200, {"items": [session]})
+    before = berth(signed, "--json", "sessions", "ls")
+    after = berth(signed, "sessions", "ls", "--json")
+    assert before.returncode == after.returncode == 0, after.stderr
+    assert json.loads(after.stdout) == json.loads(before.stdout) == [session | {"token": None}]
+    elsewhere = berth({**signed, "BERTH_API_URL": "http://127.0.0.1:9"}, "sessions", "ls",
+                      "--api-url", api.url)  # fmt: skip
+    assert elsewhere.returncode == 0, elsewhere.stderr
+
+
+def test_lists_are_columns_never_wrapped_when_piped(signed: dict[str, str], api: FakeApi) -> None:
+    url = "https://" + "s" * 120 + ".example.com/"
+    session = {
+        "id": "ses_1", "user": "u", "profile": "default", "status": "RUNNING",
+        "private_ip": "10.0.0.5", "port": 8080, "task_arn": None,
+        "created_at": "2020-01-01T00:00:00Z", "updated_at": "2020-01-01T00:00:00Z",
+        "expires_at": "2020-01-01T01:00:00Z", "last_heartbeat_at": "2020-01-01T00:00:00Z",
+        "idle_expires_at": "2020-01-01T00:30:00Z", "error": None, "url": url,
+    }  # fmt: skip
+    api.answer = (200, {"items": [session]})
+    result = berth(signed, "sessions", "ls")
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()  # one line, though far wider than COLUMNS=80
+    assert line.split() == ["ses_1", "default", "RUNNING", line.split()[3], "10.0.0.5:8080", url]
+    assert line.split()[3].endswith("d")  # its age, in days
+
+
+def test_an_empty_list_says_so(signed: dict[str, str], api: FakeApi) -> None:
+    api.answer = (200, {"items": []})
+    result = berth(signed, "sessions", "ls")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "no sessions\n")
+    as_json = berth(signed, "sessions", "ls", "--json")
+    assert (as_json.stdout, as_json.stderr) == ("[]\n", "")
+
+
+def test_an_unknown_option_is_one_line_pointing_at_help(signed: dict[str, str]) -> None:
+    result = berth(signed, "sessions", "ls", "--bogus")
+    assert result.returncode == 2
+    assert one_line(result) == "error: No such option: --bogus (see `berth sessions ls --help`)"
+
+
+def test_an_unreachable_api_is_named(signed: dict[str, str]) -> None:
+    result = berth({**signed, "BERTH_API_URL": "http://127.0.0.1:9"}, "jobs", "ls")
+    assert result.returncode == 5
+    assert one_line(result).startswith("error: unreachable: cannot reach http://127.0.0.1:9/jobs")
+
+
+def test_help_lists_every_command_and_group() -> None:
+    shown = subprocess.run([str(BERTH), "--help"], capture_output=True, text=True, check=True)
+    for command in ("config", "profiles", "run", "sessions", "jobs", "commands", "files",
+                    "instances"):  # fmt: skip
+        assert f"  {command} " in shown.stdout
