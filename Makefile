@@ -16,7 +16,7 @@ export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 # Nothing here may reach a real AWS account.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help install local test lint typecheck unit synth deploy destroy bench clean
+.PHONY: help install local test lint typecheck unit synth deploy smoke destroy bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,7 +54,11 @@ synth: install ## cdk synth into cdk.out/ (offline: no credentials, no Docker)
 	npx --no-install cdk synth --quiet
 
 deploy: install ## cdk deploy with the pinned CLI (AWS credentials and a Docker daemon needed)
+	$(BIN)/python -m infra.preflight
 	npx --no-install cdk deploy --require-approval never $(CDK_ARGS)
+
+smoke: install ## the smoke subset, via the client: BERTH_STACK (or BERTH_API_URL), else make local
+	$(BIN)/python -m pytest tests/e2e/test_smoke.py -v
 
 destroy: install ## cdk destroy (retained buckets/tables stay: README "Deploying")
 	npx --no-install cdk destroy --force $(CDK_ARGS)

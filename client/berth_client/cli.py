@@ -42,8 +42,8 @@ try:  # typer 0.2x carries its own copy of click; older ones use click itself
     from typer._click import exceptions as click_errors
     from typer._click.utils import echo
 except ImportError:  # pragma: no cover - depends on the typer installed
-    from click import echo  # type: ignore[no-redef]
-    from click import exceptions as click_errors  # type: ignore[no-redef]
+    from click import echo  # type: ignore[no-redef,unused-ignore]
+    from click import exceptions as click_errors  # type: ignore[no-redef,unused-ignore]
 
 EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_API, EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
 

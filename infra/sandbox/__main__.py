@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import time
+from typing import Any
 
 from infra.sandbox.app import SandboxOptions, start
 
@@ -115,5 +116,14 @@ Ctrl-C stops it.""",
     return 0
 
 
+def quiet_broken_pipes(unraisable: Any) -> None:
+    """Ctrl-C in a terminal reaches the CDK's Node.js helper (jsii) too; its exit hook then
+    finds it gone and would print a BrokenPipeError about it. Anything else is printed."""
+    if isinstance(unraisable.exc_value, BrokenPipeError):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 if __name__ == "__main__":
+    sys.unraisablehook = quiet_broken_pipes
     sys.exit(main())

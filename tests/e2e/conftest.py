@@ -107,12 +107,16 @@ FAST_ENV = {
 AWS), with short worker leases (settings an operator could choose)."""
 
 
+Started = tuple[subprocess.Popen[str], Sandbox, list[str], threading.Thread]
+"""A sandbox's process, its handle, what it printed and the thread reading that."""
+
+
 class Sandboxes:
     """Sandboxes of this test process, one per configuration, shared by every module that
     asks for the same one (starting one costs ~20 s); each stops, by Ctrl-C, at the end."""
 
     def __init__(self) -> None:
-        self.running: dict[str, tuple[subprocess.Popen[str], Sandbox]] = {}
+        self.running: dict[str, Started] = {}
 
     def get(self, context: dict[str, Any], extra_env: dict[str, str]) -> Sandbox:
         key = json.dumps([context, extra_env], sort_keys=True)
@@ -122,21 +126,24 @@ class Sandboxes:
 
     def stop_all(self) -> None:
         failures = []
-        for process, _ in self.running.values():
-            # Ctrl-C, as a user stops make local: it must stop cleanly and promptly.
-            process.send_signal(signal.SIGINT)
+        for process, _, printed, reader in self.running.values():
+            # Ctrl-C, as a user stops make local in a terminal (the whole process group, the
+            # CDK's Node.js helper included): it must stop cleanly, promptly and quietly.
+            os.killpg(process.pid, signal.SIGINT)
             try:
                 if process.wait(timeout=30) != 0:
                     failures.append("the sandbox did not exit cleanly on Ctrl-C")
+                reader.join(timeout=10)  # it ends when the sandbox's output does
+                said = "".join(printed[printed.index("berth sandbox: stopping\n") :])
+                if "Traceback" in said or "Error" in said:
+                    failures.append(f"the sandbox printed an error as it stopped:\n{said}")
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 failures.append("the sandbox did not stop within 30 s of Ctrl-C")
         assert failures == []
 
 
-def start_sandbox(
-    context: dict[str, Any], extra_env: dict[str, str]
-) -> tuple[subprocess.Popen[str], Sandbox]:
+def start_sandbox(context: dict[str, Any], extra_env: dict[str, str]) -> Started:
     env = {
         **os.environ,
         "BERTH_LOCAL_PORT": "0",
@@ -182,7 +189,8 @@ def start_sandbox(
         process.kill()
         pytest.fail("the sandbox did not start:\n" + "".join(seen[-40:]))
     # keep reading what it prints, so a full pipe never blocks it
-    threading.Thread(target=seen.extend, args=(process.stdout,), daemon=True).start()
+    reader = threading.Thread(target=seen.extend, args=(process.stdout,), daemon=True)
+    reader.start()
     handle = Sandbox(
         url,
         emulator,
@@ -191,7 +199,7 @@ def start_sandbox(
         files["AWS_SHARED_CREDENTIALS_FILE"],
         router,
     )
-    return process, handle
+    return process, handle, seen, reader
 
 
 @pytest.fixture(scope="session")
