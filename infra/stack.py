@@ -72,6 +72,7 @@ class BerthStack(Stack):
                 profiles=sorted(profiles),
                 jobs=sorted(settings.jobs.catalogue),
                 max_ttl_seconds=max(p.max_ttl_seconds for p in profiles.values()),
+                max_file_bytes=settings.workers.max_file_bytes,
             ),
             log_retention=retention,
             removal_policy=removal,

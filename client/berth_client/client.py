@@ -262,7 +262,11 @@ class BerthClient:
             try:
                 credentials = session.get_credentials()
             except BotoCoreError as exc:  # no such profile, a broken config file, ...
-                raise ApiError(0, "no_credentials", f"{exc}: {CREDENTIALS_HINT}") from None
+                hint = CREDENTIALS_HINT
+                if (self.settings.profile or "").startswith("berth-local-"):
+                    hint = "that is a make local profile: is make local running? start it, then "
+                    hint += "`berth config --local` (or export the lines its banner prints)"
+                raise ApiError(0, "no_credentials", f"{exc}: {hint}") from None
             if credentials is None:
                 raise ApiError(0, "no_credentials", f"no AWS credentials: {CREDENTIALS_HINT}")
             self._credentials = credentials

@@ -1,5 +1,5 @@
 """The document function's environment: what of the deployment the document states (the
-profiles and jobs a caller may name, the longest session)."""
+profiles and jobs a caller may name, the longest session, the largest file)."""
 
 from __future__ import annotations
 
@@ -12,3 +12,4 @@ class OpenApiConfig(EnvModel):
     profiles: Ids
     jobs: Ids
     max_ttl_seconds: int = Field(ge=1)
+    max_file_bytes: int = Field(ge=1)

@@ -80,6 +80,7 @@ def document() -> dict[str, Any]:
         for option in ttl.get("anyOf", [ttl]):
             if option.get("type") == "integer":
                 option["maximum"] = names.max_ttl_seconds
+        schemas["UploadFile"]["properties"]["size"]["maximum"] = names.max_file_bytes
     return dict(schema)
 
 

@@ -192,6 +192,14 @@ class Output(BaseModel):
     complete: bool = Field(description="The command has ended and this is the end of its log.")
 
 
+MAX_PATH_CHARS = 1024 - len("workspaces/") - 63 - 1
+"""S3 keys hold 1024 bytes: ``workspaces/<project>/<path>``, project names up to 63."""
+PATH_RULES = (
+    "Relative to the project's working directory, e.g. src/main.py: no empty, '.' or '..' "
+    "parts, no control characters, and with 'workspaces/<project>/' at most 1024 bytes of UTF-8"
+)
+
+
 class FileOut(BaseModel):
     path: str = Field(description="Relative to the project's working directory")
     size: int
@@ -217,14 +225,18 @@ class FileTransfer(BaseModel):
 class DownloadFile(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    path: str = Field(min_length=1, max_length=1024, description="e.g. src/main.py")
+    path: str = Field(min_length=1, max_length=MAX_PATH_CHARS, description=PATH_RULES)
 
 
 class UploadFile(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    path: str = Field(min_length=1, max_length=1024, description="e.g. src/main.py")
-    size: int = Field(ge=0, description="The file's size in bytes: the upload may not exceed it")
+    path: str = Field(min_length=1, max_length=MAX_PATH_CHARS, description=PATH_RULES)
+    size: int = Field(
+        ge=0,
+        le=5 * 1024**3,  # S3's largest single upload; the deployment's limit is in the document
+        description="The file's size in bytes: the upload may not exceed it",
+    )
 
 
 class CommandList(BaseModel):

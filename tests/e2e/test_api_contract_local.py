@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from berth_client import BerthClient, Settings
+from berth_client.cli import post_form
 from infra.settings import ROOT
 from tests.e2e.conftest import Sandbox
 
@@ -27,6 +29,23 @@ pytestmark = pytest.mark.e2e
 
 ST = Path(sys.executable).parent / "st"
 WORKER_ONLY = "/workers/credentials"
+
+
+SEEDED_PROJECT, SEEDED_PATH = "fuzzfiles", "README.md"
+
+
+def seed_a_file(sandbox: Sandbox) -> None:
+    """The fuzzer's own project with one file in it, put there as any client would."""
+    api = BerthClient(
+        Settings(
+            api_url=sandbox.url,
+            profile="berth-local-fuzzer",
+            config_file=sandbox.aws_config,
+            credentials_file=sandbox.aws_credentials,
+        )
+    )
+    form = api.upload_file(SEEDED_PROJECT, SEEDED_PATH, 6)
+    post_form(form.url, form.fields or {}, b"hello\n")
 
 
 def fuzz(sandbox: Sandbox, tmp_path: Path, signed: bool) -> str:
@@ -41,8 +60,21 @@ def fuzz(sandbox: Sandbox, tmp_path: Path, signed: bool) -> str:
         "AWS_CONFIG_FILE": sandbox.aws_config,
         "AWS_SHARED_CREDENTIALS_FILE": sandbox.aws_credentials,
     }
+    config = tmp_path / "schemathesis.toml"
+    if signed:
+        seed_a_file(sandbox)
+    # A download names an existing file by its path: no generator can name one, so the
+    # fuzzer is given the seeded one half the time (and whatever it makes up otherwise).
+    config.write_text(
+        f"[dictionaries.seeded]\nvalues = [{json.dumps(SEEDED_PATH)}]\n\n"
+        "[[operations]]\n"
+        'include-name = "POST /workspaces/{project}/files/download"\n'
+        f'parameters = {{ project = "{SEEDED_PROJECT}", '
+        '"body.path" = { dictionary = "seeded", probability = 0.5 } }\n'
+    )
     args = [
-        str(ST), "run", str(spec), "--url", sandbox.url, "--checks", "all",
+        str(ST), "--config-file", str(config), "run", str(spec), "--url", sandbox.url,
+        "--checks", "all",
         "--phases", "examples,coverage,fuzzing", "--max-examples", "4" if signed else "2",
         "--seed", "1",
         "--no-color",

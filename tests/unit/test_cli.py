@@ -269,3 +269,40 @@ def test_help_lists_every_command_and_group() -> None:
     for command in ("config", "profiles", "run", "sessions", "jobs", "commands", "files",
                     "instances"):  # fmt: skip
         assert f"  {command} " in shown.stdout
+
+
+def test_the_readme_reference_names_every_command() -> None:
+    """The README's CLI table is the reference: a command added without a line there fails.
+    A row names ``berth GROUP COMMAND ...`` and may go on with ``/ COMMAND ...`` of the same
+    group."""
+    import typer
+
+    from berth_client.cli import app
+    from infra.settings import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `berth ")]
+    listed: set[str] = set()
+    for row in rows:
+        first, *more = [piece.strip(" `") for piece in row.split("|")[1].split(" / ")]
+        words = first.split()
+        listed |= {words[1], " ".join(words[1:3])}
+        listed |= {f"{words[1]} {piece.split()[0]}" for piece in more}
+    root = typer.main.get_command(app)
+    named: list[str] = []
+    for name, command in root.commands.items():  # type: ignore[attr-defined]
+        subcommands = getattr(command, "commands", None)
+        named += [f"{name} {sub}" for sub in subcommands] if subcommands else [name]
+    assert len(named) > 20
+    missing = [command for command in named if command not in listed]
+    assert missing == [], f"missing from the README's CLI table: {missing}"
+
+
+def test_a_make_local_profile_without_its_sandbox_says_to_start_it(
+    env: dict[str, str], api: FakeApi
+) -> None:
+    gone = {**env, "BERTH_API_URL": api.url, "BERTH_PROFILE": "berth-local-alice"}
+    result = berth(gone, "sessions", "ls")
+    assert result.returncode == 3
+    assert "is make local running? start it, then `berth config --local`" in one_line(result)
+    assert api.paths == []

@@ -46,6 +46,15 @@ def launched(provisioner: Provisioner, service: InstanceService) -> str:
     return instance.id
 
 
+def sent(provisioner: Provisioner, service: InstanceService, agent: Agent) -> str:
+    """An instance whose fetch-and-run command was sent (its SSM agent came online)."""
+    instance_id = launched(provisioner, service)
+    provisioner.run("check_instance", instance_id)
+    agent.online = True
+    assert provisioner.run("check_ssm", instance_id) == "next"
+    return instance_id
+
+
 def test_launch_uses_the_template_and_tags_the_instance(
     provisioner: Provisioner, service: InstanceService, aws: boto3.session.Session
 ) -> None:
@@ -138,10 +147,7 @@ def test_a_failed_command_fails_with_its_details(
     agent: Agent,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    instance_id = launched(provisioner, service)
-    provisioner.run("check_instance", instance_id)
-    agent.online = True
-    provisioner.run("check_ssm", instance_id)
+    instance_id = sent(provisioner, service, agent)
     monkeypatch.setattr(
         provisioner.machines, "command_status", lambda *_: ("Failed", "the blob has no script.sh")
     )
@@ -191,12 +197,10 @@ def test_logs_show_the_scripts_output_and_exit_code_once_it_was_sent_and_only_to
     agent: Agent,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    instance_id = launched(provisioner, service)
-    before = service.logs(ALICE, instance_id)
-    assert (before.output, before.instance.id) == (None, instance_id)  # nothing sent yet
-    provisioner.run("check_instance", instance_id)
-    agent.online = True
-    provisioner.run("check_ssm", instance_id)
+    waiting = launched(provisioner, service)
+    before = service.logs(ALICE, waiting)
+    assert (before.output, before.instance.id) == (None, waiting)  # nothing sent yet
+    instance_id = sent(provisioner, service, agent)
     asked: list[dict[str, str]] = []
     answer = {
         "Status": "Failed", "ResponseCode": 3,
