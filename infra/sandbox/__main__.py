@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from infra.sandbox.app import SandboxOptions, start
+from infra.sandbox.faults import FaultSpecError
 
 HELP = """\
 Runs berth's API on localhost against an in-process AWS emulator (moto): synthesizes the
@@ -52,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C must work even when the shell that started us ignored SIGINT (`make local &`).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = SandboxOptions.from_env()
+    try:
+        options = SandboxOptions.from_env()
+    except FaultSpecError as error:
+        print(f"berth sandbox: BERTH_LOCAL_FAULTS: {error}", file=sys.stderr)
+        return 2
     for port, variable in (
         (options.port, "BERTH_LOCAL_PORT"),
         (options.websocket_port, "BERTH_LOCAL_WEBSOCKET_PORT"),
@@ -83,7 +88,7 @@ berth sandbox ready in {time.monotonic() - began:.1f} s: {sandbox.url}
   websocket:       {sandbox.websocket.url}  (SigV4, or header X-Berth-User / ?user=)
   sessions router: {sandbox.router_url}  (Host <session id>.berth.localhost + its token)
   emulator (moto): {sandbox.emulator.endpoint}
-  workers:         {fence}
+  workers:         {fence}{faults_line(sandbox)}
 
   the berth CLI (SigV4 as alice; profiles {", ".join(sandbox.credentials.profiles)}):
   .venv/bin/berth config --local      # or export these:
@@ -114,6 +119,19 @@ Ctrl-C stops it.""",
     finally:
         sandbox.close()
     return 0
+
+
+def faults_line(sandbox: Any) -> str:
+    """The banner's word on injected faults (BERTH_LOCAL_FAULTS), if any are."""
+    faults = sandbox.emulator.faults
+    if faults is None:
+        return ""
+    plan = faults.plan
+    rates = ", ".join(f"{name} {rate:g}" for name, rate in sorted(plan.rates.items())) or "none"
+    return (
+        f"\n  faults:          {rates}; latency {plan.latency_seconds * 1000:g} ms; capacity "
+        f"failures {'on' if plan.capacity else 'off'}; seed {plan.seed}; log {faults.log}"
+    )
 
 
 def quiet_broken_pipes(unraisable: Any) -> None:

@@ -31,6 +31,7 @@ from infra.sandbox.emulator import (
     deploy,
     start_tasks_after,
 )
+from infra.sandbox.faults import FaultPlan
 from infra.sandbox.gateway import routes_of, serve
 from infra.sandbox.lambdas import LocalFunction
 from infra.sandbox.router import LocalRouter
@@ -70,6 +71,8 @@ class SandboxOptions:
     """How long a task takes to reach RUNNING (0: at once; on AWS about a minute)."""
     context: dict[str, Any] = field(default_factory=dict)
     """Settings overrides (``{"berth:workers.lease_seconds": 6}``) on top of cdk.json."""
+    faults: FaultPlan | None = None
+    """AWS faults injected in front of the emulator (``BERTH_LOCAL_FAULTS``; off: None)."""
 
     @classmethod
     def from_env(cls) -> SandboxOptions:
@@ -85,6 +88,7 @@ class SandboxOptions:
             schedule_seconds=float(schedule) if schedule else None,
             task_start_seconds=float(os.environ.get("BERTH_LOCAL_TASK_START_SECONDS") or 0),
             context=json.loads(os.environ.get("BERTH_LOCAL_CONTEXT") or "{}"),
+            faults=FaultPlan.parse(os.environ.get("BERTH_LOCAL_FAULTS") or "").or_none(),
         )
 
 
@@ -291,7 +295,11 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
     stack_name = template_path.name.removesuffix(".template.json")
 
     keep_fifo_promises()
-    emulator = Emulator(port=options.emulator_port).start()
+    emulator = Emulator(
+        port=options.emulator_port,
+        faults=options.faults,
+        fault_log=SANDBOX_DIR / f"faults-{state.name}.jsonl",  # kept after the run, to replay
+    ).start()
     enable_execution(emulator)
     fix_ecs_integration()
     start_tasks_after(options.task_start_seconds)
@@ -393,6 +401,8 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
     for function in functions.values():
         function.warm()
     log.info("sandbox ready in %.1f s", time.monotonic() - started)
+    if emulator.faults is not None:  # from now on: the template is deployed, the API serves
+        emulator.faults.enable()
     return Sandbox(
         options,
         emulator,

@@ -31,6 +31,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from infra.sandbox.account import ACCOUNT, REGION
 from infra.sandbox.dockerfile import exec_form
+from infra.sandbox.faults import FaultPlan, Faults
 
 __all__ = ["ACCOUNT", "REGION", "Deployment", "Emulator", "deploy"]
 
@@ -46,9 +47,20 @@ class Emulator:
     serializing everything would deadlock. berth's handlers still run concurrently.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: FaultPlan | None = None,
+        fault_log: Path | None = None,
+    ) -> None:
         self._host = host
         self._port = port
+        self._plan = faults
+        self._fault_log = fault_log
+        self.faults: Faults | None = None
+        """The fault layer (``BERTH_LOCAL_FAULTS``), when asked for; ``enable()`` it once the
+        template is deployed."""
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -70,8 +82,11 @@ class Emulator:
                     return list(app(environ, start_response))
             return app(environ, start_response)  # type: ignore[no-any-return]
 
+        served: Any = serialized
+        if self._plan is not None and self._plan.active:
+            self.faults = served = Faults(self._plan, serialized, self._fault_log)
         self._server = make_server(
-            self._host, self._port, serialized, threaded=True, request_handler=MotoRequestHandler
+            self._host, self._port, served, threaded=True, request_handler=MotoRequestHandler
         )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
