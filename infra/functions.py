@@ -26,6 +26,10 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 POWERTOOLS_ACCOUNT = "017000801446"
 METRICS_NAMESPACE = "berth"
+AWS_RETRIES = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "5"}
+"""How berth's own code retries AWS (every function and berth's containers): botocore's
+standard mode — throttles and 5xx retried with exponential backoff and full jitter, up to 5
+attempts — set once here, never per call."""
 
 
 def powertools_layer_arn(version: int) -> str:
@@ -174,6 +178,7 @@ class LambdaBaseline(Construct):
                 "POWERTOOLS_SERVICE_NAME": service,
                 "POWERTOOLS_LOG_LEVEL": self.log_level,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                **AWS_RETRIES,
                 **(environment or {}),
             },
         )

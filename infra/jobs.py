@@ -23,7 +23,7 @@ from constructs import Construct
 import berth_jobs.environment as runner_env_names
 from infra.api import BerthApi
 from infra.compute import acknowledge_task_definition, cluster_task_arns, fargate_task_definition
-from infra.functions import LambdaBaseline
+from infra.functions import AWS_RETRIES, LambdaBaseline
 from infra.nag import acknowledge_wildcard
 from infra.network import Network
 from infra.settings import CONTAINERS_DIR, JobSettings, JobsSettings
@@ -288,7 +288,11 @@ class Jobs(Construct):
                 exclude=["**/__pycache__", "**/*.pyc"],
             ),
             memory_limit_mib=memory,
-            environment={**runner_env, runner_env_names.LOG_GROUP: log_group.log_group_name},
+            environment={
+                **AWS_RETRIES,
+                **runner_env,
+                runner_env_names.LOG_GROUP: log_group.log_group_name,
+            },
             logging=ecs.LogDrivers.aws_logs(stream_prefix="job", log_group=log_group),
         )
         acknowledge_task_definition(

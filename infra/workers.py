@@ -32,7 +32,7 @@ from infra.compute import (
     fargate_task_definition,
     grant_list_tasks,
 )
-from infra.functions import METRICS_NAMESPACE, LambdaBaseline
+from infra.functions import AWS_RETRIES, METRICS_NAMESPACE, LambdaBaseline
 from infra.live import LiveUpdates
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
@@ -214,7 +214,8 @@ class WorkerFleet(Construct):
             stop_timeout=Duration.seconds(120),
             # an init as PID 1 reaps what commands leave behind (the worker kills it)
             linux_parameters=ecs.LinuxParameters(self, "WorkerLinux", init_process_enabled=True),
-            environment=WorkerConfig.environment(
+            environment=AWS_RETRIES
+            | WorkerConfig.environment(
                 user_queue_prefix=self.queue_prefix,
                 workers_table=self.table.table_name,
                 workspaces_bucket=self.bucket.bucket_name,

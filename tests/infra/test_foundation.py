@@ -162,6 +162,24 @@ def test_every_function_is_arm64_traced_with_its_own_log_group(synth: Synth) -> 
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "berth"
 
 
+def test_berths_own_code_retries_aws_in_standard_mode_set_once(synth: Synth) -> None:
+    """Throttles and 5xx from AWS are retried by botocore (backoff, full jitter) in every
+    function and in berth's own containers; session images (users' code) are not berth's."""
+    expected = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "5"}
+    for logical_id, function in synth.resources("AWS::Lambda::Function").items():
+        env = function["Properties"]["Environment"]["Variables"]
+        assert expected.items() <= env.items(), logical_id
+    containers = {
+        definition["Properties"]["Family"]: definition["Properties"]["ContainerDefinitions"][0]
+        for definition in synth.resources("AWS::ECS::TaskDefinition").values()
+    }
+    berths = [family for family in containers if family.endswith(("-worker", "-job-runner"))]
+    assert len(berths) == 2, sorted(containers)
+    for family in berths:
+        env = {e["Name"]: e["Value"] for e in containers[family]["Environment"]}
+        assert expected.items() <= env.items(), family
+
+
 def test_schedules_are_not_traced_so_an_idle_stack_records_no_traces(synth: Synth) -> None:
     scheduled = scheduled_functions(synth)
     handlers = {synth.data["Resources"][f]["Properties"]["Handler"] for f in scheduled}

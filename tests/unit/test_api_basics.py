@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 from pydantic import BaseModel
 
 from infra.sandbox.events import local_user_arn, rest_event
+from shared.errors import Unavailable
 from tests.conftest import FakeLambdaContext
 
 ALICE = local_user_arn("alice")
@@ -140,3 +143,44 @@ def test_a_handler_reads_its_services_though_another_resolver_includes_its_route
 
 def _thing() -> str:
     return "built"
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "code"),
+    [
+        (ClientError({"Error": {"Code": "ThrottlingException"}, "ResponseMetadata":
+                      {"HTTPStatusCode": 400}}, "PutItem"), 503, "unavailable"),
+        (ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "Query"),
+         503, "unavailable"),
+        (ClientError({"Error": {"Code": "InternalError"}, "ResponseMetadata":
+                      {"HTTPStatusCode": 500}}, "PutObject"), 503, "unavailable"),
+        (EndpointConnectionError(endpoint_url="https://sqs"), 503, "unavailable"),
+        (Unavailable("the queue refused it"), 503, "unavailable"),
+        (ClientError({"Error": {"Code": "ValidationException"}, "ResponseMetadata":
+                      {"HTTPStatusCode": 400}}, "PutItem"), 500, "internal_error"),
+        (ValueError("a bug"), 500, "internal_error"),
+    ],
+)  # fmt: skip
+def test_aws_busy_after_retries_is_a_503_with_retry_after_and_a_bug_is_a_500(
+    lambda_context: FakeLambdaContext, raised: Exception, status: int, code: str
+) -> None:
+    from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+
+    from shared.api import api_handler
+
+    router = APIGatewayRouter()
+
+    @router.get("/fails")
+    def fails() -> None:
+        raise raised
+
+    _, handler = api_handler(router)
+    response = handler(rest_event("GET", "/fails", user_arn=ALICE), lambda_context)
+    assert response["statusCode"] == status
+    assert json.loads(response["body"])["error"]["code"] == code
+    headers = response.get("multiValueHeaders") or {}
+    retry_after = (headers.get("Retry-After") or [None])[0] or (response.get("headers") or {}).get(
+        "Retry-After"
+    )
+    assert retry_after == ("1" if status == 503 else None)
+    assert "Traceback" not in response["body"] and "Throttling" not in response["body"]
