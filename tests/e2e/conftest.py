@@ -31,6 +31,8 @@ class Sandbox:
     """The files with the local users' SigV4 profiles (``berth-local-<user>``)."""
     router: str = ""
     """Where sessions are reached: ``Host: <session id>.berth.localhost`` and the token."""
+    fault_log: str = ""
+    """Where injected faults are logged (``BERTH_LOCAL_FAULTS``; empty without)."""
 
     def signed(
         self,
@@ -165,6 +167,7 @@ def start_sandbox(context: dict[str, Any], extra_env: dict[str, str]) -> Started
     )
     assert process.stdout is not None
     url = emulator = websocket = router = None
+    fault_log = ""
     files: dict[str, str] = {}
     seen: list[str] = []
     deadline = time.monotonic() + 180
@@ -185,6 +188,8 @@ def start_sandbox(context: dict[str, Any], extra_env: dict[str, str]) -> Started
             router = found.group(1)
         if found := re.search(r"export (AWS_CONFIG_FILE|AWS_SHARED_CREDENTIALS_FILE)=(\S+)", line):
             files[found.group(1)] = found.group(2)
+        if found := re.search(r"faults: .*; log (\S+)", line):
+            fault_log = found.group(1)
     if not (url and emulator and websocket and router and len(files) == 2):
         process.kill()
         pytest.fail("the sandbox did not start:\n" + "".join(seen[-40:]))
@@ -198,6 +203,7 @@ def start_sandbox(context: dict[str, Any], extra_env: dict[str, str]) -> Started
         files["AWS_CONFIG_FILE"],
         files["AWS_SHARED_CREDENTIALS_FILE"],
         router,
+        fault_log,
     )
     return process, handle, seen, reader
 
