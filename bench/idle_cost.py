@@ -116,7 +116,8 @@ class IdleRun:
 
 
 def synthesize(outdir: Path) -> tuple[Path, str]:
-    from infra.app import build_app, project_context
+    from infra.app import build_app
+    from infra.settings import project_context
 
     app, stack = build_app(project_context(), outdir=str(outdir))
     app.synth()

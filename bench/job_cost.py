@@ -24,7 +24,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "containers" / "jobs")]
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from berth_jobs.catalog import JOBS  # noqa: E402
-from infra.app import build_app, project_context  # noqa: E402
+from infra.app import build_app  # noqa: E402
+from infra.settings import project_context  # noqa: E402
 
 # us-east-1 on-demand list prices (2026), arm64 where it applies.
 STEP_FUNCTIONS_PER_TRANSITION = 0.000025

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from bench.common import paired, report, time_process  # noqa: E402
-from infra.app import project_context  # noqa: E402
+from infra.settings import project_context  # noqa: E402
 
 EMPTY_APP = "import aws_cdk; aws_cdk.App().synth()"
 

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from infra.settings import ROOT, Settings
+from infra.settings import Settings, project_context
 from infra.stack import BerthStack
-
-
-def project_context(root: Path = ROOT) -> dict[str, Any]:
-    """The context the CDK CLI would pass: cdk.json's ``context`` plus cdk.context.json."""
-    context: dict[str, Any] = {}
-    for name, key in (("cdk.json", "context"), ("cdk.context.json", None)):
-        path = root / name
-        if path.is_file():
-            data = json.loads(path.read_text())
-            context.update(data.get(key, {}) if key else data)
-    return context
 
 
 def build_app(

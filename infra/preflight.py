@@ -6,7 +6,6 @@ instead of a 30 s synth that ends in "Unable to resolve AWS account".
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,14 +15,13 @@ from collections.abc import Callable
 from botocore.exceptions import BotoCoreError
 from botocore.session import Session
 
-from infra.settings import ROOT, Settings, SettingsError
+from infra.settings import Settings, SettingsError, project_context
 
 
 def configured_region() -> str | None:
-    """``berth.env.region`` in cdk.json, if the stack is pinned to a region."""
-    context = json.loads((ROOT / "cdk.json").read_text()).get("context", {})
+    """``berth.env.region`` in the project's context, if the stack is pinned to a region."""
     try:
-        return Settings.from_context(context).env.region
+        return Settings.from_context(project_context()).env.region
     except SettingsError:
         return None  # synth says what is wrong with the settings
 

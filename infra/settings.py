@@ -477,3 +477,14 @@ def _describe(exc: ValidationError) -> str:
             message = f"{message} (got {error['input']!r})"
         lines.append(f"berth: invalid setting '{key}': {message}")
     return "\n".join(lines)
+
+
+def project_context(root: Path = ROOT) -> dict[str, Any]:
+    """The context the CDK CLI would pass: cdk.json's ``context`` plus cdk.context.json."""
+    context: dict[str, Any] = {}
+    for name, key in (("cdk.json", "context"), ("cdk.context.json", None)):
+        path = root / name
+        if path.is_file():
+            data = json.loads(path.read_text())
+            context.update(data.get(key, {}) if key else data)
+    return context

@@ -10,7 +10,8 @@ from typing import Any
 
 from aws_cdk.assertions import Template
 
-from infra.app import build_app, project_context
+from infra.app import build_app
+from infra.settings import project_context
 from infra.stack import BerthStack
 
 ASSET_HASH = re.compile(r"[0-9a-f]{64}")

@@ -104,6 +104,22 @@ def segment(value: str, what: str) -> str:
     return quote(value, safe="")
 
 
+def botocore_session(
+    profile: str | None, config_file: str | None = None, credentials_file: str | None = None
+) -> BotocoreSession:
+    """A botocore session for the standard credential chain, or ``profile`` (read from the
+    given AWS config/credentials files, if any: make local writes its own)."""
+    session = BotocoreSession()
+    for name, value in (
+        ("config_file", config_file),
+        ("credentials_file", credentials_file),
+        ("profile", profile),
+    ):
+        if value:
+            session.set_config_variable(name, value)
+    return session
+
+
 RETRY_STATUSES = {429, 503}
 """Retried for every method: nothing was done."""
 IDEMPOTENT = {"GET", "DELETE", "HEAD"}
@@ -193,9 +209,7 @@ class Settings:
             NoRegionError,
         )
 
-        session = BotocoreSession()
-        if profile:
-            session.set_config_variable("profile", profile)
+        session = botocore_session(profile)
         try:
             cloudformation = session.create_client("cloudformation", region_name=region)
             (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
@@ -252,13 +266,9 @@ class BerthClient:
 
     def credentials(self) -> Any:
         if self._credentials is None:
-            session = BotocoreSession()
-            if self.settings.config_file:
-                session.set_config_variable("config_file", self.settings.config_file)
-            if self.settings.credentials_file:
-                session.set_config_variable("credentials_file", self.settings.credentials_file)
-            if self.settings.profile:
-                session.set_config_variable("profile", self.settings.profile)
+            session = botocore_session(
+                self.settings.profile, self.settings.config_file, self.settings.credentials_file
+            )
             try:
                 credentials = session.get_credentials()
             except BotoCoreError as exc:  # no such profile, a broken config file, ...
@@ -318,11 +328,20 @@ class BerthClient:
     def _items(self, model: type[Model], path: str) -> list[Model]:
         return [model.model_validate(item) for item in self.request("GET", path)["items"]]
 
-    def _pages(self, model: type[Model], path: str, limit: int | None) -> list[Model]:
+    def _pages(
+        self,
+        model: type[Model],
+        path: str,
+        limit: int | None,
+        page_size: int = 100,
+        **query: str | None,
+    ) -> list[Model]:
+        """Every item of a paged list (or the first ``limit``), following ``next_token``."""
         items: list[Model] = []
         token = None
         while True:
-            page = self.request("GET", path, query={"limit": 100, "next_token": token})
+            asked = {**query, "limit": page_size, "next_token": token}
+            page = self.request("GET", path, query=asked)
             items += [model.model_validate(item) for item in page["items"]]
             token = page.get("next_token")
             if not token or (limit is not None and len(items) >= limit):
@@ -420,15 +439,8 @@ class BerthClient:
 
     def files(self, project: str, prefix: str | None = None) -> list[FileOut]:
         """The project's files (what its commands see in their working directory)."""
-        items: list[FileOut] = []
-        token = None
-        while True:
-            query = {"prefix": prefix, "limit": 1000, "next_token": token}
-            page = self.request("GET", f"{_workspace(project)}/files", query=query)
-            items += [FileOut.model_validate(item) for item in page["items"]]
-            token = page.get("next_token")
-            if not token:
-                return items
+        path = f"{_workspace(project)}/files"
+        return self._pages(FileOut, path, None, page_size=1000, prefix=prefix)
 
     def download_file(self, project: str, path: str) -> FileTransfer:
         """A presigned URL to read one of the project's files."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from berth_client.client import LOCAL_STATE as LOCAL_STATE_NAME
-from infra.app import build_app, project_context
+from infra.app import build_app
 from infra.sandbox.bridges import EventBridge
 from infra.sandbox.containers import LocalTaskRunner, images_of
 from infra.sandbox.emulator import (
@@ -43,7 +43,7 @@ from infra.sandbox.stepfunctions import (
     route_lambda_invocations,
 )
 from infra.sandbox.websocket import LocalWebSocketApi
-from infra.settings import ROOT, Settings
+from infra.settings import ROOT, Settings, project_context
 from infra.workers import CREDENTIALS_PATH
 from sessions.config import SessionsConfig
 from shared.config import env_name

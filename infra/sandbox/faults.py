@@ -21,6 +21,7 @@ the functions and the containers goes through. Requests signed with the sandbox'
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import re
@@ -199,8 +200,6 @@ def credential_scope(authorization: str) -> tuple[str | None, str | None]:
 
 def _peek_body(environ: dict[str, Any]) -> bytes:
     """The request body, read once and put back for the emulator."""
-    import io
-
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else b""
     environ["wsgi.input"] = io.BytesIO(body)

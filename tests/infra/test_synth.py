@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from aws_cdk import aws_s3 as s3
 
-from infra.app import build_app, project_context
-from infra.settings import ROOT
+from infra.app import build_app
+from infra.settings import ROOT, project_context
 from tests.synth import Synth, synthesize
 
 CDK = ROOT / "node_modules" / ".bin" / "cdk"

@@ -8,13 +8,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.fake_api import serving
 
 BERTH = Path(sys.executable).parent / "berth"
 
@@ -27,34 +27,16 @@ class FakeApi:
         self.paths: list[str] = []
         self.url = ""
 
+    def respond(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
+        self.paths.append(path)
+        return self.answer
+
 
 @pytest.fixture
 def api() -> Iterator[FakeApi]:
     fake = FakeApi()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_: Any) -> None:
-            return
-
-        def _answer(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            fake.paths.append(self.path)
-            status, body = fake.answer
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_DELETE = _answer
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(fake.respond) as fake.url:
         yield fake
-    finally:
-        server.shutdown()
 
 
 @pytest.fixture

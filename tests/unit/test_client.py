@@ -8,13 +8,13 @@ import json
 import signal
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from berth_client.client import ApiError, BerthClient, Settings
 from berth_client.models import Output
+from tests.fake_api import serving
 
 SESSION = {
     "id": "ses_" + "1" * 28, "user": "arn:x", "profile": "default", "status": "PENDING",
@@ -32,40 +32,19 @@ class Script:
         self.answers: list[tuple[int, Any]] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []
 
+    def respond(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
+        self.requests.append((method, path, headers))
+        return self.answers.pop(0)
+
 
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Script, BerthClient, list[float]]]:
     script = Script()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_: Any) -> None:
-            return
-
-        def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(length)
-            script.requests.append((self.command, self.path, dict(self.headers.items())))
-            status, body = script.answers.pop(0)
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_DELETE = _answer
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     slept: list[float] = []
-    client = BerthClient(
-        Settings(api_url=f"http://127.0.0.1:{server.server_address[1]}"), sleep=slept.append
-    )
-    try:
-        yield script, client, slept
-    finally:
-        server.shutdown()
+    with serving(script.respond) as url:
+        yield script, BerthClient(Settings(api_url=url), sleep=slept.append), slept
 
 
 def error(code: str) -> dict[str, Any]:

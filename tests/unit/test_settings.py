@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from infra.app import project_context
-from infra.settings import Settings, SettingsError
+from infra.settings import Settings, SettingsError, project_context
 
 
 def settings_with(**overrides: Any) -> Settings:
