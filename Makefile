@@ -16,7 +16,7 @@ export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 # Nothing here may reach a real AWS account.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help install local test lint typecheck unit synth deploy smoke destroy bench clean
+.PHONY: help install local test lint typecheck unit synth deploy smoke destroy bench chaos clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -70,6 +70,10 @@ bench: install ## print the bench/ ratios (each against a baseline measured in t
 	$(BIN)/python bench/job_cost.py
 	$(BIN)/python bench/scaling_sim.py
 	$(BIN)/python bench/idle_cost.py
+
+chaos: install ## make local under AWS faults (10%, then 30%), the mixed workload, the audit
+	$(BIN)/python -m infra.sandbox.chaos --faults all=0.1,seed=1
+	$(BIN)/python -m infra.sandbox.chaos --faults all=0.3,seed=1
 
 clean:
 	rm -rf cdk.out .sandbox .pytest_cache .mypy_cache .ruff_cache .schemathesis

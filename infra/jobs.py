@@ -369,7 +369,17 @@ class Jobs(Construct):
             result_selector={"failure_key": sfn.JsonPath.string_at("$.Payload.failure_key")},
             result_path="$.failure",
             retry_on_service_exceptions=True,
-        ).next(failed)
+        )
+        # The failure ZIP is the one trace a failed job leaves: a throttled invoke or a failed
+        # write must not end the execution without it. Writing it again is harmless (one key).
+        write_failure.add_retry(
+            errors=["States.ALL"],
+            interval=Duration.seconds(2),
+            backoff_rate=2,
+            max_attempts=6,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        write_failure.next(failed)
 
         return write_failure
 

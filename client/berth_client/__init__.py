@@ -6,6 +6,6 @@ environment variables, an instance role) — against a deployed stack and ``make
 typer/rich and websockets only: ``pipx install ./client`` gives it to anyone.
 """
 
-from berth_client.client import ApiError, BerthClient, Settings
+from berth_client.client import Answered, ApiError, BerthClient, Settings
 
-__all__ = ["ApiError", "BerthClient", "Settings"]
+__all__ = ["Answered", "ApiError", "BerthClient", "Settings"]

@@ -137,6 +137,18 @@ class ApiError(Exception):
 
 
 @dataclass(frozen=True)
+class Answered:
+    """One answer of the API, as ``BerthClient.on_answer`` hears it."""
+
+    method: str
+    path: str
+    status: int
+    code: str
+    """The error's code; empty for a 2xx."""
+    retry_after: str | None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where the API is and whose credentials sign for it."""
 
@@ -260,6 +272,8 @@ class BerthClient:
     retries: int = 4
     timeout: float = 30
     sleep: Callable[[float], None] = time.sleep
+    on_answer: Callable[[Answered], None] | None = None
+    """Called with every answer, retried ones too (to count or log them)."""
     _credentials: Any = field(default=None, init=False, repr=False)
 
     # --- transport ----------------------------------------------------------------------------
@@ -309,9 +323,11 @@ class BerthClient:
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                     payload = response.read()
+                    self._answered(method, path, response.status, "", response.headers)
                     return json.loads(payload) if payload else None
             except urllib.error.HTTPError as error:
                 failure = _api_error(error.code, error.read())
+                self._answered(method, path, error.code, failure.code, error.headers)
                 retry = error.code in RETRY_STATUSES or (error.code >= 500 and method in IDEMPOTENT)
             except (urllib.error.URLError, TimeoutError, ConnectionError, HTTPException) as error:
                 reason = getattr(error, "reason", error)
@@ -321,6 +337,11 @@ class BerthClient:
                 raise failure
             self.sleep(random.uniform(0, min(8.0, 0.25 * 2**attempt)))  # noqa: S311 - jitter
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _answered(self, method: str, path: str, status: int, code: str, headers: Any) -> None:
+        if self.on_answer is not None:
+            retry_after = (headers or {}).get("Retry-After")
+            self.on_answer(Answered(method, path, status, code, retry_after))
 
     def _model(self, model: type[Model], payload: Any) -> Model:
         return model.model_validate(payload)

@@ -40,6 +40,15 @@ SERVICES = {
 """What a rate may name: the services as SigV4 credential scopes spell them."""
 EXEMPT_KEYS = {"sandbox"}
 """Access keys of the sandbox's own clients (``Emulator.session``)."""
+STEP_FUNCTIONS_KEY = "ak"
+"""The key moto's Step Functions interpreter signs its service integrations' calls with."""
+TASK_ACTIONS = ("AmazonEC2ContainerServiceV20141113.RunTask", "POST /2015-03-31/functions/")
+"""What a state machine's task asks of ECS and Lambda. On AWS those calls can fail and the
+task fails with the service's error (its Retry and Catch act); Step Functions' own polling of a
+``.sync`` task (``DescribeTasks``) is internal to AWS and retried there, so it is not faulted."""
+
+STATS_PATH = "/_berth/faults"
+"""Where the emulator tells what the fault layer counted (requests, retries, faults by code)."""
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -131,6 +140,7 @@ SERVER_ERROR = {
     "lambda": Fault(500, "ServiceException"),
     "ec2": Fault(503, "Unavailable"),
     "sqs": Fault(500, "InternalFailure"),
+    "ecs": Fault(500, "ServerException"),
 }
 """How each fails on its side; the others: 503 ``ServiceUnavailable``."""
 
@@ -146,6 +156,8 @@ class Faults:
         """Off while the sandbox deploys its template; ``enable()`` once it serves."""
         self.injected: Counter[str] = Counter()
         self.requests = 0
+        self.retries = 0
+        """Requests botocore sent again after an error (its ``amz-sdk-request`` attempt > 1)."""
         self._random = random.Random(plan.seed)  # noqa: S311 - repeatability, not secrecy
         self._lock = threading.Lock()
 
@@ -153,15 +165,21 @@ class Faults:
         self.enabled = True
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") == STATS_PATH and environ.get("REQUEST_METHOD") == "GET":
+            return self.stats(start_response)
         service, key = credential_scope(environ.get("HTTP_AUTHORIZATION", ""))
         if not self.enabled or service is None or key in EXEMPT_KEYS:
             return self.app(environ, start_response)
         operation = environ.get("HTTP_X_AMZ_TARGET") or (
             f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}"
         )
+        if key == STEP_FUNCTIONS_KEY and not operation.startswith(TASK_ACTIONS):
+            return self.app(environ, start_response)
         with self._lock:
             self.requests += 1
             number = self.requests
+            if re.search(r"attempt=([2-9]|\d\d)", environ.get("HTTP_AMZ_SDK_REQUEST", "")):
+                self.retries += 1
             fault = self._choose(service, operation, environ)
         if self.plan.latency_seconds:
             time.sleep(self.plan.latency_seconds)
@@ -169,6 +187,15 @@ class Faults:
             return self.app(environ, start_response)
         self._record(number, service, operation, fault)
         return answer(service, environ, fault, start_response)
+
+    def stats(self, start_response: Callable[..., Any]) -> list[bytes]:
+        """What was asked and injected so far (``GET /_berth/faults`` on the emulator)."""
+        with self._lock:
+            counted = {"requests": self.requests, "retries": self.retries}
+            body = json.dumps({**counted, "injected": dict(self.injected)}).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        start_response("200 OK", headers)
+        return [body]
 
     def _choose(self, service: str, operation: str, environ: dict[str, Any]) -> Fault | None:
         if self.plan.capacity and operation.endswith(".RunTask"):

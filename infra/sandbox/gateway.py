@@ -263,10 +263,19 @@ def make_handler(
             self._send(
                 int(response.get("statusCode", 502)),
                 payload.encode() if isinstance(payload, str) else payload,
-                response.get("headers") or {},
+                response_headers(response),
             )
 
     return Gateway
+
+
+def response_headers(response: dict[str, Any]) -> dict[str, str]:
+    """A proxy integration's answer may set ``headers`` and ``multiValueHeaders`` (Powertools
+    uses the latter for REST APIs); API Gateway sends both, a list as one comma-joined value."""
+    headers = {str(k): str(v) for k, v in (response.get("headers") or {}).items()}
+    for key, values in (response.get("multiValueHeaders") or {}).items():
+        headers[str(key)] = ", ".join(str(v) for v in values)
+    return headers
 
 
 class GatewayServer(ThreadingHTTPServer):

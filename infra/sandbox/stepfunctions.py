@@ -75,14 +75,43 @@ def route_lambda_invocations(functions: dict[str, Invoke]) -> None:
 def fix_ecs_integration() -> None:
     """moto's ECS task integration hands Step Functions' PascalCase parameters straight to
     boto3 (which wants camelCase) and reads the PascalCase output Step Functions returns
-    without converting it: convert both ways, as Step Functions does."""
+    without converting it: convert both ways, as Step Functions does. And where ECS refuses
+    (throttled, a server error), Step Functions fails the task with ``ECS.<error code>`` (what
+    a state's Retry names); moto reports ``States.Runtime``: name it as AWS does."""
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
+        CustomErrorName,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+    )
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service_ecs as ecs_service,
     )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
-    for name in ("_normalise_parameters", "_normalise_response"):
+    for name in ("_normalise_parameters", "_normalise_response", "_from_error"):
         if not callable(getattr(ecs_service.StateTaskServiceEcs, name, None)):
             raise MotoChanged(f"StateTaskServiceEcs.{name} is gone: revisit this bridge")
+    from_error = ecs_service.StateTaskServiceEcs._from_error
+
+    def named_error(self: Any, env: Any, ex: Exception) -> Any:
+        if not isinstance(ex, ClientError):
+            return from_error(self, env, ex)
+        error = f"ECS.{ex.response['Error']['Code']}"
+        details = TaskFailedEventDetails(
+            error=error,
+            cause=str(ex.response["Error"].get("Message", "")),
+            resource=self._get_sfn_resource(),
+            resourceType=self._get_sfn_resource_type(),
+        )
+        return FailureEvent(
+            env=env,
+            error_name=CustomErrorName(error),
+            event_type=HistoryEventType.TaskFailed,
+            event_details=EventDetails(taskFailedEventDetails=details),
+        )
 
     def parameters(self: Any, parameters: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         converted = _rekey(parameters, lambda key: key[:1].lower() + key[1:])
@@ -97,6 +126,7 @@ def fix_ecs_integration() -> None:
 
     ecs_service.StateTaskServiceEcs._normalise_parameters = parameters  # type: ignore[method-assign]
     ecs_service.StateTaskServiceEcs._normalise_response = response  # type: ignore[method-assign]
+    ecs_service.StateTaskServiceEcs._from_error = named_error  # type: ignore[method-assign]
 
 
 class MotoChanged(RuntimeError):

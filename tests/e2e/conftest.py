@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from infra.settings import ROOT
+from infra.sandbox.launch import Launched, LaunchFailed, launch
 
 
 @dataclass
@@ -33,6 +27,14 @@ class Sandbox:
     """Where sessions are reached: ``Host: <session id>.berth.localhost`` and the token."""
     fault_log: str = ""
     """Where injected faults are logged (``BERTH_LOCAL_FAULTS``; empty without)."""
+    launched: Launched | None = None
+
+    @classmethod
+    def of(cls, up: Launched) -> Sandbox:
+        return cls(
+            up.url, up.emulator, up.websocket, up.aws_config, up.aws_credentials, up.router,
+            up.fault_log, up,
+        )  # fmt: skip
 
     def signed(
         self,
@@ -70,15 +72,8 @@ class Sandbox:
 
     def aws(self, service: str) -> Any:
         """A client of the sandbox's emulator (its own credentials, like the banner says)."""
-        import boto3
-
-        return boto3.client(
-            service,
-            endpoint_url=self.emulator,
-            region_name="us-east-1",
-            aws_access_key_id="sandbox",
-            aws_secret_access_key="sandbox",
-        )
+        assert self.launched is not None, "a sandbox the tests started"
+        return self.launched.aws(service)
 
     def request(
         self, method: str, path: str, body: Any = None, user: str | None = "alice"
@@ -109,103 +104,25 @@ FAST_ENV = {
 AWS), with short worker leases (settings an operator could choose)."""
 
 
-Started = tuple[subprocess.Popen[str], Sandbox, list[str], threading.Thread]
-"""A sandbox's process, its handle, what it printed and the thread reading that."""
-
-
 class Sandboxes:
     """Sandboxes of this test process, one per configuration, shared by every module that
     asks for the same one (starting one costs ~20 s); each stops, by Ctrl-C, at the end."""
 
     def __init__(self) -> None:
-        self.running: dict[str, Started] = {}
+        self.running: dict[str, Launched] = {}
 
     def get(self, context: dict[str, Any], extra_env: dict[str, str]) -> Sandbox:
         key = json.dumps([context, extra_env], sort_keys=True)
         if key not in self.running:
-            self.running[key] = start_sandbox(context, extra_env)
-        return self.running[key][1]
+            try:
+                self.running[key] = launch(context, extra_env)
+            except LaunchFailed as error:
+                pytest.fail(str(error))
+        return Sandbox.of(self.running[key])
 
     def stop_all(self) -> None:
-        failures = []
-        for process, _, printed, reader in self.running.values():
-            # Ctrl-C, as a user stops make local in a terminal (the whole process group, the
-            # CDK's Node.js helper included): it must stop cleanly, promptly and quietly.
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                if process.wait(timeout=30) != 0:
-                    failures.append("the sandbox did not exit cleanly on Ctrl-C")
-                reader.join(timeout=10)  # it ends when the sandbox's output does
-                said = "".join(printed[printed.index("berth sandbox: stopping\n") :])
-                if "Traceback" in said or "Error" in said:
-                    failures.append(f"the sandbox printed an error as it stopped:\n{said}")
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                failures.append("the sandbox did not stop within 30 s of Ctrl-C")
-        assert failures == []
-
-
-def start_sandbox(context: dict[str, Any], extra_env: dict[str, str]) -> Started:
-    env = {
-        **os.environ,
-        "BERTH_LOCAL_PORT": "0",
-        "BERTH_LOCAL_WEBSOCKET_PORT": "0",
-        "BERTH_LOCAL_ROUTER_PORT": "0",
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
-        "PYTHONUNBUFFERED": "1",
-        "BERTH_LOCAL_CONTEXT": json.dumps(context),
-        **extra_env,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "infra.sandbox"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    url = emulator = websocket = router = None
-    fault_log = ""
-    files: dict[str, str] = {}
-    seen: list[str] = []
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (
-        url and emulator and websocket and router and len(files) == 2
-    ):
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if found := re.search(r"ready in [\d.]+ s: (http://\S+)", line):
-            url = found.group(1)
-        if found := re.search(r"emulator \(moto\): (http://\S+)", line):
-            emulator = found.group(1)
-        if found := re.search(r"websocket: +(ws://\S+)", line):
-            websocket = found.group(1)
-        if found := re.search(r"sessions router: +(http://\S+)", line):
-            router = found.group(1)
-        if found := re.search(r"export (AWS_CONFIG_FILE|AWS_SHARED_CREDENTIALS_FILE)=(\S+)", line):
-            files[found.group(1)] = found.group(2)
-        if found := re.search(r"faults: .*; log (\S+)", line):
-            fault_log = found.group(1)
-    if not (url and emulator and websocket and router and len(files) == 2):
-        process.kill()
-        pytest.fail("the sandbox did not start:\n" + "".join(seen[-40:]))
-    # keep reading what it prints, so a full pipe never blocks it
-    reader = threading.Thread(target=seen.extend, args=(process.stdout,), daemon=True)
-    reader.start()
-    handle = Sandbox(
-        url,
-        emulator,
-        websocket,
-        files["AWS_CONFIG_FILE"],
-        files["AWS_SHARED_CREDENTIALS_FILE"],
-        router,
-        fault_log,
-    )
-    return process, handle, seen, reader
+        # Ctrl-C must stop each cleanly, promptly and quietly.
+        assert [failure for up in self.running.values() for failure in up.stop()] == []
 
 
 @pytest.fixture(scope="session")

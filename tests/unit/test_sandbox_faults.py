@@ -4,6 +4,7 @@ seed, logged, never on the sandbox's own calls; botocore's retries ride them out
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra.sandbox.emulator import Emulator
-from infra.sandbox.faults import FaultPlan, FaultSpecError
+from infra.sandbox.faults import STATS_PATH, STEP_FUNCTIONS_KEY, FaultPlan, FaultSpecError
 
 NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
 
@@ -62,7 +63,7 @@ def test_each_service_fails_in_its_own_words(faulty: Emulator, tmp_path: Path) -
         "dynamodb": (lambda c: c.list_tables(), {"ThrottlingException", "InternalServerError"}),
         "s3": (lambda c: c.list_buckets(), {"SlowDown", "InternalError"}),
         "lambda": (lambda c: c.list_functions(), {"TooManyRequestsException", "ServiceException"}),
-        "ecs": (lambda c: c.list_clusters(), {"ThrottlingException", "ServiceUnavailable"}),
+        "ecs": (lambda c: c.list_clusters(), {"ThrottlingException", "ServerException"}),
         "sqs": (lambda c: c.list_queues(), {"ThrottlingException", "InternalFailure"}),
         "sts": (lambda c: c.get_caller_identity(), {"ThrottlingException", "ServiceUnavailable"}),
     }
@@ -135,3 +136,40 @@ def test_capacity_off_means_run_task_places_nothing(faulty: Emulator) -> None:
         client(faulty, "ec2").run_instances(ImageId="ami-1", MinCount=1, MaxCount=1)
     assert raised.value.response["Error"]["Code"] == "InsufficientInstanceCapacity"
     assert client(faulty, "ecs").list_clusters()["clusterArns"] == []  # only those two
+
+
+def sfn_client(emulator: Emulator, service: str) -> Any:
+    """A client signed like moto's Step Functions interpreter signs its integrations' calls."""
+    return boto3.session.Session(
+        aws_access_key_id=STEP_FUNCTIONS_KEY, aws_secret_access_key="sk", region_name="us-east-1"
+    ).client(service, endpoint_url=emulator.endpoint, config=NO_RETRIES)
+
+
+@pytest.mark.parametrize("faulty", ["ecs=1,lambda=1"], indirect=True)
+def test_a_state_machines_task_can_fail_but_not_step_functions_own_polling(
+    faulty: Emulator,
+) -> None:
+    """Found by the chaos run: moto's interpreter failed a .sync ECS task on one throttled
+    DescribeTasks poll (and the job, already done, left two ZIPs). On AWS that polling is Step
+    Functions' own business; only the task's action (RunTask, Invoke) fails the task."""
+    ecs = sfn_client(faulty, "ecs")
+    with pytest.raises(ClientError):
+        ecs.run_task(cluster="c", taskDefinition="td")
+    with pytest.raises(ClientError):
+        sfn_client(faulty, "lambda").invoke(FunctionName="f", Payload=b"{}")
+    with pytest.raises(ClientError) as raised:
+        ecs.describe_tasks(cluster="c", tasks=["t"])
+    assert raised.value.response["Error"]["Code"] == "ClusterNotFoundException"  # moto's own
+
+
+@pytest.mark.parametrize("faulty", ["sqs=0.5,seed=4"], indirect=True)
+def test_the_emulator_tells_what_was_asked_retried_and_injected(faulty: Emulator) -> None:
+    retrying = Config(retries={"mode": "standard", "max_attempts": 10})
+    for _ in range(10):
+        client(faulty, "sqs", retrying).list_queues()
+    with urllib.request.urlopen(f"{faulty.endpoint}{STATS_PATH}", timeout=10) as answer:  # noqa: S310
+        stats = json.loads(answer.read())
+    injected = sum(stats["injected"].values())
+    assert injected >= 3
+    assert stats["retries"] == injected  # every fault was retried, and nothing else
+    assert stats["requests"] == 10 + injected
