@@ -379,9 +379,7 @@ class Jobs(Construct):
             max_attempts=6,
             jitter_strategy=sfn.JitterType.FULL,
         )
-        write_failure.next(failed)
-
-        return write_failure
+        return write_failure.next(failed)
 
     def _run_on_lambda(
         self, write_failure: sfn.IChainable, succeeded: sfn.IChainable

@@ -110,7 +110,7 @@ def fix_ecs_integration() -> None:
             env=env,
             error_name=CustomErrorName(error),
             event_type=HistoryEventType.TaskFailed,
-            event_details=EventDetails(taskFailedEventDetails=details),
+            event_details=EventDetails(taskFailedEventDetails=details),  # type: ignore[typeddict-item]
         )
 
     def parameters(self: Any, parameters: dict[str, Any], *args: Any, **kwargs: Any) -> None:
