@@ -135,8 +135,11 @@ class CommandService:
             )
             raise Unavailable("the command could not be queued; try again") from exc
         if sequence := sent.get("SequenceNumber"):
-            self.repo.set_sequence(command.id, sequence)
             command = replace(command, sequence=sequence)
+            try:
+                self.repo.set_sequence(command.id, sequence)
+            except Exception:  # it is queued and will run: never answer "nothing was queued"
+                logger.exception("could not record the sequence", extra={"command_id": command.id})
         self._wake_fleet()
         return command
 

@@ -188,6 +188,26 @@ def test_a_queue_failure_is_a_503_and_leaves_nothing_queued(
     ]
 
 
+def test_once_queued_a_command_is_202_even_if_recording_its_place_fails(
+    call: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 503 tells the caller nothing was queued, so it retries: answering 503 after the
+    message was sent would run the command twice (the chaos run's "nothing run twice")."""
+    from botocore.exceptions import ClientError
+
+    from workers.repository import WorkersRepository
+
+    def throttled(self: Any, command_id: str, sequence: str) -> None:
+        error = {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}
+        raise ClientError(error, "UpdateItem")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(WorkersRepository, "set_sequence", throttled)
+    status, queued = call("POST", "/workspaces/demo/commands", {"command": "ls"})
+    assert status == 202 and queued["status"] == "QUEUED" and queued["sequence"]
+    _, listed = call("GET", "/workspaces/demo/commands")
+    assert [c["id"] for c in listed["items"]] == [queued["id"]]  # one command, queued once
+
+
 def test_each_user_gets_a_queue_of_their_own_fifo_encrypted_tls_only_and_redriven(
     call: Any, config: WorkersConfig, aws: boto3.session.Session
 ) -> None:
