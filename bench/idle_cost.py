@@ -146,8 +146,11 @@ def scheduled(template: dict[str, Any]) -> dict[str, float]:
 
 def run_idle(assembly: Path, stack: str, template: dict[str, Any]) -> list[IdleRun]:
     from infra.sandbox.emulator import Emulator, deploy
-    from infra.sandbox.sqs import keep_fifo_promises
-    from infra.sandbox.stepfunctions import enable_execution, fix_ecs_integration
+    from infra.sandbox.moto_bridges import (
+        enable_execution,
+        fix_ecs_integration,
+        keep_fifo_promises,
+    )
 
     keep_fifo_promises()
     emulator = Emulator().start()

@@ -72,6 +72,8 @@ class Reaper:
                 continue
             if task.session_id in live_ids or not (task.session_id or "").startswith("ses_"):
                 continue
+            if self._live_now(task.session_id):
+                continue  # started after the sessions were read above: not an orphan
             decision = Decision(
                 task.session_id,
                 "stop_orphan_task",
@@ -87,6 +89,11 @@ class Reaper:
         if self.routes:
             decisions += self._stray_routes(live_ids, dry_run)
         return decisions
+
+    def _live_now(self, session_id: str | None) -> bool:
+        """A task's session, read again (consistently) before its task is called an orphan."""
+        session = self.repo.get(session_id) if session_id else None
+        return session is not None and session.status.live
 
     # --- sessions -----------------------------------------------------------------------------
 

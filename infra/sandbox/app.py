@@ -29,19 +29,20 @@ from infra.sandbox.emulator import (
     Deployment,
     Emulator,
     deploy,
-    start_tasks_after,
 )
 from infra.sandbox.faults import FaultPlan
 from infra.sandbox.gateway import routes_of, serve
 from infra.sandbox.lambdas import LocalFunction
-from infra.sandbox.router import LocalRouter
-from infra.sandbox.sigv4 import LocalCredentials, know_vended_credentials
-from infra.sandbox.sqs import keep_fifo_promises
-from infra.sandbox.stepfunctions import (
+from infra.sandbox.moto_bridges import (
+    check,
     enable_execution,
     fix_ecs_integration,
+    keep_fifo_promises,
     route_lambda_invocations,
+    start_tasks_after,
 )
+from infra.sandbox.router import LocalRouter
+from infra.sandbox.sigv4 import LocalCredentials, know_vended_credentials
 from infra.sandbox.websocket import LocalWebSocketApi
 from infra.settings import ROOT, Settings, project_context
 from infra.workers import CREDENTIALS_PATH
@@ -294,6 +295,7 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
     template_path, settings = synthesize(assembly, options.context)
     stack_name = template_path.name.removesuffix(".template.json")
 
+    check()  # every moto internal the bridges rely on is still there
     keep_fifo_promises()
     emulator = Emulator(
         port=options.emulator_port,

@@ -180,7 +180,8 @@ def sessions_stopped_with_their_tasks(state: State, history: History) -> list[st
     for session_id in history.sessions:
         record = records.get(session_id)
         if record is None or record.get("status") != "STOPPED":
-            found.append(f"{session_id} is {record and record.get('status')}, not STOPPED")
+            status, error = (record or {}).get("status"), (record or {}).get("error")
+            found.append(f"{session_id} is {status}, not STOPPED ({error})")
     for session_id, record in records.items():
         task = tasks.get(record.get("task_arn") or "")
         if record.get("status") not in SESSION_LIVE and task and _runs(task):

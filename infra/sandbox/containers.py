@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from infra.sandbox.dockerfile import assemble, exec_form
-from infra.sandbox.emulator import ACCOUNT, REGION, Emulator
+from infra.sandbox.emulator import REGION, Emulator
+from infra.sandbox.moto_bridges import record_exit_code
 
 log = logging.getLogger("berth.sandbox")
 
@@ -235,15 +236,7 @@ class LocalTaskRunner:
         return bool(described) and described[0].get("desiredStatus") == "STOPPED"
 
     def _finish(self, task: dict[str, Any], exit_code: int, reason: str) -> None:
-        from moto.ecs.models import ecs_backends
-
-        backend = ecs_backends[ACCOUNT][REGION]
-        cluster = task["clusterArn"].rsplit("/", 1)[-1]
-        for arn, stored in backend.tasks.get(cluster, {}).items():
-            if arn.endswith(task["taskArn"].rsplit("/", 1)[-1]):
-                for container in stored.containers:
-                    container.exitCode = exit_code
-                    container.last_status = "STOPPED"
+        record_exit_code(task["clusterArn"], task["taskArn"], exit_code)
         self.emulator.client("ecs").stop_task(
             cluster=task["clusterArn"], task=task["taskArn"], reason=reason
         )

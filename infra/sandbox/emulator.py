@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from moto.moto_api import state_manager
 from moto.moto_server.threaded_moto_server import (  # type: ignore[attr-defined]
     MotoRequestHandler,
 )
@@ -207,7 +206,11 @@ def bridge_gaps(emulator: Emulator, deployment: Deployment) -> None:
       stopped. Keep tasks RUNNING until StopTask.
     - VPC DNS attributes are not applied; ENIs (task private IPs) need EnableDnsHostnames.
     """
-    from moto.ecs.models import ecs_backends
+    from infra.sandbox.moto_bridges import (
+        keep_tasks_running_until_stopped,
+        report_ssm_agents_online,
+        restore_task_definition,
+    )
 
     ec2 = emulator.client("ec2")
     for logical_id, resource in deployment.resources("AWS::EC2::VPC").items():
@@ -217,101 +220,11 @@ def bridge_gaps(emulator: Emulator, deployment: Deployment) -> None:
                     VpcId=deployment.physical[logical_id], **{attribute: {"Value": True}}
                 )
 
-    backend = ecs_backends[ACCOUNT][REGION]
     for logical_id, resource in deployment.resources("AWS::ECS::TaskDefinition").items():
-        props = resource["Properties"]
-        arn = deployment.physical[logical_id]
-        family, revision = arn.rsplit("/", 1)[-1].rsplit(":", 1)
-        definition = backend.task_definitions[family][int(revision)]
-        definition.network_mode = props.get("NetworkMode", definition.network_mode)
-        definition.cpu = props.get("Cpu", definition.cpu)
-        definition.memory = props.get("Memory", definition.memory)
-        definition.requires_compatibilities = props.get("RequiresCompatibilities")
-        if "FARGATE" in (definition.requires_compatibilities or []):
-            definition.compatibilities = ["EC2", "FARGATE"]
-    state_manager.set_transition(
-        model_name="ecs::task", transition={"progression": "manual", "times": 10**9}
-    )
+        restore_task_definition(deployment.physical[logical_id], resource["Properties"])
+    keep_tasks_running_until_stopped()
     _move_state_machines_to_the_interpreter(emulator, deployment)
-    _report_ssm_agents_online()
-
-
-_TASK_START = {"seconds": 0.0}
-_STARTING = ("PROVISIONING", "PENDING")
-
-
-def _clock() -> float:
-    """The start-time bridge's clock (a test moves its own)."""
-    return time.monotonic()
-
-
-def start_tasks_after(seconds: float) -> None:
-    """Tasks run from now on (in this process) take ``seconds`` to start, as on AWS.
-
-    moto's ECS starts a task RUNNING at once. On AWS a Fargate task is PROVISIONING, then
-    PENDING while its image is pulled, and RUNNING about a minute after RunTask. With
-    ``seconds`` > 0 a new task reads PROVISIONING for the first half of that time, PENDING for
-    the second, then RUNNING (unless stopped first) — so what depends on a task not being up
-    yet behaves here as there: a warm pool's replacement cannot be claimed before it runs,
-    the scaler counts starting workers. 0 (the default) keeps moto's instant start.
-    """
-    from moto.ecs.models import Task
-
-    _TASK_START["seconds"] = max(0.0, seconds)
-    if getattr(Task, "_berth_start_patched", False):
-        return
-    managed = Task.status  # ManagedState's property, inherited
-    if not isinstance(managed, property) or managed.fget is None:
-        raise RuntimeError("moto's ECS Task no longer has a status property to bridge")
-    init, read = Task.__init__, managed.fget
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        self._berth_ready_at = _clock() + _TASK_START["seconds"]
-        self._berth_wait = _TASK_START["seconds"]
-
-    def status(self: Any) -> Any:
-        left = getattr(self, "_berth_ready_at", 0.0) - _clock()
-        if left > 0 and self._status == "RUNNING":  # moto's own progression starts after
-            return _STARTING[0] if left > self._berth_wait / 2 else _STARTING[1]
-        return read(self)
-
-    Task.__init__ = __init__
-    Task.status = property(status, managed.fset)
-    Task._berth_start_patched = True
-
-
-def _report_ssm_agents_online() -> None:
-    """moto has no DescribeInstanceInformation; every running instance's agent is Online here
-    (on AWS it takes the agent a minute or two after boot). Run Command itself is moto's:
-    it reports Success without running anything."""
-    from moto.core.responses import ActionResult
-    from moto.ec2.models import ec2_backends
-    from moto.ssm.responses import SimpleSystemManagerResponse
-
-    def describe_instance_information(self: Any) -> ActionResult:
-        wanted = {
-            value
-            for f in self._get_param("Filters") or []
-            if f.get("Key") == "InstanceIds"
-            for value in f.get("Values", [])
-        }
-        infos = [
-            {
-                "InstanceId": machine.id,
-                "PingStatus": "Online",
-                "PlatformType": "Linux",
-                "PlatformName": "Amazon Linux",
-                "AgentVersion": "3.3.0.0",
-                "ResourceType": "EC2Instance",
-            }
-            for reservation in ec2_backends[ACCOUNT][REGION].reservations.values()
-            for machine in reservation.instances
-            if machine.state == "running" and (not wanted or machine.id in wanted)
-        ]
-        return ActionResult({"InstanceInformationList": infos})
-
-    SimpleSystemManagerResponse.describe_instance_information = describe_instance_information  # type: ignore[attr-defined]
+    report_ssm_agents_online()
 
 
 def _move_state_machines_to_the_interpreter(emulator: Emulator, deployment: Deployment) -> None:

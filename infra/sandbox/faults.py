@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.sandbox.moto_bridges import STEP_FUNCTIONS_ACCESS_KEY
+
 SERVICES = {
     "dynamodb", "sqs", "ecs", "s3", "states", "lambda", "ec2", "ssm", "sts", "events",
     "logs", "elasticloadbalancing", "execute-api", "cloudformation", "iam",
@@ -40,7 +42,7 @@ SERVICES = {
 """What a rate may name: the services as SigV4 credential scopes spell them."""
 EXEMPT_KEYS = {"sandbox"}
 """Access keys of the sandbox's own clients (``Emulator.session``)."""
-STEP_FUNCTIONS_KEY = "ak"
+STEP_FUNCTIONS_KEY = STEP_FUNCTIONS_ACCESS_KEY
 """The key moto's Step Functions interpreter signs its service integrations' calls with."""
 TASK_ACTIONS = ("AmazonEC2ContainerServiceV20141113.RunTask", "POST /2015-03-31/functions/")
 """What a state machine's task asks of ECS and Lambda. On AWS those calls can fail and the

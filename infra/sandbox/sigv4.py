@@ -17,7 +17,6 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.auth import SigV4Auth
@@ -154,30 +153,20 @@ def url_of(host: str, path: str) -> str:
 
 
 _registries: list[tuple[LocalCredentials, frozenset[str]]] = []
-_PATCHED = "_berth_known"
 
 
 def know_vended_credentials(credentials: LocalCredentials, managing_roles: set[str]) -> None:
     """Credentials the emulator's STS issues (berth's credentials route vends the tenant
     role) sign here as the assumed role's session, as on AWS; sessions of ``managing_roles``
     may use the WebSocket management API, as IAM lets the roles that hold
-    ``execute-api:ManageConnections``. Patches moto's STS backend in this process once."""
-    from moto.sts.models import STSBackend
+    ``execute-api:ManageConnections``."""
+    from infra.sandbox.moto_bridges import on_assume_role
 
     _registries.append((credentials, frozenset(managing_roles)))
-    if getattr(STSBackend.assume_role, _PATCHED, False):
-        return
-    original = STSBackend.assume_role
+    on_assume_role(_register)
 
-    def assume_role(self: Any, *args: Any, **kwargs: Any) -> Any:
-        role = original(self, *args, **kwargs)
-        name = role.role_arn.rsplit("/", 1)[-1]
-        principal = f"arn:aws:sts::{ACCOUNT}:assumed-role/{name}/{role.session_name}"
-        for registry, managing in list(_registries):
-            registry.register(
-                role.access_key_id, role.secret_access_key, principal, name in managing
-            )
-        return role
 
-    setattr(assume_role, _PATCHED, True)
-    STSBackend.assume_role = assume_role  # type: ignore[method-assign]
+def _register(access_key: str, secret: str, role_name: str, session_name: str) -> None:
+    principal = f"arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/{session_name}"
+    for registry, managing in list(_registries):
+        registry.register(access_key, secret, principal, role_name in managing)

@@ -13,7 +13,7 @@ import pytest
 from moto.moto_api import state_manager
 
 from infra.sandbox.containers import LocalTaskRunner
-from infra.sandbox.sqs import keep_fifo_promises
+from infra.sandbox.moto_bridges import keep_fifo_promises
 
 
 def fifo_queue(aws: boto3.session.Session) -> str:
@@ -77,7 +77,7 @@ def test_no_message_of_a_group_is_handed_out_while_another_is_in_flight(
 
 def test_the_step_functions_bridges_still_fit_moto() -> None:
     """Each bridge checks the moto internal it replaces before replacing it."""
-    from infra.sandbox.stepfunctions import fix_ecs_integration, route_lambda_invocations
+    from infra.sandbox.moto_bridges import fix_ecs_integration, route_lambda_invocations
 
     fix_ecs_integration()  # raises MotoChanged if moto's ECS integration moved
     route_lambda_invocations({})  # ... or if moto's simple Lambda invoke changed shape
@@ -88,11 +88,11 @@ def test_tasks_take_the_start_time_to_run_and_stop_at_once(
 ) -> None:
     """On the emulator's own clock, moved by hand: the statuses hold whatever else the
     machine (or another sandbox in this process) is doing."""
-    from infra.sandbox import emulator
-    from infra.sandbox.emulator import start_tasks_after
+    from infra.sandbox import moto_bridges
+    from infra.sandbox.moto_bridges import start_tasks_after
 
     now = [1000.0]
-    monkeypatch.setattr(emulator, "_clock", lambda: now[0])
+    monkeypatch.setattr(moto_bridges, "_clock", lambda: now[0])
 
     ecs = aws.client("ecs")
     ecs.create_cluster(clusterName="c")

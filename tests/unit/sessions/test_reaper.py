@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 
 from sessions.config import SessionsConfig
-from sessions.models import Status
+from sessions.models import Session, Status
 from sessions.reaping import Decision, Reaper
 from sessions.service import SessionService
 from tests.aws import FakeClock
@@ -86,6 +86,27 @@ def test_orphan_tasks_are_stopped(
         ("ses_" + "0" * 28, "stop_orphan_task", "task runs but its session is not live")
     ]
     assert running_tasks(aws, config) == []
+
+
+def test_a_session_started_while_the_reaper_runs_keeps_its_task(
+    service: SessionService, aws: boto3.session.Session, config: SessionsConfig
+) -> None:
+    """Found by the chaos run (make chaos, all=0.1, seed 1): the reaper read the live
+    sessions, a session was created and its task started, then the reaper listed the running
+    tasks and stopped the new one as an orphan — the user's session ended FAILED."""
+    reaper = Reaper(service)
+    read_active = service.repo.active
+    started: list[str] = []
+
+    def active_then_a_new_session() -> list[Session]:
+        before = read_active()
+        started.append(service.create(ALICE, "default", None)[0].id)
+        return before
+
+    service.repo.active = active_then_a_new_session  # type: ignore[method-assign]
+    assert [d for d in reaper.reap(dry_run=False) if d.action == "stop_orphan_task"] == []
+    assert len(running_tasks(aws, config)) == 1
+    assert service.get(ALICE, started[0]).status.live
 
 
 def test_a_stalled_pending_session_is_failed_after_the_grace_period(

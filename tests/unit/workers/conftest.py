@@ -15,7 +15,7 @@ from berth_worker.access import AccessBroker
 from berth_worker.isolation import Isolation
 from berth_worker.protection import TaskProtection
 from berth_worker.worker import Worker
-from infra.sandbox.sqs import keep_fifo_promises
+from infra.sandbox.moto_bridges import keep_fifo_promises
 from tests.aws import create_table_like
 from tests.synth import Synth
 from workers.config import WorkersConfig
