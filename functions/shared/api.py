@@ -95,12 +95,6 @@ def status_of(error: errors.DomainError) -> int:
 
 RETRY_AFTER_SECONDS = 1
 """What a 503 tells the caller to wait before trying again (``Retry-After``)."""
-THROTTLED = {
-    "ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException",
-    "ProvisionedThroughputExceededException", "RequestLimitExceeded", "SlowDown",
-    "RequestThrottled", "RequestThrottledException", "LimitExceededException",
-}  # fmt: skip
-"""AWS's ways of saying "slow down" (botocore has retried them already)."""
 
 
 def error_response(status: int, code: str, message: str) -> Response[Any]:
@@ -110,19 +104,6 @@ def error_response(status: int, code: str, message: str) -> Response[Any]:
         body={"error": {"code": code, "message": message}},
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None,
     )
-
-
-def aws_unavailable(exc: Exception) -> bool:
-    """An AWS call that failed on AWS's side — throttled or a 5xx — after botocore's own
-    retries: the caller may retry; it is not berth's bug. (Read off botocore's ClientError
-    shape, so this module need not import botocore.)"""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return type(exc).__name__ in {"EndpointConnectionError", "ConnectTimeoutError",
-                                      "ReadTimeoutError", "ConnectionClosedError"}  # fmt: skip
-    code = str((response.get("Error") or {}).get("Code", ""))
-    status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
-    return code in THROTTLED or status >= 500
 
 
 def caller_id(event: Any) -> str:
@@ -277,7 +258,7 @@ def make_resolver(*routers: Router) -> BerthResolver:
 
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[Any]:
-        if aws_unavailable(exc):
+        if errors.aws_unavailable(exc):
             logger.warning("AWS unavailable after retries", exc_info=exc)
             return error_response(
                 503, "unavailable", "a dependency is busy or failing; retry after a moment"

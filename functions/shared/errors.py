@@ -49,3 +49,24 @@ class Unavailable(DomainError):
     """A dependency failed; the same request may succeed later."""
 
     default_code = "unavailable"
+
+
+THROTTLED = {
+    "ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException",
+    "ProvisionedThroughputExceededException", "RequestLimitExceeded", "SlowDown",
+    "RequestThrottled", "RequestThrottledException", "LimitExceededException",
+}  # fmt: skip
+"""AWS's ways of saying "slow down" (botocore has retried them already)."""
+
+
+def aws_unavailable(exc: Exception) -> bool:
+    """An AWS call that failed on AWS's side — throttled or a 5xx — after botocore's own
+    retries: the caller may retry; it is not berth's bug. (Read off botocore's ClientError
+    shape, so this module need not import botocore.)"""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return type(exc).__name__ in {"EndpointConnectionError", "ConnectTimeoutError",
+                                      "ReadTimeoutError", "ConnectionClosedError"}  # fmt: skip
+    code = str((response.get("Error") or {}).get("Code", ""))
+    status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+    return code in THROTTLED or status >= 500

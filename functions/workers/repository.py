@@ -174,6 +174,17 @@ class WorkersRepository:
             values={":queued": CommandStatus.QUEUED.value},
         )
 
+    def release(self, command_id: str, worker: str, now: float) -> Command:
+        """RUNNING on ``worker`` → QUEUED again, for a command whose process never started
+        (its worker could not prepare it); ``StaleCommand`` if it is no longer the worker's."""
+        return self._update(
+            command_id,
+            sets={"status": CommandStatus.QUEUED.value, "updated_at": now},
+            condition="#status = :running AND #worker = :me",
+            values={":running": CommandStatus.RUNNING.value, ":me": worker},
+            remove=["worker", "started_at", "lease_expires_at"],
+        )
+
     def renew(
         self, command_id: str, worker: str, now: float, lease_seconds: float, tail: str | None
     ) -> Command:
@@ -298,11 +309,17 @@ class WorkersRepository:
         }
 
     def _update(
-        self, command_id: str, *, sets: dict[str, Any], condition: str, values: dict[str, Any]
+        self,
+        command_id: str,
+        *,
+        sets: dict[str, Any],
+        condition: str,
+        values: dict[str, Any],
+        remove: list[str] | None = None,
     ) -> Command:
         try:
             response = self.table.update_item(
-                **self._expression(command_id, sets, condition, values),
+                **self._expression(command_id, sets, condition, values, remove),
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:

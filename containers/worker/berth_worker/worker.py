@@ -47,6 +47,7 @@ from berth_worker.lease import Lease
 from berth_worker.protection import TaskProtection
 from berth_worker.stream import Stop, run
 from berth_worker.sync import SyncReport, WorkspaceSync
+from shared.errors import aws_unavailable
 from workers.models import Command, CommandStatus, ErrorCode, log_key, tail_of, topic
 from workers.reconcile import declare_lost
 from workers.repository import StaleCommand
@@ -63,6 +64,10 @@ POLL_SECONDS = 20
 """A bound worker long-polls its user's queue this long at most."""
 BIND_POLL_SECONDS = 0.5
 """An unbound worker looks for its binding this often (one consistent read)."""
+
+
+class _HandBack(Exception):
+    """The command cannot be prepared now for a reason that passes (AWS unavailable)."""
 
 
 class Receipt(NamedTuple):
@@ -338,8 +343,12 @@ class Worker:
             flush=lambda: output.flush(access.s3, self.bucket),
         )
         self._status_frame(command, output.next_seq(), CommandStatus.RUNNING, None)
-        with lease:
-            verdict = self._execute(command, sync, output, lease)
+        try:
+            with lease:
+                verdict = self._execute(command, sync, output, lease)
+        except _HandBack:
+            self._hand_back(command, access, receipt, output)
+            return
         self._last_end = self.clock()
         if verdict is None:
             # Declared lost while it ran: its result is no longer ours to write.
@@ -360,6 +369,8 @@ class Worker:
         except Exception as exc:
             log.exception("could not prepare the workspace of %s", command.id)
             sync.forget(command.project)
+            if aws_unavailable(exc):  # AWS's passing trouble, not the command's: run it later
+                raise _HandBack from exc
             message = f"the workspace could not be prepared: {exc}"
             output.line(f"berth: {message}")
             return 1, (ErrorCode.WORKSPACE, message)
@@ -392,6 +403,23 @@ class Worker:
             output.line(f"berth: {message}")
             return outcome.exit_code or 1, (ErrorCode.WORKSPACE, message)
         return self._verdict(outcome.exit_code, outcome.stopped)
+
+    def _hand_back(
+        self, command: Command, access: CommandAccess, receipt: Receipt, output: _Output
+    ) -> None:
+        """Its process never started: QUEUED again and the message visible again at once (the
+        head of its project's group, so the order holds). If the release fails the lease
+        runs out and the reconciler ends it ``worker_lost`` — never run twice either way."""
+        output.discard()
+        try:
+            access.repository.release(command.id, self.name, self.clock())
+            self.sqs.change_message_visibility(
+                QueueUrl=receipt.queue_url, ReceiptHandle=receipt.handle, VisibilityTimeout=0
+            )
+        except Exception:
+            log.exception("could not hand %s back", command.id)
+            return
+        self._status_frame(command, None, CommandStatus.QUEUED, None)
 
     def _leave(self, command: Command, sync: WorkspaceSync, project_dir: Path) -> bool:
         """Ends everything of the command's uid and takes its tree back; False if something

@@ -199,7 +199,7 @@ def test_once_queued_a_command_is_202_even_if_recording_its_place_fails(
 
     def throttled(self: Any, command_id: str, sequence: str) -> None:
         error = {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}
-        raise ClientError(error, "UpdateItem")  # type: ignore[arg-type]
+        raise ClientError(error, "UpdateItem")
 
     monkeypatch.setattr(WorkersRepository, "set_sequence", throttled)
     status, queued = call("POST", "/workspaces/demo/commands", {"command": "ls"})

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -134,6 +135,42 @@ def test_a_duplicate_delivery_does_not_run_twice(
     worker.handle(message)  # the same message again
     assert objects(aws, "workspaces/demo/")["workspaces/demo/runs.txt"] == b"once\n"
     assert worker.handled == [queued.id]
+
+
+def test_a_workspace_aws_cannot_list_now_is_handed_back_and_runs_once_later(
+    service: CommandService,
+    worker: Worker,
+    aws: boto3.session.Session,
+    frames: Frames,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by make chaos at 30%: S3 still failing after botocore's retries while a worker
+    listed a workspace ended the command FAILED workspace_error before its process started.
+    AWS's passing trouble is not the command's: it is QUEUED again and runs once, in order."""
+    from botocore.exceptions import ClientError
+
+    from berth_worker.sync import WorkspaceSync
+
+    down, failures = WorkspaceSync.down, [1]
+
+    def listing_fails_once(self: WorkspaceSync, project: str) -> Any:
+        if failures:
+            failures.pop()
+            error = {"Error": {"Code": "InternalError", "Message": "injected"},
+                     "ResponseMetadata": {"HTTPStatusCode": 500}}  # fmt: skip
+            raise ClientError(error, "ListObjectsV2")
+        return down(self, project)
+
+    monkeypatch.setattr(WorkspaceSync, "down", listing_fails_once)
+    first = service.submit(ALICE, "demo", "t1", "echo 1 >> order.log")
+    second = service.submit(ALICE, "demo", "t1", "echo 2 >> order.log")
+    worker.run_forever()
+    for queued in (first, second):
+        done = service.get(ALICE, "demo", queued.id)
+        assert (done.status, done.exit_code) == (CommandStatus.SUCCEEDED, 0), done
+    assert objects(aws, "workspaces/demo/")["workspaces/demo/order.log"] == b"1\n2\n"
+    statuses = [m["data"]["status"] for m in frames.of(first.id) if m["type"] == "status"]
+    assert statuses == ["RUNNING", "QUEUED", "RUNNING", "SUCCEEDED"]
 
 
 def test_a_redelivered_command_whose_worker_vanished_ends_worker_lost_and_never_reruns(
