@@ -175,7 +175,7 @@ def sessions_stopped_with_their_tasks(state: State, history: History) -> list[st
     """Every session the workload stopped is STOPPED, and so is its task; no task of a
     session that is not live runs (an orphan), no warm task runs that the pool lost."""
     found = []
-    records = {i["pk"]: i for i in state.sessions_table if i["pk"].startswith("ses_")}
+    records = {i["pk"]: i for i in state.sessions_table if _is(i, "ses_")}
     tasks = {t["taskArn"]: t for t in state.tasks}
     for session_id in history.sessions:
         record = records.get(session_id)
@@ -206,7 +206,7 @@ def no_orphan_route(state: State, history: History) -> list[str]:
     live_routes = {
         part
         for i in state.sessions_table
-        if i["pk"].startswith("ses_") and i.get("status") in SESSION_LIVE
+        if _is(i, "ses_") and i.get("status") in SESSION_LIVE
         for part in str(i.get("route") or "").split()
     }
     return [
@@ -241,7 +241,7 @@ def instances_terminated(state: State, history: History) -> list[str]:
     """Every instance the workload deleted is terminated, and so is its machine; no machine
     berth launched runs without a live instance record."""
     found = []
-    records = {i["pk"]: i for i in state.instances_table if i["pk"].startswith("ins_")}
+    records = {i["pk"]: i for i in state.instances_table if _is(i, "ins_")}
     for instance_id in history.instances:
         status = records.get(instance_id, {}).get("status")
         if status != "terminated":
@@ -260,7 +260,7 @@ def counters_count(state: State, history: History) -> list[str]:
     user's one live session per profile, queued or running commands per user, live
     instances per user."""
     found: list[str] = []
-    sessions = [i for i in state.sessions_table if i["pk"].startswith("ses_")]
+    sessions = [i for i in state.sessions_table if _is(i, "ses_")]
     live = [s for s in sessions if s.get("status") in SESSION_LIVE]
     found += _compare(
         "sessions", state.sessions_table, Counter(s["user"] for s in live), live_routes=len(live)
@@ -272,7 +272,7 @@ def counters_count(state: State, history: History) -> list[str]:
     commands = [i for i in state.workers_table if _is(i, "CMD#")]
     pending = Counter(c["user"] for c in commands if c.get("status") in COMMAND_PENDING)
     found += _compare("commands", state.workers_table, pending)
-    instances = [i for i in state.instances_table if i["pk"].startswith("ins_")]
+    instances = [i for i in state.instances_table if _is(i, "ins_")]
     live_instances = Counter(i["user"] for i in instances if i["status"] not in INSTANCE_ENDED)
     found += _compare("instances", state.instances_table, live_instances)
     return found
@@ -352,18 +352,15 @@ def _environment(aws: Aws) -> dict[str, str]:
 
 
 def _scan(aws: Aws, table: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    for page in aws("dynamodb").get_paginator("scan").paginate(TableName=table):
-        items += [
-            {key: plain(_value(value)) for key, value in item.items()} for item in page["Items"]
-        ]
-    return items
-
-
-def _value(attribute: dict[str, Any]) -> Any:
     from boto3.dynamodb.types import TypeDeserializer
 
-    return TypeDeserializer().deserialize(attribute)
+    read, items = TypeDeserializer(), []
+    for page in aws("dynamodb").get_paginator("scan").paginate(TableName=table):
+        items += [
+            {key: plain(read.deserialize(value)) for key, value in item.items()}
+            for item in page["Items"]
+        ]
+    return items
 
 
 def _tasks(aws: Aws, cluster: str) -> list[dict[str, Any]]:

@@ -42,8 +42,6 @@ SERVICES = {
 """What a rate may name: the services as SigV4 credential scopes spell them."""
 EXEMPT_KEYS = {"sandbox"}
 """Access keys of the sandbox's own clients (``Emulator.session``)."""
-STEP_FUNCTIONS_KEY = STEP_FUNCTIONS_ACCESS_KEY
-"""The key moto's Step Functions interpreter signs its service integrations' calls with."""
 TASK_ACTIONS = ("AmazonEC2ContainerServiceV20141113.RunTask", "POST /2015-03-31/functions/")
 """What a state machine's task asks of ECS and Lambda. On AWS those calls can fail and the
 task fails with the service's error (its Retry and Catch act); Step Functions' own polling of a
@@ -175,7 +173,7 @@ class Faults:
         operation = environ.get("HTTP_X_AMZ_TARGET") or (
             f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}"
         )
-        if key == STEP_FUNCTIONS_KEY and not operation.startswith(TASK_ACTIONS):
+        if key == STEP_FUNCTIONS_ACCESS_KEY and not operation.startswith(TASK_ACTIONS):
             return self.app(environ, start_response)
         with self._lock:
             self.requests += 1

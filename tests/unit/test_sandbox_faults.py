@@ -15,7 +15,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra.sandbox.emulator import Emulator
-from infra.sandbox.faults import STATS_PATH, STEP_FUNCTIONS_KEY, FaultPlan, FaultSpecError
+from infra.sandbox.faults import STATS_PATH, FaultPlan, FaultSpecError
+from infra.sandbox.moto_bridges import STEP_FUNCTIONS_ACCESS_KEY
 
 NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
 
@@ -141,7 +142,9 @@ def test_capacity_off_means_run_task_places_nothing(faulty: Emulator) -> None:
 def sfn_client(emulator: Emulator, service: str) -> Any:
     """A client signed like moto's Step Functions interpreter signs its integrations' calls."""
     return boto3.session.Session(
-        aws_access_key_id=STEP_FUNCTIONS_KEY, aws_secret_access_key="sk", region_name="us-east-1"
+        aws_access_key_id=STEP_FUNCTIONS_ACCESS_KEY,
+        aws_secret_access_key="sk",
+        region_name="us-east-1",
     ).client(service, endpoint_url=emulator.endpoint, config=NO_RETRIES)
 
 
