@@ -41,6 +41,9 @@ def powertools_layer_arn(version: int) -> str:
     )
 
 
+RECORD_GRACE_MARGIN_SECONDS = 30
+
+
 class LambdaBaseline(Construct):
     """Holds what every function shares (code asset, layer, settings) and makes functions."""
 
@@ -65,6 +68,14 @@ class LambdaBaseline(Construct):
         self.powertools = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools", powertools_layer_arn(settings.powertools_layer_version)
         )
+
+    @property
+    def record_grace_seconds(self) -> int:
+        """How long after an API call began its record may still land: its function's
+        timeout and a margin. Where the API acts first and records second (a command's
+        message, an instance's workflow), what finds no record waits this long, then knows
+        the call answered 503 and nothing is to be done."""
+        return self.settings.timeout_seconds + RECORD_GRACE_MARGIN_SECONDS
 
     def function(
         self,

@@ -131,7 +131,12 @@ class WorkerFleet(Construct):
         )
         self.api = api
         self.task_definition = self._task_definition(
-            settings, live, log_retention, removal_policy, f"{name}-worker"
+            settings,
+            live,
+            log_retention,
+            removal_policy,
+            f"{name}-worker",
+            record_grace_seconds=baseline.record_grace_seconds,
         )
         self.credentials = self._credentials(baseline, api)
         self.tenant_role = self._tenant_role(live)
@@ -196,6 +201,8 @@ class WorkerFleet(Construct):
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
         family: str,
+        *,
+        record_grace_seconds: int,
     ) -> ecs.FargateTaskDefinition:
         definition = fargate_task_definition(
             self, "WorkerTask", family=family, cpu=settings.cpu, memory=settings.memory
@@ -228,6 +235,7 @@ class WorkerFleet(Construct):
                 lease_seconds=settings.lease_seconds,
                 stop_grace_seconds=STOP_GRACE_SECONDS,
                 cancel_grace_seconds=settings.cancel_grace_seconds,
+                record_grace_seconds=record_grace_seconds,
                 run_as_uid=RUN_AS_UID,
                 run_as_uids=RUN_AS_UIDS,
                 workdir=WORKDIR,

@@ -42,6 +42,12 @@ def count(table: str, key: str, delta: int, limit: int | None = None) -> dict[st
     return {"Update": update}
 
 
+def counted(table: Any, key: str) -> int:
+    """The counter item ``key`` as it stands (a consistent read; 0 if never counted)."""
+    item = table.get_item(Key={"pk": key}, ConsistentRead=True).get("Item") or {}
+    return int(item.get(COUNT_ATTRIBUTE, 0))
+
+
 def commit(client: Any, items: list[dict[str, Any]], record_id: str) -> None:
     """Writes all or nothing; a failed condition raises ``StaleRecord``."""
     try:

@@ -72,6 +72,9 @@ class WorkerConfig(EnvModel):
     lease_seconds: int = Field(ge=3)
     stop_grace_seconds: int = Field(ge=1)
     cancel_grace_seconds: int = Field(ge=1)
+    record_grace_seconds: int = Field(ge=1)
+    """Longer than a call of the commands API may take (its function's timeout and more):
+    a message whose command has no record after this long will never have one."""
     run_as_uid: int = Field(ge=1)
     """The first uid commands run as when the worker runs as root (each a fresh one)."""
     run_as_uids: int = Field(ge=1)

@@ -8,6 +8,7 @@ command is never run again: if its worker vanishes it ends ``FAILED`` with
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -56,6 +57,42 @@ class ErrorCode(StrEnum):
 
 def new_command_id(now: float) -> str:
     return f"cmd_{int(now * 1000):012x}{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True)
+class CommandMessage:
+    """What a user's queue carries for one command: ids only (the worker reads the command
+    from its record) and when the API sent it — the API sends first and records second, so a
+    worker may see a message whose record is still being written (or never will be)."""
+
+    command_id: str
+    project: str
+    user: str
+    sent_at: float = 0.0
+
+    def body(self) -> str:
+        return json.dumps(
+            {
+                "command_id": self.command_id,
+                "project": self.project,
+                "user": self.user,
+                "sent_at": self.sent_at,
+            }
+        )
+
+    @classmethod
+    def parse(cls, body: str | None) -> CommandMessage:
+        """Raises ``ValueError`` for a body that is not a berth command."""
+        try:
+            fields = json.loads(body or "")
+            return cls(  # only the id is needed to read the record; the rest may be missing
+                command_id=str(fields["command_id"]),
+                project=str(fields.get("project") or ""),
+                user=str(fields.get("user") or ""),
+                sent_at=float(fields.get("sent_at") or 0.0),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a berth command: {body!r}") from exc
 
 
 def log_key(project: str, command_id: str) -> str:

@@ -12,13 +12,12 @@ so it never overrules a worker that still holds a live lease.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.models import Command, CommandStatus, ErrorCode, topic
+from workers.models import Command, CommandMessage, CommandStatus, ErrorCode, topic
 from workers.repository import StaleCommand, WorkersRepository
 
 log = logging.getLogger("berth.workers")
@@ -109,25 +108,26 @@ class Reconciler:
             if not messages:
                 break
             for message in messages:
-                if self._undeliverable(message):
-                    ended.append(str(json.loads(message["Body"])["command_id"]))
+                if ended_id := self._undeliverable(message):
+                    ended.append(ended_id)
                 self.sqs.delete_message(
                     QueueUrl=self.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"]
                 )
         return ended
 
-    def _undeliverable(self, message: dict[str, Any]) -> bool:
+    def _undeliverable(self, message: dict[str, Any]) -> str | None:
+        """The id of the command the dead letter ended, if it ended one."""
         try:
-            command_id = str(json.loads(message.get("Body") or "")["command_id"])
-        except (ValueError, KeyError, TypeError):
+            command_id = CommandMessage.parse(message.get("Body")).command_id
+        except ValueError:
             log.error("dead letter that is not a berth command: %r", message.get("Body"))
-            return False
+            return None
         for _ in range(3):
             command = self.repository.get(command_id)
             if command is None or command.status.finished:
-                return False
+                return None
             if command.status == CommandStatus.RUNNING and not lease_expired(command, self.clock()):
-                return False  # its worker is alive and will record how it ended
+                return None  # its worker is alive and will record how it ended
             try:
                 self.repository.finish(
                     command,
@@ -138,8 +138,8 @@ class Reconciler:
             except StaleCommand:
                 continue
             self._tell(command, CommandStatus.FAILED)
-            return True
-        return False
+            return command.id
+        return None
 
     def _tell(self, command: Command, status: CommandStatus) -> None:
         try:

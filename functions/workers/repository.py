@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from shared.pagination import query_all, query_page
 from shared.records import number, to_item
-from shared.transactions import count
+from shared.transactions import count, counted
 from workers.models import (
     FINISHED,
     TAIL_BYTES,
@@ -149,15 +149,9 @@ class WorkersRepository:
                 raise QueueFull(command.user) from None
             raise StaleCommand(command.id) from None
 
-    def set_sequence(self, command_id: str, sequence: str) -> None:
-        """Records where the queue put the command (only touches ``sequence``)."""
-        self.table.update_item(
-            Key={"pk": command_key(command_id)},
-            UpdateExpression="SET #q = :q",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames={"#q": "sequence"},
-            ExpressionAttributeValues={":q": sequence},
-        )
+    def pending(self, user: str) -> int:
+        """The user's commands QUEUED or RUNNING (what ``add`` counts against the limit)."""
+        return counted(self.table, count_key(user))
 
     def claim(self, command_id: str, worker: str, now: float, lease_seconds: float) -> Command:
         """QUEUED → RUNNING for ``worker``, with a lease; raises ``StaleCommand`` otherwise."""

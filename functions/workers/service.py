@@ -16,6 +16,7 @@ from shared.live import ConnectionStore
 from workers.config import WorkersConfig
 from workers.models import (
     Command,
+    CommandMessage,
     CommandStatus,
     ErrorCode,
     Output,
@@ -94,6 +95,8 @@ class CommandService:
                 code="command_too_long",
             )
         self.claim(user, project)
+        if self.repo.pending(user) >= self.config.max_pending_per_user:
+            raise self._limit_reached()
         now = self.clock()
         command = Command(
             id=new_command_id(now),
@@ -105,43 +108,35 @@ class CommandService:
             created_at=now,
             updated_at=now,
         )
+        # Sent first, recorded second: a 202 means both happened; a failure of either is a
+        # 503 and nothing runs — a message whose record never came is dropped by the worker
+        # (``workers.models.CommandMessage``), and no record waits for a message never sent.
+        # The user's own queue (only their workers read it); one message group per project:
+        # its commands run one at a time, in this order.
         try:
-            self.repo.add(command, self.config.max_pending_per_user)
-        except QueueFull:
-            raise LimitReached(
-                f"you have {self.config.max_pending_per_user} commands queued or running; "
-                "wait for one to end or cancel one",
-                code="command_limit",
-            ) from None
-        try:
-            # The user's own queue (only their workers read it); one message group per
-            # project: its commands run one at a time, in this order. The message carries
-            # ids only; the worker reads the command from the record.
             sent = self.sqs.send_message(
                 QueueUrl=self.queue_of(user),
-                MessageBody=json.dumps(
-                    {"command_id": command.id, "project": project, "user": user}
-                ),
+                MessageBody=CommandMessage(command.id, project, user, now).body(),
                 MessageGroupId=project,
                 MessageDeduplicationId=command.id,
             )
         except Exception as exc:
             logger.exception("could not queue a command", extra={"command_id": command.id})
-            self.repo.finish(
-                command,
-                CommandStatus.FAILED,
-                self.clock(),
-                error=(ErrorCode.UNDELIVERABLE, "the command could not be queued"),
-            )
             raise Unavailable("the command could not be queued; try again") from exc
-        if sequence := sent.get("SequenceNumber"):
-            command = replace(command, sequence=sequence)
-            try:
-                self.repo.set_sequence(command.id, sequence)
-            except Exception:  # it is queued and will run: never answer "nothing was queued"
-                logger.exception("could not record the sequence", extra={"command_id": command.id})
+        command = replace(command, sequence=sent.get("SequenceNumber"))
+        try:
+            self.repo.add(command, self.config.max_pending_per_user)
+        except QueueFull:  # another command of theirs took the last place meanwhile
+            raise self._limit_reached() from None
         self._wake_fleet()
         return command
+
+    def _limit_reached(self) -> LimitReached:
+        return LimitReached(
+            f"you have {self.config.max_pending_per_user} commands queued or running; "
+            "wait for one to end or cancel one",
+            code="command_limit",
+        )
 
     def claim(self, user: str, project: str) -> None:
         """Makes an unused project the caller's (its first command or file); refuses someone

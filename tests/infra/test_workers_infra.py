@@ -236,6 +236,18 @@ def test_the_worker_runs_commands_as_the_images_unprivileged_user(synth: Synth) 
     assert "USER root" in dockerfile  # to switch to that user; commands never run as root
 
 
+def test_workers_wait_for_a_record_longer_than_the_commands_api_may_take(synth: Synth) -> None:
+    """The API sends a command before it records it: a worker drops a message for want of a
+    record only once the API call that sent it is surely over (past its function's timeout)."""
+    (api,) = [
+        f
+        for f in synth.resources("AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "workers.handler.handler"
+    ]
+    grace = int(environment(worker_container(synth))["BERTH_RECORD_GRACE_SECONDS"])
+    assert grace >= api["Properties"]["Timeout"] + 10
+
+
 def test_workspace_logs_and_old_versions_expire(synth: Synth) -> None:
     _, bucket = only(synth, "AWS::S3::Bucket", "WorkersWorkspaces")
     settings = synth.stack.settings

@@ -65,6 +65,7 @@ def main() -> int:
         isolation=Isolation.for_worker(config.run_as_uid, config.run_as_uids),
         idle_seconds=config.idle_seconds,
         keep_warm_seconds=config.keep_warm_seconds,
+        record_grace=config.record_grace_seconds,
         fleet=FleetRegistry(session.resource("dynamodb").Table(config.workers_table)),
         command_timeout=config.command_timeout_seconds,
         lease_seconds=config.lease_seconds,

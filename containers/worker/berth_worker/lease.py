@@ -6,7 +6,9 @@ visible again within one lease. Every ``lease_seconds / 3`` the heartbeat renews
 the tail of the output so far and uploads the log written so far (so a lost command keeps the
 output it had). Every ``check_seconds`` it reads whether the command's owner asked to cancel.
 When a renewal is refused (the command was declared lost meanwhile) the lease is ``lost``
-and the worker must stop and write nothing more for this command.
+and the worker must stop and write nothing more for this command. A renewal that AWS could
+not take (throttled or a 5xx after botocore's retries) is tried again at the next tick, not a
+whole interval later: a lease outlives a run of failed calls, not just two of them.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ class Lease:
         self.lost = False
         self.cancel_requested = False
         self.renewals = 0
+        self.missed = 0
+        """Renewals AWS could not take (each tried again at the next tick)."""
+        self._due = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="lease", daemon=True)
 
@@ -92,9 +97,12 @@ class Lease:
             log.warning("lost the lease on %s: it was ended elsewhere", self.command_id)
             self.lost = True
             return False
-        except Exception:  # a passing fault: the next beat retries, well within the lease
+        except Exception:  # a passing fault: the next tick retries, well within the lease
             log.warning("could not renew the lease on %s", self.command_id, exc_info=True)
+            self.missed += 1
+            self._due = True
             return True
+        self._due = False
         self.renewals += 1
         self.cancel_requested = bool(record.cancel_requested)
         return True
@@ -102,7 +110,7 @@ class Lease:
     def _beat(self) -> None:
         next_renewal = time.monotonic() + self.interval
         while not self._stop.wait(min(self.check_seconds, self.interval)):
-            if time.monotonic() >= next_renewal:
+            if self._due or time.monotonic() >= next_renewal:
                 self.renew()
                 next_renewal = time.monotonic() + self.interval
             elif not self.cancel_requested and not self.lost:

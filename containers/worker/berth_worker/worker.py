@@ -33,13 +33,14 @@ import json
 import logging
 import math
 import os
+import random
 import secrets
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from berth_worker.access import AccessBroker, CommandAccess
 from berth_worker.isolation import Isolation, LeftoversSurvive, command_environment
@@ -48,7 +49,15 @@ from berth_worker.protection import TaskProtection
 from berth_worker.stream import Stop, run
 from berth_worker.sync import SyncReport, WorkspaceSync
 from shared.errors import aws_unavailable
-from workers.models import Command, CommandStatus, ErrorCode, log_key, tail_of, topic
+from workers.models import (
+    Command,
+    CommandMessage,
+    CommandStatus,
+    ErrorCode,
+    log_key,
+    tail_of,
+    topic,
+)
 from workers.reconcile import declare_lost
 from workers.repository import StaleCommand
 from workers.reserve import LEFT, SEEN_SECONDS, FleetRegistry
@@ -58,12 +67,19 @@ from workers.tenancy import queue_name
 log = logging.getLogger("berth.worker")
 
 Publish = Callable[[str, dict[str, Any]], Any]
+T = TypeVar("T")
 TIMEOUT_EXIT_CODE = 124
 FLUSH_BYTES = 1 << 20
 POLL_SECONDS = 20
 """A bound worker long-polls its user's queue this long at most."""
 BIND_POLL_SECONDS = 0.5
 """An unbound worker looks for its binding this often (one consistent read)."""
+RECORD_PAUSE_SECONDS = 0.05
+RECORD_WAIT_SECONDS = 1.0
+"""A message ahead of its record: looked up again after 50 ms, doubling, up to ~2 s."""
+RESULT_PATIENCE_LEASES = 3
+RESULT_PAUSE_SECONDS = 0.5
+"""How long what a command did is tried while AWS is unavailable, and the first pause."""
 
 
 class _HandBack(Exception):
@@ -108,6 +124,9 @@ class Worker:
     metrics: Callable[[str, float, str], None] = lambda *_: None
     name: str = field(default_factory=worker_id)
     keep_warm_seconds: float = 60
+    record_grace: float = 60
+    """Longer than the API's calls may take: a message whose record is missing after this
+    long will never have one (``CommandMessage``)."""
     fleet: FleetRegistry | None = None
     """The fleet's records (``workers.reserve``); None: it is never bound from outside."""
     user: str | None = None
@@ -271,28 +290,29 @@ class Worker:
         """One message of its user's queue (``queue_url``: default, that queue)."""
         receipt = Receipt(queue_url or self.queue_url(), message["ReceiptHandle"])
         try:
-            body = json.loads(message.get("Body") or "{}")
-            command_id, project = str(body["command_id"]), str(body["project"])
-            user = str(body["user"])
-        except (ValueError, KeyError, TypeError):
+            sent = CommandMessage.parse(message.get("Body"))
+        except ValueError:
             log.error("dropping a message that is not a berth command: %r", message.get("Body"))
             self._delete(receipt)
             return
-        if user != self.user:  # its user's queue holds only theirs; never run another's
-            log.error("dropping %s: not a command of this worker's user", command_id)
+        if sent.user != self.user:  # its user's queue holds only theirs; never run another's
+            log.error("dropping %s: not a command of this worker's user", sent.command_id)
             self._delete(receipt)
             return
-        access = self.access.for_command(project, command_id, user)
+        access = self.access.for_command(sent.project, sent.command_id, sent.user)
         self._command_publish = access.publish
         try:
-            self._handle(access, command_id, receipt)
+            self._handle(access, sent, receipt)
         finally:
             self._command_publish = None
 
-    def _handle(self, access: CommandAccess, command_id: str, receipt: Receipt) -> None:
-        command = access.repository.get(command_id)
-        if command is None or command.status.finished:
-            self._delete(receipt)  # unknown, or over (a duplicate, or cancelled while queued)
+    def _handle(self, access: CommandAccess, sent: CommandMessage, receipt: Receipt) -> None:
+        command = self._record_of(access, sent)
+        if command is None:
+            self._unrecorded(sent, receipt)
+            return
+        if command.status.finished:
+            self._delete(receipt)  # over (a duplicate, or cancelled while queued)
             return
         if command.status == CommandStatus.RUNNING:
             self._started_elsewhere(command, access, receipt)
@@ -302,6 +322,36 @@ class Worker:
             self._run(command, access, receipt)
         finally:
             self.protection.set(False)
+
+    def _record_of(self, access: CommandAccess, sent: CommandMessage) -> Command | None:
+        """The command's record. The API sends before it records, so a message fresh from the
+        queue may be a few milliseconds ahead of its record: look again, briefly."""
+        command = access.repository.get(sent.command_id)
+        pause = RECORD_PAUSE_SECONDS
+        while command is None and pause <= RECORD_WAIT_SECONDS and self._young(sent):
+            self.sleep(pause)
+            pause *= 2
+            command = access.repository.get(sent.command_id)
+        return command
+
+    def _young(self, sent: CommandMessage) -> bool:
+        return self.clock() - sent.sent_at < self.record_grace
+
+    def _unrecorded(self, sent: CommandMessage, receipt: Receipt) -> None:
+        """No record: while its API call may still be writing it, the message waits (hidden,
+        still at the head of its project's group, so the order holds); after that, the call
+        is over without recording it — it answered 503, so nothing runs — and the message
+        is dropped."""
+        if not self._young(sent):
+            log.warning("dropping %s: its API call never recorded it", sent.command_id)
+            self._delete(receipt)
+            return
+        wait = sent.sent_at + self.record_grace - self.clock()
+        self.sqs.change_message_visibility(
+            QueueUrl=receipt.queue_url,
+            ReceiptHandle=receipt.handle,
+            VisibilityTimeout=max(1, min(43200, math.ceil(wait) + 1)),
+        )
 
     def _started_elsewhere(self, command: Command, access: CommandAccess, receipt: Receipt) -> None:
         now = self.clock()
@@ -355,7 +405,7 @@ class Worker:
             sync.forget(command.project)
             output.discard()
             return
-        self._finish(command, access, receipt, output, *verdict)
+        self._finish(command, access, receipt, output, lease, *verdict)
         self._last_end = self.clock()
 
     def _execute(
@@ -395,7 +445,7 @@ class Worker:
         if lease.lost:
             return None
         try:
-            output.warnings(sync.up(command.project))
+            output.warnings(self._until_written(lease, lambda: sync.up(command.project)))
         except Exception as exc:
             log.exception("could not save the workspace of %s", command.id)
             sync.forget(command.project)
@@ -474,6 +524,7 @@ class Worker:
         access: CommandAccess,
         receipt: Receipt,
         output: _Output,
+        lease: Lease,
         exit_code: int,
         error: tuple[ErrorCode, str] | None,
     ) -> None:
@@ -484,29 +535,53 @@ class Worker:
         else:
             status = CommandStatus.FAILED
         output.close()
-        output.save(access.s3, self.bucket, force=True)
-        tail = output.tail()
-        output.discard()
         finished = self.clock()
         try:
-            access.repository.finish(
-                command,
-                status,
-                finished,
-                exit_code=exit_code,
-                error=error,
-                tail=tail,
-                worker=self.name,
+            self._until_written(lease, lambda: output.save(access.s3, self.bucket, force=True))
+            tail = output.tail()
+            self._until_written(
+                lease,
+                lambda: access.repository.finish(
+                    command,
+                    status,
+                    finished,
+                    exit_code=exit_code,
+                    error=error,
+                    tail=tail,
+                    worker=self.name,
+                ),
             )
         except StaleCommand:
             log.warning("%s was ended elsewhere before its worker could record it", command.id)
             return
+        finally:
+            output.discard()
         self._status_frame(command, output.next_seq(), status, exit_code)
         self._delete(receipt)
         self.handled.append(command.id)
         self.metrics("CommandDuration", finished - (command.started_at or finished), "Seconds")
         if status == CommandStatus.FAILED:
             self.metrics("CommandFailures", 1, "Count")
+
+    def _until_written(self, lease: Lease, write: Callable[[], T]) -> T:
+        """One of the writes that keep what a command did (its file changes, its log, its
+        final status). Nothing can give that back, so while AWS is unavailable after
+        botocore's own retries (throttled, a 5xx) the write is tried again after a jittered,
+        doubling pause — the lease renewed before each try, so no reconciler calls this worker
+        lost — for up to ``RESULT_PATIENCE_LEASES`` leases. Then, once the lease is lost, or
+        for any other error, it raises."""
+        deadline = time.monotonic() + RESULT_PATIENCE_LEASES * self.lease_seconds
+        pause = RESULT_PAUSE_SECONDS
+        while True:
+            try:
+                return write()
+            except Exception as exc:
+                if not aws_unavailable(exc) or lease.lost or time.monotonic() >= deadline:
+                    raise
+                log.warning("could not write what a command did yet; trying again", exc_info=True)
+            self.sleep(random.uniform(pause / 2, pause))  # noqa: S311 - jitter, not a secret
+            pause = min(2 * pause, self.lease_seconds / 3)
+            lease.renew()
 
     # --- output -------------------------------------------------------------------------------
 

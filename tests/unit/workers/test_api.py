@@ -183,29 +183,39 @@ def test_a_queue_failure_is_a_503_and_leaves_nothing_queued(
     status, error = call("POST", "/workspaces/demo/commands", {"command": "ls"})
     assert (status, error["error"]["code"]) == (503, "unavailable")
     _, listed = call("GET", "/workspaces/demo/commands")
-    assert [(c["status"], c["error"]["code"]) for c in listed["items"]] == [
-        ("FAILED", "undeliverable")
-    ]
+    assert listed["items"] == []  # sent first: nothing was recorded, nothing counted
+    for n in range(config.max_pending_per_user):
+        status, _ = call("POST", "/workspaces/other/commands", {"command": f"echo {n}"})
+        assert status == 503  # (the queue is still not berth's) — never a command_limit 429
 
 
-def test_once_queued_a_command_is_202_even_if_recording_its_place_fails(
-    call: Any, monkeypatch: pytest.MonkeyPatch
+def test_a_record_that_fails_after_the_send_is_a_503_and_nothing_counted(
+    call: Any, config: WorkersConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A 503 tells the caller nothing was queued, so it retries: answering 503 after the
-    message was sent would run the command twice (the chaos run's "nothing run twice")."""
+    """Sent, then the record refused (throttled after botocore's retries): the caller hears
+    503 — nothing will run (the worker drops a message without a record) — and the user's
+    count is untouched."""
     from botocore.exceptions import ClientError
 
     from workers.repository import WorkersRepository
 
-    def throttled(self: Any, command_id: str, sequence: str) -> None:
-        error = {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}
-        raise ClientError(error, "UpdateItem")
+    add, failures = WorkersRepository.add, [1]
 
-    monkeypatch.setattr(WorkersRepository, "set_sequence", throttled)
-    status, queued = call("POST", "/workspaces/demo/commands", {"command": "ls"})
-    assert status == 202 and queued["status"] == "QUEUED" and queued["sequence"]
+    def throttled_once(self: Any, *args: Any) -> None:
+        if failures:
+            failures.pop()
+            error = {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}
+            raise ClientError(error, "TransactWriteItems")
+        add(self, *args)
+
+    monkeypatch.setattr(WorkersRepository, "add", throttled_once)
+    status, error = call("POST", "/workspaces/demo/commands", {"command": "ls"})
+    assert (status, error["error"]["code"]) == (503, "unavailable")
     _, listed = call("GET", "/workspaces/demo/commands")
-    assert [c["id"] for c in listed["items"]] == [queued["id"]]  # one command, queued once
+    assert listed["items"] == []
+    accepted = [call("POST", "/workspaces/demo/commands", {"command": f"echo {n}"})
+                for n in range(config.max_pending_per_user)]  # fmt: skip
+    assert [status for status, _ in accepted] == [202] * config.max_pending_per_user
 
 
 def test_each_user_gets_a_queue_of_their_own_fifo_encrypted_tls_only_and_redriven(

@@ -173,6 +173,144 @@ def test_a_workspace_aws_cannot_list_now_is_handed_back_and_runs_once_later(
     assert statuses == ["RUNNING", "QUEUED", "RUNNING", "SUCCEEDED"]
 
 
+def aws_trouble(operation: str) -> Exception:
+    """What botocore raises once its own retries are spent on a 5xx."""
+    from botocore.exceptions import ClientError
+
+    error = {"Error": {"Code": "InternalServerError", "Message": "injected"},
+             "ResponseMetadata": {"HTTPStatusCode": 500}}  # fmt: skip
+    exception: Exception = ClientError(error, operation)
+    return exception
+
+
+@pytest.mark.parametrize(
+    ("owner", "write", "operation"),
+    [("sync", "up", "PutObject"), ("repository", "finish", "TransactWriteItems")],
+)
+def test_a_command_that_ran_keeps_what_it_did_through_aws_trouble_and_its_lease(
+    service: CommandService,
+    make_worker: MakeWorker,
+    aws: boto3.session.Session,
+    config: WorkersConfig,
+    repository: WorkersRepository,
+    monkeypatch: pytest.MonkeyPatch,
+    owner: str,
+    write: str,
+    operation: str,
+) -> None:
+    """Found by make chaos at 30%: a command ran whole, then saving its file changes (S3
+    SlowDown) or its final status failed after botocore's retries, and it ended
+    workspace_error with its append lost, or worker_lost. What it did is written again, the
+    lease renewed between tries: it ends once, as it ran, and nobody calls it lost meanwhile."""
+    from berth_worker.sync import WorkspaceSync
+
+    cls: Any = {"sync": WorkspaceSync, "repository": WorkersRepository}[owner]
+    worker = make_worker(lease_seconds=3)
+    original, failures = getattr(cls, write), [1, 2, 3]
+    leases: list[float] = []
+
+    def fails_three_times(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if failures:
+            failures.pop()
+            command = repository.get(queued.id)
+            assert command is not None
+            assert command.lease_expires_at is not None
+            leases.append(command.lease_expires_at)
+            raise aws_trouble(operation)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, write, fails_three_times)
+    queued = service.submit(ALICE, "demo", "t1", "echo ran >> ran.txt; echo done")
+    worker.handle(receive(aws, user_queue(aws)))
+
+    done = service.get(ALICE, "demo", queued.id)
+    assert (done.status, done.exit_code, done.tail) == (CommandStatus.SUCCEEDED, 0, "done\n")
+    assert objects(aws, "workspaces/demo/")["workspaces/demo/ran.txt"] == b"ran\n"
+    assert objects(aws, "logs/demo/")[log_key("demo", queued.id)] == b"done\n"
+    assert leases == sorted(leases) and len(set(leases)) >= 2  # renewed between the tries
+    assert in_queue(aws, config) == 0
+
+
+def test_a_result_aws_keeps_refusing_is_given_up_after_its_patience(
+    service: CommandService,
+    make_worker: MakeWorker,
+    aws: boto3.session.Session,
+    repository: WorkersRepository,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The patience is bounded: a result AWS never takes leaves the command RUNNING under
+    an expiring lease (the reconciler ends it worker_lost), the message not deleted."""
+    import berth_worker.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "RESULT_PATIENCE_LEASES", 0.2)
+    worker = make_worker(lease_seconds=3)
+
+    def never(self: WorkersRepository, *args: Any, **kwargs: Any) -> None:
+        raise aws_trouble("TransactWriteItems")
+
+    monkeypatch.setattr(WorkersRepository, "finish", never)
+    queued = service.submit(ALICE, "demo", "t1", "echo once")
+    with pytest.raises(Exception, match="InternalServerError"):
+        worker.handle(receive(aws, user_queue(aws)))
+    left = repository.get(queued.id)
+    assert left is not None and left.status == CommandStatus.RUNNING
+
+
+def test_a_message_ahead_of_its_record_waits_for_it_and_runs_at_once(
+    service: CommandService,
+    worker: Worker,
+    aws: boto3.session.Session,
+    config: WorkersConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The API sends before it records: a warm worker long-polling the queue may hold the
+    message before the record is written. It looks again, briefly, and runs the command."""
+    add = WorkersRepository.add
+    writing: list[threading.Timer] = []
+
+    def slow_add(self: WorkersRepository, *args: Any) -> None:
+        writing.append(threading.Timer(0.3, add, (self, *args)))
+        writing[-1].start()
+
+    monkeypatch.setattr(WorkersRepository, "add", slow_add)
+    queued = service.submit(ALICE, "demo", "t1", "echo on time")
+    worker.handle(receive(aws, user_queue(aws)))
+    writing[0].join()
+    done = service.get(ALICE, "demo", queued.id)
+    assert (done.status, done.tail) == (CommandStatus.SUCCEEDED, "on time\n")
+    assert in_queue(aws, config) == 0
+
+
+def test_a_message_whose_record_never_came_is_dropped_after_the_grace_and_never_runs(
+    service: CommandService,
+    make_worker: MakeWorker,
+    aws: boto3.session.Session,
+    config: WorkersConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The API sent a command, then could not record it and answered 503. Its message waits
+    at the head of its project (hidden, so the order holds) while the API call might still
+    record it, then is dropped; the project's next command runs; the 503 one never does."""
+    worker = make_worker(record_grace=2)
+    add, failures = WorkersRepository.add, [1]
+
+    def refused_once(self: WorkersRepository, *args: Any) -> None:
+        if failures:
+            failures.pop()
+            raise aws_trouble("TransactWriteItems")
+        add(self, *args)
+
+    monkeypatch.setattr(WorkersRepository, "add", refused_once)
+    with pytest.raises(Exception, match="InternalServerError"):  # the API answers 503
+        service.submit(ALICE, "demo", "t1", "echo refused >> order.log")
+    accepted = service.submit(ALICE, "demo", "t1", "echo accepted >> order.log")
+    worker.run_forever()  # waits the orphan out, drops it, runs the next, idles out
+    done = service.get(ALICE, "demo", accepted.id)
+    assert done.status == CommandStatus.SUCCEEDED
+    assert objects(aws, "workspaces/demo/") == {"workspaces/demo/order.log": b"accepted\n"}
+    assert in_queue(aws, config) == 0
+
+
 def test_a_redelivered_command_whose_worker_vanished_ends_worker_lost_and_never_reruns(
     service: CommandService,
     worker: Worker,
@@ -249,6 +387,43 @@ def test_the_heartbeat_keeps_the_lease_and_the_message(
     assert service.get(ALICE, "demo", queued.id).status == CommandStatus.SUCCEEDED
     assert len(set(leases)) >= 3  # renewed every half second
     assert stolen == []
+
+
+def test_a_renewal_aws_refused_is_tried_again_at_the_next_tick_not_an_interval_later() -> None:
+    """Found by make chaos at 30%: a renewal that failed waited a whole interval (a third of
+    the lease) for the next, so three failures in a row lost a live worker its command."""
+    from berth_worker.lease import Lease
+
+    calls: list[float] = []
+    renewed = threading.Event()
+
+    class Flaky:
+        def renew(self, *_: Any) -> Any:
+            calls.append(time.monotonic())
+            if len(calls) <= 3:
+                raise aws_trouble("UpdateItem")
+            renewed.set()
+            return type("Record", (), {"cancel_requested": False})()
+
+    class Queue:
+        def change_message_visibility(self, **_: Any) -> None:
+            pass
+
+    lease = Lease(
+        sqs=Queue(),
+        queue_url="q",
+        receipt="r",
+        repository=Flaky(),  # type: ignore[arg-type]
+        command_id="c",
+        worker="w",
+        lease_seconds=30,  # renewals due every 10 s
+        check_seconds=0.05,
+    )
+    assert lease.renew() is True  # refused by AWS: still held, due again at the next tick
+    with lease:
+        assert renewed.wait(timeout=5)
+    assert (lease.missed, lease.renewals, lease.lost) == (3, 1, False)
+    assert calls[-1] - calls[0] < lease.interval  # four tries inside one interval
 
 
 def test_a_lease_lost_while_running_stops_the_command_and_writes_nothing(
