@@ -26,9 +26,10 @@ from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
 from infra.settings import InstancesSettings
 from infra.storage import add_listing_index, secure_table
-from infra.workflow import standard_state_machine
+from infra.workflow import retry_anything, retry_passing_trouble, standard_state_machine
 from instances.config import InstancesConfig
 from instances.models import APP_TAG, BLOB_ID_PATTERN
+from instances.provisioning import NotRecordedYet
 from instances.repository import BY_USER
 from instances.routes import router as instances_router
 from shared.api import routes_of
@@ -79,6 +80,16 @@ SSM_AGENT_ACTIONS = [
     "ssmmessages:CreateControlChannel",
     "ssmmessages:OpenControlChannel",
 ]
+
+
+def record_wait_attempts(grace_seconds: int, first: int = 2, rate: int = 2) -> int:
+    """Retries (``first`` s, times ``rate`` each, no jitter) whose waits add up to at least
+    ``grace_seconds``: the launch step waits this long for the instance's record."""
+    attempts, waited = 0, 0
+    while waited < grace_seconds:
+        waited += first * rate**attempts
+        attempts += 1
+    return attempts
 
 
 class Instances(Construct):
@@ -134,7 +145,9 @@ class Instances(Construct):
             timeout=Duration.seconds(60),
         )
         self._grant_provisioning(self.step_function, launch_template_arn, document_name)
-        self.state_machine = self._workflow(settings, log_retention, removal_policy)
+        self.state_machine = self._workflow(
+            settings, log_retention, removal_policy, baseline.record_grace_seconds
+        )
 
         # --- the API --------------------------------------------------------------------------
         self.api_function = baseline.function(
@@ -423,6 +436,7 @@ class Instances(Construct):
         settings: InstancesSettings,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
+        record_grace_seconds: int,
     ) -> sfn.StateMachine:
         poll = sfn.WaitTime.duration(Duration.seconds(settings.poll_seconds))
 
@@ -433,7 +447,7 @@ class Instances(Construct):
             }
             if with_error:
                 payload["error"] = sfn.JsonPath.object_at("$.error")
-            return tasks.LambdaInvoke(
+            task = tasks.LambdaInvoke(
                 self,
                 state_id,
                 lambda_function=self.step_function,
@@ -442,9 +456,15 @@ class Instances(Construct):
                 result_path="$.result",
                 retry_on_service_exceptions=True,
             )
+            # each step looks once and moves the record conditionally (the launch with a
+            # client token): running one again is harmless, even after its answer was lost
+            retry_passing_trouble(task, rerunnable=True)
+            return task
 
         failed = sfn.Fail(self, "Provisioning failed", error="ProvisioningFailed")
-        record_failure = step("Record failure", "fail", with_error=True).next(failed)
+        record = step("Record failure", "fail", with_error=True)
+        retry_anything(record)  # the record must not stay in a live phase
+        record_failure = record.next(failed)
         ready = sfn.Succeed(self, "Ready")
         ended = sfn.Succeed(self, "Ended", comment="the instance was deleted meanwhile")
 
@@ -467,6 +487,12 @@ class Instances(Construct):
         agent = polled("agent", "check_ssm", command)
         instance = polled("instance", "check_instance", agent)
         launch = step("Launch", "launch")
+        launch.add_retry(  # the API starts the workflow, then records the instance
+            errors=[NotRecordedYet.__name__],
+            interval=Duration.seconds(2),
+            backoff_rate=2,
+            max_attempts=record_wait_attempts(record_grace_seconds),
+        )
         launch.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
         launch.next(
             sfn.Choice(self, "Launched?")

@@ -28,7 +28,7 @@ from infra.nag import acknowledge_wildcard
 from infra.network import Network
 from infra.settings import CONTAINERS_DIR, JobSettings, JobsSettings
 from infra.storage import add_listing_index, grant_objects, secure_table
-from infra.workflow import standard_state_machine
+from infra.workflow import retry_anything, retry_passing_trouble, standard_state_machine
 from jobs.config import JobsConfig, JobSpec
 from jobs.repository import BY_USER
 from jobs.routes import router as jobs_router
@@ -46,7 +46,6 @@ ECS_TRANSIENT_ERRORS = [
     "ECS.LimitExceededException",
     "ECS.ThrottlingException",
 ]
-LAMBDA_TRANSIENT_ERRORS = ["Lambda.TooManyRequestsException"]
 
 
 class Jobs(Construct):
@@ -127,6 +126,8 @@ class Jobs(Construct):
         self._grant(
             self.failure_function, failures_bucket, "failures/", ["s3:GetObject", "s3:PutObject"]
         )
+        # to see whether a job whose answer was lost had stored its result after all
+        self._grant(self.failure_function, results_bucket, "results/", ["s3:GetObject"])
 
         # --- the chooser ----------------------------------------------------------------------
         self.state_machine = self._state_machine(
@@ -312,8 +313,8 @@ class Jobs(Construct):
     ) -> sfn.StateMachine:
         """Valid input? → Known job? (the catalogue's runtime and limits) → Choose runtime →
         run on Lambda | on Fargate → succeeded, or the failure ZIP and Fail."""
-        write_failure = self._failure_path()
         succeeded = sfn.Succeed(self, "Job succeeded")
+        write_failure = self._failure_path(succeeded)
         choose_runtime = (
             sfn.Choice(self, "Choose runtime")
             .when(
@@ -337,8 +338,9 @@ class Jobs(Construct):
             removal_policy=removal_policy,
         )
 
-    def _failure_path(self) -> sfn.Chain:
-        """Every failure's way out: write the failure ZIP, then Fail."""
+    def _failure_path(self, succeeded: sfn.IChainable) -> sfn.Chain:
+        """Every failure's way out: write the failure ZIP, then Fail — or, when the job's
+        result is stored after all (its runner's answer was lost), succeed."""
         # A Fail state may not raise "States.*" errors (Step Functions' own): one name, and
         # the original error and cause in the message.
         failed = sfn.Fail(
@@ -366,20 +368,17 @@ class Jobs(Construct):
                     ),
                 }
             ),
-            result_selector={"failure_key": sfn.JsonPath.string_at("$.Payload.failure_key")},
+            # {"failure_key"} — or {"result_key"} when the result is stored after all
+            result_selector={"written": sfn.JsonPath.object_at("$.Payload")},
             result_path="$.failure",
             retry_on_service_exceptions=True,
         )
-        # The failure ZIP is the one trace a failed job leaves: a throttled invoke or a failed
-        # write must not end the execution without it. Writing it again is harmless (one key).
-        write_failure.add_retry(
-            errors=["States.ALL"],
-            interval=Duration.seconds(2),
-            backoff_rate=2,
-            max_attempts=6,
-            jitter_strategy=sfn.JitterType.FULL,
+        retry_anything(write_failure)  # the failure ZIP is the one trace a failed job leaves
+        return write_failure.next(
+            sfn.Choice(self, "Result stored after all?")
+            .when(sfn.Condition.is_present("$.failure.written.result_key"), succeeded)
+            .otherwise(failed)
         )
-        return write_failure.next(failed)
 
     def _run_on_lambda(
         self, write_failure: sfn.IChainable, succeeded: sfn.IChainable
@@ -400,13 +399,7 @@ class Jobs(Construct):
             task_timeout=sfn.Timeout.at("$.timeout_seconds"),
             retry_on_service_exceptions=True,
         )
-        run_on_lambda.add_retry(
-            errors=LAMBDA_TRANSIENT_ERRORS,
-            interval=Duration.seconds(2),
-            backoff_rate=2,
-            max_attempts=5,
-            jitter_strategy=sfn.JitterType.FULL,
-        )
+        retry_passing_trouble(run_on_lambda)  # a job's result is stored under one key
         run_on_lambda.add_catch(write_failure, errors=["States.ALL"], result_path="$.error")
         run_on_lambda.next(succeeded)
 

@@ -23,6 +23,10 @@ class Machines:
         self.app_tag = app_tag
 
     def launch(self, instance: Instance) -> str:
+        """The EC2 id of ``instance``'s machine, launched now or by an earlier try whose
+        record write failed (found by its id tag; on AWS the client token dedups too)."""
+        if earlier := self._launched(instance.id):
+            return earlier
         tags = [
             {"Key": "Name", "Value": instance.name},
             {"Key": APP_TAG, "Value": self.app_tag},
@@ -41,6 +45,16 @@ class Machines:
             ],
         )
         return str(response["Instances"][0]["InstanceId"])
+
+    def _launched(self, instance_id: str) -> str | None:
+        reservations = self.ec2.describe_instances(
+            Filters=[
+                {"Name": f"tag:{ID_TAG}", "Values": [instance_id]},
+                {"Name": "instance-state-name", "Values": ["pending", "running"]},
+            ]
+        )["Reservations"]
+        found = [i["InstanceId"] for r in reservations for i in r.get("Instances", [])]
+        return str(found[0]) if found else None
 
     def describe(self, ec2_ids: list[str]) -> dict[str, Ec2Facts]:
         """Facts per EC2 id; ids EC2 no longer knows come back with state ``missing``."""

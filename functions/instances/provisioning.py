@@ -23,6 +23,13 @@ Outcome = Literal["next", "wait", "done", "failed", "stopped"]
 COMMAND_RUNNING = {"Pending", "InProgress", "Delayed"}
 
 
+class NotRecordedYet(LookupError):
+    """The API starts the workflow before it records the instance (so no record ever waits
+    for a workflow that never started): the launch step may run first. The workflow retries
+    this error past the API call's timeout; a record that never came was answered 503, and
+    nothing is launched."""
+
+
 class Provisioner:
     def __init__(
         self,
@@ -39,8 +46,10 @@ class Provisioner:
 
     def run(self, step: str, instance_id: str, error: str | None = None) -> Outcome:
         instance = self.repo.get(instance_id)
+        if instance is None and step == "fail":
+            return "stopped"  # never recorded: nothing was launched, nothing to record
         if instance is None:
-            raise LookupError(f"no instance record {instance_id}")
+            raise NotRecordedYet(f"no instance record {instance_id}")
         if step == "fail":
             self.fail(instance, error or "the provisioning workflow failed")
             return "failed"
@@ -57,6 +66,8 @@ class Provisioner:
         return steps[step](instance)
 
     def launch(self, instance: Instance) -> Outcome:
+        if instance.ec2_instance_id:  # run again after its answer was lost: launched already
+            return "next"
         ec2_id = self.machines.launch(instance)
         self._move(instance, instance.moved(instance.status, self.clock(), ec2_instance_id=ec2_id))
         return "next"

@@ -10,7 +10,7 @@ from typing import Any
 from instances.models import Instance
 from shared.pagination import query_page
 from shared.records import to_item
-from shared.transactions import StaleRecord, commit, count, guarded_put
+from shared.transactions import StaleRecord, commit, count, counted, guarded_put
 
 __all__ = ["InstanceRepository", "QuotaFull", "StaleRecord"]
 
@@ -60,6 +60,10 @@ class InstanceRepository:
             )
         except StaleRecord:
             raise QuotaFull() from None
+
+    def live_count(self, user: str) -> int:
+        """The user's instances still counted against the limit (what ``create`` bounds)."""
+        return counted(self.table, count_key(user))
 
     def replace(self, old: Instance, new: Instance) -> None:
         """Writes ``new`` if the stored status is still ``old``'s; frees the slot on leaving

@@ -40,6 +40,11 @@ class InstanceService:
         self.clock = clock
 
     def create(self, user: str, blob_id: str) -> InstanceView:
+        """Started first, recorded second: a 202 means both happened. If the record fails the
+        answer is 503 and the workflow, finding no record, launches nothing
+        (``provisioning.NotRecordedYet``); no record ever waits for a workflow never started."""
+        if self.repo.live_count(user) >= self.config.max_instances_per_user:
+            raise self._limit_reached()
         now = self.clock()
         instance_id = new_instance_id(now)
         instance = Instance(
@@ -53,24 +58,25 @@ class InstanceService:
             phase_started_at=now,
         )
         try:
-            self.repo.create(instance, self.config.max_instances_per_user)
-        except QuotaFull:
-            raise LimitReached(
-                f"you already have {self.config.max_instances_per_user} instances; delete one "
-                "(DELETE /instances/{id}) before starting another",
-                code="instance_limit",
-            ) from None
-        try:
             self.sfn.start_execution(
                 stateMachineArn=self.config.state_machine_arn,
                 name=instance.id,
                 input=json.dumps({"instance_id": instance.id}),
             )
         except ClientError as exc:
-            failed = instance.moved(Phase.FAILED, self.clock(), error=f"not started: {exc}")
-            self.repo.replace(instance, failed)
             raise Unavailable("could not start provisioning; try again") from exc
+        try:
+            self.repo.create(instance, self.config.max_instances_per_user)
+        except QuotaFull:  # another of theirs took the last place meanwhile
+            raise self._limit_reached() from None
         return InstanceView(instance)
+
+    def _limit_reached(self) -> LimitReached:
+        return LimitReached(
+            f"you already have {self.config.max_instances_per_user} instances; delete one "
+            "(DELETE /instances/{id}) before starting another",
+            code="instance_limit",
+        )
 
     def get(self, user: str, instance_id: str) -> InstanceView:
         instance = self._owned(user, instance_id)

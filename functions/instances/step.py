@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared.errors import named_if_unavailable
 from shared.telemetry import instrumented
 
 logger = Logger()
@@ -27,6 +28,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
 
     step, instance_id = str(event["step"]), str(event["instance_id"])
-    outcome = provisioner_from_env().run(step, instance_id, describe_error(event.get("error")))
+    try:
+        outcome = provisioner_from_env().run(step, instance_id, describe_error(event.get("error")))
+    except Exception as exc:  # AWS's passing trouble gets the name the workflow retries
+        raise named_if_unavailable(exc) from exc
     logger.info("step", extra={"step": step, "instance": instance_id, "outcome": outcome})
     return {"outcome": outcome}

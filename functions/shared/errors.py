@@ -70,3 +70,14 @@ def aws_unavailable(exc: Exception) -> bool:
     code = str((response.get("Error") or {}).get("Code", ""))
     status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
     return code in THROTTLED or status >= 500
+
+
+class AwsUnavailable(Exception):
+    """Raised by a workflow's Lambda step when AWS refused after botocore's own retries
+    (``aws_unavailable``): Step Functions names the error after this class, and the state
+    machine retries it with backoff instead of calling the work failed."""
+
+
+def named_if_unavailable(exc: Exception) -> Exception:
+    """``exc`` as ``AwsUnavailable`` when it is AWS's passing trouble, else as it is."""
+    return AwsUnavailable(str(exc)) if aws_unavailable(exc) else exc

@@ -171,14 +171,18 @@ def test_terminate_only_berth_tagged_instances(synth: Synth) -> None:
         assert terminate["Condition"] == {"StringEquals": {"ec2:ResourceTag/berth:app": "berth"}}
 
 
-def test_workflow_waits_have_timeouts_and_failures_are_recorded(synth: Synth) -> None:
+def workflow(synth: Synth) -> dict[str, Any]:
     (machine,) = [
         m
         for k, m in synth.resources("AWS::StepFunctions::StateMachine").items()
         if k.startswith("Instances")
     ]
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
-    asl = json.loads("".join(p if isinstance(p, str) else '"x"'[1:-1] for p in parts))
+    return dict(json.loads("".join(p if isinstance(p, str) else '"x"'[1:-1] for p in parts)))
+
+
+def test_workflow_waits_have_timeouts_and_failures_are_recorded(synth: Synth) -> None:
+    asl = workflow(synth)
     states = asl["States"]
     assert asl["TimeoutSeconds"] > 0
     for name in ("instance", "agent", "command"):
@@ -189,3 +193,43 @@ def test_workflow_waits_have_timeouts_and_failures_are_recorded(synth: Synth) ->
         assert {c["StringEquals"] for c in choice["Choices"]} >= {"wait", "stopped"}
         assert choice["Default"] == "Provisioning failed"
     assert states["Record failure"]["Next"] == "Provisioning failed"
+
+
+def test_every_step_retries_aws_trouble_and_the_failure_record_retries_anything(
+    synth: Synth,
+) -> None:
+    """Found by make chaos at 30%: an instance stayed waiting_for_instance for good — a step
+    failed on AWS's passing trouble, and so did the step recording the failure, which nothing
+    retried. Each step looks once (looking again is harmless): AwsUnavailable and a
+    throttled invoke are retried; the failure record retries anything, last."""
+    from shared.errors import AwsUnavailable
+
+    states = workflow(synth)["States"]
+    steps = {n: s for n, s in states.items() if s.get("Resource", "").endswith(":lambda:invoke")}
+    assert set(steps) == {"Launch", "Check instance", "Check agent", "Check command",
+                          "Record failure"}  # fmt: skip
+    for name, step in steps.items():
+        errors = [e for retry in step["Retry"] for e in retry["ErrorEquals"]]
+        assert AwsUnavailable.__name__ in errors and "Lambda.TooManyRequestsException" in errors
+        assert "Sandbox.Timedout" in errors  # its answer lost after its work: run it again
+        if name == "Record failure":
+            assert step["Retry"][-1]["ErrorEquals"] == ["States.ALL"]  # last, as required
+        else:  # anything else is a failure to record, not to retry
+            assert "States.ALL" not in errors
+
+
+def test_the_launch_waits_for_the_record_past_the_api_calls_timeout(synth: Synth) -> None:
+    """The API starts the workflow, then records the instance: the launch step retries
+    NotRecordedYet (no jitter) for longer than the API's function may run."""
+    from instances.provisioning import NotRecordedYet
+
+    (retry,) = [
+        r
+        for r in workflow(synth)["States"]["Launch"]["Retry"]
+        if r["ErrorEquals"] == [NotRecordedYet.__name__]
+    ]
+    waited = sum(
+        retry["IntervalSeconds"] * retry["BackoffRate"] ** n for n in range(retry["MaxAttempts"])
+    )
+    assert "JitterStrategy" not in retry
+    assert waited >= synth.stack.settings.functions.timeout_seconds + 10

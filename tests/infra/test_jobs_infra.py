@@ -95,7 +95,14 @@ def test_every_task_state_catches_into_the_failure_writer(synth: Synth) -> None:
             "ResultPath": "$.error",
             "Next": "Write failure ZIP",
         }
-    assert states["Write failure ZIP"]["Next"] == "Job failed"
+    assert states["Write failure ZIP"]["Next"] == "Result stored after all?"
+    after = states["Result stored after all?"]
+    # a runner whose answer was lost after it stored the result (a Lambda timed out after
+    # its side effect): the writer finds the result, and the job succeeded
+    assert after["Choices"] == [
+        {"Variable": "$.failure.written.result_key", "IsPresent": True, "Next": "Job succeeded"}
+    ]
+    assert after["Default"] == "Job failed"
     assert states["Job failed"]["Type"] == "Fail"
     # a Fargate task that exits non-zero is a failure too
     check = states["Exit code 0?"]
@@ -107,12 +114,22 @@ def test_transient_errors_are_retried_with_backoff(synth: Synth) -> None:
     states = definition(synth)["States"]
     for name, error in (
         ("Run on Lambda", "Lambda.TooManyRequestsException"),
+        ("Run on Lambda", "AwsUnavailable"),  # the job ran; storing its result failed
         ("Run on Fargate", "ECS.ThrottlingException"),
     ):
         (retry,) = [r for r in states[name]["Retry"] if error in r["ErrorEquals"]]
         assert retry["BackoffRate"] == 2
         assert retry["MaxAttempts"] >= 3
         assert "States.ALL" not in retry["ErrorEquals"]
+
+
+def test_steps_raise_aws_trouble_under_the_one_name_the_state_machines_retry() -> None:
+    from berth_jobs.runner import AwsUnavailable as JobsUnavailable
+    from infra.workflow import AWS_UNAVAILABLE, PASSING_TROUBLE
+    from shared.errors import AwsUnavailable
+
+    assert AwsUnavailable.__name__ == JobsUnavailable.__name__ == AWS_UNAVAILABLE
+    assert AWS_UNAVAILABLE in PASSING_TROUBLE
 
 
 def test_the_failure_writer_retries_anything_so_a_failed_job_always_leaves_its_zip(

@@ -1,4 +1,7 @@
-"""The state machine's Catch path: always leave ``failures/<job_id>.zip`` with what is known.
+"""The state machine's Catch path: always leave ``failures/<job_id>.zip`` with what is known —
+unless the job's result is stored after all (its runner did its work, then its answer was lost,
+as when a Lambda times out after its side effect): then the job succeeded, and no failure ZIP
+is written beside its result.
 
 Merges into the runner's own failure ZIP (traceback) when there is one, adding Step
 Functions' error and cause, the input and a pointer to the logs; and writes
@@ -16,7 +19,13 @@ import boto3
 from botocore.exceptions import ClientError
 
 from berth_jobs import environment as env
-from berth_jobs.archive import failure_key, read_document, summary_key, zip_documents
+from berth_jobs.archive import (
+    failure_key,
+    read_document,
+    result_key,
+    summary_key,
+    zip_documents,
+)
 
 MAX_MESSAGE_CHARS = 2000
 
@@ -57,6 +66,21 @@ def write_failure(s3: Any, bucket: str, event: dict[str, Any]) -> str:
     return key
 
 
+def stored_result(s3: Any, bucket: str, job_id: str) -> str | None:
+    """The job's result key if its result is in ``bucket``."""
+    key = result_key(job_id)
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in {"NoSuchKey", "404", "NotFound"}:
+            raise
+        return None
+    return key
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    key = write_failure(boto3.client("s3"), env.require(env.FAILURES_BUCKET), event)
-    return {"failure_key": key}
+    s3 = boto3.client("s3")
+    job_id = str(event.get("job_id") or "unknown")
+    if stored := stored_result(s3, env.require(env.RESULTS_BUCKET), job_id):
+        return {"result_key": stored}  # it succeeded: its answer was lost, not its work
+    return {"failure_key": write_failure(s3, env.require(env.FAILURES_BUCKET), event)}

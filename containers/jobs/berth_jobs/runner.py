@@ -8,12 +8,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from berth_jobs.archive import failure_key, result_key, zip_directory, zip_documents
 from berth_jobs.catalog import JOBS, JobInputError
 
 
 class JobFailed(Exception):
     """The job raised; its failure ZIP is already stored."""
+
+
+class AwsUnavailable(Exception):
+    """The job ran but its result could not be stored (S3 refused after botocore's retries):
+    the state machine runs it again (the result has one key), rather than calling it failed.
+    Step Functions names the error after this class (``infra.workflow.AWS_UNAVAILABLE``)."""
 
 
 @dataclass(frozen=True)
@@ -59,5 +67,8 @@ def run_job(
         s3.put_object(Bucket=buckets.failures, Key=failure_key(job_id), Body=archive)
         raise JobFailed(f"{type(exc).__name__}: {exc}") from exc
     key = result_key(job_id)
-    s3.put_object(Bucket=buckets.results, Key=key, Body=body)
+    try:
+        s3.put_object(Bucket=buckets.results, Key=key, Body=body)
+    except ClientError as exc:
+        raise AwsUnavailable(f"the result could not be stored: {exc}") from exc
     return key

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 import pytest
 
@@ -40,6 +42,83 @@ def test_the_instance_limit_is_a_429(service: InstanceService) -> None:
     service.create(BOB, "a")
 
 
+def test_create_starts_the_workflow_then_records_and_a_failed_start_leaves_nothing(
+    service: InstanceService,
+    aws: boto3.session.Session,
+    config: InstancesConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Started first, recorded second: a 503 leaves no record behind, counted or not (a
+    record whose workflow never started would wait for good and hold the user's slot)."""
+    from botocore.exceptions import ClientError
+
+    def throttled(**_: object) -> None:
+        error = {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}
+        raise ClientError(error, "StartExecution")
+
+    real = service.sfn
+    monkeypatch.setattr(
+        service, "sfn", type("Sfn", (), {"start_execution": staticmethod(throttled)})
+    )
+    for _ in range(3):  # more than the limit of two: nothing was counted
+        with pytest.raises(DomainError) as raised:
+            service.create(ALICE, "blob_1")
+        assert (status_of(raised.value), raised.value.code) == (503, "unavailable")
+    assert service.list_instances(ALICE, 10, None)[0] == []
+    monkeypatch.setattr(service, "sfn", real)
+    assert service.create(ALICE, "blob_1").instance.status == Phase.WAITING_FOR_INSTANCE
+
+
+def test_a_workflow_whose_record_never_came_launches_nothing(
+    service: InstanceService,
+    provisioner: Provisioner,
+    aws: boto3.session.Session,
+    config: InstancesConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The record failed after the workflow started (the API answered 503): the launch step
+    raises NotRecordedYet (the workflow retries it past the API's timeout), and the failure
+    step then has nothing to record — no machine, no record, no slot taken."""
+    from botocore.exceptions import ClientError
+
+    from instances.provisioning import NotRecordedYet
+    from instances.repository import InstanceRepository
+
+    def refused(*_: object) -> None:
+        error = {"Error": {"Code": "InternalServerError", "Message": "injected"},
+                 "ResponseMetadata": {"HTTPStatusCode": 500}}  # fmt: skip
+        raise ClientError(error, "TransactWriteItems")
+
+    monkeypatch.setattr(InstanceRepository, "create", refused)
+    with pytest.raises(ClientError):  # the API answers 503 (tests/unit/test_api_basics.py)
+        service.create(ALICE, "blob_1")
+    (started,) = executions(aws, config)
+    with pytest.raises(NotRecordedYet):
+        provisioner.run("launch", started)
+    assert provisioner.run("fail", started, "NotRecordedYet: gave up") == "stopped"
+    assert ec2_instances(aws) == []
+    assert service.repo.live_count(ALICE) == 0
+
+
+def test_a_step_names_aws_trouble_as_the_error_the_workflow_retries(
+    monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    from botocore.exceptions import ClientError
+
+    import instances.wiring
+    from instances import step
+    from shared.errors import AwsUnavailable
+
+    class Flaky:
+        def run(self, *_: object) -> str:
+            error = {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}
+            raise ClientError(error, "DescribeInstances")
+
+    monkeypatch.setattr(instances.wiring, "provisioner_from_env", lambda: Flaky())
+    with pytest.raises(AwsUnavailable, match="ThrottlingException"):
+        step.handler({"step": "check_instance", "instance_id": "ins_1"}, lambda_context)
+
+
 def launched(provisioner: Provisioner, service: InstanceService) -> str:
     instance = service.create(ALICE, "blob_1")
     assert provisioner.run("launch", instance.id) == "next"
@@ -53,6 +132,41 @@ def sent(provisioner: Provisioner, service: InstanceService, agent: Agent) -> st
     agent.online = True
     assert provisioner.run("check_ssm", instance_id) == "next"
     return instance_id
+
+
+def test_a_launch_run_again_after_its_answer_was_lost_launches_nothing_more(
+    provisioner: Provisioner, service: InstanceService, aws: boto3.session.Session
+) -> None:
+    instance_id = launched(provisioner, service)
+    assert provisioner.run("launch", instance_id) == "next"
+    assert len(ec2_instances(aws)) == 1
+
+
+def test_a_launch_whose_record_write_failed_finds_its_machine_when_run_again(
+    provisioner: Provisioner,
+    service: InstanceService,
+    aws: boto3.session.Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RunInstances succeeded, then recording the machine failed (AwsUnavailable, retried by
+    the workflow): the next try finds the machine by its id tag instead of a second one."""
+    from instances.repository import InstanceRepository
+
+    instance = service.create(ALICE, "blob_1")
+    replace, failures = InstanceRepository.replace, [1]
+
+    def refused_once(self: InstanceRepository, *args: Any) -> None:
+        if failures:
+            failures.pop()
+            raise RuntimeError("the record write failed")
+        replace(self, *args)
+
+    monkeypatch.setattr(InstanceRepository, "replace", refused_once)
+    with pytest.raises(RuntimeError):
+        provisioner.run("launch", instance.id)
+    assert provisioner.run("launch", instance.id) == "next"
+    (machine,) = ec2_instances(aws)
+    assert service.get(ALICE, instance.id).instance.ec2_instance_id == machine["InstanceId"]
 
 
 def test_launch_uses_the_template_and_tags_the_instance(

@@ -69,6 +69,27 @@ def test_a_failing_job_leaves_a_failure_zip_and_no_result(s3: Any) -> None:
     assert b"Traceback" in files["traceback.txt"]
 
 
+def test_a_result_s3_cannot_store_now_is_raised_for_the_state_machine_to_run_again(
+    s3: Any,
+) -> None:
+    """Found by make chaos at 30%: a job that ran ended FAILED because storing its result
+    failed after botocore's retries. That is AwsUnavailable (retried by the state machine,
+    the result has one key), never a failure ZIP for a job that did not fail."""
+    from botocore.exceptions import ClientError
+
+    from berth_jobs.runner import AwsUnavailable
+
+    class SlowS3:
+        def put_object(self, **_: Any) -> None:
+            error = {"Error": {"Code": "SlowDown", "Message": "injected"},
+                     "ResponseMetadata": {"HTTPStatusCode": 503}}  # fmt: skip
+            raise ClientError(error, "PutObject")
+
+    with pytest.raises(AwsUnavailable, match="SlowDown"):
+        run_job(s3=SlowS3(), buckets=BUCKETS, job_id="job_9", name="checksum", payload={})
+    assert keys(s3, BUCKETS.failures) == []
+
+
 def test_an_unknown_job_fails_cleanly(s3: Any) -> None:
     with pytest.raises(JobFailed, match="no job 'mine'"):
         run_job(s3=s3, buckets=BUCKETS, job_id="job_4", name="mine", payload={})
@@ -111,3 +132,24 @@ def test_failure_writer_alone_still_leaves_a_zip(s3: Any) -> None:
     assert json.loads(files["input.json"]) == {"x": 1}
     summary = s3.get_object(Bucket=BUCKETS.failures, Key="failures/job_6.json")["Body"].read()
     assert json.loads(summary)["code"] == "InvalidInput"
+
+
+def test_a_job_whose_answer_was_lost_after_storing_its_result_succeeded(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Lambda that timed out after its side effect (make chaos's lost answers): its result is
+    stored, yet the state machine's Catch calls the failure writer. It finds the result and
+    says so (the state machine then succeeds); no failure ZIP is written beside it."""
+    from berth_jobs import environment as env
+    from berth_jobs.failure import handler
+
+    monkeypatch.setenv(env.RESULTS_BUCKET, BUCKETS.results)
+    monkeypatch.setenv(env.FAILURES_BUCKET, BUCKETS.failures)
+    run_job(s3=s3, buckets=BUCKETS, job_id="job_7", name="checksum", payload={"text": "x"})
+    lost = {"job_id": "job_7", "name": "checksum", "input": {"text": "x"},
+            "error": {"Error": "Sandbox.Timedout", "Cause": "Task timed out"}}  # fmt: skip
+    assert handler(lost, None) == {"result_key": "results/job_7.zip"}
+    assert keys(s3, BUCKETS.failures) == []
+    never_ran = {**lost, "job_id": "job_8"}
+    assert handler(never_ran, None) == {"failure_key": "failures/job_8.zip"}
+    assert "failures/job_8.zip" in keys(s3, BUCKETS.failures)
