@@ -394,9 +394,16 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
         {
             described["name"]: functions[logical_id].invoke
             for logical_id, described in deployment.functions.items()
-        }
+        },
+        emulator.faults.lose_answer if emulator.faults else None,
     )
-    events = EventBridge(emulator, deployment, invoke, schedule_seconds=options.schedule_seconds)
+    events = EventBridge(
+        emulator,
+        deployment,
+        invoke,
+        schedule_seconds=options.schedule_seconds,
+        faults=emulator.faults,
+    )
     events.task_listeners.append(runner)
     events.start()
     websocket.start()

@@ -3,7 +3,8 @@
 moto does not deliver ECS task state changes or run schedules. The sandbox watches the
 emulated ECS and synthesizes "ECS Task State Change" events exactly when a task's status
 changes, and fires scheduled rules on their rate — then hands each event to the rule's
-target, like EventBridge does. Handlers cannot tell the difference.
+target, like EventBridge does. Handlers cannot tell the difference — including, under
+``BERTH_LOCAL_FAULTS``, an event that comes twice or late (``Faults.deliveries``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from functools import partial
 from typing import Any
 
 from infra.sandbox.emulator import ACCOUNT, REGION, Deployment, Emulator
+from infra.sandbox.faults import Faults
 
 log = logging.getLogger("berth.sandbox")
 
@@ -89,6 +91,7 @@ class EventBridge:
         *,
         poll_seconds: float = 0.25,
         schedule_seconds: float | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.emulator = emulator
         self.deployment = deployment
@@ -96,6 +99,7 @@ class EventBridge:
         self.rules = rules_of(emulator, deployment)
         self.poll_seconds = poll_seconds
         self.schedule_seconds = schedule_seconds
+        self.faults = faults
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_status: dict[str, str] = {}
@@ -116,16 +120,33 @@ class EventBridge:
             thread.join(timeout=5)
 
     def deliver(self, event: dict[str, Any]) -> int:
+        """Hands ``event`` to every target whose rule matches; how many (now) it reached."""
         delivered = 0
         for rule in self.rules:
             if rule.pattern and matches(rule.pattern, event):
                 for target in rule.targets:
-                    try:
-                        self.invoke(target, event)
-                        delivered += 1
-                    except Exception:
-                        log.exception("event target %s failed", target)
+                    delivered += self._hand(target, event)
         return delivered
+
+    def _hand(self, target: str, event: dict[str, Any]) -> int:
+        """Invokes ``target`` — at once, or (under faults) twice or late, on a timer."""
+        delays = self.faults.deliveries(event["detail-type"]) if self.faults else [0.0]
+        for delay in delays:
+            if delay:
+                timer = threading.Timer(delay, self._invoke, (target, event))
+                timer.daemon = True
+                timer.start()
+            else:
+                self._invoke(target, event)
+        return delays.count(0.0)
+
+    def _invoke(self, target: str, event: dict[str, Any]) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            self.invoke(target, event)
+        except Exception:
+            log.exception("event target %s failed", target)
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -146,10 +167,7 @@ class EventBridge:
                 "detail": {},
             }
             for target in rule.targets:
-                try:
-                    self.invoke(target, event)
-                except Exception:
-                    log.exception("scheduled target %s failed", target)
+                self._hand(target, event)
 
     def _watch_ecs(self) -> None:
         ecs = self.emulator.client("ecs")

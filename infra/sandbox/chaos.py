@@ -234,6 +234,7 @@ class Outcome:
     injected: Counter[str]
     aws_requests: int
     aws_retries: int
+    events: int = 0
 
     @property
     def held(self) -> bool:
@@ -253,6 +254,7 @@ class Outcome:
             ("  answered anything else", str(answers["other"])),
             ("AWS calls by functions and containers", str(self.aws_requests)),
             ("  of them retries (botocore standard mode)", str(self.aws_retries)),
+            ("events handed to their targets (EventBridge)", str(self.events)),
             ("faults injected", str(sum(self.injected.values()))),
             *((f"  {code}", str(n)) for code, n in self.injected.most_common()),
             ("invariants checked", str(len(self.violations))),
@@ -290,13 +292,14 @@ def run_against(up: Launched, faults: str, size: Size, began: float | None = Non
     workload.run()
     state = State.read(up.aws, workload.history)
     violations = audit(state, workload.history)
-    counted: dict[str, Any] = {"requests": 0, "retries": 0, "injected": {}}
+    counted: dict[str, Any] = {"requests": 0, "retries": 0, "events": 0, "injected": {}}
     if up.fault_log:  # the fault layer is there: it counted
         with urllib.request.urlopen(f"{up.emulator}{STATS_PATH}", timeout=30) as answer:  # noqa: S310
             counted = json.loads(answer.read())
     return Outcome(
         faults, size, time.monotonic() - began, workload.history, workload.problems,
         violations, Counter(counted["injected"]), counted["requests"], counted["retries"],
+        counted["events"],
     )  # fmt: skip
 
 

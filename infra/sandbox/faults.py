@@ -10,13 +10,20 @@ Each request to a named service fails with that probability — half the time th
 half the time a server error (500/503) — in the service's own wire format, so botocore raises
 exactly what it raises against AWS (and its retry modes act on it). ``latency`` delays every
 request; ``capacity=on`` makes ``RunTask`` answer with ``failures`` and ``RunInstances`` with
-``InsufficientInstanceCapacity``. ``seed`` makes the choices repeatable: the same seed and the
-same requests give the same faults. Every fault is written, one JSON line each, to a log the
-banner names, so a failing run can be replayed.
+``InsufficientInstanceCapacity``. ``delivery`` is the rate at which an event EventBridge hands
+to its target (task state changes, schedules) comes twice — as when a target timed out after
+its side effect and was invoked again — or late, behind the events after it (``all`` sets it
+too). ``lost`` is the rate at which a function a state machine invokes does its work and then
+its answer is lost, as when it timed out after its side effect: the task fails with
+``Sandbox.Timedout`` (``all`` sets it too). ``seed`` makes the choices repeatable: the same
+seed and the same requests give the same faults. Every fault is written, one JSON line each,
+to a log the banner names, so a failing run can be replayed.
 
-This is the one place faults happen: a WSGI layer around the emulator, which every AWS call of
-the functions and the containers goes through. Requests signed with the sandbox's own key
-(template deployment, the bridges that play AWS's internals) are never faulted.
+This is the one place faults are decided (``Faults``): AWS calls in a WSGI layer around the
+emulator, which every AWS call of the functions and the containers goes through; event
+deliveries and Lambda answers by the bridges that play EventBridge and Lambda, which ask it.
+Requests signed with the sandbox's own key (template deployment, the bridges that play AWS's
+internals) are never faulted.
 """
 
 from __future__ import annotations
@@ -57,17 +64,27 @@ class FaultSpecError(ValueError):
     """``BERTH_LOCAL_FAULTS`` does not parse; the message names the bad part."""
 
 
+LOST_ANSWER = "Sandbox.Timedout"
+"""How Lambda names a function that ran out of time (its side effects may have happened)."""
+DELIVERY_DELAY_SECONDS = 3.0
+"""A late or second delivery of an event comes up to this long after the first."""
+
+
 @dataclass(frozen=True)
 class FaultPlan:
     rates: dict[str, float] = field(default_factory=dict)
     latency_seconds: float = 0.0
     capacity: bool = False
     seed: int = 0
+    delivery: float = 0.0
+    """How often an event is delivered twice or late (``Faults.deliveries``)."""
+    lost: float = 0.0
+    """How often a state machine's Lambda task loses its answer (``Faults.lose_answer``)."""
 
     @classmethod
     def parse(cls, text: str) -> FaultPlan:
         rates: dict[str, float] = {}
-        latency, capacity, seed = 0.0, False, 0
+        latency, capacity, seed, delivery, lost = 0.0, False, 0, 0.0, 0.0
         for part in filter(None, (p.strip() for p in text.split(","))):
             name, equals, value = part.partition("=")
             name, value = name.strip().lower(), value.strip().lower()
@@ -83,19 +100,27 @@ class FaultPlan:
                 if not value.isdigit():
                     raise FaultSpecError(f"seed={value}: a whole number")
                 seed = int(value)
+            elif name == "delivery":
+                delivery = _rate(name, value)
+            elif name == "lost":
+                lost = _rate(name, value)
             elif name == "all" or name in SERVICES:
                 rate = _rate(name, value)
                 rates |= dict.fromkeys(SERVICES, rate) if name == "all" else {name: rate}
+                if name == "all":
+                    delivery = lost = rate
             else:
                 raise FaultSpecError(
                     f"{name!r} is not a service; one of all, {', '.join(sorted(SERVICES))}, "
-                    "latency, capacity, seed"
+                    "delivery, lost, latency, capacity, seed"
                 )
-        return cls(rates=rates, latency_seconds=latency, capacity=capacity, seed=seed)
+        return cls(rates, latency, capacity, seed, delivery, lost)
 
     @property
     def active(self) -> bool:
-        return bool(self.rates or self.latency_seconds or self.capacity)
+        return bool(
+            self.rates or self.latency_seconds or self.capacity or self.delivery or self.lost
+        )
 
     def or_none(self) -> FaultPlan | None:
         return self if self.active else None
@@ -158,6 +183,8 @@ class Faults:
         self.requests = 0
         self.retries = 0
         """Requests botocore sent again after an error (its ``amz-sdk-request`` attempt > 1)."""
+        self.events = 0
+        """Events handed to their targets (``deliveries``)."""
         self._random = random.Random(plan.seed)  # noqa: S311 - repeatability, not secrecy
         self._lock = threading.Lock()
 
@@ -191,7 +218,7 @@ class Faults:
     def stats(self, start_response: Callable[..., Any]) -> list[bytes]:
         """What was asked and injected so far (``GET /_berth/faults`` on the emulator)."""
         with self._lock:
-            counted = {"requests": self.requests, "retries": self.retries}
+            counted = {"requests": self.requests, "retries": self.retries, "events": self.events}
             body = json.dumps({**counted, "injected": dict(self.injected)}).encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         start_response("200 OK", headers)
@@ -208,6 +235,37 @@ class Faults:
         if self._random.random() < 0.5:
             return THROTTLED.get(service, Fault(400, "ThrottlingException"))
         return SERVER_ERROR.get(service, Fault(503, "ServiceUnavailable"))
+
+    def deliveries(self, event: str) -> list[float]:
+        """When to hand an event to its target, in seconds from now: ``[0.0]`` — once, at
+        once; at the plan's ``delivery`` rate, twice (``[0.0, d]``, what EventBridge's
+        at-least-once delivery and Lambda's retry of a target that timed out after its side
+        effect do) or late (``[d]``, behind the events after it). Counted and logged."""
+        with self._lock:
+            if not self.enabled:
+                return [0.0]
+            self.events += 1
+            number = self.events
+            if self._random.random() >= self.plan.delivery:
+                return [0.0]
+            delay = round(self._random.uniform(0.2, DELIVERY_DELAY_SECONDS), 3)
+            twice = self._random.random() < 0.5
+        fault = Fault(200, "EventDeliveredTwice" if twice else "EventDeliveredLate")
+        self._record(number, "events", event, fault)
+        return [0.0, delay] if twice else [delay]
+
+    def lose_answer(self, function: str) -> bool:
+        """Whether the answer of this invocation of ``function`` by a state machine is lost
+        after the function did its work (at the plan's ``lost`` rate). Counted and logged."""
+        with self._lock:
+            if not self.enabled or not self.plan.lost:
+                return False
+            self.events += 1
+            number = self.events
+            if self._random.random() >= self.plan.lost:
+                return False
+        self._record(number, "lambda", f"Invoke {function}", Fault(200, LOST_ANSWER))
+        return True
 
     def _record(self, number: int, service: str, operation: str, fault: Fault) -> None:
         with self._lock:

@@ -93,11 +93,15 @@ def enable_execution(emulator: Emulator) -> None:
     os.environ["MOTO_PORT"] = emulator.endpoint.rsplit(":", 1)[-1]
 
 
-def route_lambda_invocations(functions: dict[str, Invoke]) -> None:
+def route_lambda_invocations(
+    functions: dict[str, Invoke], lose_answer: Callable[[str], bool] | None = None
+) -> None:
     """moto's Lambda invokes (from Step Functions or the API) run the named local function.
 
     Without Docker, moto answers invocations from its "simple" Lambda backend (it echoes the
     payload); functions the sandbox runs are routed to their execution environments instead.
+    ``lose_answer`` (the fault layer's) may turn a state machine's invocation that did its
+    work into ``Sandbox.Timedout``, as Lambda reports a function that ran out of time.
     """
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
@@ -122,6 +126,12 @@ def route_lambda_invocations(functions: dict[str, Invoke]) -> None:
         except Exception as exc:  # a handler error, as Lambda reports it
             response_headers["x-amz-function-error"] = "Unhandled"
             result = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+        else:
+            signed = str((headers or {}).get("Authorization", ""))
+            by_a_state_machine = f"Credential={STEP_FUNCTIONS_ACCESS_KEY}/" in signed
+            if by_a_state_machine and lose_answer is not None and lose_answer(name):
+                response_headers["x-amz-function-error"] = "Unhandled"
+                result = {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out"}
         return json.dumps(result).encode()
 
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]

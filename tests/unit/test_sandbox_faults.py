@@ -15,7 +15,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra.sandbox.emulator import Emulator
-from infra.sandbox.faults import STATS_PATH, FaultPlan, FaultSpecError
+from infra.sandbox.faults import (
+    DELIVERY_DELAY_SECONDS,
+    STATS_PATH,
+    FaultPlan,
+    Faults,
+    FaultSpecError,
+)
 from infra.sandbox.moto_bridges import STEP_FUNCTIONS_ACCESS_KEY
 
 NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
@@ -43,6 +49,9 @@ def test_the_spec_parses_and_names_what_is_wrong() -> None:
     plan = FaultPlan.parse("dynamodb=0.1, sqs=0.05,latency=50ms,seed=7,capacity=on")
     assert plan == FaultPlan({"dynamodb": 0.1, "sqs": 0.05}, 0.05, True, 7)
     assert FaultPlan.parse("all=0.2").rates["ecs"] == 0.2
+    assert FaultPlan.parse("all=0.2").delivery == 0.2  # events come twice or late too
+    assert FaultPlan.parse("delivery=0.5").delivery == 0.5
+    assert FaultPlan.parse("delivery=0.5").active
     assert not FaultPlan.parse("").active
     for bad, said in [
         ("dynamo=0.1", "'dynamo' is not a service"),
@@ -56,6 +65,42 @@ def test_the_spec_parses_and_names_what_is_wrong() -> None:
 
 
 EVERY_CALL_FAILS = "dynamodb=1,s3=1,lambda=1,ecs=1,sqs=1,sts=1,seed=3"
+
+
+def test_events_come_twice_or_late_at_the_delivery_rate_seeded_and_logged(
+    tmp_path: Path,
+) -> None:
+    def decided(plan: str) -> tuple[list[list[float]], list[str]]:
+        log = tmp_path / f"{plan}.jsonl"
+        faults = Faults(FaultPlan.parse(plan), lambda *_: [], log)
+        assert faults.deliveries("ECS Task State Change") == [0.0]  # not before enable()
+        faults.enable()
+        made = [faults.deliveries("ECS Task State Change") for _ in range(200)]
+        lines = log.read_text().splitlines() if log.exists() else []
+        codes = [json.loads(line)["code"] for line in lines]
+        return made, codes
+
+    made, codes = decided("delivery=0.3,seed=4")
+    twice = [d for d in made if len(d) == 2]
+    late = [d for d in made if len(d) == 1 and d[0] > 0]
+    assert all(d[0] == 0.0 and 0 < d[1] <= DELIVERY_DELAY_SECONDS for d in twice)
+    assert 30 <= len(twice) + len(late) <= 90 and twice and late  # about 30% of 200
+    assert codes.count("EventDeliveredTwice") == len(twice)
+    assert codes.count("EventDeliveredLate") == len(late)
+    assert decided("delivery=0.3,seed=4")[0] == made  # the same seed, the same deliveries
+    assert decided("delivery=0,seed=4")[0] == [[0.0]] * 200
+
+
+def test_answers_are_lost_at_the_lost_rate_seeded_and_logged(tmp_path: Path) -> None:
+    def lost(plan: str) -> list[bool]:
+        faults = Faults(FaultPlan.parse(plan), lambda *_: [], tmp_path / "lost.jsonl")
+        assert faults.lose_answer("berth-jobs-run") is False  # not before enable()
+        faults.enable()
+        return [faults.lose_answer("berth-jobs-run") for _ in range(200)]
+
+    made = lost("lost=0.25,seed=2")
+    assert 25 <= made.count(True) <= 75 and made == lost("lost=0.25,seed=2")
+    assert FaultPlan.parse("all=0.1").lost == 0.1 and not any(lost("s3=0.5"))
 
 
 @pytest.mark.parametrize("faulty", [EVERY_CALL_FAILS], indirect=True)

@@ -9,10 +9,12 @@ import pytest
 
 from sessions.config import SessionsConfig
 from sessions.models import Status
+from sessions.repository import count_key
 from sessions.service import SessionService
 from sessions.tasks import SESSION_TAG
 from shared.api import status_of
 from shared.errors import DomainError
+from shared.transactions import counted
 from tests.aws import FakeClock
 from tests.unit.sessions.conftest import (
     ALICE,
@@ -300,6 +302,29 @@ def test_late_events_do_not_move_a_session_backwards(
     service.stop(ALICE, session.id)
     stale_running = service.on_task_event(task_event(task, "RUNNING"))
     assert stale_running and stale_running.status == Status.STOPPING
+
+
+def test_every_event_delivered_twice_changes_nothing_the_second_time(
+    service: SessionService,
+    aws: boto3.session.Session,
+    config: SessionsConfig,
+    notifier: RecordingNotifier,
+) -> None:
+    """EventBridge delivers at least once (and Lambda invokes a target again when it timed
+    out after its side effect): each of a session's events applied twice moves it once,
+    tells its owner once, and frees its slot once."""
+    session, _ = service.create(ALICE, "default", None)
+    (task,) = tasks_in_cluster(aws, config)
+    for event in (task_event(task, "RUNNING"), task_event(task, "RUNNING")):
+        service.on_task_event(event)
+    service.stop(ALICE, session.id)
+    stopped = task_event(task, "STOPPED", stopCode="UserInitiated")
+    for _ in range(2):
+        applied = service.on_task_event(stopped)
+        assert applied is not None and applied.status == Status.STOPPED
+    told = [c.status for c in notifier.changes]
+    assert told.count(Status.RUNNING) == 1 and told.count(Status.STOPPED) == 1
+    assert counted(service.repo.table, count_key(ALICE)) == 0  # freed once, not twice
 
 
 def test_events_for_tasks_berth_did_not_start_are_ignored(service: SessionService) -> None:
