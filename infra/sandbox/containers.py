@@ -192,13 +192,18 @@ class LocalTaskRunner:
             self._processes.pop(task["taskArn"], None)
             if served is not None:
                 self._addresses.pop(served, None)
-        if self.closed:
-            return  # the sandbox (and its emulator) stopped under the task
-        if task.get("desiredStatus") == "STOPPED" or self._stopped(task):
-            return  # stopped from outside (a session's end): ECS has recorded it already
-        if code:
-            log.info("task %s exited %s (log: %s)", task["taskArn"], code, output)
-        self._finish(task, 128 - code if code < 0 else code, reason)
+        try:
+            if self.closed:
+                return  # the sandbox (and its emulator) stopped under the task
+            if task.get("desiredStatus") == "STOPPED" or self._stopped(task):
+                return  # stopped from outside (a session's end): ECS has recorded it already
+            if code:
+                log.info("task %s exited %s (log: %s)", task["taskArn"], code, output)
+            self._finish(task, 128 - code if code < 0 else code, reason)
+        except Exception:
+            if not self.closed:
+                raise
+            # the sandbox stopped while this task's end was being recorded: nothing to record
 
     def _serve(
         self, task: dict[str, Any], container: dict[str, Any], environment: dict[str, str]
