@@ -57,6 +57,10 @@ SQS_FIFO_REQUEST = 0.50 / 1e6
 SQS_REQUEST = 0.40 / 1e6
 FARGATE_VCPU_HOUR = 0.03238  # arm64
 FARGATE_GB_HOUR = 0.00356
+EFS_STANDARD_GB_MONTH = 0.30
+EFS_IA_GB_MONTH = 0.016  # Infrequent Access, after sessions.storage_ia_days untouched
+EFS_MOUNT_TARGET = 0.0  # mount targets, access points and an empty file system are free
+IDLE_STORED_GB = 0.0  # an idle stack holds no user's files: EFS bills stored bytes only
 BUDGET = 0.50
 FREE_CALLS = {"ecs", "events", "sts"}  # ECS control plane calls are not charged
 DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
@@ -261,6 +265,10 @@ def fixed_items(template: dict[str, Any]) -> list[tuple[str, float]]:
          count(template, "AWS::SecretsManager::Secret") * SECRET),
         (f"alarms ({count(template, 'AWS::CloudWatch::Alarm')})",
          count(template, "AWS::CloudWatch::Alarm") * ALARM),
+        (f"session volumes' file systems ({count(template, 'AWS::EFS::FileSystem')}, "
+         f"{count(template, 'AWS::EFS::MountTarget')} mount targets), holding no data",
+         IDLE_STORED_GB * EFS_STANDARD_GB_MONTH
+         + count(template, "AWS::EFS::MountTarget") * EFS_MOUNT_TARGET),
     ]  # fmt: skip
 
 
@@ -308,6 +316,10 @@ def main() -> None:
         f"${DASHBOARD:.2f} each beyond"
     )
     print("  not priced: ECR storage of the images (their size is known after docker build)")
+    print(
+        f"  users' data: ${EFS_STANDARD_GB_MONTH:.2f} per GB-month while used, "
+        f"${EFS_IA_GB_MONTH:.3f} once untouched for sessions.storage_ia_days (Infrequent Access)"
+    )
     base = baseline()
     print(f"  {'baseline: NAT gateway + one always-on task':<{width}}  ${base:8.4f}")
     print(f"\nratio berth idle / baseline: {total / base:.4f}x")

@@ -30,18 +30,20 @@ from infra.compute import (
 )
 from infra.functions import LambdaBaseline
 from infra.live import LiveUpdates
-from infra.nag import acknowledge, acknowledge_wildcard
+from infra.nag import acknowledge, acknowledge_on_role, acknowledge_wildcard
 from infra.network import Network
 from infra.routing import SessionRouting
+from infra.session_storage import SessionStorage
 from infra.settings import LimitSettings, ProfileSettings, SessionsSettings
 from infra.storage import add_listing_index, secure_table
 from sessions.config import Profile, SessionsConfig
 from sessions.repository import BY_ACTIVITY, BY_USER, WARM_POOL
 from sessions.routes import router as sessions_router
+from sessions.storage import PROFILE_TAG
 from shared.api import routes_of
 
 CONTAINER_NAME = "session"
-RENDERED_HERE = {"task_definition", "container"}
+RENDERED_HERE = {"task_definition", "container", "storage_path", "log_group"}
 """What a function's Profile holds that the profile's settings do not (the rest is copied)."""
 STRING = dynamodb.AttributeType.STRING
 
@@ -89,6 +91,8 @@ class Sessions(Construct):
         )
 
         self.task_definitions: dict[str, ecs.FargateTaskDefinition] = {}
+        self.log_groups: dict[str, logs.LogGroup] = {}
+        """Each profile's container output (``GET /sessions/{id}/logs`` reads it)."""
         for profile_name, profile in sorted(settings.profiles.items()):
             self.task_definitions[profile_name] = self._task_definition(
                 profile_name,
@@ -102,11 +106,14 @@ class Sessions(Construct):
         self.task_security_group, self.client_security_group = self._security_groups(
             network, settings, ingress_cidrs, routing
         )
+        self.storage = self._storage(settings, network)
         profiles_json = Stack.of(self).to_json_string(
             {
                 profile_name: Profile(
                     task_definition=self.task_definitions[profile_name].task_definition_arn,
                     container=CONTAINER_NAME,
+                    storage_path=profile.storage.path if profile.storage else None,
+                    log_group=self.log_groups[profile_name].log_group_name,
                     **profile.model_dump(include=set(Profile.model_fields) - RENDERED_HERE),
                 ).model_dump()
                 for profile_name, profile in sorted(settings.profiles.items())
@@ -123,6 +130,9 @@ class Sessions(Construct):
                 profiles=profiles_json,
                 max_sessions_per_user=limits.max_sessions_per_user,
                 reaper_dry_run=settings.reaper_dry_run,
+                storage_file_system=self.storage.file_system.file_system_id
+                if self.storage
+                else None,
                 **(routing.config() | {"max_routes": max_routes} if routing else {}),
             ),
             **live.environment(),
@@ -166,6 +176,12 @@ class Sessions(Construct):
             live.grant_publish(function)
             self._grant_task_control(function)
         self._grant_run_task(self.api_function)
+        # a session's output (GET .../logs), and a failed one's last lines (task events)
+        for function in (self.api_function, self.events_function):
+            for _, group in sorted(self.log_groups.items()):
+                group.grant(function, "logs:GetLogEvents")
+        if self.storage is not None:
+            self._grant_volumes(self.api_function, self.storage, name)
         if any(profile.warm_pool for profile in settings.profiles.values()):
             self._grant_run_task(self.reaper_function)  # it refills the warm pools
         grant_list_tasks(self.reaper_function, self.cluster)
@@ -237,11 +253,15 @@ class Sessions(Construct):
         removal_policy: RemovalPolicy,
         family: str,
     ) -> ecs.FargateTaskDefinition:
+        self.log_groups[profile_name] = logs.LogGroup(
+            self, f"Logs-{profile_name}", retention=log_retention, removal_policy=removal_policy
+        )
         task_role = iam.Role(
             self,
             f"TaskRole-{profile_name}",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description=f"berth session profile {profile_name}: no AWS permissions",
+            description=f"berth session profile {profile_name}: no AWS permissions"
+            + (" beyond mounting its user's volume" if profile.storage else ""),
         )
         definition = fargate_task_definition(
             self,
@@ -259,13 +279,7 @@ class Sessions(Construct):
             port_mappings=[ecs.PortMapping(container_port=profile.port)],
             environment={"PORT": str(profile.port), **profile.environment},
             logging=ecs.LogDrivers.aws_logs(
-                stream_prefix=profile_name,
-                log_group=logs.LogGroup(
-                    self,
-                    f"Logs-{profile_name}",
-                    retention=log_retention,
-                    removal_policy=removal_policy,
-                ),
+                stream_prefix=profile_name, log_group=self.log_groups[profile_name]
             ),
         )
         acknowledge_task_definition(
@@ -277,6 +291,79 @@ class Sessions(Construct):
 
     def _task_arns(self) -> str:
         return cluster_task_arns(self, self.cluster)
+
+    def _storage(self, settings: SessionsSettings, network: Network) -> SessionStorage | None:
+        """The file system of users' volumes, when a profile keeps storage; its session tasks
+        may mount through an access point."""
+        keeping = [n for n, p in sorted(settings.profiles.items()) if p.storage is not None]
+        if not keeping:
+            return None
+        storage = SessionStorage(
+            self,
+            "Storage",
+            network=network,
+            session_tasks=self.task_security_group,
+            ia_days=settings.storage_ia_days,
+            removal_policy=RemovalPolicy.RETAIN
+            if settings.storage_removal_policy == "retain"
+            else RemovalPolicy.DESTROY,
+        )
+        for profile_name in keeping:
+            storage.grant_mount(self.task_definitions[profile_name].task_role)
+        self.storage_profiles = keeping
+        return storage
+
+    def _grant_volumes(
+        self, function: lambda_.Function, storage: SessionStorage, name: str
+    ) -> None:
+        """Users' volumes (``sessions.storage``): access points on berth's file system, and
+        revisions of berth's session families that mount them — started with berth's session
+        roles only."""
+        storage.grant_volumes(function)
+        families = Stack.of(self).format_arn(
+            service="ecs", resource="task-definition", resource_name=f"{name}-session-*"
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ecs:RegisterTaskDefinition"],
+                resources=["*"],  # it takes no resource: the tag it must carry bounds it
+                conditions={
+                    "StringEquals": {f"aws:RequestTag/{PROFILE_TAG}": self.storage_profiles}
+                },
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["ecs:DescribeTaskDefinition"], resources=["*"])
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ecs:RunTask"],
+                resources=[families],
+                conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["ecs:DeregisterTaskDefinition"], resources=[families])
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ecs:TagResource"],
+                resources=[families],
+                conditions={"StringEquals": {"ecs:CreateAction": "RegisterTaskDefinition"}},
+            )
+        )
+        acknowledge_on_role(
+            function,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecs:RegisterTaskDefinition and DescribeTaskDefinition take no resource; registering "
+            "is bound by the profile tag it must carry and iam:PassRole to berth's session roles.",
+        )
+        acknowledge_wildcard(
+            function,
+            families,
+            "Users' revisions of berth's own session families (one family per user and profile, "
+            "named at run time).",
+        )
 
     def _grant_task_control(self, function: lambda_.Function) -> None:
         function.add_to_role_policy(

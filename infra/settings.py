@@ -127,6 +127,13 @@ class VpcSettings(_Strict):
         return self
 
 
+class VolumeSettings(_Strict):
+    """A profile's persistent volume: one per user, kept across sessions (``sessions.storage``)."""
+
+    path: str = Field(pattern=r"^/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+    """Where the user's volume is mounted in the container (e.g. Chroma's persist directory)."""
+
+
 class ProfileSettings(_Strict):
     """One kind of per-user container a client can ask for with ``POST /sessions``."""
 
@@ -147,6 +154,8 @@ class ProfileSettings(_Strict):
     """A warm task unclaimed this long is replaced (fresh image, no long-lived strays)."""
     warm_windows: list[str] = Field(default_factory=list)
     """When to keep the pool, UTC (``"mon-fri 07:00-19:00"``); empty: always."""
+    storage: VolumeSettings | None = None
+    """A volume per user that outlives the session (EFS); none: the task's own disk only."""
 
     @field_validator("warm_windows")
     @classmethod
@@ -175,20 +184,46 @@ class ProfileSettings(_Strict):
         check_fargate_size(self.cpu, self.memory)
         if self.default_ttl_seconds > self.max_ttl_seconds:
             raise ValueError("default_ttl_seconds is larger than max_ttl_seconds")
+        if self.storage is not None and self.warm_pool:
+            raise ValueError(
+                "a profile with storage cannot keep a warm pool: a warm task starts before it "
+                "has a user, and ECS mounts a volume only when a task starts"
+            )
         return self
 
 
 def _default_profiles() -> dict[str, ProfileSettings]:
     return {
         "default": ProfileSettings(image="echo", port=8080),
-        "chroma": ProfileSettings(image="chroma", cpu=512, memory=1024, port=8000),
+        "chroma": ProfileSettings(
+            image="chroma",
+            cpu=512,
+            memory=1024,
+            port=8000,
+            storage=VolumeSettings(path="/data"),  # Chroma's PERSIST_DIRECTORY
+        ),
     }
+
+
+STORAGE_IA_DAYS = (1, 7, 14, 30, 60, 90, 180, 270, 365)
+"""What EFS lifecycle management accepts."""
 
 
 class SessionsSettings(_Strict):
     profiles: dict[Name, ProfileSettings] = Field(default_factory=_default_profiles, min_length=1)
     reaper_interval_minutes: int = Field(default=1, ge=1, le=60)
     reaper_dry_run: bool = False
+    storage_ia_days: int = 30
+    """Files of a session volume untouched this long move to EFS Infrequent Access."""
+    storage_removal_policy: Literal["retain", "destroy"] = "retain"
+    """What ``cdk destroy`` does to the file system holding users' volumes."""
+
+    @field_validator("storage_ia_days")
+    @classmethod
+    def _ia_days(cls, value: int) -> int:
+        if value not in STORAGE_IA_DAYS:
+            raise ValueError(f"storage_ia_days must be one of {list(STORAGE_IA_DAYS)}")
+        return value
 
 
 LAMBDA_MAX_TIMEOUT_SECONDS = 900

@@ -39,6 +39,7 @@ TEST_SETTINGS: dict[str, Any] = {
                 "port": 8000,
                 "default_ttl_seconds": 3600,
                 "max_ttl_seconds": 28800,
+                "storage": {"path": "/data"},
             },
         }
     },

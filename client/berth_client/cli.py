@@ -74,6 +74,8 @@ GLOBAL_FLAGS = {"--json"}
 GLOBAL_OPTIONS = {"--aws-profile", "--api-url"}
 
 WaitOption = Annotated[bool, typer.Option("--wait", help="Wait for a final state.")]
+FOLLOW_SECONDS = 2.0
+"""How often ``sessions logs -f`` asks for what came since."""
 ProjectOption = Annotated[str, typer.Option("--project", "-P", help="The project (workspace).")]
 
 
@@ -390,6 +392,54 @@ def sessions_stop(session_id: str, wait: WaitOption = False) -> None:
 def sessions_heartbeat(session_id: str) -> None:
     """Keep a session from being reaped as idle."""
     run(lambda: show(s := client().heartbeat(session_id), f"{s.id} {s.status}"))
+
+
+@sessions_app.command("logs")
+def sessions_logs(
+    session_id: str,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing what it prints until Ctrl-C.")
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option(help="Only lines from this ISO 8601 time on.")
+    ] = None,
+) -> None:
+    """What a session's container printed, oldest first."""
+
+    def action() -> None:
+        api = client()
+        token: str | None = None
+        while True:
+            page = api.session_logs(session_id, since=since, next_token=token)
+            if state["json"]:
+                show(list[BaseModel](page.items))
+            else:
+                for line in page.items:
+                    out.print(f"{line.at} {line.message}")
+            if not follow:
+                return
+            token = page.next_token or token
+            time.sleep(FOLLOW_SECONDS)
+
+    run(action)
+
+
+@sessions_app.command("storage")
+def sessions_storage() -> None:
+    """Your persistent volumes: profile, where sessions see it, created, last used."""
+    run(
+        lambda: table(
+            client().volumes(),
+            "volumes",
+            lambda v: [v.profile, v.path, age(v.created_at), age(v.last_used_at)],
+        )
+    )
+
+
+@sessions_app.command("wipe")
+def sessions_wipe(profile: str) -> None:
+    """Wipe your volume of a profile: its next session starts empty (stop its session first)."""
+    run(lambda: show(v := client().wipe_volume(profile), f"wiped {v.profile} ({v.path})"))
 
 
 # --- jobs -------------------------------------------------------------------------------------

@@ -37,9 +37,11 @@ from berth_client.models import (
     InstanceOut,
     JobOut,
     JobRunnerOut,
+    LogPage,
     Output,
     ProfileOut,
     SessionOut,
+    VolumeOut,
 )
 
 CONFIG_ENV = "BERTH_CONFIG"
@@ -395,6 +397,30 @@ class BerthClient:
 
     def heartbeat(self, session_id: str) -> SessionOut:
         return self._model(SessionOut, self.request("POST", f"{_session(session_id)}/heartbeat"))
+
+    def session_logs(
+        self,
+        session_id: str,
+        since: str | None = None,
+        next_token: str | None = None,
+        limit: int = 100,
+    ) -> LogPage:
+        """A page of what the session's container printed, oldest first; pass the page's
+        ``next_token`` back to follow it."""
+        query = {"since": since, "next_token": next_token, "limit": limit}
+        return self._model(
+            LogPage, self.request("GET", f"{_session(session_id)}/logs", query=query)
+        )
+
+    def volumes(self) -> list[VolumeOut]:
+        """Your persistent volumes, one per profile that keeps storage."""
+        return self._items(VolumeOut, "/sessions/storage")
+
+    def wipe_volume(self, profile: str) -> VolumeOut:
+        """Wipes your volume of ``profile``: its next session starts empty."""
+        return self._model(
+            VolumeOut, self.request("DELETE", f"/sessions/storage/{segment(profile, 'profile')}")
+        )
 
     # --- jobs ---------------------------------------------------------------------------------
 

@@ -39,6 +39,24 @@ class ProfileOut(Answer):
     max_ttl_seconds: int
     idle_timeout_seconds: int
     warm_pool: int
+    storage_path: str | None = None
+
+
+class LogLineOut(Answer):
+    at: str
+    message: str
+
+
+class LogPage(Answer):
+    items: list[LogLineOut]
+    next_token: str | None = None
+
+
+class VolumeOut(Answer):
+    profile: str
+    path: str
+    created_at: str
+    last_used_at: str
 
 
 class JobError(Answer):
@@ -141,6 +159,9 @@ class FileTransfer(Answer):
 MODELS: tuple[type[Answer], ...] = (
     SessionOut,
     ProfileOut,
+    LogLineOut,
+    LogPage,
+    VolumeOut,
     JobError,
     JobOut,
     JobRunnerOut,

@@ -3,7 +3,9 @@ WebSocket (``Upgrade: websocket``) gets every text message back.
 
 Standard library only, so the image stays tiny. Configured through the environment:
 PORT (listen port), BERTH_SESSION_ID and BERTH_USER (set by berth when it starts the task
-for a session; a warm-pool task has neither, only BERTH_WARM_POOL).
+for a session; a warm-pool task has neither, only BERTH_WARM_POOL). When the profile keeps
+storage, BERTH_STORAGE_PATH names the user's volume: ``PUT /storage/<name>`` keeps the body
+there as a file, ``GET /storage/<name>`` answers it (404 when there is none).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import base64
 import hashlib
 import json
 import os
+import re
 import struct
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MAX_BODY = 64 * 1024
+STORED_NAME = re.compile(r"/storage/([A-Za-z0-9_-][A-Za-z0-9._-]{0,99})")
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -29,6 +33,10 @@ class Echo(BaseHTTPRequestHandler):
             return
         length = min(int(self.headers.get("Content-Length") or 0), MAX_BODY)
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        stored = STORED_NAME.fullmatch(self.path)
+        if stored and os.environ.get("BERTH_STORAGE_PATH"):
+            self._storage(os.path.join(os.environ["BERTH_STORAGE_PATH"], stored.group(1)), body)
+            return
         payload = {
             "session": os.environ.get("BERTH_SESSION_ID"),
             "user": os.environ.get("BERTH_USER"),
@@ -36,14 +44,29 @@ class Echo(BaseHTTPRequestHandler):
             "path": self.path,
             "body": body,
         }
+        self._json(200, payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    def _storage(self, path: str, body: str) -> None:
+        """A file in the user's volume: PUT keeps ``body``, GET answers it."""
+        if self.command == "PUT":
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(body)
+            self._json(200, {"stored": os.path.basename(path)})
+        elif os.path.isfile(path):
+            with open(path, encoding="utf-8") as kept:
+                self._json(200, {"name": os.path.basename(path), "content": kept.read()})
+        else:
+            self._json(404, {"missing": os.path.basename(path)})
+
+    def _json(self, status: int, payload: dict[str, str | None]) -> None:
         data = json.dumps(payload).encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _answer
 
     def _websocket(self) -> None:
         """RFC 6455, just enough: the handshake, then each text frame echoed until close."""
@@ -86,7 +109,9 @@ class Echo(BaseHTTPRequestHandler):
 def main() -> None:
     port = int(os.environ.get("PORT", "8080"))
     host = os.environ.get("BIND", "0.0.0.0")  # noqa: S104 - a container's port (make local: loopback)
-    ThreadingHTTPServer((host, port), Echo).serve_forever()
+    server = ThreadingHTTPServer((host, port), Echo)
+    print(f"berth-echo listening on port {port}", flush=True)
+    server.serve_forever()
 
 
 if __name__ == "__main__":

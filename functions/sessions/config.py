@@ -20,6 +20,10 @@ class Profile(BaseModel):
     warm_pool: int = 0
     max_warm_seconds: int = 3600
     warm_windows: list[str] = []
+    storage_path: str | None = None
+    """Where the user's persistent volume is mounted (``sessions.storage``); None: no volume."""
+    log_group: str | None = None
+    """Where its containers' output goes (awslogs; stream ``<profile>/session/<task id>``)."""
 
 
 class SessionsConfig(EnvModel):
@@ -41,3 +45,5 @@ class SessionsConfig(EnvModel):
     routing_url_format: str = "https://{host}/"
     """A session's url from its host (make local's router: ``http://{host}:<port>/``)."""
     max_routes: int = 0
+    storage_file_system: str | None = None
+    """The EFS file system holding users' volumes (set when a profile keeps storage)."""

@@ -173,7 +173,38 @@ class ProfileOut(BaseModel):
     max_ttl_seconds: int
     idle_timeout_seconds: int
     warm_pool: int = Field(description="Tasks kept started for this profile (0: none).")
+    storage_path: str | None = Field(
+        default=None,
+        description="Where its sessions find the caller's persistent volume (none: no volume; "
+        "the container's files end with it)",
+    )
 
 
 class ProfileList(BaseModel):
     items: list[ProfileOut]
+
+
+class LogLineOut(BaseModel):
+    at: str = Field(description="When the container wrote it (UTC)")
+    message: str
+
+
+class LogPage(BaseModel):
+    """Lines oldest first. ``next_token`` continues after the last one: ask again with it to
+    follow the container (the same token comes back while it writes nothing new)."""
+
+    items: list[LogLineOut]
+    next_token: str | None = None
+
+
+class VolumeOut(BaseModel):
+    """One of the caller's persistent volumes: what sessions of its profile find at ``path``."""
+
+    profile: str
+    path: str = Field(description="Where sessions of this profile see it")
+    created_at: str
+    last_used_at: str = Field(description="When a session last started with it")
+
+
+class VolumeList(BaseModel):
+    items: list[VolumeOut]

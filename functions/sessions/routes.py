@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
@@ -12,20 +13,30 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from sessions.models import (
     SESSION_ID_PATTERN,
     CreateSession,
+    LogLineOut,
+    LogPage,
     ProfileList,
     ProfileOut,
     Session,
     SessionList,
     SessionOut,
+    VolumeList,
+    VolumeOut,
 )
 from shared.api import caller_id, documented
-from shared.errors import NotFound
+from shared.errors import Invalid, NotFound
+from shared.records import iso
 
 if TYPE_CHECKING:  # the service (and boto3) load when the first request needs them
     from sessions.service import SessionService
+    from sessions.storage import Volume
 
 router = Router()
 
+RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+ProfileName = Annotated[
+    str, Path(description="A profile name", json_schema_extra={"pattern": "^[a-z][a-z0-9-]{0,31}$"})
+]
 SessionId = Annotated[
     str,
     Path(description="A session id (ses_...)", json_schema_extra={"pattern": SESSION_ID_PATTERN}),
@@ -90,6 +101,7 @@ def list_profiles() -> ProfileList:
                 max_ttl_seconds=p.max_ttl_seconds,
                 idle_timeout_seconds=p.idle_timeout_seconds,
                 warm_pool=p.warm_pool,
+                storage_path=p.storage_path,
             )
             for name, p in profiles
         ]
@@ -112,6 +124,43 @@ def list_sessions(
     # lists carry no token (a token is shown only in answers about that one session)
     listed = [SessionOut.of(s, url=service().url_of(s)) for s in sessions]
     return SessionList(items=listed, next_token=token)
+
+
+@router.get(
+    "/sessions/storage",
+    summary="The caller's persistent volumes (one per profile that keeps storage)",
+    responses=documented({200: ("The caller's volumes", VolumeList)}),
+    tags=["sessions"],
+)
+def list_storage() -> VolumeList:
+    volumes = service().list_storage(caller_id(router.current_event.raw_event))
+    return VolumeList(items=[_volume_out(v) for v in volumes])
+
+
+@router.delete(
+    "/sessions/storage/<profile>",
+    summary="Wipe the caller's volume of a profile: the next session of it starts empty",
+    responses=documented(
+        {200: ("The volume that was wiped", VolumeOut)},
+        {
+            404: "The caller has no volume of that profile (or there is no such profile)",
+            409: "session_live: a session of that profile is live; stop it first",
+        },
+    ),
+    tags=["sessions"],
+)
+def wipe_storage(profile: ProfileName) -> VolumeOut:
+    user = caller_id(router.current_event.raw_event)
+    return _volume_out(service().wipe_storage(user, profile))
+
+
+def _volume_out(volume: Volume) -> VolumeOut:
+    return VolumeOut(
+        profile=volume.profile,
+        path=service().config.profiles[volume.profile].storage_path or "",
+        created_at=iso(volume.created_at) or "",
+        last_used_at=iso(volume.last_used_at) or "",
+    )
 
 
 @router.get(
@@ -143,6 +192,54 @@ def stop_session(session_id: SessionId) -> Response[str]:
     user = caller_id(router.current_event.raw_event)
     session, stopping = service().stop(user, _session_id(session_id))
     return _json(202 if stopping else 200, SessionOut.of(session))
+
+
+@router.get(
+    "/sessions/<session_id>/logs",
+    summary="What a session's container printed, oldest first (follow it with next_token)",
+    responses=documented(
+        {200: ("A page of lines", LogPage)},
+        {
+            400: "invalid_request: a since that is not an RFC 3339 time, a bad limit",
+            404: "No such session of the caller's",
+        },
+    ),
+    tags=["sessions"],
+)
+def session_logs(
+    session_id: SessionId,
+    since: Annotated[
+        str | None,
+        Query(
+            description="Only lines from this time on (RFC 3339, e.g. 2026-12-05T07:00:00Z)",
+            pattern=RFC3339,
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> LogPage:
+    user = caller_id(router.current_event.raw_event)
+    lines, token = service().logs(
+        user, _session_id(session_id), since=_instant(since), limit=limit, token=next_token
+    )
+    return LogPage(
+        items=[LogLineOut(at=iso(line.at) or "", message=line.message) for line in lines],
+        next_token=token,
+    )
+
+
+def _instant(value: str | None) -> float | None:
+    """An RFC 3339 time (its shape checked by the route) as epoch seconds; 400 if there is
+    no such moment (a 30th of February)."""
+    if value is None:
+        return None
+    # at most microseconds (Python's precision): the 7th to 9th digits of a fraction go
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value.upper().replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise Invalid(f"since {value!r} is not a moment in time") from None
 
 
 @router.post(

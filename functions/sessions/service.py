@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger
 
 from sessions.config import Profile, SessionsConfig
+from sessions.logs import ContainerLogs, LogLine, stream_of
 from sessions.models import (
     PENDING_GRACE_SECONDS,
     TRANSITIONS,
@@ -23,9 +24,10 @@ from sessions.models import (
 )
 from sessions.repository import Claimed, SessionRepository, StaleRecord
 from sessions.routing import Route, Routes
+from sessions.storage import Volume, Volumes
 from sessions.tasks import STARTING_STATES, STOPPING_STATES, TaskInfo, TaskRunner
 from sessions.warm import WarmTask, wanted
-from shared.errors import Conflict, Invalid, LimitReached, NotFound
+from shared.errors import Conflict, Invalid, LimitReached, NotFound, Unavailable
 
 logger = Logger(child=True)
 
@@ -49,6 +51,8 @@ class SessionService:
         notifier: Notifier | None = None,
         clock: Callable[[], float],
         routes: Routes | None = None,
+        volumes: Volumes | None = None,
+        container_logs: ContainerLogs | None = None,
     ) -> None:
         self.config = config
         self.repo = repository
@@ -57,6 +61,9 @@ class SessionService:
         self.clock = clock
         self.routes = routes
         """Set when routing is on: a RUNNING session gets a route, a token guards it."""
+        self.volumes = volumes
+        """Set when a profile keeps storage: users' volumes (``sessions.storage``)."""
+        self.container_logs = container_logs
 
     # --- API operations -----------------------------------------------------------------------
 
@@ -205,7 +212,8 @@ class SessionService:
             else:
                 codes = f" (exit codes {list(task.exit_codes)})" if task.exit_codes else ""
                 reason = task.stopped_reason or "the task stopped"
-                target = session.moved(Status.FAILED, now, error=f"{reason}{codes}")
+                said = self._last_words(session, task.arn)
+                target = session.moved(Status.FAILED, now, error=f"{reason}{codes}{said}")
         else:
             return session
         if target.status == session.status and target.private_ip == session.private_ip:
@@ -290,7 +298,7 @@ class SessionService:
         result = self.tasks.run(
             session_id=session.id,
             profile=session.profile,
-            task_definition=profile.task_definition,
+            task_definition=self._task_definition(session, profile),
             container=profile.container,
             environment={"BERTH_SESSION_ID": session.id, "BERTH_USER": session.user},
         )
@@ -303,6 +311,76 @@ class SessionService:
         return self.transition(
             session, session.moved(Status.STARTING, now, task_arn=result.task_arn)
         )
+
+    def _task_definition(self, session: Session, profile: Profile) -> str:
+        """The profile's own, or — for a profile that keeps storage — the user's revision of
+        it, which mounts their volume (made on their first start)."""
+        if not profile.storage_path:
+            return profile.task_definition
+        if self.volumes is None:
+            raise Unavailable("session storage is not configured in this deployment")
+        return self.volumes.for_start(session.user, session.profile, profile).task_definition
+
+    # --- logs ---------------------------------------------------------------------------------
+
+    def logs(
+        self,
+        user: str,
+        session_id: str,
+        *,
+        since: float | None,
+        limit: int,
+        token: str | None,
+    ) -> tuple[list[LogLine], str | None]:
+        """What the owner's session's container printed, oldest first, a page at a time."""
+        session = self._owned(user, session_id)
+        profile = self.config.profiles.get(session.profile)
+        if self.container_logs is None or profile is None or not profile.log_group:
+            return [], None
+        if not session.task_arn:
+            return [], None  # not started yet: nothing written
+        stream = stream_of(session.profile, profile.container, session.task_arn)
+        return self.container_logs.read(
+            profile.log_group, stream, since=since, limit=limit, token=token
+        )
+
+    def _last_words(self, session: Session, task_arn: str) -> str:
+        """A failed container's last lines, for its session's ``error`` (empty if none)."""
+        profile = self.config.profiles.get(session.profile)
+        if self.container_logs is None or profile is None or not profile.log_group:
+            return ""
+        stream = stream_of(session.profile, profile.container, task_arn)
+        lines = self.container_logs.last_lines(profile.log_group, stream)
+        return "; its last lines: " + " | ".join(lines) if lines else ""
+
+    # --- storage ------------------------------------------------------------------------------
+
+    def list_storage(self, user: str) -> list[Volume]:
+        """The caller's volumes, one per profile that keeps storage and was started."""
+        if self.volumes is None:
+            return []
+        found = (
+            self.volumes.get(user, name)
+            for name, profile in sorted(self.config.profiles.items())
+            if profile.storage_path
+        )
+        return [volume for volume in found if volume is not None]
+
+    def wipe_storage(self, user: str, profile_name: str) -> Volume:
+        """Deletes the caller's volume of a profile (the next start is empty); 409 while a
+        session of that profile is live, 404 when there is none (or no such profile)."""
+        known = profile_name in self.config.profiles
+        volume = self.volumes.get(user, profile_name) if self.volumes and known else None
+        if volume is None or self.volumes is None:
+            raise NotFound("volume")
+        if self.repo.live_session_id(user, profile_name):
+            raise Conflict(
+                f"a session of profile {profile_name!r} is live; stop it before wiping its volume",
+                code="session_live",
+            )
+        self.volumes.wipe(volume)
+        logger.info("volume wiped", extra={"profile": profile_name})
+        return volume
 
     def _resume_if_stalled(self, session: Session, profile: Profile) -> Session:
         """A retry finds a session whose launcher died before RunTask: launch it now.

@@ -8,10 +8,12 @@ from functools import cache
 from typing import Any
 
 from sessions.config import SessionsConfig
+from sessions.logs import ContainerLogs
 from sessions.models import Session, SessionOut
 from sessions.repository import SessionRepository
 from sessions.routing import Routes
 from sessions.service import NullNotifier, SessionService
+from sessions.storage import Volumes
 from sessions.tasks import TaskRunner
 from shared.live import ConnectionStore, Publisher, user_topic
 
@@ -66,6 +68,16 @@ def build_service(
         )
         if config.routing_listener_arn
         else None,
+        volumes=Volumes(
+            efs=aws.client("efs"),
+            ecs=aws.client("ecs"),
+            table=dynamodb.Table(config.sessions_table),
+            file_system_id=config.storage_file_system,
+            clock=clock,
+        )
+        if config.storage_file_system
+        else None,
+        container_logs=ContainerLogs(aws.client("logs")),
     )
 
 

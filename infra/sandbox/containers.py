@@ -14,7 +14,10 @@ Like a container, a task is a world of its own: its entrypoint starts a new sess
 process left in that session dies with it (as a container's processes die when it stops),
 a container's scratch directory (``BERTH_WORKDIR``) is a fresh directory per task under the
 sandbox's own state folder — never shared with another task or another sandbox — and a
-worker's command uids (``BERTH_RUN_AS_UID`` on) are a block of its own.
+worker's command uids (``BERTH_RUN_AS_UID`` on) are a block of its own. A session's volume
+(an EFS access point its task definition mounts, named by ``BERTH_STORAGE_PATH``) is the
+access point's root directory under the sandbox's ``efs/`` folder: the same user and profile
+get the same folder back, a wiped volume's successor a new one, another user never theirs.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +40,13 @@ from typing import Any
 from infra.sandbox.dockerfile import assemble, exec_form
 from infra.sandbox.emulator import REGION, Emulator
 from infra.sandbox.moto_bridges import record_exit_code
+from sessions.storage import STORAGE_PATH_ENV
 
 log = logging.getLogger("berth.sandbox")
 
 STEP_FUNCTIONS = "AWS Step Functions"
+LOG_SHIP_SECONDS = 0.25
+"""How often a session server's new output lines are put into its log stream."""
 UIDS_PER_TASK = 16
 """A local worker's command uids (a fresh one per command, as in its container)."""
 
@@ -143,6 +150,8 @@ class LocalTaskRunner:
         task_id = task["taskArn"].rsplit("/", 1)[-1]
         if "BERTH_WORKDIR" in environment:
             environment["BERTH_WORKDIR"] = str(self.state / "tasks" / task_id)
+        if STORAGE_PATH_ENV in environment:
+            environment[STORAGE_PATH_ENV] = str(self._volume(definition["taskDefinition"]))
         identity: dict[str, str] = {}
         if "BERTH_USER_QUEUE_PREFIX" in environment:
             environment["BERTH_TASK_ID"] = task_id  # what ECS's metadata endpoint says on AWS
@@ -181,6 +190,8 @@ class LocalTaskRunner:
             )
             with self._lock:
                 self._processes[task["taskArn"]] = process
+            if served is not None:  # a session server: its output goes where awslogs puts it
+                self._ship_logs(container, task_id, output, process)
             try:
                 code, reason = process.wait(timeout=self.timeout), "Essential container exited"
             except subprocess.TimeoutExpired:
@@ -204,6 +215,67 @@ class LocalTaskRunner:
             if not self.closed:
                 raise
             # the sandbox stopped while this task's end was being recorded: nothing to record
+
+    def _ship_logs(
+        self,
+        container: dict[str, Any],
+        task_id: str,
+        output: Path,
+        process: subprocess.Popen[bytes],
+    ) -> None:
+        """What the awslogs driver does for a container: each line it prints, as an event in
+        ``<stream prefix>/<container>/<task id>`` of its log group (in the emulator)."""
+        options = (container.get("logConfiguration") or {}).get("options") or {}
+        group, prefix = options.get("awslogs-group"), options.get("awslogs-stream-prefix")
+        if not group or not prefix:
+            return
+        stream = f"{prefix}/{container['name']}/{task_id}"
+
+        def ship() -> None:
+            logs = self.emulator.client("logs")
+            logs.create_log_stream(logGroupName=group, logStreamName=stream)
+            shipped = 0
+            while not self.closed:
+                ended = process.poll() is not None
+                text = output.read_bytes()[shipped:]
+                complete = text[: text.rfind(b"\n") + 1] if not ended else text
+                if complete:
+                    shipped += len(complete)
+                    now = int(time.time() * 1000)
+                    events = [
+                        {"timestamp": now, "message": line}
+                        for line in complete.decode("utf-8", "replace").splitlines()
+                    ]
+                    logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+                if ended:
+                    return
+                time.sleep(LOG_SHIP_SECONDS)
+
+        def guarded() -> None:
+            try:
+                ship()
+            except Exception:
+                if not self.closed:
+                    log.exception("shipping the output of task %s failed", task_id)
+
+        threading.Thread(target=guarded, name=f"awslogs-{task_id}", daemon=True).start()
+
+    def _volume(self, definition: dict[str, Any]) -> Path:
+        """The local folder of the EFS access point the task definition mounts (its root
+        directory on that file system), made as EFS makes it: on first use, mode 0700."""
+        (efs,) = [
+            v["efsVolumeConfiguration"]
+            for v in definition.get("volumes", [])
+            if "efsVolumeConfiguration" in v
+        ]
+        point = efs["authorizationConfig"]["accessPointId"]
+        (described,) = self.emulator.client("efs").describe_access_points(AccessPointId=point)[
+            "AccessPoints"
+        ]
+        root = str(described["RootDirectory"]["Path"]).strip("/")
+        folder: Path = self.state / "efs" / str(efs["fileSystemId"]) / root
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return folder
 
     def _serve(
         self, task: dict[str, Any], container: dict[str, Any], environment: dict[str, str]

@@ -29,6 +29,12 @@ def match_resource(resource: str, path: str) -> dict[str, str] | None:
     return found.groupdict() if found else None
 
 
+def specificity(resource: str) -> tuple[bool, ...]:
+    """Orders matching resources as API Gateway chooses among them: segment by segment, a
+    fixed one before a ``{param}`` (the smallest wins)."""
+    return tuple(part.startswith("{") for part in resource.strip("/").split("/"))
+
+
 def rest_event(
     method: str,
     path: str,

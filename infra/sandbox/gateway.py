@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from infra.sandbox.emulator import Deployment
-from infra.sandbox.events import local_user_arn, match_resource, rest_event
+from infra.sandbox.events import local_user_arn, match_resource, rest_event, specificity
 from infra.sandbox.sigv4 import (
     SANDBOX_PRINCIPAL,
     BadSignature,
@@ -225,9 +225,13 @@ def make_handler(
                 for route in routes
                 if (params := match_resource(route.resource, url.path)) is not None
             ]
-            allowed = [route for route, _ in matches if route.method == self.command]
             if not matches:
                 raise Refused(404, "not_found", f"no route {url.path}")
+            # API Gateway walks its resource tree preferring a fixed segment to a {param} one:
+            # /sessions/storage is its own resource, never /sessions/{session_id}
+            resource = min({r.resource for r, _ in matches}, key=specificity)
+            matches = [(route, params) for route, params in matches if route.resource == resource]
+            allowed = [route for route, _ in matches if route.method == self.command]
             if not allowed:
                 methods = ", ".join(sorted({route.method for route, _ in matches}))
                 self._send(
@@ -251,7 +255,7 @@ def make_handler(
                 resource=route.resource,
                 body=raw.decode("utf-8", "replace") if raw else None,
                 headers=headers,
-                query=dict(parse_qsl(url.query)) or None,
+                query=dict(parse_qsl(url.query, keep_blank_values=True)) or None,  # as API Gateway
                 user_arn=user,
             )
             try:

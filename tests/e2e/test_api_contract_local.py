@@ -31,11 +31,12 @@ ST = Path(sys.executable).parent / "st"
 WORKER_ONLY = "/workers/credentials"
 
 
-SEEDED_PROJECT, SEEDED_PATH = "fuzzfiles", "README.md"
+SEEDED_PROJECT, SEEDED_PATH, SEEDED_VOLUME = "fuzzfiles", "README.md", "chroma"
 
 
 def seed_a_file(sandbox: Sandbox) -> None:
-    """The fuzzer's own project with one file in it, put there as any client would."""
+    """The fuzzer's own project with one file in it, and a volume of the profile that keeps
+    storage (a session of it started and stopped), put there as any client would."""
     api = BerthClient(
         Settings(
             api_url=sandbox.url,
@@ -46,6 +47,7 @@ def seed_a_file(sandbox: Sandbox) -> None:
     )
     form = api.upload_file(SEEDED_PROJECT, SEEDED_PATH, 6)
     post_form(form.url, form.fields or {}, b"hello\n")
+    api.stop_session(api.start_session(SEEDED_VOLUME).id)
 
 
 def fuzz(sandbox: Sandbox, tmp_path: Path, signed: bool) -> str:
@@ -70,7 +72,10 @@ def fuzz(sandbox: Sandbox, tmp_path: Path, signed: bool) -> str:
         "[[operations]]\n"
         'include-name = "POST /workspaces/{project}/files/download"\n'
         f'parameters = {{ project = "{SEEDED_PROJECT}", '
-        '"body.path" = { dictionary = "seeded", probability = 0.5 } }\n'
+        '"body.path" = { dictionary = "seeded", probability = 0.5 } }\n\n'
+        "[[operations]]\n"
+        'include-name = "DELETE /sessions/storage/{profile}"\n'
+        f'parameters = {{ profile = "{SEEDED_VOLUME}" }}\n'
     )
     args = [
         str(ST), "--config-file", str(config), "run", str(spec), "--url", sandbox.url,

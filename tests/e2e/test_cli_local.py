@@ -173,3 +173,20 @@ def test_commands_cancel_and_get_show_how_it_ended(env: dict[str, str]) -> None:
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stdout.split()[:2] == [running["id"], "CANCELLED"]
     assert process.wait(timeout=60) == 130
+
+
+def test_sessions_logs_shows_what_the_container_printed(env: dict[str, str]) -> None:
+    started = berth(env, "--json", "sessions", "start", "--wait")
+    assert started.returncode == 0, started.stderr
+    session = json.loads(started.stdout)
+    deadline = time.monotonic() + 30
+    while True:  # the container's first line reaches its log stream within a moment
+        shown = berth(env, "sessions", "logs", session["id"])
+        assert shown.returncode == 0, shown.stderr
+        if "berth-echo listening on port" in shown.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert "berth-echo listening on port" in shown.stdout
+    listed = json.loads(berth(env, "--json", "sessions", "logs", session["id"]).stdout)
+    assert any("listening" in line["message"] for line in listed)
+    assert berth(env, "sessions", "stop", session["id"]).returncode == 0

@@ -191,3 +191,12 @@ def test_a_method_not_served_names_the_ones_that_are(sandbox: Sandbox) -> None:
     got, headers, _ = raw_http(sandbox, b"PUT /sessions HTTP/1.1\r\nHost: x\r\n\r\n")
     assert got == 405
     assert headers["allow"] == "GET, POST"
+
+
+def test_a_fixed_path_segment_is_its_own_resource_as_on_api_gateway(sandbox: Sandbox) -> None:
+    """/sessions/storage is not /sessions/{session_id}: its methods are its own (the fuzzer
+    found OPTIONS /sessions/storage advertising DELETE, which only a session has)."""
+    got, headers, _ = raw_http(sandbox, b"OPTIONS /sessions/storage HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (got, headers["allow"]) == (405, "GET")
+    got, headers, _ = raw_http(sandbox, b"PATCH /sessions/ses_x HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (got, headers["allow"]) == (405, "DELETE, GET")

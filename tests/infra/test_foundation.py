@@ -263,14 +263,19 @@ def test_function_roles_have_no_managed_policies_and_write_only_their_log_group(
             for p in synth.resources("AWS::IAM::Policy").values()
             if {"Ref": role_id} in p["Properties"]["Roles"]
         ]
-        logs_statements = [
-            s
-            for s in policy["Properties"]["PolicyDocument"]["Statement"]
-            if any(a.startswith("logs:") for a in _actions(s))
-        ]
-        assert logs_statements, role_id
-        for statement in logs_statements:
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        writes = [s for s in statements if any(a.startswith("logs:") for a in _actions(s))]
+        writes = [s for s in writes if _actions(s) != ["logs:GetLogEvents"]]
+        assert writes, role_id
+        for statement in writes:
             assert statement["Resource"] == {"Fn::GetAtt": [log_group_id, "Arn"]}
+        # reading: only the sessions functions, only session containers' output
+        for statement in statements:
+            if "logs:GetLogEvents" in _actions(statement):
+                assert role_id.startswith(("SessionsApi", "SessionsTaskEvents")), role_id
+                read = statement["Resource"]
+                for resource in read if isinstance(read, list) else [read]:
+                    assert resource["Fn::GetAtt"][0].startswith("SessionsLogs"), resource
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:

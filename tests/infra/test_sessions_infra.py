@@ -80,12 +80,19 @@ def test_one_fargate_task_definition_per_profile_with_empty_task_role(synth: Syn
         task_role_id = props["TaskRoleArn"]["Fn::GetAtt"][0]
         task_role = synth.data["Resources"][task_role_id]
         assert "ManagedPolicyArns" not in task_role["Properties"]
-        attached = [
-            p
+        granted = [
+            action
             for p in synth.resources("AWS::IAM::Policy").values()
             if {"Ref": task_role_id} in p["Properties"]["Roles"]
+            for s in p["Properties"]["PolicyDocument"]["Statement"]
+            for action in actions(s)
         ]
-        assert attached == [], "a session's task role has no permissions"
+        # nothing — but a profile that keeps storage mounts its user's volume (tested below)
+        assert set(granted) <= {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"}
+        keeps = synth.stack.settings.sessions.profiles[
+            props["Family"].removeprefix("berth-session-")
+        ].storage
+        assert bool(granted) == (keeps is not None)
 
 
 def test_profile_sizes_and_ports_come_from_settings(synth: Synth) -> None:
@@ -105,7 +112,12 @@ def test_run_task_is_limited_to_the_profiles_task_definitions_in_berths_cluster(
     definitions = logical_ids(synth, "AWS::ECS::TaskDefinition", "Sessions")
     (run,) = [s for s in statements_of(synth, "SessionsApi") if "ecs:RunTask" in actions(s)]
     assert actions(run) == {"ecs:RunTask"}
-    assert sorted(r["Ref"] for r in resources(run)) == definitions
+    profiles = [r for r in resources(run) if "Ref" in r]
+    users = [r for r in resources(run) if "Ref" not in r]
+    assert sorted(r["Ref"] for r in profiles) == definitions
+    # and users' revisions of berth's session families (profiles that keep storage)
+    (family,) = users
+    assert json.dumps(family).endswith(':task-definition/berth-session-*"]]}')
     (cluster_id,) = logical_ids(synth, "AWS::ECS::Cluster", "Compute")
     assert run["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster_id, "Arn"]}}}
 
@@ -232,3 +244,129 @@ def test_sessions_functions_get_the_environment_their_handlers_read(synth: Synth
             if key.startswith(prefix)
         ]
         assert required <= set(function["Properties"]["Environment"]["Variables"]), prefix
+
+
+# --- storage (sessions that keep their data) ------------------------------------------------
+
+
+def storage_file_system(synth: Synth) -> dict[str, Any]:
+    (file_system,) = synth.resources("AWS::EFS::FileSystem").values()
+    return dict(file_system)
+
+
+def file_system_arn(logical_id: str) -> dict[str, Any]:
+    """The file system's ARN as berth builds it from its id."""
+    return {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":elasticfilesystem:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                ":file-system/",
+                {"Ref": logical_id},
+            ],
+        ]
+    }
+
+
+def test_the_volumes_file_system_is_encrypted_tls_only_and_kept(synth: Synth) -> None:
+    file_system = storage_file_system(synth)
+    props = file_system["Properties"]
+    assert props["Encrypted"] is True
+    assert file_system["DeletionPolicy"] == "Retain"  # sessions.storage_removal_policy
+    assert {"TransitionToIA": "AFTER_30_DAYS"} in props["LifecyclePolicies"]
+    statements = {s["Sid"]: s for s in props["FileSystemPolicy"]["Statement"]}
+    assert all(s["Effect"] == "Deny" for s in statements.values())  # it allows nothing
+    assert statements["TlsOnly"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert statements["ThroughAnAccessPointOnly"]["Condition"] == {
+        "Null": {"elasticfilesystem:AccessPointArn": "true"}
+    }
+    assert statements["NoRootAccess"]["Action"] == "elasticfilesystem:ClientRootAccess"
+
+
+def test_nfs_reaches_the_file_system_from_session_tasks_only(synth: Synth) -> None:
+    (group_id,) = logical_ids(synth, "AWS::EC2::SecurityGroup", "SessionsStorageSecurityGroup")
+    ingress = [
+        r["Properties"]
+        for r in synth.resources("AWS::EC2::SecurityGroupIngress").values()
+        if r["Properties"]["GroupId"] == {"Fn::GetAtt": [group_id, "GroupId"]}
+    ]
+    inline = synth.data["Resources"][group_id]["Properties"].get("SecurityGroupIngress", [])
+    rules = ingress + inline
+    (task_group,) = logical_ids(synth, "AWS::EC2::SecurityGroup", "SessionsTaskSecurityGroup")
+    assert rules and all(
+        (r["FromPort"], r["ToPort"], r["IpProtocol"]) == (2049, 2049, "tcp") for r in rules
+    )
+    assert all(
+        r.get("SourceSecurityGroupId") == {"Fn::GetAtt": [task_group, "GroupId"]} for r in rules
+    )
+    targets = synth.resources("AWS::EFS::MountTarget").values()
+    assert targets and all(
+        t["Properties"]["SecurityGroups"] == [{"Fn::GetAtt": [group_id, "GroupId"]}]
+        for t in targets
+    )
+
+
+def test_only_profiles_with_storage_may_mount_and_only_through_a_mount_target(
+    synth: Synth,
+) -> None:
+    def mounts(role_prefix: str) -> list[dict[str, Any]]:
+        (role_id,) = logical_ids(synth, "AWS::IAM::Role", role_prefix)
+        return [
+            s
+            for p in synth.resources("AWS::IAM::Policy").values()
+            if {"Ref": role_id} in p["Properties"]["Roles"]
+            for s in p["Properties"]["PolicyDocument"]["Statement"]
+            if any(a.startswith("elasticfilesystem:") for a in actions(s))
+        ]
+
+    (mount,) = mounts("SessionsTaskRolechroma")
+    assert actions(mount) == {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"}
+    (file_system_id,) = logical_ids(synth, "AWS::EFS::FileSystem", "SessionsStorage")
+    assert resources(mount) == [file_system_arn(file_system_id)]
+    assert mount["Condition"] == {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}}
+    assert mounts("SessionsTaskRoledefault") == []  # no storage, no mount
+
+
+def test_the_api_makes_volumes_on_berths_file_system_and_revisions_of_berths_families(
+    synth: Synth,
+) -> None:
+    statements = statements_of(synth, "SessionsApi")
+    by_action = {a: s for s in statements for a in actions(s)}
+    (file_system_id,) = logical_ids(synth, "AWS::EFS::FileSystem", "SessionsStorage")
+    assert resources(by_action["elasticfilesystem:CreateAccessPoint"]) == [
+        file_system_arn(file_system_id)
+    ]
+    delete = by_action["elasticfilesystem:DeleteAccessPoint"]
+    assert delete["Condition"] == {
+        "StringEquals": {"aws:ResourceTag/berth:file-system": {"Ref": file_system_id}}
+    }
+    register = by_action["ecs:RegisterTaskDefinition"]
+    assert register["Condition"] == {"StringEquals": {"aws:RequestTag/berth:profile": ["chroma"]}}
+    rendered = json.dumps(resources(by_action["ecs:DeregisterTaskDefinition"]))
+    assert ":task-definition/berth-session-*" in rendered
+    run = [s for s in statements if "ecs:RunTask" in actions(s)]
+    assert all("ecs:cluster" in json.dumps(s["Condition"]) for s in run)
+    passed = by_action["iam:PassRole"]
+    assert passed["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
+    assert all("Fn::GetAtt" in r for r in resources(passed))  # berth's own roles, by name
+
+
+def test_a_profile_with_storage_cannot_keep_a_warm_pool() -> None:
+    """A warm task starts before it has a user, and ECS mounts volumes only at start: a
+    profile that keeps storage is never pooled (a claim could not mount the user's volume)."""
+    import pytest
+    from pydantic import ValidationError
+
+    from infra.settings import ProfileSettings, SessionsSettings, VolumeSettings
+
+    with pytest.raises(ValidationError, match="cannot keep a warm pool"):
+        ProfileSettings(image="echo", warm_pool=1, storage=VolumeSettings(path="/data"))
+    with pytest.raises(ValidationError, match="storage_ia_days must be one of"):
+        SessionsSettings(storage_ia_days=3)

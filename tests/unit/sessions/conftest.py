@@ -50,6 +50,13 @@ def _network(aws: boto3.session.Session) -> tuple[str, str]:
     return subnet, group["GroupId"]
 
 
+def log_group(aws: boto3.session.Session, profile: str) -> str:
+    """The profile's log group (what its containers' awslogs driver writes to)."""
+    name = f"berth-session-{profile}-logs"
+    aws.client("logs").create_log_group(logGroupName=name)
+    return name
+
+
 @pytest.fixture
 def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
     """The sessions functions' environment, as infra renders it, pointing at moto resources."""
@@ -68,6 +75,7 @@ def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
             "default_ttl_seconds": 3600,
             "max_ttl_seconds": 7200,
             "idle_timeout_seconds": 900,
+            "log_group": log_group(aws, name),
         }
         for name, port in (("default", 8080), ("chroma", 8000))
     }
@@ -118,3 +126,35 @@ def tasks_in_cluster(aws: boto3.session.Session, config: SessionsConfig) -> list
 
 def running_tasks(aws: boto3.session.Session, config: SessionsConfig) -> list[dict[str, Any]]:
     return [t for t in tasks_in_cluster(aws, config) if t["lastStatus"] != "STOPPED"]
+
+
+@pytest.fixture
+def storage_environment(environment: dict[str, str], aws: boto3.session.Session) -> dict[str, str]:
+    """The default profile keeps storage at /data on an EFS file system (moto's)."""
+    file_system = aws.client("efs").create_file_system(
+        CreationToken="berth-sessions", Encrypted=True
+    )["FileSystemId"]
+    profiles = json.loads(environment["BERTH_PROFILES"])
+    profiles["default"]["storage_path"] = "/data"
+    return {
+        **environment,
+        "BERTH_PROFILES": json.dumps(profiles),
+        "BERTH_STORAGE_FILE_SYSTEM": file_system,
+    }
+
+
+@pytest.fixture
+def storage_config(storage_environment: dict[str, str]) -> SessionsConfig:
+    return SessionsConfig.from_env(storage_environment)
+
+
+@pytest.fixture
+def storage_service(
+    storage_config: SessionsConfig,
+    aws: boto3.session.Session,
+    clock: FakeClock,
+    notifier: RecordingNotifier,
+) -> SessionService:
+    built = build_service(storage_config, session=aws, clock=clock)
+    built.notifier = notifier
+    return built

@@ -21,6 +21,16 @@ def call(
         yield caller
 
 
+@pytest.fixture
+def storage_call(
+    storage_environment: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    lambda_context: FakeLambdaContext,
+) -> Iterator[Call]:
+    with api_caller("sessions", storage_environment, monkeypatch, lambda_context, ALICE) as caller:
+        yield caller
+
+
 def test_post_creates_201_then_returns_the_same_session_200(call: Any) -> None:
     status, created = call("POST", "/sessions", {"profile": "default"})
     assert status == 201
@@ -132,5 +142,39 @@ def test_profiles_lists_what_a_caller_may_start(call: Any, environment: dict[str
         "max_ttl_seconds": configured["default"]["max_ttl_seconds"],
         "idle_timeout_seconds": configured["default"]["idle_timeout_seconds"],
         "warm_pool": configured["default"].get("warm_pool", 0),
+        "storage_path": None,  # its sessions keep nothing
     }
     assert "task_definition" not in default  # what the caller needs, not the deployment's ARNs
+
+
+def test_storage_routes_list_and_wipe_only_the_callers_volumes(storage_call: Any) -> None:
+    """GET /sessions/storage is the caller's volumes; DELETE .../storage/{profile} is 409
+    while a session of it is live, 404 for a volume the caller does not have or a profile
+    there is not (the route is not mistaken for a session id)."""
+    status, listed = storage_call("GET", "/sessions/storage")
+    assert (status, listed) == (200, {"items": []})
+    storage_call("POST", "/sessions", {"profile": "default"})
+    status, listed = storage_call("GET", "/sessions/storage")
+    (volume,) = listed["items"]
+    assert (volume["profile"], volume["path"]) == ("default", "/data")
+    assert storage_call("GET", "/sessions/storage", user=BOB)[1] == {"items": []}
+    status, error = storage_call("DELETE", "/sessions/storage/default")
+    assert (status, error["error"]["code"]) == (409, "session_live")
+    status, error = storage_call("DELETE", "/sessions/storage/default", user=BOB)
+    assert (status, error["error"]["code"]) == (404, "not_found")
+    status, error = storage_call("DELETE", "/sessions/storage/nosuch")
+    assert (status, error["error"]["code"]) == (404, "not_found")
+
+
+def test_logs_are_the_owners_and_since_must_be_a_time(call: Any) -> None:
+    _, created = call("POST", "/sessions", {"profile": "default"})
+    status, page = call("GET", f"/sessions/{created['id']}/logs")
+    assert (status, page) == (200, {"items": [], "next_token": None})  # nothing printed yet
+    status, error = call("GET", f"/sessions/{created['id']}/logs", user=BOB)
+    assert (status, error["error"]["code"]) == (404, "not_found")
+    status, error = call("GET", f"/sessions/{created['id']}/logs", query={"since": "yesterday"})
+    assert (status, error["error"]["code"]) == (400, "invalid_request")
+    status, _ = call(
+        "GET", f"/sessions/{created['id']}/logs", query={"since": "2026-12-05T07:00:00Z"}
+    )
+    assert status == 200

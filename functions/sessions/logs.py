@@ -1,0 +1,78 @@
+"""A session's container output, read from CloudWatch Logs (the awslogs driver writes each
+task's to the stream ``<profile>/<container>/<task id>`` of the profile's log group)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from shared.errors import Invalid
+
+LAST_LINES = 5
+"""How many of a failed container's last lines its session's ``error`` quotes."""
+MAX_LINE_CHARS = 300
+
+
+@dataclass(frozen=True)
+class LogLine:
+    at: float
+    message: str
+
+
+def stream_of(profile: str, container: str, task_arn: str) -> str:
+    return f"{profile}/{container}/{task_arn.rsplit('/', 1)[-1]}"
+
+
+class ContainerLogs:
+    def __init__(self, logs: Any) -> None:
+        self.logs = logs
+
+    def read(
+        self,
+        group: str,
+        stream: str,
+        *,
+        since: float | None,
+        limit: int,
+        token: str | None,
+    ) -> tuple[list[LogLine], str | None]:
+        """A page of lines, oldest first, and the token of the next (CloudWatch's forward
+        token: the same one comes back while nothing new was written). No stream yet (the
+        container has not written): no lines, no token."""
+        request: dict[str, Any] = {
+            "logGroupName": group,
+            "logStreamName": stream,
+            "limit": limit,
+            "startFromHead": True,
+        }
+        if token:
+            request["nextToken"] = token
+        elif since is not None:  # before 1970 there was nothing yet: from the start
+            request["startTime"] = max(0, int(since * 1000))
+        try:
+            page = self.logs.get_log_events(**request)
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            if code == "ResourceNotFoundException":
+                return [], None
+            if token and code == "InvalidParameterException":
+                raise Invalid("next_token is not one this API gave for this session") from None
+            raise
+        lines = [
+            LogLine(event["timestamp"] / 1000, str(event["message"]).rstrip("\n"))
+            for event in page.get("events", [])
+        ]
+        return lines, page.get("nextForwardToken")
+
+    def last_lines(self, group: str, stream: str, count: int = LAST_LINES) -> list[str]:
+        """The container's last ``count`` lines (cut to a readable length); none if it wrote
+        nothing or its log cannot be read now."""
+        try:
+            page = self.logs.get_log_events(
+                logGroupName=group, logStreamName=stream, limit=count, startFromHead=False
+            )
+        except ClientError:
+            return []
+        return [str(e["message"]).rstrip("\n")[:MAX_LINE_CHARS] for e in page.get("events", [])]
