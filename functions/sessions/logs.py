@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.errors import Invalid
+from shared.pagination import InvalidToken
 
 LAST_LINES = 5
 """How many of a failed container's last lines its session's ``error`` quotes."""
@@ -58,7 +58,7 @@ class ContainerLogs:
             if code == "ResourceNotFoundException":
                 return [], None
             if token and code == "InvalidParameterException":
-                raise Invalid("next_token is not one this API gave for this session") from None
+                raise InvalidToken from None
             raise
         lines = [
             LogLine(event["timestamp"] / 1000, str(event["message"]).rstrip("\n"))

@@ -12,6 +12,8 @@ from shared.errors import Invalid
 
 
 class InvalidToken(Invalid):
+    """A ``next_token`` the API did not issue (for a listing, or a log stream's page)."""
+
     def __init__(self) -> None:
         super().__init__("next_token is not a token this API issued")
 
