@@ -334,24 +334,25 @@ class SessionService:
     ) -> tuple[list[LogLine], str | None]:
         """What the owner's session's container printed, oldest first, a page at a time."""
         session = self._owned(user, session_id)
-        profile = self.config.profiles.get(session.profile)
-        if self.container_logs is None or profile is None or not profile.log_group:
+        found = self._log_stream(session, session.task_arn)  # none before it has a task
+        if self.container_logs is None or found is None:
             return [], None
-        if not session.task_arn:
-            return [], None  # not started yet: nothing written
-        stream = stream_of(session.profile, profile.container, session.task_arn)
-        return self.container_logs.read(
-            profile.log_group, stream, since=since, limit=limit, token=token
-        )
+        return self.container_logs.read(*found, since=since, limit=limit, token=token)
 
     def _last_words(self, session: Session, task_arn: str) -> str:
         """A failed container's last lines, for its session's ``error`` (empty if none)."""
-        profile = self.config.profiles.get(session.profile)
-        if self.container_logs is None or profile is None or not profile.log_group:
+        found = self._log_stream(session, task_arn)
+        if self.container_logs is None or found is None:
             return ""
-        stream = stream_of(session.profile, profile.container, task_arn)
-        lines = self.container_logs.last_lines(profile.log_group, stream)
+        lines = self.container_logs.last_lines(*found)
         return "; its last lines: " + " | ".join(lines) if lines else ""
+
+    def _log_stream(self, session: Session, task_arn: str | None) -> tuple[str, str] | None:
+        """(log group, stream) of the session's container in ``task_arn``, if it logs."""
+        profile = self.config.profiles.get(session.profile)
+        if profile is None or not profile.log_group or not task_arn:
+            return None
+        return profile.log_group, stream_of(session.profile, profile.container, task_arn)
 
     # --- storage ------------------------------------------------------------------------------
 

@@ -44,6 +44,12 @@ class NotThisUser(RuntimeError):
     """The credentials route answered for another user than the worker believes it serves."""
 
 
+def backoff(attempt: int, *, first: float, cap: float) -> float:
+    """The worker's one pause before trying again: ``first`` doubling with each attempt, up
+    to ``cap``, jittered to between half and all of it."""
+    return float(min(cap, first * 2**attempt)) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
+
+
 @dataclass(frozen=True)
 class CommandAccess:
     repository: WorkersRepository
@@ -155,5 +161,5 @@ class AccessBroker:
             except urllib.error.URLError:
                 if attempt == VEND_ATTEMPTS:
                     raise
-            self.sleep(min(4.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+            self.sleep(backoff(attempt, first=0.25, cap=4.0))
         raise AssertionError("unreachable")

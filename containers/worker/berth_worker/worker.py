@@ -29,11 +29,11 @@ file changes and end it ``FAILED worker_lost``. A command that starts is never s
 from __future__ import annotations
 
 import codecs
+import itertools
 import json
 import logging
 import math
 import os
-import random
 import secrets
 import socket
 import time
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from berth_worker.access import AccessBroker, CommandAccess
+from berth_worker.access import AccessBroker, CommandAccess, backoff
 from berth_worker.isolation import Isolation, LeftoversSurvive, command_environment
 from berth_worker.lease import Lease
 from berth_worker.protection import TaskProtection
@@ -571,17 +571,16 @@ class Worker:
         lost — for up to ``RESULT_PATIENCE_LEASES`` leases. Then, once the lease is lost, or
         for any other error, it raises."""
         deadline = time.monotonic() + RESULT_PATIENCE_LEASES * self.lease_seconds
-        pause = RESULT_PAUSE_SECONDS
-        while True:
+        for attempt in itertools.count():
             try:
                 return write()
             except Exception as exc:
                 if not aws_unavailable(exc) or lease.lost or time.monotonic() >= deadline:
                     raise
                 log.warning("could not write what a command did yet; trying again", exc_info=True)
-            self.sleep(random.uniform(pause / 2, pause))  # noqa: S311 - jitter, not a secret
-            pause = min(2 * pause, self.lease_seconds / 3)
+            self.sleep(backoff(attempt, first=RESULT_PAUSE_SECONDS, cap=self.lease_seconds / 3))
             lease.renew()
+        raise AssertionError("unreachable")
 
     # --- output -------------------------------------------------------------------------------
 
