@@ -203,3 +203,16 @@ class SessionRouting(Construct):
             "elasticloadbalancing:Describe* take no resource (and, where traced, X-Ray has no "
             "resource-level permissions).",
         )
+
+    def grant_read_requests(self, function: lambda_.Function) -> None:
+        """Read how many requests each session's target group had (the reaper: routed traffic
+        is use). CloudWatch's metric reads take no resource."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"], resources=["*"])
+        )
+        acknowledge_on_role(
+            function,
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:GetMetricStatistics takes no resource (and, where traced, X-Ray has no "
+            "resource-level permissions).",
+        )

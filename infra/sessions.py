@@ -188,6 +188,7 @@ class Sessions(Construct):
         if routing is not None:  # routes open on RUNNING, close on the way out, strays reaped
             for function in functions:
                 routing.grant_routes(function)
+        self._grant_activity(settings, routing)
 
         api.add_routes(self.api_function, routes_of(sessions_router))
         self._event_rule()
@@ -198,6 +199,15 @@ class Sessions(Construct):
             schedule=events.Schedule.rate(Duration.minutes(settings.reaper_interval_minutes)),
             targets=[targets.LambdaFunction(self.reaper_function, retry_attempts=0)],
         )
+
+    def _grant_activity(self, settings: SessionsSettings, routing: SessionRouting | None) -> None:
+        """The reaper asks whether a session is in use before it calls it idle: its route's
+        request count, its container's activity lines."""
+        for profile_name, group in sorted(self.log_groups.items()):
+            if settings.profiles[profile_name].activity_marker:
+                group.grant(self.reaper_function, "logs:FilterLogEvents")
+        if routing is not None:
+            routing.grant_read_requests(self.reaper_function)
 
     def _security_groups(
         self,

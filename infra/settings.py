@@ -146,6 +146,11 @@ class ProfileSettings(_Strict):
     default_ttl_seconds: PositiveInt = 3600
     max_ttl_seconds: PositiveInt = 8 * 3600
     idle_timeout_seconds: PositiveInt = 30 * 60
+    """How long nobody uses a session before the reaper stops it: no heartbeat from its owner,
+    no request through its route, no ``activity_marker`` line from its container."""
+    activity_marker: str | None = Field(default="berth:active", pattern=r"^[A-Za-z0-9:._-]{1,64}$")
+    """A line of the container's output holding this word counts as use (the container's way
+    to say "busy", e.g. a long computation); None: its output is never asked."""
     health_check_path: str = Field(default="/", pattern=r"^/[A-Za-z0-9._~/-]{0,200}$")
     """What the routing load balancer asks a routed session (any answer below 500 is alive)."""
     warm_pool: int = Field(default=0, ge=0, le=50)

@@ -26,6 +26,7 @@ class SessionOut(Answer):
     updated_at: str
     expires_at: str
     last_heartbeat_at: str
+    last_active_at: str | None = None
     idle_expires_at: str
     error: str | None
     url: str | None = None

@@ -24,6 +24,8 @@ class Profile(BaseModel):
     """Where the user's persistent volume is mounted (``sessions.storage``); None: no volume."""
     log_group: str | None = None
     """Where its containers' output goes (awslogs; stream ``<profile>/session/<task id>``)."""
+    activity_marker: str | None = None
+    """A container output line holding this word counts as use of the session (the reaper)."""
 
 
 class SessionsConfig(EnvModel):
@@ -45,5 +47,8 @@ class SessionsConfig(EnvModel):
     routing_url_format: str = "https://{host}/"
     """A session's url from its host (make local's router: ``http://{host}:<port>/``)."""
     max_routes: int = 0
+    activity_period_seconds: int = Field(default=60, ge=1)
+    """The resolution of a route's request counts (the load balancer's: a minute; make local's
+    router publishes per second)."""
     storage_file_system: str | None = None
     """The EFS file system holding users' volumes (set when a profile keeps storage)."""

@@ -3,6 +3,7 @@ task's to the stream ``<profile>/<container>/<task id>`` of the profile's log gr
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,3 +77,19 @@ class ContainerLogs:
         except ClientError:
             return []
         return [str(e["message"]).rstrip("\n")[:MAX_LINE_CHARS] for e in page.get("events", [])]
+
+    def last_marked(self, group: str, stream: str, marker: str, since: float) -> float | None:
+        """When the container last printed a line holding ``marker`` after ``since`` (the
+        latest in one page of matches: a later run sees the rest); None if it did not."""
+        try:
+            page = self.logs.filter_log_events(
+                logGroupName=group,
+                logStreamNames=[stream],
+                startTime=int(since * 1000) + 1,
+                filterPattern=json.dumps(marker),  # a quoted term: the word as it is
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+                return None  # it has printed nothing yet
+            raise
+        return max((e["timestamp"] / 1000 for e in page.get("events", [])), default=None)

@@ -80,10 +80,18 @@ class Session(Record):
     """The secret a request to the session's route must carry (routing on); owner only."""
     route: str | None = None
     """Its target group and rules while routed (``sessions.routing.Route.stored``)."""
+    last_active_at: float | None = None
+    """The latest use besides heartbeats: when it began running (its idle clock starts
+    then), the latest routed request or container activity line the reaper found
+    (``sessions.activity``)."""
+
+    @property
+    def last_used_at(self) -> float:
+        return max(self.last_heartbeat_at, self.last_active_at or 0.0)
 
     @property
     def idle_deadline(self) -> float:
-        return self.last_heartbeat_at + self.idle_timeout_seconds
+        return self.last_used_at + self.idle_timeout_seconds
 
     def moved(self, status: Status, now: float, **changes: Any) -> Session:
         return replace(self, status=status, updated_at=now, **changes)
@@ -126,6 +134,11 @@ class SessionOut(BaseModel):
     updated_at: str
     expires_at: str
     last_heartbeat_at: str
+    last_active_at: str | None = Field(
+        default=None,
+        description="The latest use besides heartbeats: when it began running, the latest "
+        "request through its route or activity line from its container the reaper saw",
+    )
     idle_expires_at: str
     error: str | None
     url: str | None = Field(
@@ -152,6 +165,7 @@ class SessionOut(BaseModel):
             updated_at=iso(session.updated_at) or "",
             expires_at=iso(session.expires_at) or "",
             last_heartbeat_at=iso(session.last_heartbeat_at) or "",
+            last_active_at=iso(session.last_active_at),
             idle_expires_at=iso(session.idle_deadline) or "",
             error=session.error,
             url=url,

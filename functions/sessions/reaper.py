@@ -18,11 +18,11 @@ metrics = Metrics()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # on first use: logic and AWS clients are most of a cold start
     from sessions.reaping import Reaper
-    from sessions.wiring import service_from_env
+    from sessions.wiring import activity_from_env, service_from_env
 
     service = service_from_env()
     dry_run = service.config.reaper_dry_run
-    decisions = Reaper(service).reap(dry_run=dry_run)
+    decisions = Reaper(service, activity_from_env()).reap(dry_run=dry_run)
     if decisions:  # an idle stack publishes no metric and logs nothing
         metrics.add_metric(name="ReaperDecisions", unit=MetricUnit.Count, value=len(decisions))
     return {

@@ -8,14 +8,17 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 
 from sessions.models import PENDING_GRACE_SECONDS, Session, Status
 from sessions.repository import StaleRecord
+from sessions.routing import Route
 from sessions.tasks import TaskInfo
 from sessions.warm import ORPHAN_GRACE_SECONDS, WarmTask, plan, wanted
 from shared.errors import Conflict
 
 if TYPE_CHECKING:
+    from sessions.activity import Activity
     from sessions.config import Profile
     from sessions.service import SessionService
 
@@ -43,10 +46,13 @@ def decided(decisions: list[Decision], decision: Decision, dry_run: bool) -> Non
 
 class Reaper:
     """One scheduled run over the sessions ``service`` keeps: reads through its repository
-    and task runner, changes sessions only through its transitions."""
+    and task runner, changes sessions only through its transitions. ``activity`` finds uses
+    besides heartbeats (routed requests, a container's activity lines); without it, only
+    heartbeats count."""
 
-    def __init__(self, service: SessionService) -> None:
+    def __init__(self, service: SessionService, activity: Activity | None = None) -> None:
         self.service = service
+        self.activity = activity
         self.repo = service.repo
         self.tasks = service.tasks
         self.routes = service.routes
@@ -126,9 +132,34 @@ class Reaper:
             return Decision(session.id, "stop", "ttl expired", signals)
         if self.routes and session.status == Status.RUNNING and session.token and not session.route:
             return Decision(session.id, "open_route", "running without its route", signals)
-        if now >= session.idle_deadline:
-            return Decision(session.id, "stop", "idle (no heartbeat)", signals)
+        if session.status == Status.RUNNING and now >= session.idle_deadline:
+            # a session still starting cannot be used yet: its idle clock starts when it runs
+            return self._idle_or_used(session, signals, now)
         return None
+
+    def _idle_or_used(self, session: Session, signals: dict[str, Any], now: float) -> Decision:
+        """Past its heartbeat deadline: in use by another signal since, or idle."""
+        profile = self.service.config.profiles.get(session.profile)
+        if self.activity is None or profile is None:
+            return Decision(session.id, "stop", "idle (no heartbeat)", signals)
+        try:
+            use = self.activity.last_use(
+                Route.parse(session.route),
+                self.service.log_stream(session, session.task_arn),
+                profile.activity_marker,
+                since=session.last_used_at,
+                now=now,
+            )
+        except ClientError as exc:  # unknown is not idle: the next run asks again
+            code = exc.response["Error"]["Code"]
+            return Decision(session.id, "wait", f"its activity cannot be read ({code})", signals)
+        if use is not None:
+            signals = {**signals, "signal": use.signal, "last_active_at": use.at, **use.detail}
+            if use.at + session.idle_timeout_seconds > now:
+                return Decision(session.id, "mark_active", f"in use ({use.signal})", signals)
+        return Decision(
+            session.id, "stop", "idle (no heartbeat, routed request or activity line)", signals
+        )
 
     def _carry_out(
         self, session: Session, decision: Decision, described: dict[str, TaskInfo | None]
@@ -145,6 +176,8 @@ class Reaper:
                 service.transition(session, failed)
             elif decision.action == "mark_stopped":
                 service.transition(session, session.moved(Status.STOPPED, now))
+            elif decision.action == "mark_active":
+                self.repo.mark_used(session, decision.signals["last_active_at"])
             elif decision.action == "open_route":
                 service.transition(session, replace(session, updated_at=now))
         except (StaleRecord, Conflict):

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from sessions.models import Session, Status
 from sessions.warm import WarmTask
 from shared.pagination import query_all, query_page
-from shared.records import to_item
+from shared.records import number, to_item
 from shared.transactions import StaleRecord, commit, count, guarded_put
 
 __all__ = ["CreateOutcome", "SessionRepository", "StaleRecord"]
@@ -165,6 +165,24 @@ class SessionRepository:
             if old.token is not None:  # it held a route slot (sessions made with routing on)
                 items.append(count(self.name, ROUTES_KEY, -1))
         commit(self.client, items, old.id)
+
+    def mark_used(self, session: Session, at: float) -> bool:
+        """Records a use besides heartbeats (``Session.last_active_at``) on a session still
+        live; an update of that one attribute, so a heartbeat or a move written meanwhile is
+        kept. False: it ended, or a later use is recorded already."""
+        try:
+            self.table.update_item(
+                Key={"pk": session.id},
+                UpdateExpression="SET last_active_at = :at",
+                ConditionExpression="active = :active AND "
+                "(attribute_not_exists(last_active_at) OR last_active_at < :at)",
+                ExpressionAttributeValues={":at": number(at), ":active": ACTIVE},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     # --- the warm pool ------------------------------------------------------------------------
 

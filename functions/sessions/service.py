@@ -200,6 +200,10 @@ class SessionService:
                 now,
                 task_arn=task.arn,
                 private_ip=task.private_ip or session.private_ip,
+                # its idle clock starts when it can be used (a start may outlast the timeout)
+                last_active_at=session.last_active_at
+                if session.status == Status.RUNNING
+                else max(now, session.last_active_at or 0.0),
             )
         elif task.last_status in STARTING_STATES:
             target = session.moved(Status.STARTING, now, task_arn=task.arn)
@@ -334,20 +338,20 @@ class SessionService:
     ) -> tuple[list[LogLine], str | None]:
         """What the owner's session's container printed, oldest first, a page at a time."""
         session = self._owned(user, session_id)
-        found = self._log_stream(session, session.task_arn)  # none before it has a task
+        found = self.log_stream(session, session.task_arn)  # none before it has a task
         if self.container_logs is None or found is None:
             return [], None
         return self.container_logs.read(*found, since=since, limit=limit, token=token)
 
     def _last_words(self, session: Session, task_arn: str) -> str:
         """A failed container's last lines, for its session's ``error`` (empty if none)."""
-        found = self._log_stream(session, task_arn)
+        found = self.log_stream(session, task_arn)
         if self.container_logs is None or found is None:
             return ""
         lines = self.container_logs.last_lines(*found)
         return "; its last lines: " + " | ".join(lines) if lines else ""
 
-    def _log_stream(self, session: Session, task_arn: str | None) -> tuple[str, str] | None:
+    def log_stream(self, session: Session, task_arn: str | None) -> tuple[str, str] | None:
         """(log group, stream) of the session's container in ``task_arn``, if it logs."""
         profile = self.config.profiles.get(session.profile)
         if profile is None or not profile.log_group or not task_arn:
@@ -422,6 +426,7 @@ class SessionService:
                         "error",
                         "stop_reason",
                         "last_heartbeat_at",
+                        "last_active_at",
                         "token",
                         "route",
                     )

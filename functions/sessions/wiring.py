@@ -7,6 +7,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+from sessions.activity import Activity
 from sessions.config import SessionsConfig
 from sessions.logs import ContainerLogs
 from sessions.models import Session, SessionOut
@@ -81,6 +82,26 @@ def build_service(
     )
 
 
+def build_activity(config: SessionsConfig, *, session: Any = None) -> Activity:
+    """What the reaper asks before it calls a session idle (only the reaper: the API's cold
+    start makes no CloudWatch client)."""
+    if session is None:
+        import boto3
+
+        session = boto3.session.Session()
+    return Activity(
+        session.client("cloudwatch"),
+        ContainerLogs(session.client("logs")),
+        listener_arn=config.routing_listener_arn,
+        period_seconds=config.activity_period_seconds,
+    )
+
+
 @cache
 def service_from_env() -> SessionService:
     return build_service(SessionsConfig.from_env())
+
+
+@cache
+def activity_from_env() -> Activity:
+    return build_activity(SessionsConfig.from_env())

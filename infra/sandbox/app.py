@@ -360,6 +360,7 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
         emulator.client("elbv2"),
         routing["listener_arn"],
         runner.address_of,
+        emulator.client("cloudwatch"),
     ).start()
     router_port = router.address[1]
     for logical_id, described in deployment.functions.items():
@@ -377,6 +378,7 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
                     routing_tag=routing["tag"],
                     routing_url_format=f"http://{{host}}:{router_port}/",
                     max_routes=settings.routing.max_routes,
+                    activity_period_seconds=1,  # the router counts requests per second
                 )
             )
         environment.update({k: v for k, v in local_endpoints.items() if k in environment})

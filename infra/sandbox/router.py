@@ -9,6 +9,10 @@ forwards to the target group's registered ``ip:port``, which the local task runn
 the session server's local port; anything else gets 404 in berth's error shape. A
 connection is routed on its first request and then piped both ways, so WebSockets pass
 through. (An ALB checks every request; clients here open a connection per session.)
+
+Like the load balancer, it counts each routed request in CloudWatch (``AWS/ApplicationELB``
+``RequestCount`` by load balancer and target group, in the emulator), per second where the
+ALB counts per minute: the reaper reads it to tell a used session from an idle one.
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
+
+from sessions.activity import NAMESPACE, REQUESTS, request_dimensions
 
 log = logging.getLogger("berth.sandbox")
 
@@ -72,8 +80,17 @@ def parse_head(head: bytes) -> tuple[str, dict[str, list[str]]] | None:
 
 
 class LocalRouter:
-    def __init__(self, host: str, port: int, elbv2: Any, listener_arn: str, resolve: Resolve):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        elbv2: Any,
+        listener_arn: str,
+        resolve: Resolve,
+        cloudwatch: Any = None,
+    ):
         self.elbv2 = elbv2
+        self.cloudwatch = cloudwatch
         self.listener_arn = listener_arn
         self.resolve = resolve
         router = self
@@ -98,6 +115,39 @@ class LocalRouter:
         self.server.server_close()
 
     def target(self, host: str, headers: dict[str, list[str]]) -> tuple[str, int] | None:
+        """Where the request goes (counted for its target group), or None."""
+        found = self.route(host, headers)
+        if found is None:
+            return None
+        target_group, address = found
+        self.count(target_group)
+        return address
+
+    def count(self, target_group: str) -> None:
+        """One request for the target group, as the load balancer's metric counts it."""
+        if self.cloudwatch is None:
+            return
+        try:
+            self.cloudwatch.put_metric_data(
+                Namespace=NAMESPACE,
+                MetricData=[
+                    {
+                        "MetricName": REQUESTS,
+                        "Dimensions": request_dimensions(self.listener_arn, target_group),
+                        "Timestamp": datetime.fromtimestamp(time.time(), UTC),
+                        "Value": 1,
+                        "Unit": "Count",
+                        "StorageResolution": 1,
+                    }
+                ],
+            )
+        except Exception:  # a count lost is a request all the same
+            log.exception("could not count a routed request")
+
+    def route(
+        self, host: str, headers: dict[str, list[str]]
+    ) -> tuple[str, tuple[str, int] | None] | None:
+        """The first matching rule's target group and its registered target's local address."""
         rules = self.elbv2.describe_rules(ListenerArn=self.listener_arn)["Rules"]
         ordered = sorted(
             (r for r in rules if not r.get("IsDefault")), key=lambda r: int(r["Priority"])
@@ -108,10 +158,11 @@ class LocalRouter:
             for action in rule.get("Actions", []):
                 if action.get("Type") != "forward":
                     continue
-                health = self.elbv2.describe_target_health(TargetGroupArn=action["TargetGroupArn"])
+                group = action["TargetGroupArn"]
+                health = self.elbv2.describe_target_health(TargetGroupArn=group)
                 for described in health.get("TargetHealthDescriptions", []):
                     registered = described["Target"]
-                    return self.resolve(registered["Id"], int(registered["Port"]))
+                    return group, self.resolve(registered["Id"], int(registered["Port"]))
             return None
         return None
 

@@ -265,14 +265,20 @@ def test_function_roles_have_no_managed_policies_and_write_only_their_log_group(
         ]
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
         writes = [s for s in statements if any(a.startswith("logs:") for a in _actions(s))]
-        writes = [s for s in writes if _actions(s) != ["logs:GetLogEvents"]]
+        reads = {"logs:GetLogEvents", "logs:FilterLogEvents"}
+        writes = [s for s in writes if not set(_actions(s)) <= reads]
         assert writes, role_id
         for statement in writes:
             assert statement["Resource"] == {"Fn::GetAtt": [log_group_id, "Arn"]}
-        # reading: only the sessions functions, only session containers' output
+        # reading: only the sessions functions, only session containers' output (the API and
+        # task events read lines, the reaper searches for activity lines)
         for statement in statements:
-            if "logs:GetLogEvents" in _actions(statement):
-                assert role_id.startswith(("SessionsApi", "SessionsTaskEvents")), role_id
+            read_actions = reads & set(_actions(statement))
+            if read_actions:
+                readers: tuple[str, ...] = ("SessionsApi", "SessionsTaskEvents")
+                if read_actions == {"logs:FilterLogEvents"}:
+                    readers = ("SessionsReaper",)
+                assert role_id.startswith(readers), (role_id, read_actions)
                 read = statement["Resource"]
                 for resource in read if isinstance(read, list) else [read]:
                     assert resource["Fn::GetAtt"][0].startswith("SessionsLogs"), resource

@@ -155,6 +155,27 @@ def test_route_permissions_are_scoped_to_the_listener_and_berths_tag(routed: Syn
         }
 
 
+def test_only_the_reaper_reads_request_counts(routed: Synth, synth: Synth) -> None:
+    """Routed traffic is use: the reaper reads each session's target group's request count
+    (metric reads take no resource); no other function, and nothing without routing."""
+    for function in ("SessionsApi", "SessionsTaskEvents", "SessionsReaper"):
+        reading = [
+            s
+            for s in statements_of(routed, function)
+            if "cloudwatch:GetMetricStatistics" in actions(s)
+        ]
+        if function != "SessionsReaper":
+            assert reading == [], function
+            continue
+        (statement,) = reading
+        assert resources(statement) == ["*"]  # merged with the Describe* that take none too
+        assert {a for a in actions(statement) if a.startswith("cloudwatch:")} == {
+            "cloudwatch:GetMetricStatistics"
+        }
+    plain = {a for s in statements_of(synth, "SessionsReaper") for a in actions(s)}
+    assert "cloudwatch:GetMetricStatistics" not in plain
+
+
 def test_sessions_functions_know_the_listener_and_domain(routed: Synth) -> None:
     for key, function in routed.resources("AWS::Lambda::Function").items():
         if key.startswith(("SessionsApi", "SessionsTaskEvents", "SessionsReaper")):

@@ -180,6 +180,21 @@ def test_without_a_warm_pool_only_the_api_function_may_start_tasks(synth: Synth)
         assert "iam:PassRole" not in granted, function
 
 
+def test_the_reaper_searches_only_the_session_log_groups_for_activity_lines(
+    synth: Synth,
+) -> None:
+    (searching,) = [
+        s for s in statements_of(synth, "SessionsReaper") if "logs:FilterLogEvents" in actions(s)
+    ]
+    groups = logical_ids(synth, "AWS::Logs::LogGroup", "SessionsLogs")
+    assert groups and sorted(r["Fn::GetAtt"][0] for r in resources(searching)) == sorted(
+        groups
+    )  # every profile's (each has the default marker), nothing else
+    for function in ("SessionsApi", "SessionsTaskEvents"):
+        granted = set().union(*(actions(s) for s in statements_of(synth, function)))
+        assert "logs:FilterLogEvents" not in granted, function
+
+
 def test_stop_and_describe_are_scoped_to_tasks_of_berths_cluster(synth: Synth) -> None:
     for function in ("SessionsApi", "SessionsTaskEvents", "SessionsReaper"):
         (control,) = [s for s in statements_of(synth, function) if "ecs:StopTask" in actions(s)]

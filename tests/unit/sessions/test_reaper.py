@@ -9,7 +9,7 @@ from sessions.models import Session, Status
 from sessions.reaping import Decision, Reaper
 from sessions.service import SessionService
 from tests.aws import FakeClock
-from tests.unit.sessions.conftest import ALICE, BOB, running_tasks
+from tests.unit.sessions.conftest import ALICE, BOB, running_tasks, tasks_in_cluster
 
 
 def actions(decisions: list[Decision]) -> list[tuple[str | None, str, str]]:
@@ -39,16 +39,35 @@ def test_expired_sessions_are_stopped(
 
 
 def test_idle_sessions_are_stopped_unless_they_heartbeat(
-    service: SessionService, clock: FakeClock
+    service: SessionService, clock: FakeClock, aws: boto3.session.Session, config: SessionsConfig
 ) -> None:
     idle, _ = service.create(ALICE, "default", None)
     busy, _ = service.create(BOB, "default", None)
+    for task in tasks_in_cluster(aws, config):
+        service.on_task_event({**task, "lastStatus": "RUNNING"})
     for _ in range(3):
         clock.advance(400)
         service.heartbeat(BOB, busy.id)
     decisions = Reaper(service).reap(dry_run=False)
     assert actions(decisions) == [(idle.id, "stop", "idle (no heartbeat)")]
     assert service.get(BOB, busy.id).status.live
+
+
+def test_a_session_still_starting_is_not_idle(
+    service: SessionService, clock: FakeClock, aws: boto3.session.Session, config: SessionsConfig
+) -> None:
+    """A start may outlast the idle timeout (an image pull, a slow boot): nobody could use it
+    yet, so its idle clock starts when it runs."""
+    session, _ = service.create(ALICE, "default", None)
+    clock.advance(1000)  # past the 900 s idle timeout, still not RUNNING
+    assert actions(Reaper(service).reap(dry_run=False)) == []
+    (task,) = tasks_in_cluster(aws, config)
+    running = service.on_task_event({**task, "lastStatus": "RUNNING"})
+    assert running is not None and running.idle_deadline == clock.now + 900
+    clock.advance(901)
+    assert actions(Reaper(service).reap(dry_run=False)) == [
+        (session.id, "stop", "idle (no heartbeat)")
+    ]
 
 
 def test_a_session_whose_task_vanished_is_marked_failed(
