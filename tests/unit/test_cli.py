@@ -196,7 +196,8 @@ def test_global_options_go_after_the_subcommand_too(signed: dict[str, str], api:
         "private_ip": "10.0.0.5", "port": 8080, "task_arn": None,
         "created_at": "2026-12-04T10:00:00Z", "updated_at": "2026-12-04T10:00:00Z",
         "expires_at": "2026-12-04T11:00:00Z", "last_heartbeat_at": "2026-12-04T10:00:00Z",
-        "idle_expires_at": "2026-12-04T10:30:00Z", "error": None,
+        "last_active_at": "2026-12-04T10:00:01Z",
+        "idle_expires_at": "2026-12-04T10:30:01Z", "error": None,
         "url": "https://" + "s" * 120 + ".example.com/",
     }  # fmt: skip
     api.answer = (200, {"items": [session]})
