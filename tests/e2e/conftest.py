@@ -94,7 +94,7 @@ FAST_CONTEXT: dict[str, Any] = {
     "berth:workers.lease_seconds": FAST_LEASE,
     "berth:workers.cancel_grace_seconds": 1,
     "berth:limits.max_queued_commands_per_user": 40,
-    "berth:sessions.profiles.brief": {"image": "echo", "port": 8080, "idle_timeout_seconds": 4},
+    "berth:sessions.profiles.brief": {"image": "echo", "port": 8080, "idle_timeout_seconds": 6},
 }
 FAST_TASK_START = 4
 FAST_ENV = {
@@ -102,7 +102,7 @@ FAST_ENV = {
     "BERTH_LOCAL_TASK_START_SECONDS": str(FAST_TASK_START),
 }
 """A sandbox whose schedules run every second, whose tasks take 4 s to start (a minute on
-AWS), with short worker leases and a session profile idle after 4 s (settings an operator
+AWS), with short worker leases and a session profile idle after 6 s (settings an operator
 could choose)."""
 
 

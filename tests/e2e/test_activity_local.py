@@ -1,13 +1,14 @@
 """Idle means nobody uses it, against ``make local``: a session whose owner sends no
 heartbeat is kept while requests reach it through its route, and reaped once they stop.
 
-The "brief" profile (the echo server, idle after 4 s) exists only in the fast sandbox's
+The "brief" profile (the echo server, idle after 6 s) exists only in the fast sandbox's
 settings; the reaper runs every second there, and the local router counts each request per
 second where the load balancer counts per minute.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -38,14 +39,30 @@ def test_routed_traffic_keeps_a_session_without_heartbeats_until_it_stops(
     # its start takes as long as its idle timeout: the idle clock starts when it runs
     session = until(sandbox, "ivy", created["id"], "RUNNING")
     assert session["last_active_at"] > session["last_heartbeat_at"]
+    deadline = time.monotonic() + 30
+    while through(sandbox, session, "GET", "/work")[0] != 200:  # its server starts listening
+        assert time.monotonic() < deadline, f"{session['url']} never answered"
+        time.sleep(0.2)
 
-    # requests, never a heartbeat, for three idle timeouts
-    busy_until = time.monotonic() + 3 * IDLE
-    while time.monotonic() < busy_until:
-        status, echoed = through(sandbox, session, "GET", "/work")
-        assert status == 200, echoed  # the route is still there: the session still runs
-        assert shown(sandbox, "ivy", session["id"])["status"] == "RUNNING"
-        time.sleep(0.5)
+    # requests (a steady browser, on its own thread), never a heartbeat, for three timeouts
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def browse() -> None:
+        while not stop.wait(0.25):
+            answers.append(through(sandbox, session, "GET", "/work")[0])
+
+    browser = threading.Thread(target=browse, daemon=True)
+    browser.start()
+    try:
+        busy_until = time.monotonic() + 3 * IDLE
+        while time.monotonic() < busy_until:
+            assert shown(sandbox, "ivy", session["id"])["status"] == "RUNNING"
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        browser.join()
+    assert len(answers) > 3 * IDLE and set(answers) == {200}  # its route stayed open
     last_request = time.time()
     kept = shown(sandbox, "ivy", session["id"])
     assert kept["last_heartbeat_at"] == session["last_heartbeat_at"]  # no heartbeat was sent
