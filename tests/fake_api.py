@@ -13,6 +13,10 @@ from typing import Any
 Respond = Callable[[str, str, dict[str, str]], tuple[int, Any]]
 
 
+BODY = "X-Fake-Body"
+"""Where the request's body reaches ``respond``, beside its headers."""
+
+
 @contextmanager
 def serving(respond: Respond) -> Iterator[str]:
     """The fake API's base URL while the block runs."""
@@ -22,8 +26,9 @@ def serving(respond: Respond) -> Iterator[str]:
             return
 
         def _answer(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, body = respond(self.command, self.path, dict(self.headers.items()))
+            sent = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = dict(self.headers.items()) | {BODY: sent.decode("utf-8", "replace")}
+            status, body = respond(self.command, self.path, headers)
             payload = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Length", str(len(payload)))

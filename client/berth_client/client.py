@@ -15,6 +15,7 @@ import random
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -311,9 +312,17 @@ class BerthClient:
         return dict(request.headers.items())
 
     def request(
-        self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        *,
+        keyed: bool = False,
     ) -> Any:
-        """One API call, signed, retried with backoff and full jitter where that is safe."""
+        """One API call, signed, retried with backoff and full jitter where that is safe: a
+        GET, a DELETE, or a request whose body carries an idempotency key (``keyed``)."""
+        safe = method in IDEMPOTENT or keyed
         url = self.settings.api_url.rstrip("/") + path
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
@@ -330,11 +339,11 @@ class BerthClient:
             except urllib.error.HTTPError as error:
                 failure = _api_error(error.code, error.read())
                 self._answered(method, path, error.code, failure.code, error.headers)
-                retry = error.code in RETRY_STATUSES or (error.code >= 500 and method in IDEMPOTENT)
+                retry = error.code in RETRY_STATUSES or (error.code >= 500 and safe)
             except (urllib.error.URLError, TimeoutError, ConnectionError, HTTPException) as error:
                 reason = getattr(error, "reason", error)
                 failure = ApiError(0, "unreachable", f"cannot reach {url}: {reason}")
-                retry = method in IDEMPOTENT
+                retry = safe
             if not retry or attempt == self.retries:
                 raise failure
             self.sleep(random.uniform(0, min(8.0, 0.25 * 2**attempt)))  # noqa: S311 - jitter
@@ -434,7 +443,9 @@ class BerthClient:
         body: dict[str, Any] = {"name": name, "input": payload}
         if idempotency_key:
             body["idempotency_key"] = idempotency_key
-        return self._model(JobOut, self.request("POST", "/jobs", body))
+        return self._model(
+            JobOut, self.request("POST", "/jobs", body, keyed=idempotency_key is not None)
+        )
 
     def job(self, job_id: str) -> JobOut:
         return self._model(JobOut, self.request("GET", f"/jobs/{segment(job_id, 'job')}"))
@@ -462,10 +473,18 @@ class BerthClient:
 
     # --- workspace commands -------------------------------------------------------------------
 
-    def run_command(self, project: str, command: str, terminal: str = "t1") -> CommandOut:
-        body = {"command": command, "terminal": terminal}
+    def run_command(
+        self, project: str, command: str, terminal: str = "t1", idempotency_key: str | None = None
+    ) -> CommandOut:
+        """Queues one command. The call names it with ``idempotency_key`` (a fresh one if not
+        given), so a retry after a lost answer or a timeout gets it back: never queued twice."""
+        body = {
+            "command": command,
+            "terminal": terminal,
+            "idempotency_key": idempotency_key or uuid.uuid4().hex,
+        }
         return self._model(
-            CommandOut, self.request("POST", f"{_workspace(project)}/commands", body)
+            CommandOut, self.request("POST", f"{_workspace(project)}/commands", body, keyed=True)
         )
 
     def command(self, project: str, command_id: str) -> CommandOut:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.idempotency import IdempotencyKey, idempotent_id
 from shared.records import Record, iso
 
 # Step Functions caps an execution's input at 256 KB; ECS caps RunTask overrides at 8 KB,
@@ -30,8 +31,7 @@ def new_job_id(now: float) -> str:
 
 def idempotent_job_id(user: str, key: str) -> str:
     """The same caller and key always name the same job (and Step Functions execution)."""
-    digest = hashlib.sha256(f"{user}\0{key}".encode()).hexdigest()
-    return f"job_{digest[:32]}"
+    return idempotent_id("job", 32, user, key)
 
 
 def input_digest(name: str, payload: Any, canonical: str) -> str:
@@ -62,13 +62,7 @@ class CreateJob(BaseModel):
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9-]*$")
     input: dict[str, Any] = Field(default_factory=dict, description="The job's input object")
-    idempotency_key: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9_.:-]+$",
-        description="Retrying with the same key returns the same job instead of a new one.",
-    )
+    idempotency_key: IdempotencyKey = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.idempotency import IdempotencyKey, idempotent_id
 from shared.records import Record, iso
 
 NAME_PATTERN = r"^[a-z0-9-]{1,63}$"
@@ -57,6 +58,11 @@ class ErrorCode(StrEnum):
 
 def new_command_id(now: float) -> str:
     return f"cmd_{int(now * 1000):012x}{secrets.token_hex(8)}"
+
+
+def idempotent_command_id(user: str, project: str, key: str) -> str:
+    """The same caller, project and key always name the same command."""
+    return idempotent_id("cmd", 28, user, project, key)
 
 
 @dataclass(frozen=True)
@@ -148,11 +154,16 @@ class RunCommand(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
-        json_schema_extra={"examples": [{"command": "ls -la && make test", "terminal": "t1"}]},
+        json_schema_extra={
+            "examples": [
+                {"command": "ls -la && make test", "terminal": "t1", "idempotency_key": "b7-1"}
+            ]
+        },
     )
 
     command: str = Field(min_length=1, description="Run with bash -c inside a worker only.")
     terminal: str = Field(default="t1", pattern=NAME_PATTERN)
+    idempotency_key: IdempotencyKey = None
 
     @field_validator("command")
     @classmethod

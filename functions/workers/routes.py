@@ -68,17 +68,23 @@ def _json(status: int, command: Command) -> Response[str]:
     "/workspaces/<project>/commands",
     summary="Queue a command; commands of a project run one at a time, in order",
     responses=documented(
-        {202: ("Queued", CommandOut)},
+        {
+            202: ("Queued", CommandOut),
+            200: ("The command this idempotency_key already queued", CommandOut),
+        },
         {
             404: "The project belongs to someone else",
+            409: "idempotency_key_reused: the key was used for a different command",
             503: "unavailable: the queue refused it; nothing was queued",
         },
     ),
     tags=["workers"],
 )
 def run_command(project: Project, body: RunCommand) -> Response[str]:
-    command = service().submit(_caller(), project, body.terminal, body.command)
-    return _json(202, command)
+    command, queued = service().submit(
+        _caller(), project, body.terminal, body.command, body.idempotency_key
+    )
+    return _json(202 if queued else 200, command)
 
 
 @router.get(

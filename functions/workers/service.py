@@ -4,6 +4,7 @@ list and cancel. Raises domain errors only (``shared.errors``); no HTTP here."""
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from shared.errors import Invalid, LimitReached, NotFound, Unavailable
+from shared.errors import Conflict, Invalid, LimitReached, NotFound, Unavailable
 from shared.live import ConnectionStore
 from workers.config import WorkersConfig
 from workers.models import (
@@ -20,6 +21,7 @@ from workers.models import (
     CommandStatus,
     ErrorCode,
     Output,
+    idempotent_command_id,
     log_key,
     new_command_id,
     terminal_scope,
@@ -88,18 +90,27 @@ class CommandService:
         self.live = live
         self._queues: dict[str, str] = {}
 
-    def submit(self, user: str, project: str, terminal: str, command_text: str) -> Command:
+    def submit(
+        self,
+        user: str,
+        project: str,
+        terminal: str,
+        command_text: str,
+        idempotency_key: str | None = None,
+    ) -> tuple[Command, bool]:
+        """``(command, True)`` when this call queued it; a retry with the same key gets the
+        first one back (``False``) — never a second command."""
         if len(command_text) > self.config.command_max_chars:
             raise Invalid(
                 f"a command may be at most {self.config.command_max_chars} characters",
                 code="command_too_long",
             )
         self.claim(user, project)
-        if self.repo.pending(user) >= self.config.max_pending_per_user:
-            raise self._limit_reached()
         now = self.clock()
         command = Command(
-            id=new_command_id(now),
+            id=idempotent_command_id(user, project, idempotency_key)
+            if idempotency_key
+            else new_command_id(now),
             user=user,
             project=project,
             terminal=terminal,
@@ -108,17 +119,24 @@ class CommandService:
             created_at=now,
             updated_at=now,
         )
+        if idempotency_key and (earlier := self.repo.get(command.id)) is not None:
+            return self._same(earlier, command), False
+        if self.repo.pending(user) >= self.config.max_pending_per_user:
+            raise self._limit_reached()
         # Sent first, recorded second: a 202 means both happened; a failure of either is a
         # 503 and nothing runs — a message whose record never came is dropped by the worker
-        # (``workers.models.CommandMessage``), and no record waits for a message never sent.
+        # (``workers.models.CommandMessage``), and no record waits for an unsent message.
         # The user's own queue (only their workers read it); one message group per project:
-        # its commands run one at a time, in this order.
+        # its commands run one at a time, in this order. Each attempt's message is its own
+        # (deduplicated by attempt, not by command): a retry after the first attempt's
+        # message was dropped must still be delivered; two messages of one command run it
+        # once (the worker drops a message whose command is no longer QUEUED).
         try:
             sent = self.sqs.send_message(
                 QueueUrl=self.queue_of(user),
                 MessageBody=CommandMessage(command.id, project, user, now).body(),
                 MessageGroupId=project,
-                MessageDeduplicationId=command.id,
+                MessageDeduplicationId=f"{command.id}-{secrets.token_hex(8)}",
             )
         except Exception as exc:
             logger.exception("could not queue a command", extra={"command_id": command.id})
@@ -128,8 +146,28 @@ class CommandService:
             self.repo.add(command, self.config.max_pending_per_user)
         except QueueFull:  # another command of theirs took the last place meanwhile
             raise self._limit_reached() from None
+        except StaleCommand:  # the same key, at the same time: the other call recorded it
+            earlier = self.repo.get(command.id)
+            if earlier is None:
+                raise
+            return self._same(earlier, command), False
         self._wake_fleet()
-        return command
+        return command, True
+
+    @staticmethod
+    def _same(earlier: Command, asked: Command) -> Command:
+        """The command an idempotency key already named, if this request is the same one."""
+        if (earlier.user, earlier.project, earlier.terminal, earlier.command) != (
+            asked.user,
+            asked.project,
+            asked.terminal,
+            asked.command,
+        ):
+            raise Conflict(
+                "this idempotency_key was used for a different command",
+                code="idempotency_key_reused",
+            )
+        return earlier
 
     def _limit_reached(self) -> LimitReached:
         return LimitReached(

@@ -12,7 +12,9 @@ one fails loudly instead of making the sandbox quietly unfaithful.
   in order. And SQS never hands out a message of a group while another of that group is in
   flight; moto checks against a snapshot taken when a long poll *starts*, so two workers could
   run two commands of one project at once: a long poll here is a series of short ones, each
-  checking the groups in flight at that moment, one at a time.
+  checking the groups in flight at that moment, one at a time. And SQS accepts but never
+  delivers a message whose deduplication id it saw in the last five minutes, even if that
+  message is gone; moto compares only with messages still queued: remember each id.
 - **Step Functions runs berth's code** (``enable_execution``, ``route_lambda_invocations``,
   ``fix_ecs_integration``): moto's interpreter really executes the definition; its Lambda
   invocations go to the sandbox's execution environments, its ECS integration converts keys
@@ -44,6 +46,9 @@ _PATCHED = "_berth_patched"
 _lock = threading.Lock()
 _numbers = itertools.count(1)
 POLL_SECONDS = 0.1
+DEDUPLICATION_SECONDS = 300
+_deduplicated: dict[tuple[str, str, str], tuple[float, Any]] = {}
+"""(queue, group, deduplication id) → when it was sent and its message (scope: the group)."""
 
 
 def keep_fifo_promises() -> None:
@@ -55,11 +60,22 @@ def keep_fifo_promises() -> None:
     send = SQSBackend.send_message
     receive = SQSBackend.receive_message
 
-    def send_message(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def send_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
         with _lock:  # the number and the place in the queue are taken together
-            message = send(self, *args, **kwargs)
+            dedup = kwargs.get("deduplication_id")
+            key = (queue_name, str(kwargs.get("group_id")), str(dedup))
+            seen = _deduplicated.get(key) if dedup else None
+            if seen is not None and time.monotonic() - seen[0] < DEDUPLICATION_SECONDS:
+                return seen[1]  # accepted, not delivered again: SQS answers as it did then
+            message = send(self, queue_name, *args, **kwargs)
             if message.sequence_number is not None:
                 message.sequence_number = f"{next(_numbers):020d}"
+            if dedup:
+                if len(_deduplicated) > 10_000:  # forget what SQS has forgotten
+                    old = time.monotonic() - DEDUPLICATION_SECONDS
+                    for stale in [k for k, (at, _) in _deduplicated.items() if at < old]:
+                        del _deduplicated[stale]
+                _deduplicated[key] = (time.monotonic(), message)
             return message
 
     def receive_message(

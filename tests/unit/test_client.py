@@ -14,7 +14,7 @@ import pytest
 
 from berth_client.client import ApiError, BerthClient, Settings
 from berth_client.models import Output
-from tests.fake_api import serving
+from tests.fake_api import BODY, serving
 
 SESSION = {
     "id": "ses_" + "1" * 28, "user": "arn:x", "profile": "default", "status": "PENDING",
@@ -22,6 +22,12 @@ SESSION = {
     "updated_at": "2026-11-28T00:00:00Z", "expires_at": "2026-11-28T01:00:00Z",
     "last_heartbeat_at": "2026-11-28T00:00:00Z", "idle_expires_at": "2026-11-28T00:30:00Z",
     "error": None,
+}  # fmt: skip
+COMMAND = {
+    "id": "cmd_" + "2" * 28, "project": "demo", "terminal": "t1", "command": "make deploy",
+    "status": "QUEUED", "sequence": "1", "exit_code": None, "created_at": "2026-11-28T00:00:00Z",
+    "started_at": None, "finished_at": None, "duration_seconds": None, "cancel_requested": False,
+    "error": None, "output_tail": "", "log_url": None,
 }  # fmt: skip
 
 
@@ -73,9 +79,25 @@ def test_a_post_is_not_retried_after_a_server_error(api: Any) -> None:
     script, client, slept = api
     script.answers = [(500, error("internal_error")), (201, SESSION)]
     with pytest.raises(ApiError) as raised:
-        client.run_command("demo", "make deploy")  # it may have been queued: never twice
+        client.create_instance("blob-1")  # it may have been launched: never twice
     assert (raised.value.status, raised.value.code) == (500, "internal_error")
     assert len(script.requests) == 1 and slept == []
+
+
+def test_a_command_is_retried_under_one_idempotency_key(api: Any) -> None:
+    """run_command names each call: a retry after a server error or a lost answer sends the
+    same key, so the API hands back the command the first attempt queued."""
+    script, client, slept = api
+    script.answers = [(500, error("internal_error")), (502, error("bad_gateway")), (200, COMMAND)]
+    assert client.run_command("demo", "make deploy").id == COMMAND["id"]
+    keys = [json.loads(headers[BODY])["idempotency_key"] for _, _, headers in script.requests]
+    assert len(keys) == 3 and len(set(keys)) == 1 and len(slept) == 2
+    script.answers = [(202, COMMAND)]
+    client.run_command("demo", "make deploy")  # a new call: a new command
+    assert json.loads(script.requests[-1][2][BODY])["idempotency_key"] != keys[0]
+    script.answers = [(202, COMMAND)]
+    client.run_command("demo", "make deploy", idempotency_key="build-7")
+    assert json.loads(script.requests[-1][2][BODY])["idempotency_key"] == "build-7"
 
 
 def test_a_get_is_retried_after_a_server_error_until_the_budget_is_spent(api: Any) -> None:

@@ -7,10 +7,12 @@ import ast
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from infra.sandbox import moto_bridges
-from infra.sandbox.moto_bridges import CONTRACT, MotoChanged, check
+from infra.sandbox.moto_bridges import CONTRACT, MotoChanged, check, keep_fifo_promises
 from infra.settings import ROOT
 
 
@@ -50,3 +52,34 @@ def test_only_the_bridges_module_patches_moto() -> None:
             for target in targets:
                 if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
                     assert target.value.id not in moto_names, f"{path.name} patches moto"
+
+
+def test_a_deduplication_id_is_remembered_after_its_message_is_gone() -> None:
+    """SQS accepts a FIFO message whose deduplication id it saw within five minutes, but
+    never delivers it, even when the first message was deleted; moto forgets once deleted."""
+    keep_fifo_promises()
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(
+            QueueName="q.fifo",
+            Attributes={"FifoQueue": "true", "DeduplicationScope": "messageGroup"},
+        )["QueueUrl"]
+
+        def send(body: str, dedup: str, group: str = "g") -> str:
+            sent = sqs.send_message(
+                QueueUrl=url, MessageBody=body, MessageGroupId=group, MessageDeduplicationId=dedup
+            )
+            return str(sent["MessageId"])
+
+        first = send("first", "d-1")
+        (got,) = sqs.receive_message(QueueUrl=url)["Messages"]
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=got["ReceiptHandle"])
+        assert send("again", "d-1") == first  # accepted, answered as the first time
+        send("other group", "d-1", group="h")  # the scope is the message group
+        send("new", "d-2")
+        bodies = []
+        while answer := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+            for message in answer:
+                bodies.append(message["Body"])
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        assert sorted(bodies) == ["new", "other group"]

@@ -19,6 +19,7 @@ from infra.sandbox.moto_bridges import keep_fifo_promises
 from tests.aws import create_table_like
 from tests.synth import Synth
 from workers.config import WorkersConfig
+from workers.models import Command
 from workers.repository import WorkersRepository
 from workers.service import CommandService
 from workers.tenancy import queue_name
@@ -85,6 +86,13 @@ def repository(aws: boto3.session.Session, environment: dict[str, str]) -> Worke
 @pytest.fixture
 def service(config: WorkersConfig, aws: boto3.session.Session) -> CommandService:
     return build_service(config, session=aws)
+
+
+def queue(service: CommandService, user: str, project: str, terminal: str, text: str) -> Command:
+    """A command queued as ``POST .../commands`` queues it (no idempotency key: always new)."""
+    command, queued = service.submit(user, project, terminal, text)
+    assert queued
+    return command
 
 
 class Frames:

@@ -16,7 +16,7 @@ import pytest
 from berth_worker.isolation import Isolation
 from berth_worker.worker import Worker
 from infra.sandbox.app import command_uid
-from tests.unit.workers.conftest import ALICE, BUCKET, Frames, MakeWorker
+from tests.unit.workers.conftest import ALICE, BUCKET, Frames, MakeWorker, queue
 from workers.models import CommandStatus
 from workers.service import CommandService
 
@@ -43,7 +43,8 @@ def test_a_command_runs_as_another_user_without_the_workers_credentials(
 ) -> None:
     monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/secret-id")
     monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/secret")
-    queued = service.submit(
+    queued = queue(
+        service,
         ALICE,
         "demo",
         "t1",
@@ -64,9 +65,9 @@ def test_a_command_cannot_read_another_projects_workspace(
     service: CommandService, fenced: MakeWorker, frames: Frames, aws: boto3.session.Session
 ) -> None:
     aws.client("s3").put_object(Bucket=BUCKET, Key="workspaces/secret/key.txt", Body=b"s3cr3t")
-    service.submit(ALICE, "secret", "t1", "cat key.txt")  # leaves its copy on this worker
-    snoop = service.submit(
-        ALICE, "snoop", "t1", "cat ../secret/key.txt; ls ../secret; ls .. ; exit 0"
+    queue(service, ALICE, "secret", "t1", "cat key.txt")  # leaves its copy on this worker
+    snoop = queue(
+        service, ALICE, "snoop", "t1", "cat ../secret/key.txt; ls ../secret; ls .. ; exit 0"
     )
     fenced().run_forever()
     output = frames.output(snoop.id)
@@ -77,13 +78,15 @@ def test_a_command_cannot_read_another_projects_workspace(
 def test_nothing_a_command_leaves_running_or_in_tmp_outlives_it(
     service: CommandService, fenced: MakeWorker, frames: Frames
 ) -> None:
-    first = service.submit(
+    first = queue(
+        service,
         ALICE,
         "one",
         "t1",
         "setsid sleep 300 & echo secret > /tmp/left-behind-$BERTH_COMMAND_ID; echo started",
     )
-    second = service.submit(  # live processes of that user (a killed one may linger unreaped)
+    second = queue(
+        service,  # live processes of that user (a killed one may linger unreaped)
         ALICE,
         "two",
         "t1",
@@ -111,7 +114,7 @@ def live_processes_of(uid: int) -> list[int]:
 def test_each_command_runs_as_a_fresh_uid(
     service: CommandService, fenced: MakeWorker, frames: Frames
 ) -> None:
-    commands = [service.submit(ALICE, "demo", "t1", "id -u") for _ in range(3)]
+    commands = [queue(service, ALICE, "demo", "t1", "id -u") for _ in range(3)]
     fenced().run_forever()
     uids = [frames.output(c.id).strip() for c in commands]
     assert len(set(uids)) == 3, uids
@@ -123,8 +126,9 @@ def test_a_double_forked_setsid_fork_loop_is_gone_before_the_next_command(
     worker = fenced()
     assert worker.isolation.uids is not None
     first, last = worker.isolation.uids[0], worker.isolation.uids[-1]
-    planted = service.submit(ALICE, "one", "t1", FORK_BOMB_SURVIVOR)
-    looked = service.submit(  # any live process of any of this worker's command uids?
+    planted = queue(service, ALICE, "one", "t1", FORK_BOMB_SURVIVOR)
+    looked = queue(
+        service,  # any live process of any of this worker's command uids?
         ALICE,
         "two",
         "t1",
@@ -165,7 +169,8 @@ def test_ipc_and_run_lock_left_by_a_command_are_removed(
 
     if shutil.which("ipcmk") is None:
         pytest.skip("ipcmk (util-linux) is not installed")
-    left = service.submit(
+    left = queue(
+        service,
         ALICE,
         "demo",
         "t1",
@@ -183,7 +188,7 @@ def test_ipc_and_run_lock_left_by_a_command_are_removed(
 def test_leaving_hands_the_whole_tree_back_to_root(
     service: CommandService, fenced: MakeWorker
 ) -> None:
-    service.submit(ALICE, "demo", "t1", "mkdir -p a/b/c && echo x > a/b/c/f && ln -s / a/root")
+    queue(service, ALICE, "demo", "t1", "mkdir -p a/b/c && echo x > a/b/c/f && ln -s / a/root")
     worker = fenced()
     worker.run_forever()
     tree = worker.workdir / "demo"

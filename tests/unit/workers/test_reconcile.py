@@ -6,7 +6,7 @@ import time
 
 import boto3
 
-from tests.unit.workers.conftest import ALICE, MAX_RECEIVES, Frames, user_queue
+from tests.unit.workers.conftest import ALICE, MAX_RECEIVES, Frames, queue, user_queue
 from workers.config import WorkersConfig
 from workers.models import CommandStatus, ErrorCode
 from workers.reconcile import Reconciler, declare_lost
@@ -33,9 +33,9 @@ def test_a_running_command_without_a_live_lease_ends_worker_lost(
     dead_letter_queue: str,
     frames: Frames,
 ) -> None:
-    lost = service.submit(ALICE, "demo", "t1", "sleep 100")
-    alive = service.submit(ALICE, "other", "t1", "sleep 100")
-    waiting = service.submit(ALICE, "third", "t1", "echo later")
+    lost = queue(service, ALICE, "demo", "t1", "sleep 100")
+    alive = queue(service, ALICE, "other", "t1", "sleep 100")
+    waiting = queue(service, ALICE, "third", "t1", "echo later")
     repository.claim(lost.id, "gone", time.time() - 90, 60)
     repository.claim(alive.id, "here", time.time(), 60)
 
@@ -61,7 +61,7 @@ def test_a_running_command_without_a_live_lease_ends_worker_lost(
 def test_a_lease_renewed_after_it_was_read_is_not_declared_lost(
     service: CommandService, repository: WorkersRepository
 ) -> None:
-    queued = service.submit(ALICE, "demo", "t1", "sleep 100")
+    queued = queue(service, ALICE, "demo", "t1", "sleep 100")
     stale = repository.claim(queued.id, "slow", time.time() - 90, 60)  # read: expired
     repository.renew(queued.id, "slow", time.time(), 60, "still here")  # ... then renewed
     assert declare_lost(repository, stale, time.time()) is False
@@ -76,7 +76,7 @@ def test_a_message_in_the_dead_letter_queue_ends_its_command_undeliverable(
     dead_letter_queue: str,
     frames: Frames,
 ) -> None:
-    queued = service.submit(ALICE, "demo", "t1", "echo never")
+    queued = queue(service, ALICE, "demo", "t1", "echo never")
     sqs = aws.client("sqs")
     for _ in range(MAX_RECEIVES):  # received and never deleted: a poison message
         sqs.receive_message(QueueUrl=user_queue(aws), VisibilityTimeout=0)
@@ -101,7 +101,7 @@ def test_a_dead_letter_of_a_command_still_held_by_a_live_worker_leaves_it_alone(
     dead_letter_queue: str,
     frames: Frames,
 ) -> None:
-    queued = service.submit(ALICE, "demo", "t1", "sleep 100")
+    queued = queue(service, ALICE, "demo", "t1", "sleep 100")
     repository.claim(queued.id, "here", time.time(), 60)
     aws.client("sqs").send_message(
         QueueUrl=dead_letter_queue,

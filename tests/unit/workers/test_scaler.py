@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tests.unit.workers.conftest import ALICE, BOB
+from tests.unit.workers.conftest import ALICE, BOB, queue
 from workers.config import ScalerConfig, WorkersConfig
 from workers.fleet import STARTED_BY, Fleet
 from workers.models import Command, CommandStatus
@@ -139,9 +139,9 @@ def test_each_user_gets_a_bound_worker_per_busy_project(
     service: CommandService, repository: WorkersRepository
 ) -> None:
     for n in range(3):  # three commands of one project need one worker, not three
-        service.submit(ALICE, "one", "t1", f"echo {n}")
-    service.submit(ALICE, "two", "t1", "sleep 300")
-    service.submit(BOB, "three", "t1", "echo")
+        queue(service, ALICE, "one", "t1", f"echo {n}")
+    queue(service, ALICE, "two", "t1", "sleep 300")
+    queue(service, BOB, "three", "t1", "echo")
     config = scaler_config()
     assert config.task_subnets == ["subnet-1", "subnet-2"]
     fleet_registry = registry(repository)
@@ -165,7 +165,7 @@ def test_idle_reserve_workers_are_bound_before_any_is_started(
 ) -> None:
     fleet_registry = registry(repository)
     idle(fleet_registry, "r1", "r2")
-    service.submit(ALICE, "one", "t1", "echo")
+    queue(service, ALICE, "one", "t1", "echo")
     ecs = FakeEcs(ids=("r1", "r2"))
     result = scale(scaler_config(), repository, fleet(ecs), fleet_registry, time.time())
     assert result["bound"] == 1
@@ -182,7 +182,7 @@ def test_a_bound_worker_whose_task_is_gone_counts_for_nothing(
     """Killed without a word, it still says it is alive for a minute: ECS knows better."""
     fleet_registry = registry(repository)
     fleet_registry.alive("killed", ALICE, time.time())
-    service.submit(ALICE, "one", "t1", "echo")
+    queue(service, ALICE, "one", "t1", "echo")
     config = scaler_config(warm_reserve_share=0)
     result = scale(config, repository, fleet(FakeEcs()), fleet_registry, time.time())
     assert result["started"] == 1
@@ -192,7 +192,7 @@ def test_a_user_holds_at_most_max_workers_per_user(
     service: CommandService, repository: WorkersRepository
 ) -> None:
     for n in range(5):  # the user's limit of queued commands here
-        service.submit(ALICE, f"p{n}", "t1", "sleep 60")
+        queue(service, ALICE, f"p{n}", "t1", "sleep 60")
     config = scaler_config(max_workers_per_user=3, warm_reserve_share=0)
     fleet_registry = registry(repository)
     result = scale(config, repository, fleet(FakeEcs()), fleet_registry, time.time())
@@ -203,8 +203,8 @@ def test_a_user_holds_at_most_max_workers_per_user(
 def test_the_fleet_ceiling_caps_bound_and_reserve_workers(
     service: CommandService, repository: WorkersRepository
 ) -> None:
-    service.submit(ALICE, "a", "t1", "echo")
-    service.submit(BOB, "b", "t1", "echo")
+    queue(service, ALICE, "a", "t1", "echo")
+    queue(service, BOB, "b", "t1", "echo")
     config = scaler_config(max_tasks=2, reserve_minimum=4)
     result = scale(config, repository, fleet(FakeEcs(running=1)), registry(repository), 1e9)
     assert result["launch"] == 1  # one slot left: one user's worker, no reserve
@@ -216,7 +216,7 @@ def test_a_worker_that_left_unbound_is_never_bound(
     fleet_registry = registry(repository)
     idle(fleet_registry, "r1")
     assert fleet_registry.leave_unbound("r1", time.time())
-    service.submit(ALICE, "one", "t1", "echo")
+    queue(service, ALICE, "one", "t1", "echo")
     ecs = FakeEcs(ids=("r1",))  # still stopping
     result = scale(scaler_config(), repository, fleet(ecs), fleet_registry, time.time())
     assert fleet_registry.binding_of("r1") == LEFT
@@ -228,7 +228,7 @@ def test_the_reserve_is_a_share_of_the_projects_active_lately_with_a_minimum(
 ) -> None:
     now = time.time()
     for n in range(11):
-        ran(repository, service.submit(ALICE, f"p{n}", "t1", "ls"), now - 30)
+        ran(repository, queue(service, ALICE, f"p{n}", "t1", "ls"), now - 30)
     config = scaler_config(reserve_minimum=4)
     result = scale(config, repository, fleet(FakeEcs()), registry(repository), now)
     assert result["observed"]["reserve"] == 5  # ceil(0.4 x 11)
@@ -271,7 +271,7 @@ def test_the_scaler_is_woken_as_a_queued_command(
         lambda_client=Lambda(),
         clock=time.time,
     )
-    queueing.submit(ALICE, "woken", "t1", "ls")
+    queue(queueing, ALICE, "woken", "t1", "ls")
     (call,) = invoked
     assert (call["FunctionName"], call["InvocationType"]) == ("scaler", "Event")
     assert json.loads(call["Payload"]) == {"reason": QUEUED}  # not a scheduled run

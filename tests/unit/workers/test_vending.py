@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from infra.sandbox.events import rest_event
-from tests.unit.workers.conftest import ALICE, BOB, QUEUE_PREFIX, TABLE
+from tests.unit.workers.conftest import ALICE, BOB, QUEUE_PREFIX, TABLE, queue
 from workers.config import VendingConfig
 from workers.reserve import FleetRegistry
 from workers.service import CommandService
@@ -94,7 +94,7 @@ def test_a_command_of_its_user_adds_that_project_and_command(
     vend: Any, repository: Any, service: CommandService
 ) -> None:
     assert FleetRegistry(repository.table).bind(TASK, ALICE, time.time())
-    queued = service.submit(ALICE, "demo", "t1", "ls")
+    queued = queue(service, ALICE, "demo", "t1", "ls")
     status, _ = vend(TASK_CALLER, {"command_id": queued.id})
     assert status == 200
     (call,) = vend.calls
@@ -110,7 +110,7 @@ def test_another_users_command_is_not_found(
     vend: Any, repository: Any, service: CommandService
 ) -> None:
     assert FleetRegistry(repository.table).bind(TASK, ALICE, time.time())
-    theirs = service.submit(BOB, "bobs", "t1", "cat secret.txt")
+    theirs = queue(service, BOB, "bobs", "t1", "cat secret.txt")
     status, body = vend(TASK_CALLER, {"command_id": theirs.id})
     assert (status, body["error"]["code"]) == (404, "not_found")
     assert vend.calls == []

@@ -13,12 +13,15 @@ import boto3
 import pytest
 
 from berth_worker.worker import Worker
+from shared.api import status_of
+from shared.errors import DomainError
 from tests.unit.workers.conftest import (
     ALICE,
     BOB,
     BUCKET,
     Frames,
     MakeWorker,
+    queue,
     receive,
     user_queue,
 )
@@ -57,7 +60,7 @@ def test_a_command_runs_in_the_synced_workspace_and_its_changes_go_back(
     s3 = aws.client("s3")
     s3.put_object(Bucket=BUCKET, Key="workspaces/demo/hello.txt", Body=b"hello\n")
     s3.put_object(Bucket=BUCKET, Key="workspaces/demo/old.txt", Body=b"bye\n")
-    queued = service.submit(ALICE, "demo", "t1", "cat hello.txt; echo made > new.txt; rm old.txt")
+    queued = queue(service, ALICE, "demo", "t1", "cat hello.txt; echo made > new.txt; rm old.txt")
     assert queued.status == CommandStatus.QUEUED
 
     assert worker.run_forever() == 0  # runs the one command, then idles out
@@ -78,8 +81,8 @@ def test_a_command_runs_in_the_synced_workspace_and_its_changes_go_back(
 def test_frames_go_to_the_terminal_topic_with_increasing_seq(
     service: CommandService, worker: Worker, frames: Frames
 ) -> None:
-    queued = service.submit(
-        ALICE, "demo", "t7", "for i in 1 2 3; do echo line $i; sleep 0.15; done"
+    queued = queue(
+        service, ALICE, "demo", "t7", "for i in 1 2 3; do echo line $i; sleep 0.15; done"
     )
     worker.run_forever()
     assert {channel for channel, _ in frames.sent} == {"terminal:demo:t7"}
@@ -99,7 +102,7 @@ def test_frames_go_to_the_terminal_topic_with_increasing_seq(
 def test_a_failing_command_is_failed_with_its_exit_code_and_log(
     service: CommandService, worker: Worker, aws: boto3.session.Session
 ) -> None:
-    queued = service.submit(ALICE, "demo", "t1", "echo oops >&2; exit 3")
+    queued = queue(service, ALICE, "demo", "t1", "echo oops >&2; exit 3")
     worker.run_forever()
     done = service.get(ALICE, "demo", queued.id)
     assert (done.status, done.exit_code, done.error_code) == (
@@ -114,7 +117,7 @@ def test_a_command_over_its_timeout_is_stopped(
     service: CommandService, make_worker: MakeWorker
 ) -> None:
     worker = make_worker(command_timeout=0.5, cancel_grace=0.5)
-    queued = service.submit(ALICE, "demo", "t1", "trap '' TERM; sleep 30")  # ignores SIGTERM
+    queued = queue(service, ALICE, "demo", "t1", "trap '' TERM; sleep 30")  # ignores SIGTERM
     began = time.monotonic()
     worker.run_forever()
     assert time.monotonic() - began < 10  # SIGKILL after the grace period
@@ -129,7 +132,7 @@ def test_a_command_over_its_timeout_is_stopped(
 def test_a_duplicate_delivery_does_not_run_twice(
     service: CommandService, worker: Worker, aws: boto3.session.Session, config: WorkersConfig
 ) -> None:
-    queued = service.submit(ALICE, "demo", "t1", "echo once >> runs.txt")
+    queued = queue(service, ALICE, "demo", "t1", "echo once >> runs.txt")
     message = receive(aws, user_queue(aws))
     worker.handle(message)
     worker.handle(message)  # the same message again
@@ -162,8 +165,8 @@ def test_a_workspace_aws_cannot_list_now_is_handed_back_and_runs_once_later(
         return down(self, project)
 
     monkeypatch.setattr(WorkspaceSync, "down", listing_fails_once)
-    first = service.submit(ALICE, "demo", "t1", "echo 1 >> order.log")
-    second = service.submit(ALICE, "demo", "t1", "echo 2 >> order.log")
+    first = queue(service, ALICE, "demo", "t1", "echo 1 >> order.log")
+    second = queue(service, ALICE, "demo", "t1", "echo 2 >> order.log")
     worker.run_forever()
     for queued in (first, second):
         done = service.get(ALICE, "demo", queued.id)
@@ -220,7 +223,7 @@ def test_a_command_that_ran_keeps_what_it_did_through_aws_trouble_and_its_lease(
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(cls, write, fails_three_times)
-    queued = service.submit(ALICE, "demo", "t1", "echo ran >> ran.txt; echo done")
+    queued = queue(service, ALICE, "demo", "t1", "echo ran >> ran.txt; echo done")
     worker.handle(receive(aws, user_queue(aws)))
 
     done = service.get(ALICE, "demo", queued.id)
@@ -249,7 +252,7 @@ def test_a_result_aws_keeps_refusing_is_given_up_after_its_patience(
         raise aws_trouble("TransactWriteItems")
 
     monkeypatch.setattr(WorkersRepository, "finish", never)
-    queued = service.submit(ALICE, "demo", "t1", "echo once")
+    queued = queue(service, ALICE, "demo", "t1", "echo once")
     with pytest.raises(Exception, match="InternalServerError"):
         worker.handle(receive(aws, user_queue(aws)))
     left = repository.get(queued.id)
@@ -273,7 +276,7 @@ def test_a_message_ahead_of_its_record_waits_for_it_and_runs_at_once(
         writing[-1].start()
 
     monkeypatch.setattr(WorkersRepository, "add", slow_add)
-    queued = service.submit(ALICE, "demo", "t1", "echo on time")
+    queued = queue(service, ALICE, "demo", "t1", "echo on time")
     worker.handle(receive(aws, user_queue(aws)))
     writing[0].join()
     done = service.get(ALICE, "demo", queued.id)
@@ -302,12 +305,69 @@ def test_a_message_whose_record_never_came_is_dropped_after_the_grace_and_never_
 
     monkeypatch.setattr(WorkersRepository, "add", refused_once)
     with pytest.raises(Exception, match="InternalServerError"):  # the API answers 503
-        service.submit(ALICE, "demo", "t1", "echo refused >> order.log")
-    accepted = service.submit(ALICE, "demo", "t1", "echo accepted >> order.log")
+        queue(service, ALICE, "demo", "t1", "echo refused >> order.log")
+    accepted = queue(service, ALICE, "demo", "t1", "echo accepted >> order.log")
     worker.run_forever()  # waits the orphan out, drops it, runs the next, idles out
     done = service.get(ALICE, "demo", accepted.id)
     assert done.status == CommandStatus.SUCCEEDED
     assert objects(aws, "workspaces/demo/") == {"workspaces/demo/order.log": b"accepted\n"}
+    assert in_queue(aws, config) == 0
+
+
+def test_a_retried_key_gets_its_first_command_back_and_it_runs_once(
+    service: CommandService, worker: Worker, aws: boto3.session.Session, config: WorkersConfig
+) -> None:
+    """A client whose 202 was lost retries with the same idempotency_key: the same command
+    comes back (200), the project's log has one line; another request with the key is 409."""
+    first, queued = service.submit(ALICE, "demo", "t1", "echo once >> order.log", "k-1")
+    again, queued_again = service.submit(ALICE, "demo", "t1", "echo once >> order.log", "k-1")
+    assert (queued, queued_again) == (True, False)
+    assert (again.id, again.command, again.status) == (first.id, first.command, first.status)
+    other, _ = service.submit(BOB, "theirs", "t1", "echo once >> order.log", "k-1")
+    assert other.id != first.id  # a key is the caller's own
+    with pytest.raises(DomainError) as refused:
+        service.submit(ALICE, "demo", "t1", "echo twice >> order.log", "k-1")
+    assert (status_of(refused.value), refused.value.code) == (409, "idempotency_key_reused")
+    worker.run_forever()
+    assert service.get(ALICE, "demo", first.id).status == CommandStatus.SUCCEEDED
+    assert objects(aws, "workspaces/demo/") == {"workspaces/demo/order.log": b"once\n"}
+    assert in_queue(aws, config) == 0
+    later, queued_later = service.submit(ALICE, "demo", "t1", "echo once >> order.log", "k-1")
+    assert (later.id, later.status, queued_later) == (first.id, CommandStatus.SUCCEEDED, False)
+
+
+def test_a_retry_after_a_503_runs_the_command_once_whatever_its_first_message_does(
+    service: CommandService,
+    make_worker: MakeWorker,
+    aws: boto3.session.Session,
+    config: WorkersConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first attempt's message went out, its record did not (503). A retry with the key
+    while that message waits queues the command once (two messages, one run); a retry after
+    the worker dropped it is still delivered (never deduplicated away), and runs once."""
+    add, refusals = WorkersRepository.add, iter([True, False, True])  # then all accepted
+
+    def refused(self: WorkersRepository, *args: Any) -> None:
+        if next(refusals, False):
+            raise aws_trouble("TransactWriteItems")
+        add(self, *args)
+
+    monkeypatch.setattr(WorkersRepository, "add", refused)
+    with pytest.raises(Exception, match="InternalServerError"):  # the API answers 503
+        service.submit(ALICE, "demo", "t1", "echo early >> order.log", "k-early")
+    early, _ = service.submit(ALICE, "demo", "t1", "echo early >> order.log", "k-early")
+    make_worker(record_grace=1).run_forever()  # two messages of one command: one run
+    assert service.get(ALICE, "demo", early.id).status == CommandStatus.SUCCEEDED
+
+    with pytest.raises(Exception, match="InternalServerError"):
+        service.submit(ALICE, "demo", "t1", "echo late >> order.log", "k-late")
+    make_worker(record_grace=1).run_forever()  # waits the unrecorded message out, drops it
+    late, queued = service.submit(ALICE, "demo", "t1", "echo late >> order.log", "k-late")
+    assert queued and late.status == CommandStatus.QUEUED
+    make_worker(record_grace=1).run_forever()
+    assert service.get(ALICE, "demo", late.id).status == CommandStatus.SUCCEEDED
+    assert objects(aws, "workspaces/demo/") == {"workspaces/demo/order.log": b"early\nlate\n"}
     assert in_queue(aws, config) == 0
 
 
@@ -319,7 +379,7 @@ def test_a_redelivered_command_whose_worker_vanished_ends_worker_lost_and_never_
     config: WorkersConfig,
     frames: Frames,
 ) -> None:
-    queued = service.submit(ALICE, "demo", "t1", "date >> ran.txt")
+    queued = queue(service, ALICE, "demo", "t1", "date >> ran.txt")
     # A worker took it, printed something, then died: its lease ran out.
     repository.claim(queued.id, "ghost", time.time() - 120, 60)
     repository.table.update_item(
@@ -337,7 +397,7 @@ def test_a_redelivered_command_whose_worker_vanished_ends_worker_lost_and_never_
     assert frames.of(queued.id)[-1]["data"] == {"status": "FAILED"}
     # the user's count was freed: five more fit under the limit of five
     for n in range(5):
-        service.submit(ALICE, "demo", "t1", f"echo {n}")
+        queue(service, ALICE, "demo", "t1", f"echo {n}")
 
 
 def test_a_redelivered_command_whose_worker_is_alive_is_left_to_it(
@@ -347,7 +407,7 @@ def test_a_redelivered_command_whose_worker_is_alive_is_left_to_it(
     aws: boto3.session.Session,
     config: WorkersConfig,
 ) -> None:
-    queued = service.submit(ALICE, "demo", "t1", "echo hi")
+    queued = queue(service, ALICE, "demo", "t1", "echo hi")
     repository.claim(queued.id, "alive", time.time(), 60)
     worker.handle(receive(aws, user_queue(aws)))
     still = service.get(ALICE, "demo", queued.id)
@@ -364,7 +424,7 @@ def test_the_heartbeat_keeps_the_lease_and_the_message(
     repository: WorkersRepository,
 ) -> None:
     worker = make_worker(lease_seconds=1.5)
-    queued = service.submit(ALICE, "demo", "t1", "echo started; sleep 2.5; echo done")
+    queued = queue(service, ALICE, "demo", "t1", "echo started; sleep 2.5; echo done")
     message = receive(aws, user_queue(aws), visibility=2)
     leases: list[float] = []
     stolen: list[object] = []
@@ -434,7 +494,7 @@ def test_a_lease_lost_while_running_stops_the_command_and_writes_nothing(
     repository: WorkersRepository,
 ) -> None:
     worker = make_worker(lease_seconds=1.5)
-    queued = service.submit(ALICE, "demo", "t1", "echo before > f.txt; sleep 20")
+    queued = queue(service, ALICE, "demo", "t1", "echo before > f.txt; sleep 20")
 
     def declare_lost() -> None:  # the reconciler, believing the worker gone
         time.sleep(1)
@@ -461,7 +521,7 @@ def test_sigterm_ends_an_unfinished_command_worker_lost_keeping_its_files(
     config: WorkersConfig,
 ) -> None:
     worker = make_worker(stop_grace=1.5, cancel_grace=0.5)
-    queued = service.submit(ALICE, "demo", "t1", "echo partial > f.txt; sleep 30")
+    queued = queue(service, ALICE, "demo", "t1", "echo partial > f.txt; sleep 30")
     threading.Timer(0.3, worker.stop).start()  # SIGTERM arrives while the command runs
     worker.handle(receive(aws, user_queue(aws)))
     ended = service.get(ALICE, "demo", queued.id)
@@ -473,7 +533,7 @@ def test_sigterm_ends_an_unfinished_command_worker_lost_keeping_its_files(
 def test_sigterm_lets_a_short_command_finish(
     service: CommandService, worker: Worker, aws: boto3.session.Session, config: WorkersConfig
 ) -> None:
-    queued = service.submit(ALICE, "demo", "t1", "sleep 0.5; echo done")
+    queued = queue(service, ALICE, "demo", "t1", "sleep 0.5; echo done")
     threading.Timer(0.1, worker.stop).start()
     worker.handle(receive(aws, user_queue(aws)))
     assert service.get(ALICE, "demo", queued.id).status == CommandStatus.SUCCEEDED
@@ -483,7 +543,7 @@ def test_sigterm_lets_a_short_command_finish(
 def test_cancelling_a_running_command_stops_it_and_keeps_its_changes(
     service: CommandService, worker: Worker, aws: boto3.session.Session, config: WorkersConfig
 ) -> None:
-    queued = service.submit(ALICE, "demo", "t1", "echo kept > f.txt; sleep 30")
+    queued = queue(service, ALICE, "demo", "t1", "echo kept > f.txt; sleep 30")
 
     def cancel_once_it_runs() -> None:
         while service.get(ALICE, "demo", queued.id).status != CommandStatus.RUNNING:
@@ -507,7 +567,7 @@ def test_cancelling_a_running_command_stops_it_and_keeps_its_changes(
 def test_a_command_cancelled_while_queued_never_runs(
     service: CommandService, worker: Worker, aws: boto3.session.Session, config: WorkersConfig
 ) -> None:
-    queued = service.submit(ALICE, "demo", "t1", "echo ran > ran.txt")
+    queued = queue(service, ALICE, "demo", "t1", "echo ran > ran.txt")
     cancelled = service.cancel(ALICE, "demo", queued.id)
     assert cancelled.status == CommandStatus.CANCELLED
     worker.run_forever()
@@ -520,7 +580,7 @@ def test_commands_of_a_project_run_one_at_a_time_in_order_across_workers(
     service: CommandService, make_worker: MakeWorker, aws: boto3.session.Session
 ) -> None:
     accepted = [
-        service.submit(ALICE, "demo", "t1", f"echo {n} >> counter.txt; sleep 0.05")
+        queue(service, ALICE, "demo", "t1", f"echo {n} >> counter.txt; sleep 0.05")
         for n in range(1, 6)
     ]
     workers = [make_worker(keep_warm_seconds=2) for _ in range(3)]
@@ -540,8 +600,8 @@ def test_commands_of_a_project_run_one_at_a_time_in_order_across_workers(
 def test_projects_run_in_parallel(
     service: CommandService, make_worker: MakeWorker, aws: boto3.session.Session
 ) -> None:
-    slow = service.submit(ALICE, "slow", "t1", "sleep 8")
-    quick = service.submit(ALICE, "quick", "t1", "echo hi")
+    slow = queue(service, ALICE, "slow", "t1", "sleep 8")
+    quick = queue(service, ALICE, "quick", "t1", "echo hi")
     workers = [make_worker(keep_warm_seconds=1) for _ in range(2)]
     threads = [threading.Thread(target=w.run_forever) for w in workers]
     for thread in threads:
@@ -561,10 +621,10 @@ def test_projects_run_in_parallel(
 def test_names_s3_cannot_hold_are_skipped_with_a_warning_and_the_next_command_runs(
     service: CommandService, worker: Worker, aws: boto3.session.Session, frames: Frames
 ) -> None:
-    bad = service.submit(
-        ALICE, "demo", "t1", "touch $'bad\\xffname.txt' good.txt; ln -s /etc/passwd link"
+    bad = queue(
+        service, ALICE, "demo", "t1", "touch $'bad\\xffname.txt' good.txt; ln -s /etc/passwd link"
     )
-    after = service.submit(ALICE, "demo", "t1", "ls")
+    after = queue(service, ALICE, "demo", "t1", "ls")
     worker.run_forever()
     done = service.get(ALICE, "demo", bad.id)
     assert done.status == CommandStatus.SUCCEEDED
@@ -579,7 +639,7 @@ def test_huge_output_on_one_line_streams_in_frames_and_is_logged_whole(
     service: CommandService, worker: Worker, aws: boto3.session.Session, frames: Frames
 ) -> None:
     size = 3_000_000
-    queued = service.submit(ALICE, "demo", "t1", f"head -c {size} /dev/zero | tr '\\0' a")
+    queued = queue(service, ALICE, "demo", "t1", f"head -c {size} /dev/zero | tr '\\0' a")
     worker.run_forever()
     done = service.get(ALICE, "demo", queued.id)
     assert done.status == CommandStatus.SUCCEEDED
@@ -593,7 +653,7 @@ def test_huge_output_on_one_line_streams_in_frames_and_is_logged_whole(
 def test_binary_output_is_logged_as_is(
     service: CommandService, worker: Worker, aws: boto3.session.Session, frames: Frames
 ) -> None:
-    queued = service.submit(ALICE, "demo", "t1", "printf '\\xff\\xfe\\x00ok\\xe2\\x82'")
+    queued = queue(service, ALICE, "demo", "t1", "printf '\\xff\\xfe\\x00ok\\xe2\\x82'")
     worker.run_forever()
     assert objects(aws, "logs/demo/")[log_key("demo", queued.id)] == b"\xff\xfe\x00ok\xe2\x82"
     assert service.get(ALICE, "demo", queued.id).status == CommandStatus.SUCCEEDED
@@ -674,7 +734,7 @@ def test_each_command_runs_on_credentials_vended_for_it_and_its_user(
         }
 
     broker.vend = vend  # type: ignore[method-assign]
-    queued = service.submit(ALICE, "demo", "t1", "echo scoped")
+    queued = queue(service, ALICE, "demo", "t1", "echo scoped")
     worker = make_worker(access=broker)
     worker.run_forever()
     assert service.get(ALICE, "demo", queued.id).status == CommandStatus.SUCCEEDED
@@ -717,8 +777,8 @@ def _handled_within(worker: Worker, command_id: str, seconds: float) -> bool:
 def test_a_bound_worker_takes_only_its_users_commands_and_leaves_after_keep_warm(
     service: CommandService, make_worker: MakeWorker
 ) -> None:
-    mine = [service.submit(ALICE, p, "t1", "echo mine") for p in ("a", "b")]
-    theirs = service.submit(BOB, "c", "t1", "echo theirs")
+    mine = [queue(service, ALICE, p, "t1", "echo mine") for p in ("a", "b")]
+    theirs = queue(service, BOB, "c", "t1", "echo theirs")
     worker = make_worker(keep_warm_seconds=1)
     began = time.monotonic()
     worker.run_forever()
@@ -731,7 +791,7 @@ def test_a_message_of_another_user_in_its_queue_is_never_run(
     service: CommandService, make_worker: MakeWorker, aws: boto3.session.Session
 ) -> None:
     """Users' queues hold only their own commands; a forged one is dropped, not run."""
-    theirs = service.submit(BOB, "c", "t1", "echo theirs > planted.txt")
+    theirs = queue(service, BOB, "c", "t1", "echo theirs > planted.txt")
     aws.client("sqs").send_message(
         QueueUrl=service.queue_of(ALICE),
         MessageBody=json.dumps({"command_id": theirs.id, "project": "c", "user": BOB}),
@@ -752,8 +812,8 @@ def test_an_unbound_worker_is_bound_once_and_serves_only_that_user(
     registry.publish_reserve(1, time.time())  # it stays in the reserve until bound
     worker = make_worker(user=None, fleet=registry, keep_warm_seconds=2)
     thread = _in_thread(worker)
-    mine = service.submit(ALICE, "a", "t1", "echo hi")
-    theirs = service.submit(BOB, "b", "t1", "echo hi")
+    mine = queue(service, ALICE, "a", "t1", "echo hi")
+    theirs = queue(service, BOB, "b", "t1", "echo hi")
     deadline = time.monotonic() + 10
     while worker.name not in registry.view(time.time()).idle and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -789,7 +849,7 @@ def test_a_worker_bound_as_it_leaves_serves_that_user(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     registry = FleetRegistry(repository.table)
-    queued = service.submit(ALICE, "a", "t1", "echo bound at the last moment")
+    queued = queue(service, ALICE, "a", "t1", "echo bound at the last moment")
     worker = make_worker(user=None, fleet=registry, idle_seconds=1, keep_warm_seconds=1)
     leave = registry.leave_unbound
 
@@ -850,7 +910,7 @@ def test_a_bound_worker_stops_counting_itself_before_its_last_look(
     def poll_then_queue(wait: int) -> object:
         found = poll(wait)
         if found is None and not late and worker.name not in registry.view(time.time()).bound:
-            late.append(service.submit(ALICE, "a", "t1", "echo late").id)  # after "gone"
+            late.append(queue(service, ALICE, "a", "t1", "echo late").id)  # after "gone"
             return poll(1)
         return found
 
@@ -886,18 +946,18 @@ def test_a_worker_whose_user_queues_while_it_runs_leaves_after_idle_seconds(
     """A script sends commands behind each other; a person reads, then types: only the
     person's worker waits keep_warm_seconds for the next one."""
     for n in range(2):
-        service.submit(ALICE, "build", "t1", f"echo {n}")
+        queue(service, ALICE, "build", "t1", f"echo {n}")
     scripted = make_worker(idle_seconds=1, keep_warm_seconds=30)
     began = time.monotonic()
     scripted.run_forever()
     assert scripted.scripted and len(scripted.handled) == 2
     assert time.monotonic() - began < 15
 
-    service.submit(ALICE, "typing", "t1", "echo one")
+    queue(service, ALICE, "typing", "t1", "echo one")
     person = make_worker(idle_seconds=1, keep_warm_seconds=10)
     thread = _in_thread(person)
     time.sleep(3)  # reading, longer than idle_seconds
-    follow_up = service.submit(ALICE, "typing", "t1", "echo two")
+    follow_up = queue(service, ALICE, "typing", "t1", "echo two")
     assert _handled_within(person, follow_up.id, 10)
     assert not person.scripted
     thread.join(timeout=30)
