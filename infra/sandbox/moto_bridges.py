@@ -47,8 +47,8 @@ _lock = threading.Lock()
 _numbers = itertools.count(1)
 POLL_SECONDS = 0.1
 DEDUPLICATION_SECONDS = 300
-_deduplicated: dict[tuple[str, str, str], tuple[float, Any]] = {}
-"""(queue, group, deduplication id) → when it was sent and its message (scope: the group)."""
+_DEDUPLICATED = "_berth_deduplicated"
+"""On a moto queue: (group, deduplication id) → when it was sent and its message."""
 
 
 def keep_fifo_promises() -> None:
@@ -63,19 +63,22 @@ def keep_fifo_promises() -> None:
     def send_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
         with _lock:  # the number and the place in the queue are taken together
             dedup = kwargs.get("deduplication_id")
-            key = (queue_name, str(kwargs.get("group_id")), str(dedup))
-            seen = _deduplicated.get(key) if dedup else None
+            remembered: dict[tuple[str, str], tuple[float, Any]] = (
+                self.get_queue(queue_name).__dict__.setdefault(_DEDUPLICATED, {}) if dedup else {}
+            )
+            key = (str(kwargs.get("group_id")), str(dedup))
+            seen = remembered.get(key)
             if seen is not None and time.monotonic() - seen[0] < DEDUPLICATION_SECONDS:
                 return seen[1]  # accepted, not delivered again: SQS answers as it did then
             message = send(self, queue_name, *args, **kwargs)
             if message.sequence_number is not None:
                 message.sequence_number = f"{next(_numbers):020d}"
             if dedup:
-                if len(_deduplicated) > 10_000:  # forget what SQS has forgotten
+                if len(remembered) > 10_000:  # forget what SQS has forgotten
                     old = time.monotonic() - DEDUPLICATION_SECONDS
-                    for stale in [k for k, (at, _) in _deduplicated.items() if at < old]:
-                        del _deduplicated[stale]
-                _deduplicated[key] = (time.monotonic(), message)
+                    for stale in [k for k, (at, _) in remembered.items() if at < old]:
+                        del remembered[stale]
+                remembered[key] = (time.monotonic(), message)
             return message
 
     def receive_message(
@@ -379,6 +382,7 @@ lets only a task's own action fail; ``CONTRACT`` checks the key is still this)."
 
 CONTRACT: list[tuple[str, str, Callable[[Any], bool]]] = [
     ("moto.sqs.models", "SQSBackend.send_message", callable),
+    ("moto.sqs.models", "SQSBackend.get_queue", callable),
     ("moto.sqs.models", "SQSBackend.receive_message",
      lambda f: list(inspect.signature(f).parameters)[:4]
      == ["self", "queue_name", "count", "wait_seconds_timeout"]),
