@@ -8,6 +8,8 @@
 - ``pk = COUNT#<user>``: how many live sessions the user holds, bounded by the limit.
 - ``pk = ROUTES``: how many live sessions hold a route slot (routing on), bounded by
   ``routing.max_routes`` (the load balancer's rule quota).
+- ``pk = STORAGE#<user>#<profile>``: the user's volume of a profile that keeps storage
+  (``sessions.storage``): its access point, revision and generation.
 - ``pk = WARM#<task arn>``: a warm-pool task (``sessions.warm``); while unclaimed it is in
   the sparse ``warm_pool`` index (partition ``pooled`` = its profile).
 
@@ -22,6 +24,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from sessions.models import Session, Status
+from sessions.storage import Volume
 from sessions.warm import WarmTask
 from shared.pagination import query_all, query_page
 from shared.records import number, to_item
@@ -53,6 +56,10 @@ def live_key(user: str, profile: str) -> str:
 
 def count_key(user: str) -> str:
     return f"COUNT#{user}"
+
+
+def storage_key(user: str, profile: str) -> str:
+    return f"STORAGE#{user}#{profile}"
 
 
 def warm_key(task_arn: str) -> str:
@@ -184,6 +191,34 @@ class SessionRepository:
             raise
         return True
 
+    # --- users' volumes -----------------------------------------------------------------------
+
+    def volume(self, user: str, profile: str) -> Volume | None:
+        item = self.table.get_item(Key={"pk": storage_key(user, profile)}, ConsistentRead=True)
+        return _volume(item["Item"]) if "Item" in item else None
+
+    def add_volume(self, volume: Volume) -> Volume:
+        """Records a new volume; if another start recorded one first, that one (``volume``
+        itself when this call made it)."""
+        try:
+            self.table.put_item(
+                Item=_volume_item(volume), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            made = self.volume(volume.user, volume.profile)
+            if made is None:
+                raise
+            return made
+        return volume
+
+    def save_volume(self, volume: Volume) -> None:
+        self.table.put_item(Item=_volume_item(volume))
+
+    def delete_volume(self, volume: Volume) -> None:
+        self.table.delete_item(Key={"pk": storage_key(volume.user, volume.profile)})
+
     # --- the warm pool ------------------------------------------------------------------------
 
     def warm_pool(self, profile: str) -> list[WarmTask]:
@@ -276,3 +311,30 @@ def _attr(value: Any) -> str | None:
     if isinstance(value, dict):
         return str(value.get("S")) if value.get("S") is not None else None
     return str(value) if value is not None else None
+
+
+def _volume_item(volume: Volume) -> dict[str, Any]:
+    return {
+        "pk": storage_key(volume.user, volume.profile),
+        "owner": volume.user,
+        "profile": volume.profile,
+        "generation": volume.generation,
+        "access_point_id": volume.access_point_id,
+        "task_definition": volume.task_definition,
+        "base": volume.base,
+        "created_at": number(volume.created_at),
+        "last_used_at": number(volume.last_used_at),
+    }
+
+
+def _volume(item: dict[str, Any]) -> Volume:
+    return Volume(
+        user=str(item["owner"]),
+        profile=str(item["profile"]),
+        generation=str(item["generation"]),
+        access_point_id=str(item["access_point_id"]),
+        task_definition=str(item["task_definition"]),
+        base=str(item["base"]),
+        created_at=float(item["created_at"]),
+        last_used_at=float(item["last_used_at"]),
+    )

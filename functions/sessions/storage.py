@@ -27,12 +27,14 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from sessions.config import Profile
-from shared.records import number
+
+if TYPE_CHECKING:
+    from sessions.repository import SessionRepository
 
 STORAGE_VOLUME = "berth-storage"
 STORAGE_PATH_ENV = "BERTH_STORAGE_PATH"
@@ -63,10 +65,6 @@ def posix_id(user: str) -> int:
     return FIRST_UID + int(user_key(user), 16) % UID_SPAN
 
 
-def storage_key(user: str, profile: str) -> str:
-    return f"STORAGE#{user}#{profile}"
-
-
 @dataclass(frozen=True)
 class Volume:
     user: str
@@ -86,32 +84,6 @@ class Volume:
     def root_directory(self) -> str:
         return root_directory(self.user, self.profile, self.generation)
 
-    def to_item(self) -> dict[str, Any]:
-        return {
-            "pk": storage_key(self.user, self.profile),
-            "owner": self.user,
-            "profile": self.profile,
-            "generation": self.generation,
-            "access_point_id": self.access_point_id,
-            "task_definition": self.task_definition,
-            "base": self.base,
-            "created_at": number(self.created_at),
-            "last_used_at": number(self.last_used_at),
-        }
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> Volume:
-        return cls(
-            user=str(item["owner"]),
-            profile=str(item["profile"]),
-            generation=str(item["generation"]),
-            access_point_id=str(item["access_point_id"]),
-            task_definition=str(item["task_definition"]),
-            base=str(item["base"]),
-            created_at=float(item["created_at"]),
-            last_used_at=float(item["last_used_at"]),
-        )
-
 
 def new_generation(now: float) -> str:
     return f"{int(now * 1000):x}{secrets.token_hex(4)}"
@@ -129,21 +101,18 @@ class Volumes:
         *,
         efs: Any,
         ecs: Any,
-        table: Any,
+        repository: SessionRepository,
         file_system_id: str,
         clock: Callable[[], float],
     ) -> None:
         self.efs = efs
         self.ecs = ecs
-        self.table = table
+        self.repo = repository
         self.file_system_id = file_system_id
         self.clock = clock
 
     def get(self, user: str, profile: str) -> Volume | None:
-        item = self.table.get_item(Key={"pk": storage_key(user, profile)}, ConsistentRead=True).get(
-            "Item"
-        )
-        return Volume.from_item(item) if item else None
+        return self.repo.volume(user, profile)
 
     def for_start(self, user: str, profile_name: str, profile: Profile) -> Volume:
         """The volume a session of ``profile`` starts with: the user's, made on first use,
@@ -159,7 +128,7 @@ class Volumes:
                 task_definition=self._register(user, profile_name, profile, found.access_point_id),
                 base=profile.task_definition,
             )
-        self.table.put_item(Item=used.to_item())
+        self.repo.save_volume(used)
         if used.task_definition != found.task_definition:
             self._forget(None, found.task_definition)
         return used
@@ -180,25 +149,16 @@ class Volumes:
             now,
             now,
         )
-        try:
-            self.table.put_item(
-                Item=volume.to_item(), ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as exc:  # made meanwhile by another start: use that one
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        made = self.repo.add_volume(volume)
+        if made is not volume:  # made meanwhile by another start: use that one
             self._forget(access_point, task_definition)
-            made = self.get(user, profile_name)
-            if made is None:
-                raise
-            return made
-        return volume
+        return made
 
     def wipe(self, volume: Volume) -> None:
         """Deletes the access point and the revision, then the record: the next start gets
         a new, empty directory."""
         self._forget(volume.access_point_id, volume.task_definition)
-        self.table.delete_item(Key={"pk": storage_key(volume.user, volume.profile)})
+        self.repo.delete_volume(volume)
 
     def _access_point(self, user: str, profile: str, generation: str) -> str:
         uid = posix_id(user)

@@ -47,9 +47,10 @@ def build_service(
         store = ConnectionStore(dynamodb.Table(config.connections_table), clock)
         management = aws.client("apigatewaymanagementapi", endpoint_url=config.websocket_endpoint)
         notifier = SessionPush(Publisher(store, management))
+    repository = SessionRepository(dynamodb.Table(config.sessions_table))
     return SessionService(
         config=config,
-        repository=SessionRepository(dynamodb.Table(config.sessions_table)),
+        repository=repository,
         tasks=TaskRunner(
             aws.client("ecs"),
             cluster_arn=config.cluster_arn,
@@ -72,7 +73,7 @@ def build_service(
         volumes=Volumes(
             efs=aws.client("efs"),
             ecs=aws.client("ecs"),
-            table=dynamodb.Table(config.sessions_table),
+            repository=repository,
             file_system_id=config.storage_file_system,
             clock=clock,
         )
