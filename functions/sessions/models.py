@@ -97,6 +97,24 @@ class Session(Record):
         return replace(self, status=status, updated_at=now, **changes)
 
 
+@dataclass(frozen=True)
+class Volume:
+    """A user's persistent volume of one profile (``sessions.storage`` makes them)."""
+
+    user: str
+    profile: str
+    generation: str
+    """Its own name under the user's profile directory: a wiped volume's successor never
+    reuses its directory."""
+    access_point_id: str
+    task_definition: str
+    """The user's revision."""
+    base: str
+    """The profile's task definition it copies (a stack update changes it)."""
+    created_at: float
+    last_used_at: float
+
+
 # --- API models ------------------------------------------------------------------------------
 
 

@@ -23,8 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from sessions.models import Session, Status
-from sessions.storage import Volume
+from sessions.models import Session, Status, Volume
 from sessions.warm import WarmTask
 from shared.pagination import query_all, query_page
 from shared.records import number, to_item

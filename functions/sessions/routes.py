@@ -28,8 +28,8 @@ from shared.errors import Invalid, NotFound
 from shared.records import iso
 
 if TYPE_CHECKING:  # the service (and boto3) load when the first request needs them
+    from sessions.models import Volume
     from sessions.service import SessionService
-    from sessions.storage import Volume
 
 router = Router()
 

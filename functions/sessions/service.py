@@ -19,12 +19,13 @@ from sessions.models import (
     TRANSITIONS,
     Session,
     Status,
+    Volume,
     new_session_id,
     new_token,
 )
 from sessions.repository import Claimed, SessionRepository, StaleRecord
 from sessions.routing import Route, Routes
-from sessions.storage import Volume, Volumes
+from sessions.storage import Volumes
 from sessions.tasks import STARTING_STATES, STOPPING_STATES, TaskInfo, TaskRunner
 from sessions.warm import WarmTask, wanted
 from shared.errors import Conflict, Invalid, LimitReached, NotFound, Unavailable

@@ -26,12 +26,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from sessions.config import Profile
+from sessions.models import Volume
 
 if TYPE_CHECKING:
     from sessions.repository import SessionRepository
@@ -63,26 +64,6 @@ def posix_id(user: str) -> int:
     """The uid and gid a user's files are written as (the root directory confines them; the
     id keeps even a shared mistake from mixing owners)."""
     return FIRST_UID + int(user_key(user), 16) % UID_SPAN
-
-
-@dataclass(frozen=True)
-class Volume:
-    user: str
-    profile: str
-    generation: str
-    """Its own name under the user's profile directory: a wiped volume's successor never
-    reuses its directory."""
-    access_point_id: str
-    task_definition: str
-    """The user's revision."""
-    base: str
-    """The profile's task definition it copies (a stack update changes it)."""
-    created_at: float
-    last_used_at: float
-
-    @property
-    def root_directory(self) -> str:
-        return root_directory(self.user, self.profile, self.generation)
 
 
 def new_generation(now: float) -> str:

@@ -140,7 +140,7 @@ def test_wiping_a_volume_is_refused_while_live_and_then_the_next_start_is_empty(
     )
     storage_service.create(ALICE, PROFILE, None)
     (fresh,) = storage_service.list_storage(ALICE)
-    assert fresh.root_directory != volume.root_directory  # a new, empty directory
+    assert fresh.generation != volume.generation  # a new, empty directory
     with pytest.raises(DomainError) as missing:
         storage_service.wipe_storage(BOB, PROFILE)
     assert status_of(missing.value) == 404
