@@ -56,7 +56,7 @@ class Activity:
     def __init__(
         self,
         cloudwatch: Any,
-        container_logs: ContainerLogs,
+        container_logs: ContainerLogs | None,
         *,
         listener_arn: str | None,
         period_seconds: int = 60,
@@ -111,7 +111,7 @@ class Activity:
         self, log_stream: tuple[str, str] | None, marker: str | None, since: float
     ) -> Use | None:
         """The latest output line holding the profile's marker."""
-        if log_stream is None or not marker:
+        if log_stream is None or not marker or self.container_logs is None:
             return None
         at = self.container_logs.last_marked(*log_stream, marker, since)
         return Use(at, "container activity", {"marker": marker}) if at is not None else None

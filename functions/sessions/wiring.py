@@ -48,11 +48,12 @@ def build_service(
         management = aws.client("apigatewaymanagementapi", endpoint_url=config.websocket_endpoint)
         notifier = SessionPush(Publisher(store, management))
     repository = SessionRepository(dynamodb.Table(config.sessions_table))
+    ecs = aws.client("ecs")
     return SessionService(
         config=config,
         repository=repository,
         tasks=TaskRunner(
-            aws.client("ecs"),
+            ecs,
             cluster_arn=config.cluster_arn,
             subnets=config.task_subnets,
             security_groups=config.task_security_groups,
@@ -72,7 +73,7 @@ def build_service(
         else None,
         volumes=Volumes(
             efs=aws.client("efs"),
-            ecs=aws.client("ecs"),
+            ecs=ecs,
             repository=repository,
             file_system_id=config.storage_file_system,
             clock=clock,
@@ -83,18 +84,19 @@ def build_service(
     )
 
 
-def build_activity(config: SessionsConfig, *, session: Any = None) -> Activity:
-    """What the reaper asks before it calls a session idle (only the reaper: the API's cold
-    start makes no CloudWatch client)."""
+def build_activity(service: SessionService, *, session: Any = None) -> Activity:
+    """What the reaper asks before it calls a session idle, reading container output through
+    the service's own log reader (only the reaper: the API's cold start makes no CloudWatch
+    client)."""
     if session is None:
         import boto3
 
         session = boto3.session.Session()
     return Activity(
         session.client("cloudwatch"),
-        ContainerLogs(session.client("logs")),
-        listener_arn=config.routing_listener_arn,
-        period_seconds=config.activity_period_seconds,
+        service.container_logs,
+        listener_arn=service.config.routing_listener_arn,
+        period_seconds=service.config.activity_period_seconds,
     )
 
 
@@ -105,4 +107,4 @@ def service_from_env() -> SessionService:
 
 @cache
 def activity_from_env() -> Activity:
-    return build_activity(SessionsConfig.from_env())
+    return build_activity(service_from_env())

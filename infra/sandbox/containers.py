@@ -235,21 +235,25 @@ class LocalTaskRunner:
             logs = self.emulator.client("logs")
             logs.create_log_stream(logGroupName=group, logStreamName=stream)
             shipped = 0
-            while not self.closed:
-                ended = process.poll() is not None
-                text = output.read_bytes()[shipped:]
-                complete = text[: text.rfind(b"\n") + 1] if not ended else text
-                if complete:
-                    shipped += len(complete)
-                    now = int(time.time() * 1000)
-                    events = [
-                        {"timestamp": now, "message": line}
-                        for line in complete.decode("utf-8", "replace").splitlines()
-                    ]
-                    logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
-                if ended:
-                    return
-                time.sleep(LOG_SHIP_SECONDS)
+            with output.open("rb") as printed:
+                while not self.closed:
+                    ended = process.poll() is not None
+                    printed.seek(shipped)
+                    text = printed.read()  # only what came since the last look
+                    complete = text[: text.rfind(b"\n") + 1] if not ended else text
+                    if complete:
+                        shipped += len(complete)
+                        now = int(time.time() * 1000)
+                        events = [
+                            {"timestamp": now, "message": line}
+                            for line in complete.decode("utf-8", "replace").splitlines()
+                        ]
+                        logs.put_log_events(
+                            logGroupName=group, logStreamName=stream, logEvents=events
+                        )
+                    if ended:
+                        return
+                    time.sleep(LOG_SHIP_SECONDS)
 
         def guarded() -> None:
             try:

@@ -24,7 +24,6 @@ import logging
 import socket
 import socketserver
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -134,7 +133,7 @@ class LocalRouter:
                     {
                         "MetricName": REQUESTS,
                         "Dimensions": request_dimensions(self.listener_arn, target_group),
-                        "Timestamp": datetime.fromtimestamp(time.time(), UTC),
+                        "Timestamp": datetime.now(UTC),
                         "Value": 1,
                         "Unit": "Count",
                         "StorageResolution": 1,

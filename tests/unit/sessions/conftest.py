@@ -102,6 +102,18 @@ def notifier() -> RecordingNotifier:
     return RecordingNotifier()
 
 
+def recorded(
+    config: SessionsConfig,
+    aws: boto3.session.Session,
+    clock: FakeClock,
+    notifier: RecordingNotifier,
+) -> SessionService:
+    """The service as the functions build it, on moto, its pushes recorded."""
+    built = build_service(config, session=aws, clock=clock)
+    built.notifier = notifier
+    return built
+
+
 @pytest.fixture
 def service(
     config: SessionsConfig,
@@ -109,9 +121,7 @@ def service(
     clock: FakeClock,
     notifier: RecordingNotifier,
 ) -> SessionService:
-    built = build_service(config, session=aws, clock=clock)
-    built.notifier = notifier
-    return built
+    return recorded(config, aws, clock, notifier)
 
 
 def tasks_in_cluster(aws: boto3.session.Session, config: SessionsConfig) -> list[dict[str, Any]]:
@@ -155,6 +165,4 @@ def storage_service(
     clock: FakeClock,
     notifier: RecordingNotifier,
 ) -> SessionService:
-    built = build_service(storage_config, session=aws, clock=clock)
-    built.notifier = notifier
-    return built
+    return recorded(storage_config, aws, clock, notifier)

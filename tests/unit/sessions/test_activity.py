@@ -37,7 +37,7 @@ def clock() -> FakeClock:
 
 
 def reap(service: SessionService, aws: boto3.session.Session) -> list[Decision]:
-    return Reaper(service, build_activity(service.config, session=aws)).reap(dry_run=False)
+    return Reaper(service, build_activity(service, session=aws)).reap(dry_run=False)
 
 
 def about(decisions: list[Decision], session: Session) -> list[tuple[str, str]]:

@@ -13,11 +13,17 @@ from sessions.models import Status
 from sessions.reaping import Reaper
 from sessions.routing import COOKIE, HEADER, ROUTING_TAG, SESSION_TAG, Route
 from sessions.service import SessionService
-from sessions.wiring import SessionPush, build_service
+from sessions.wiring import SessionPush
 from shared.api import status_of
 from shared.errors import DomainError
 from tests.aws import FakeClock
-from tests.unit.sessions.conftest import ALICE, BOB, RecordingNotifier, tasks_in_cluster
+from tests.unit.sessions.conftest import (
+    ALICE,
+    BOB,
+    RecordingNotifier,
+    recorded,
+    tasks_in_cluster,
+)
 
 CAROL = "arn:aws:sts::123456789012:assumed-role/berth-client/carol"
 DOMAIN = "sessions.example.com"
@@ -60,7 +66,7 @@ def routed(
     listener_arn, vpc = listener
     profiles = dict(config.profiles)
     profiles["default"] = profiles["default"].model_copy(update={"health_check_path": "/healthz"})
-    built = build_service(
+    return recorded(
         config.model_copy(
             update={
                 "profiles": profiles,
@@ -72,11 +78,10 @@ def routed(
                 "max_sessions_per_user": 3,
             }
         ),
-        session=aws,
-        clock=clock,
+        aws,
+        clock,
+        notifier,
     )
-    built.notifier = notifier
-    return built
 
 
 def run(service: SessionService, aws: boto3.session.Session, config: SessionsConfig) -> None:

@@ -22,9 +22,14 @@ from sessions.warm import (
     plan,
     wanted,
 )
-from sessions.wiring import build_service
 from tests.aws import FakeClock
-from tests.unit.sessions.conftest import ALICE, BOB, RecordingNotifier, tasks_in_cluster
+from tests.unit.sessions.conftest import (
+    ALICE,
+    BOB,
+    RecordingNotifier,
+    recorded,
+    tasks_in_cluster,
+)
 
 CAROL = "arn:aws:sts::123456789012:assumed-role/berth-client/carol"
 MONDAY_8AM = datetime(2026, 11, 30, 8, 0, tzinfo=UTC).timestamp()
@@ -42,13 +47,12 @@ def warm(
     profiles["default"] = profiles["default"].model_copy(
         update={"warm_pool": 2, "max_warm_seconds": 1800}
     )
-    built = build_service(
+    return recorded(
         config.model_copy(update={"profiles": profiles, "max_sessions_per_user": 3}),
-        session=aws,
-        clock=clock,
+        aws,
+        clock,
+        notifier,
     )
-    built.notifier = notifier
-    return built
 
 
 def actions(decisions: list[Decision]) -> list[str]:

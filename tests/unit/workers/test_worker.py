@@ -186,6 +186,19 @@ def aws_trouble(operation: str) -> Exception:
     return exception
 
 
+def refuse_records(monkeypatch: pytest.MonkeyPatch, *refused: bool) -> None:
+    """The API's writes of new commands fail (AWS trouble past retries) where ``refused``
+    says so, in order; every later one is written."""
+    add, plan = WorkersRepository.add, iter(refused)
+
+    def recording(self: WorkersRepository, *args: Any) -> None:
+        if next(plan, False):
+            raise aws_trouble("TransactWriteItems")
+        add(self, *args)
+
+    monkeypatch.setattr(WorkersRepository, "add", recording)
+
+
 @pytest.mark.parametrize(
     ("owner", "write", "operation"),
     [("sync", "up", "PutObject"), ("repository", "finish", "TransactWriteItems")],
@@ -295,15 +308,7 @@ def test_a_message_whose_record_never_came_is_dropped_after_the_grace_and_never_
     at the head of its project (hidden, so the order holds) while the API call might still
     record it, then is dropped; the project's next command runs; the 503 one never does."""
     worker = make_worker(record_grace=2)
-    add, failures = WorkersRepository.add, [1]
-
-    def refused_once(self: WorkersRepository, *args: Any) -> None:
-        if failures:
-            failures.pop()
-            raise aws_trouble("TransactWriteItems")
-        add(self, *args)
-
-    monkeypatch.setattr(WorkersRepository, "add", refused_once)
+    refuse_records(monkeypatch, True)
     with pytest.raises(Exception, match="InternalServerError"):  # the API answers 503
         queue(service, ALICE, "demo", "t1", "echo refused >> order.log")
     accepted = queue(service, ALICE, "demo", "t1", "echo accepted >> order.log")
@@ -346,14 +351,7 @@ def test_a_retry_after_a_503_runs_the_command_once_whatever_its_first_message_do
     """The first attempt's message went out, its record did not (503). A retry with the key
     while that message waits queues the command once (two messages, one run); a retry after
     the worker dropped it is still delivered (never deduplicated away), and runs once."""
-    add, refusals = WorkersRepository.add, iter([True, False, True])  # then all accepted
-
-    def refused(self: WorkersRepository, *args: Any) -> None:
-        if next(refusals, False):
-            raise aws_trouble("TransactWriteItems")
-        add(self, *args)
-
-    monkeypatch.setattr(WorkersRepository, "add", refused)
+    refuse_records(monkeypatch, True, False, True)
     with pytest.raises(Exception, match="InternalServerError"):  # the API answers 503
         service.submit(ALICE, "demo", "t1", "echo early >> order.log", "k-early")
     early, _ = service.submit(ALICE, "demo", "t1", "echo early >> order.log", "k-early")
