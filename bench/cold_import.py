@@ -28,12 +28,16 @@ HANDLERS = (
     "sessions.on_task_event",
     "sessions.reaper",
     "jobs.handler",
+    "jobs.on_execution_end",
     "instances.handler",
     "instances.step",
+    "instances.on_state_change",
     "workers.handler",
     "workers.scaler",
     "workers.reconciler",
     "workers.credential_handler",
+    "workers.on_task_stopped",
+    "usage.handler",
     "live.handler",
 )
 BASELINE = "import boto3"

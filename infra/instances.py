@@ -21,6 +21,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.api import BerthApi
+from infra.events import deliver_events
 from infra.functions import LambdaBaseline
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
@@ -191,6 +192,44 @@ class Instances(Construct):
         )
         api.add_routes(self.api_function, routes_of(instances_router))
         CfnOutput(self, "DocumentName", key="FetchAndRunDocument", value=document_name)
+        self.state_function = self._state_changes(baseline, environment)
+
+    def _state_changes(
+        self, baseline: LambdaBaseline, environment: dict[str, str]
+    ) -> lambda_.Function:
+        """A machine that stops running → its instance's usage (``instances.on_state_change``).
+        EventBridge cannot match on tags: the function ignores machines that are not berth's."""
+        function = baseline.function(
+            self,
+            "StateChanges",
+            handler="instances.on_state_change.handler",
+            service="instances-usage",
+            description="Records each berth machine's running time as its user's usage",
+            environment=environment,
+        )
+        function.add_to_role_policy(  # its record, by key
+            iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[self.table.table_arn])
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["ec2:DescribeInstances"], resources=["*"])
+        )
+        if function.role is not None:
+            acknowledge(
+                function.role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "ec2:DescribeInstances (and X-Ray) have no resource-level permissions.",
+            )
+        deliver_events(
+            self,
+            "StateChangeRule",
+            dead_letter_id="StateChangesDlq",
+            description="berth: EC2 machines that stopped running (usage)",
+            source="aws.ec2",
+            detail_type="EC2 Instance State-change Notification",
+            detail={"state": ["shutting-down", "terminated", "stopping", "stopped"]},
+            function=function,
+        )
+        return function
 
     def _machine(self, settings: InstancesSettings, network: Network) -> str:
         """The instance role (the SSM agent's channel only), a security group without inbound,

@@ -23,6 +23,7 @@ from constructs import Construct
 import berth_jobs.environment as runner_env_names
 from infra.api import BerthApi
 from infra.compute import acknowledge_task_definition, cluster_task_arns, fargate_task_definition
+from infra.events import deliver_events
 from infra.functions import AWS_RETRIES, LambdaBaseline
 from infra.nag import acknowledge_wildcard
 from infra.network import Network
@@ -95,7 +96,7 @@ class Jobs(Construct):
             timeout=Duration.seconds(
                 max((j.timeout_seconds for j in lambda_jobs.values()), default=60)
             ),
-            memory_mb=max((j.memory for j in lambda_jobs.values()), default=512),
+            memory_mb=self._lambda_memory(lambda_jobs),
         )
         self.failure_function = baseline.image_function(
             self,
@@ -138,22 +139,23 @@ class Jobs(Construct):
         # --- the API --------------------------------------------------------------------------
         self.table = secure_table(self, "Table", removal_policy=removal_policy)
         add_listing_index(self.table, BY_USER, "user")
+        self.environment = JobsConfig.environment(
+            jobs_table=self.table.table_name,
+            state_machine_arn=self.state_machine.state_machine_arn,
+            results_bucket=results_bucket.bucket_name,
+            failures_bucket=failures_bucket.bucket_name,
+            catalogue=Stack.of(self).to_json_string(
+                {k: self._spec(v).model_dump() for k, v in catalogue.items()}
+            ),
+            result_url_seconds=settings.result_url_seconds,
+        )
         self.api_function = baseline.function(
             self,
             "Api",
             handler="jobs.handler.handler",
             service="jobs",
             description="Jobs API: start, status with presigned result URLs, list",
-            environment=JobsConfig.environment(
-                jobs_table=self.table.table_name,
-                state_machine_arn=self.state_machine.state_machine_arn,
-                results_bucket=results_bucket.bucket_name,
-                failures_bucket=failures_bucket.bucket_name,
-                catalogue=Stack.of(self).to_json_string(
-                    {k: JobSpec(runtime=v.runtime).model_dump() for k, v in catalogue.items()}
-                ),
-                result_url_seconds=settings.result_url_seconds,
-            ),
+            environment=self.environment,
         )
         self.table.grant_read_write_data(self.api_function)
         acknowledge_wildcard(
@@ -176,6 +178,7 @@ class Jobs(Construct):
         self._grant(self.api_function, results_bucket, "results/", ["s3:GetObject"])
         self._grant(self.api_function, failures_bucket, "failures/", ["s3:GetObject"])
         api.add_routes(self.api_function, routes_of(jobs_router))
+        self.ends_function = self._execution_ends(baseline)
         CfnOutput(
             self,
             "StateMachineArn",
@@ -183,6 +186,49 @@ class Jobs(Construct):
             value=self.state_machine.state_machine_arn,
             description="Start jobs directly: aws stepfunctions start-execution",
         )
+
+    def _spec(self, job: JobSettings) -> JobSpec:
+        """What the functions know of a job: where it runs and what it is billed for (a
+        Lambda job: the shared function's memory)."""
+        if job.runtime == "lambda":
+            lambda_jobs = {
+                k: j for k, j in self.settings.catalogue.items() if j.runtime == "lambda"
+            }
+            return JobSpec(runtime="lambda", memory=self._lambda_memory(lambda_jobs))
+        return JobSpec(runtime="fargate", memory=job.memory, cpu=job.cpu)
+
+    @staticmethod
+    def _lambda_memory(lambda_jobs: dict[str, JobSettings]) -> int:
+        """The shared Lambda runner is sized for the largest Lambda job."""
+        return max((j.memory for j in lambda_jobs.values()), default=512)
+
+    def _execution_ends(self, baseline: LambdaBaseline) -> lambda_.Function:
+        """Each ended execution → its job's usage (``jobs.on_execution_end``)."""
+        function = baseline.function(
+            self,
+            "ExecutionEnds",
+            handler="jobs.on_execution_end.handler",
+            service="jobs-usage",
+            description="Records each ended job execution's time as its user's usage",
+            environment=self.environment,
+        )
+        function.add_to_role_policy(  # its record, by key
+            iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[self.table.table_arn])
+        )
+        deliver_events(
+            self,
+            "ExecutionEndRule",
+            dead_letter_id="ExecutionEndsDlq",
+            description="berth: the jobs chooser's executions, ended",
+            source="aws.states",
+            detail_type="Step Functions Execution Status Change",
+            detail={
+                "stateMachineArn": [self.state_machine.state_machine_arn],
+                "status": ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"],
+            },
+            function=function,
+        )
+        return function
 
     def _grant(
         self,

@@ -25,9 +25,11 @@ def acknowledge_on_role(function: lambda_.IFunction, rule: str, reason: str) -> 
     acknowledge(function.role, rule, reason)
 
 
-def acknowledge_wildcard(target: lambda_.Function | iam.IRole, resource: str, reason: str) -> None:
+def acknowledge_wildcard(
+    target: lambda_.Function | iam.IRole | iam.ManagedPolicy, resource: str, reason: str
+) -> None:
     """Acknowledges IAM5 for one wildcard ``resource`` (an ARN, tokens allowed) granted to a
-    function's role or to a role, written the way cdk-nag writes it for this stack."""
+    function's role, a role or a managed policy, written the way cdk-nag writes it."""
     rendered = as_nag_text(cdk.Stack.of(target).resolve(resource))
     rule = f"AwsSolutions-IAM5[Resource::{rendered}]"
     if isinstance(target, lambda_.Function):

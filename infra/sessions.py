@@ -18,7 +18,6 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.api import BerthApi
@@ -28,9 +27,10 @@ from infra.compute import (
     fargate_task_definition,
     grant_list_tasks,
 )
+from infra.events import deliver_events
 from infra.functions import LambdaBaseline
 from infra.live import LiveUpdates
-from infra.nag import acknowledge, acknowledge_on_role, acknowledge_wildcard
+from infra.nag import acknowledge_on_role, acknowledge_wildcard
 from infra.network import Network
 from infra.routing import SessionRouting
 from infra.session_storage import SessionStorage
@@ -415,33 +415,13 @@ class Sessions(Construct):
         )
 
     def _event_rule(self) -> None:
-        dead_letters = sqs.Queue(
-            self,
-            "TaskEventsDlq",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            dead_letters,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the task-state event rule.",
-        )
-        events.Rule(
+        deliver_events(
             self,
             "TaskStateChanges",
+            dead_letter_id="TaskEventsDlq",
             description="berth: ECS task state changes of berth's cluster",
-            event_pattern=events.EventPattern(
-                source=["aws.ecs"],
-                detail_type=["ECS Task State Change"],
-                detail={"clusterArn": [self.cluster.cluster_arn]},
-            ),
-            targets=[
-                targets.LambdaFunction(
-                    self.events_function,
-                    retry_attempts=4,
-                    max_event_age=Duration.hours(2),
-                    dead_letter_queue=dead_letters,
-                )
-            ],
+            source="aws.ecs",
+            detail_type="ECS Task State Change",
+            detail={"clusterArn": [self.cluster.cluster_arn]},
+            function=self.events_function,
         )

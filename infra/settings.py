@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sessions.warm import Window
+from shared.usage import Pricing
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTAINERS_DIR = ROOT / "containers"
@@ -363,7 +364,28 @@ class LimitSettings(_Strict):
     max_queued_commands_per_user: int = Field(default=20, ge=1, le=10000)
     """Commands a user may have QUEUED or RUNNING at once (429 ``command_limit`` beyond)."""
     max_workers_per_user: int = Field(default=4, ge=1, le=1000)
+    monthly_budget_usd: float | None = Field(default=None, ge=0, le=1_000_000)
+    """Every user's monthly budget (estimated dollars, ``pricing``); unset: none. A user over
+    it gets 429 ``budget_exceeded`` on anything that starts compute. Operators set one user's
+    own with ``PUT /admin/users/{user}/budget``."""
+    stop_over_budget: bool = False
+    """Also stop a user's sessions and cancel their queued commands once they are over."""
     """Worker tasks bound to one user at once (one per busy project, up to this)."""
+
+
+PrincipalArn = Annotated[
+    str, Field(pattern=r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:[A-Za-z0-9+=,.@_/*-]+$")
+]
+
+
+class UsageSettings(_Strict):
+    """Usage records and budgets (``GET /usage``, ``/admin/...``)."""
+
+    admins: list[
+        Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:[A-Za-z0-9+=,.@_/*-]+$")]
+    ] = Field(default_factory=list)
+    """Principals that may call the ``/admin`` routes: IAM role or user ARNs (``*`` wildcards),
+    or one assumed-role session's ARN. Empty: nobody."""
 
 
 class StorageSettings(_Strict):
@@ -444,6 +466,8 @@ class Settings(_Strict):
     functions: FunctionSettings = Field(default_factory=FunctionSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    usage: UsageSettings = Field(default_factory=UsageSettings)
+    pricing: Pricing = Field(default_factory=Pricing)
 
     @model_validator(mode="after")
     def _workers_fit(self) -> Self:

@@ -19,6 +19,7 @@ from infra.routing import SessionRouting
 from infra.sessions import Sessions
 from infra.settings import LOG_RETENTION_DAYS, Settings
 from infra.storage import Storage
+from infra.usage import Usage
 from infra.workers import WorkerFleet
 from openapi.config import OpenApiConfig
 
@@ -160,5 +161,29 @@ class BerthStack(Stack):
             log_retention=retention,
             removal_policy=removal,
             name=settings.prefix,
+        )
+        self.usage = Usage(
+            self,
+            "Usage",
+            settings=settings.usage,
+            limits=settings.limits,
+            pricing=settings.pricing,
+            baseline=self.baseline,
+            api=self.api,
+            removal_policy=removal,
+        )
+        # each capability meters its own compute and checks budgets before starting more
+        self.usage.meter(
+            [
+                self.sessions.api_function,
+                self.sessions.events_function,
+                self.sessions.reaper_function,
+                self.jobs.api_function,
+                self.jobs.ends_function,
+                self.instances.api_function,
+                self.instances.state_function,
+                self.workers.api_function,
+                self.workers.stopped_function,
+            ]
         )
         Tags.of(self).add("berth:app", settings.prefix)

@@ -32,6 +32,7 @@ from infra.compute import (
     fargate_task_definition,
     grant_list_tasks,
 )
+from infra.events import deliver_events
 from infra.functions import AWS_RETRIES, METRICS_NAMESPACE, LambdaBaseline
 from infra.live import LiveUpdates
 from infra.nag import acknowledge, acknowledge_wildcard
@@ -48,6 +49,7 @@ from workers.config import (
     WorkersConfig,
 )
 from workers.credential_routes import router as credentials_router
+from workers.fleet import STARTED_BY
 from workers.models import terminal_scope
 from workers.repository import ACTIVE, BY_PROJECT
 from workers.reserve import BIND_PREFIX, FLEET_KEY
@@ -142,6 +144,7 @@ class WorkerFleet(Construct):
         self.tenant_role = self._tenant_role(live)
         self.credentials.add_environment(env_name("tenant_role_arn"), self.tenant_role.role_arn)
         self.scaler = self._scaler(settings, baseline, network, max_tasks, max_workers_per_user)
+        self.stopped_function = self._stopped_workers(baseline)
         self.reconciler = self._reconciler(settings, baseline, live)
         self.api_function = self._api(settings, baseline, api, live, max_pending_per_user)
 
@@ -421,27 +424,30 @@ class WorkerFleet(Construct):
         max_tasks: int,
         max_workers_per_user: int,
     ) -> lambda_.Function:
+        self.scaler_environment = ScalerConfig.environment(
+            workers_table=self.table.table_name,
+            cluster_arn=self.cluster.cluster_arn,
+            worker_task_definition=self.task_definition.task_definition_arn,
+            worker_family=self.task_definition.family,
+            task_subnets=network.task_subnet_ids,
+            task_security_groups=[self.security_group.security_group_id],
+            assign_public_ip=network.assign_public_ip,
+            min_tasks=settings.min_tasks,
+            max_tasks=max_tasks,
+            max_workers_per_user=max_workers_per_user,
+            reserve_minimum=settings.reserve_minimum,
+            reserve_window_seconds=settings.reserve_window_seconds,
+            warm_reserve_share=settings.warm_reserve_share,
+            worker_cpu=settings.cpu,
+            worker_memory=settings.memory,
+        )
         scaler = baseline.function(
             self,
             "Scaler",
             handler="workers.scaler.handler",
             service="workers-scaler",
             description="Sizes the worker fleet to the projects with commands",
-            environment=ScalerConfig.environment(
-                workers_table=self.table.table_name,
-                cluster_arn=self.cluster.cluster_arn,
-                worker_task_definition=self.task_definition.task_definition_arn,
-                worker_family=self.task_definition.family,
-                task_subnets=network.task_subnet_ids,
-                task_security_groups=[self.security_group.security_group_id],
-                assign_public_ip=network.assign_public_ip,
-                min_tasks=settings.min_tasks,
-                max_tasks=max_tasks,
-                max_workers_per_user=max_workers_per_user,
-                reserve_minimum=settings.reserve_minimum,
-                reserve_window_seconds=settings.reserve_window_seconds,
-                warm_reserve_share=settings.warm_reserve_share,
-            ),
+            environment=self.scaler_environment,
             timeout=Duration.seconds(60),
             traced=False,  # a schedule runs it
         )
@@ -461,6 +467,33 @@ class WorkerFleet(Construct):
         self._grant_scaling(scaler)
         self._schedule("ScalerSchedule", scaler, settings.scaler_interval_minutes)
         return scaler
+
+    def _stopped_workers(self, baseline: LambdaBaseline) -> lambda_.Function:
+        """Each worker task that stopped → its user's usage (``workers.metering``)."""
+        function = baseline.function(
+            self,
+            "StoppedWorkers",
+            handler="workers.on_task_stopped.handler",
+            service="workers-usage",
+            description="Records each stopped worker's time as the usage of the user it served",
+            environment=self.scaler_environment,
+        )
+        self._grant_fleet_items(function, ["dynamodb:GetItem"], [f"{BIND_PREFIX}*"])
+        deliver_events(
+            self,
+            "StoppedWorkerRule",
+            dead_letter_id="StoppedWorkersDlq",
+            description="berth: worker tasks that stopped (usage)",
+            source="aws.ecs",
+            detail_type="ECS Task State Change",
+            detail={
+                "clusterArn": [self.cluster.cluster_arn],
+                "startedBy": [STARTED_BY],
+                "lastStatus": ["STOPPED"],
+            },
+            function=function,
+        )
+        return function
 
     def _reconciler(
         self, settings: WorkersSettings, baseline: LambdaBaseline, live: LiveUpdates
@@ -598,6 +631,8 @@ class WorkerFleet(Construct):
                 conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
             ),
             iam.PolicyStatement(actions=["ecs:DescribeTasks"], resources=[self._task_arns()]),
+            # berth:capability at RunTask, berth:user when a worker is bound (for the bill)
+            iam.PolicyStatement(actions=["ecs:TagResource"], resources=[self._task_arns()]),
             iam.PolicyStatement(
                 actions=["iam:PassRole"],
                 resources=[

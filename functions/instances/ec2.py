@@ -6,7 +6,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from instances.models import APP_TAG, ID_TAG, USER_TAG, Ec2Facts, Instance, ScriptOutput
+from instances.models import (
+    APP_TAG,
+    CAPABILITY_TAG,
+    ID_TAG,
+    USER_TAG,
+    Ec2Facts,
+    Instance,
+    MachineLife,
+    ScriptOutput,
+)
 from shared.records import iso
 
 GONE_STATES = {"shutting-down", "terminated", "stopping", "stopped"}
@@ -32,6 +41,7 @@ class Machines:
             {"Key": APP_TAG, "Value": self.app_tag},
             {"Key": ID_TAG, "Value": instance.id},
             {"Key": USER_TAG, "Value": instance.user[:256]},
+            {"Key": CAPABILITY_TAG, "Value": "instances"},
         ]
         response = self.ec2.run_instances(
             LaunchTemplate={"LaunchTemplateId": self.launch_template_id, "Version": "$Latest"},
@@ -80,6 +90,27 @@ class Machines:
                 launch_time=iso(launched.timestamp()) if hasattr(launched, "timestamp") else None,
             )
         return found
+
+    def life(self, ec2_id: str) -> MachineLife | None:
+        """When berth's machine ``ec2_id`` was launched, as what, for which instance; None for
+        a machine that is not berth's (of this deployment) or no longer known."""
+        try:
+            reservations = self.ec2.describe_instances(InstanceIds=[ec2_id])["Reservations"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvalidInstanceID.NotFound":
+                raise
+            return None
+        for machine in (i for r in reservations for i in r.get("Instances", [])):
+            tags = {t["Key"]: t["Value"] for t in machine.get("Tags", [])}
+            launched = machine.get("LaunchTime")
+            if tags.get(APP_TAG) != self.app_tag or ID_TAG not in tags or launched is None:
+                return None
+            return MachineLife(
+                instance_id=tags[ID_TAG],
+                instance_type=str(machine.get("InstanceType", "")),
+                launched_at=launched.timestamp(),
+            )
+        return None
 
     def terminate(self, ec2_id: str) -> None:
         try:

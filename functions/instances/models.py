@@ -19,6 +19,7 @@ INSTANCE_ID_PATTERN = r"^ins_[0-9a-f]{28}$"
 APP_TAG = "berth:app"
 ID_TAG = "berth:instance-id"
 USER_TAG = "berth:user"
+CAPABILITY_TAG = "berth:capability"
 
 
 class Phase(StrEnum):
@@ -84,6 +85,15 @@ class CreateInstance(BaseModel):
         pattern=BLOB_ID_PATTERN,
         description="The Walrus blob (object) id: URL-safe base64, at most 128 characters.",
     )
+
+
+@dataclass(frozen=True)
+class MachineLife:
+    """What bills an instance's machine: its type and since when it runs."""
+
+    instance_id: str
+    instance_type: str
+    launched_at: float
 
 
 class Ec2Facts(BaseModel):

@@ -21,6 +21,7 @@ from instances.models import (
 from instances.repository import InstanceRepository, QuotaFull, StaleRecord
 from shared.errors import LimitReached, NotFound, Unavailable
 from shared.records import execution_arn
+from shared.usage import Metering, Usage
 
 
 class InstanceService:
@@ -32,12 +33,15 @@ class InstanceService:
         machines: Machines,
         stepfunctions: Any,
         clock: Callable[[], float],
+        metering: Metering | None = None,
     ) -> None:
         self.config = config
         self.repo = repository
         self.machines = machines
         self.sfn = stepfunctions
         self.clock = clock
+        self.metering = metering
+        """Set when usage is on: budgets checked at create, each machine's time recorded."""
 
     def create(self, user: str, blob_id: str) -> InstanceView:
         """Started first, recorded second: a 202 means both happened. If the record fails the
@@ -45,6 +49,8 @@ class InstanceService:
         (``provisioning.NotRecordedYet``); no record ever waits for a workflow never started."""
         if self.repo.live_count(user) >= self.config.max_instances_per_user:
             raise self._limit_reached()
+        if self.metering:
+            self.metering.check(user)
         now = self.clock()
         instance_id = new_instance_id(now)
         instance = Instance(
@@ -110,6 +116,27 @@ class InstanceService:
         except StaleRecord:
             return self.delete(user, instance_id)  # the workflow moved it meanwhile: again
         return self._merged([terminated])[0], True
+
+    def meter(self, ec2_id: str, ended_at: float) -> Usage | None:
+        """Records a machine that stopped running (an "EC2 Instance State-change
+        Notification": shutting-down, terminated, stopping or stopped) as its instance's
+        usage, once per launch; None when usage is off or the machine is not berth's."""
+        if self.metering is None:
+            return None
+        life = self.machines.life(ec2_id)
+        instance = self.repo.get(life.instance_id) if life else None
+        if life is None or instance is None:
+            return None
+        usage = self.metering.meter.ec2(
+            f"instance/{instance.id}/{int(life.launched_at)}",
+            user=instance.user,
+            resource=instance.id,
+            started_at=life.launched_at,
+            ended_at=max(life.launched_at, ended_at),
+            instance_type=life.instance_type,
+        )
+        self.metering.record(usage)
+        return usage
 
     def _owned(self, user: str, instance_id: str) -> Instance:
         instance = self.repo.get(instance_id)

@@ -12,6 +12,7 @@ from instances.ec2 import Machines
 from instances.provisioning import Provisioner
 from instances.repository import InstanceRepository
 from instances.service import InstanceService
+from shared.usage import UsageConfig, metering_of
 
 
 def _parts(config: InstancesConfig, session: Any) -> tuple[Any, InstanceRepository, Machines]:
@@ -31,7 +32,11 @@ def _parts(config: InstancesConfig, session: Any) -> tuple[Any, InstanceReposito
 
 
 def build_service(
-    config: InstancesConfig, *, session: Any = None, clock: Callable[[], float] = time.time
+    config: InstancesConfig,
+    *,
+    session: Any = None,
+    clock: Callable[[], float] = time.time,
+    usage: UsageConfig | None = None,
 ) -> InstanceService:
     aws, repository, machines = _parts(config, session)
     return InstanceService(
@@ -40,6 +45,7 @@ def build_service(
         machines=machines,
         stepfunctions=aws.client("stepfunctions"),
         clock=clock,
+        metering=metering_of(usage, aws, clock),
     )
 
 
@@ -52,7 +58,7 @@ def build_provisioner(
 
 @cache
 def service_from_env() -> InstanceService:
-    return build_service(InstancesConfig.from_env())
+    return build_service(InstancesConfig.from_env(), usage=UsageConfig.from_env())
 
 
 @cache

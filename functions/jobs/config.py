@@ -11,6 +11,10 @@ from shared.config import EnvModel
 
 class JobSpec(BaseModel):
     runtime: Literal["lambda", "fargate"]
+    memory: int = 512
+    """MiB it is billed for (Lambda jobs: the shared function's size)."""
+    cpu: int = 0
+    """Fargate CPU units (Fargate jobs)."""
 
 
 class JobsConfig(EnvModel):

@@ -21,7 +21,8 @@ from jobs.models import (
 )
 from jobs.repository import JobRepository
 from shared.errors import Conflict, Invalid, NotFound
-from shared.records import execution_arn
+from shared.records import epoch, execution_arn
+from shared.usage import Capability, Metering, Usage
 
 FAILED_STATES = {"FAILED", "TIMED_OUT", "ABORTED"}
 MAX_ERROR_CHARS = 2000
@@ -36,12 +37,15 @@ class JobService:
         stepfunctions: Any,
         s3: Any,
         clock: Callable[[], float],
+        metering: Metering | None = None,
     ) -> None:
         self.config = config
         self.repo = repository
         self.sfn = stepfunctions
         self.s3 = s3
         self.clock = clock
+        self.metering = metering
+        """Set when usage is on: budgets checked at start, each execution's time recorded."""
 
     def start(
         self, user: str, name: str, payload: dict[str, Any], idempotency_key: str | None
@@ -68,6 +72,8 @@ class JobService:
             created_at=now,
             request_digest=input_digest(name, payload, canonical),
         )
+        if self.metering and not (idempotency_key and self.repo.get(job.id)):
+            self.metering.check(user)  # a retry of a started job is not new compute
         existing = self.repo.create(job)
         if existing is not None:
             if existing.user != user or existing.request_digest != job.request_digest:
@@ -96,7 +102,7 @@ class JobService:
         if execution is None:
             return JobState(job)
         status = execution["status"]
-        finished = _epoch(execution.get("stopDate"))
+        finished = epoch(execution.get("stopDate"))
         if status == "SUCCEEDED":
             url = self._presign(self.config.results_bucket, f"results/{job.id}.zip")
             return JobState(job, JobStatus.SUCCEEDED, finished_at=finished, result_url=url)
@@ -112,6 +118,32 @@ class JobService:
             )
             return JobState(job, JobStatus.FAILED, finished_at=finished, error=error)
         return JobState(job)
+
+    def meter(self, detail: dict[str, Any]) -> Usage | None:
+        """Records an ended execution (a "Step Functions Execution Status Change" event's
+        detail) as its job's usage, once; None when usage is off or it is no job of berth's."""
+        job = self.repo.get(str(detail.get("name") or ""))
+        start, stop = _epoch_ms(detail.get("startDate")), _epoch_ms(detail.get("stopDate"))
+        if self.metering is None or job is None or start is None or stop is None:
+            return None
+        spec = self.config.catalogue.get(job.name)
+        if spec is None:
+            return None
+        meter = self.metering.meter
+        common: dict[str, Any] = {
+            "user": job.user,
+            "capability": Capability.JOBS,
+            "resource": job.id,
+            "started_at": start,
+            "ended_at": max(start, stop),
+        }
+        usage = (
+            meter.lambda_(f"job/{job.id}", memory_mib=spec.memory, **common)
+            if spec.runtime == "lambda"
+            else meter.fargate(f"job/{job.id}", cpu=spec.cpu, memory_mib=spec.memory, **common)
+        )
+        self.metering.record(usage)
+        return usage
 
     def _own_error(self, job: Job) -> tuple[str, str] | None:
         """The job's own error from its failure summary (the failure writer leaves one next
@@ -163,10 +195,6 @@ class JobService:
         )
 
 
-def _epoch(value: Any) -> float | None:
-    """Step Functions' stopDate (a datetime from boto3) as seconds since the epoch."""
-    if value is None:
-        return None
-    if hasattr(value, "timestamp"):
-        return float(value.timestamp())
-    return float(value)
+def _epoch_ms(value: Any) -> float | None:
+    """An event's epoch milliseconds as seconds."""
+    return float(value) / 1000 if isinstance(value, int | float) else None

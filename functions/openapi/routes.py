@@ -11,6 +11,7 @@ from health.routes import router as health_router
 from instances.routes import router as instances_router
 from jobs.routes import router as jobs_router
 from sessions.routes import router as sessions_router
+from usage.routes import router as usage_router
 from workers.credential_routes import router as worker_credentials_router
 from workers.routes import router as workers_router
 
@@ -21,4 +22,5 @@ ROUTERS: tuple[Router, ...] = (
     instances_router,
     workers_router,
     worker_credentials_router,
+    usage_router,
 )

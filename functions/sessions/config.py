@@ -13,6 +13,9 @@ class Profile(BaseModel):
     task_definition: str
     container: str
     port: int
+    cpu: int = 256
+    """Fargate CPU units and memory (MiB): what its usage is priced by."""
+    memory: int = 512
     default_ttl_seconds: int
     max_ttl_seconds: int
     idle_timeout_seconds: int

@@ -29,6 +29,7 @@ from sessions.storage import Volumes
 from sessions.tasks import STARTING_STATES, STOPPING_STATES, TaskInfo, TaskRunner
 from sessions.warm import WarmTask, wanted
 from shared.errors import Conflict, Invalid, LimitReached, NotFound, Unavailable
+from shared.usage import Capability, Metering
 
 logger = Logger(child=True)
 
@@ -54,6 +55,7 @@ class SessionService:
         routes: Routes | None = None,
         volumes: Volumes | None = None,
         container_logs: ContainerLogs | None = None,
+        metering: Metering | None = None,
     ) -> None:
         self.config = config
         self.repo = repository
@@ -65,6 +67,8 @@ class SessionService:
         self.volumes = volumes
         """Set when a profile keeps storage: users' volumes (``sessions.storage``)."""
         self.container_logs = container_logs
+        self.metering = metering
+        """Set when usage is on: budgets checked at start, a stopped task's time recorded."""
 
     # --- API operations -----------------------------------------------------------------------
 
@@ -77,6 +81,8 @@ class SessionService:
                 f"ttl_seconds {ttl} is over profile {profile_name!r}'s maximum "
                 f"of {profile.max_ttl_seconds}"
             )
+        if self.metering:
+            self.metering.check(user)
         now = self.clock()
         session = Session(
             id=new_session_id(now),
@@ -211,6 +217,7 @@ class SessionService:
         elif task.last_status in STOPPING_STATES:
             target = session.moved(Status.STOPPING, now, stop_reason=task.stopped_reason)
         elif task.last_status == "STOPPED":
+            self._meter(session, task)
             requested = session.status == Status.STOPPING or task.stop_code == "UserInitiated"
             if requested:
                 target = session.moved(Status.STOPPED, now)
@@ -224,6 +231,28 @@ class SessionService:
         if target.status == session.status and target.private_ip == session.private_ip:
             return session
         return self.transition(session, target)
+
+    def _meter(self, session: Session, task: TaskInfo) -> None:
+        """Records the stopped task's time for the session's owner, once (a replayed event
+        finds it recorded). A warm task is theirs from the claim (the session's creation)."""
+        if self.metering is None:
+            return
+        profile = self.config.profiles.get(session.profile)
+        if profile is None:
+            return
+        started = max(task.billed_from or session.created_at, session.created_at)
+        usage = self.metering.meter.fargate(
+            f"session/{session.id}",
+            user=session.user,
+            capability=Capability.SESSIONS,
+            resource=session.id,
+            started_at=started,
+            ended_at=max(started, task.stopped_at or self.clock()),
+            cpu=profile.cpu,
+            memory_mib=profile.memory,
+        )
+        if self.metering.record(usage):
+            logger.info("usage recorded", extra={"unit": usage.id, "seconds": usage.seconds})
 
     # --- warm pools ---------------------------------------------------------------------------
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from sessions.warm import WARM_STARTED_BY
+from shared.records import epoch
 
 SESSION_TAG = "berth:session-id"
 PROFILE_TAG = "berth:profile"
@@ -38,6 +38,9 @@ class TaskInfo:
     warm: bool = False
     """Started for a profile's warm pool (its session, if any, is in the warm item)."""
     created_at: float | None = None
+    billed_from: float | None = None
+    """When Fargate starts billing it: its image pull began (else when it was created)."""
+    stopped_at: float | None = None
 
     @classmethod
     def from_ecs(cls, task: dict[str, Any]) -> TaskInfo:
@@ -68,22 +71,10 @@ class TaskInfo:
             stop_code=task.get("stopCode"),
             exit_codes=exit_codes,
             warm=started_by == WARM_STARTED_BY or WARM_TAG in tags,
-            created_at=_epoch(task.get("createdAt")),
+            created_at=epoch(task.get("createdAt")),
+            billed_from=epoch(task.get("pullStartedAt")) or epoch(task.get("createdAt")),
+            stopped_at=epoch(task.get("stoppedAt")),
         )
-
-
-def _epoch(value: Any) -> float | None:
-    """ECS times: datetimes from DescribeTasks, ISO strings in events."""
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    if isinstance(value, int | float):
-        return float(value)
-    return None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sessions.service import NullNotifier, SessionService
 from sessions.storage import Volumes
 from sessions.tasks import TaskRunner
 from shared.live import ConnectionStore, Publisher, user_topic
+from shared.usage import UsageConfig, metering_of
 
 
 class SessionPush:
@@ -35,6 +36,7 @@ def build_service(
     *,
     session: Any = None,
     clock: Callable[[], float] = time.time,
+    usage: UsageConfig | None = None,
 ) -> SessionService:
     if session is None:
         import boto3  # on first use, not at import: a cold start that needs no AWS pays nothing
@@ -81,6 +83,7 @@ def build_service(
         if config.storage_file_system
         else None,
         container_logs=ContainerLogs(aws.client("logs")),
+        metering=metering_of(usage, aws, clock),
     )
 
 
@@ -102,7 +105,7 @@ def build_activity(service: SessionService, *, session: Any = None) -> Activity:
 
 @cache
 def service_from_env() -> SessionService:
-    return build_service(SessionsConfig.from_env())
+    return build_service(SessionsConfig.from_env(), usage=UsageConfig.from_env())
 
 
 @cache

@@ -79,6 +79,7 @@ def documented(
 # The one place a domain error becomes an HTTP status.
 DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
     errors.Invalid: 400,
+    errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.LimitReached: 429,

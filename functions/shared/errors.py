@@ -33,6 +33,12 @@ class NotFound(DomainError):
         super().__init__(f"{what} not found" + (f" ({hint})" if hint else ""))
 
 
+class Forbidden(DomainError):
+    """The caller may not do this at all (not one of the principals the operator named)."""
+
+    default_code = "forbidden"
+
+
 class Conflict(DomainError):
     """The thing is not in a state that allows this (yet, or any more)."""
 

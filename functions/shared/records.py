@@ -33,6 +33,21 @@ def iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def epoch(value: Any) -> float | None:
+    """An AWS time as seconds since the epoch: a datetime (boto3), an ISO string (events),
+    or a number (seconds); None if it is none of these."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 def execution_arn(state_machine_arn: str, name: str) -> str:
     """The ARN of the execution ``name`` of a state machine."""
     return f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"

@@ -42,6 +42,9 @@ class ScalerConfig(EnvModel):
     reserve_minimum: int = Field(ge=0)
     reserve_window_seconds: int = Field(ge=0)
     warm_reserve_share: float = Field(ge=0)
+    worker_cpu: int = 512
+    """The worker task's Fargate CPU units and memory (MiB): what its usage is priced by."""
+    worker_memory: int = 1024
 
 
 class ReconcilerConfig(EnvModel):

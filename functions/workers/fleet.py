@@ -9,6 +9,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 STARTED_BY = "berth-workers"
+USER_TAG = "berth:user"
+CAPABILITY_TAG = "berth:capability"
 THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
 
 
@@ -50,6 +52,18 @@ class Fleet:
                 found[task["taskArn"].rsplit("/", 1)[-1]] = task.get("lastStatus") == "RUNNING"
         return found
 
+    def label(self, worker: str, user: str) -> bool:
+        """Tags a worker's task with the user it is bound to (cost allocation tags match
+        berth's own usage); False if ECS refused (berth's usage reads the binding, not this)."""
+        try:
+            self.ecs.tag_resource(
+                resourceArn=f"{self.cluster_arn.replace(':cluster/', ':task/')}/{worker}",
+                tags=[{"key": USER_TAG, "value": user[:256]}],
+            )
+        except ClientError:
+            return False
+        return True
+
     def launch(self, count: int) -> tuple[list[str], list[str]]:
         """Starts ``count`` workers; returns the started tasks' ids and the failures'
         reasons. A worker's id is its task's id."""
@@ -85,6 +99,7 @@ class Fleet:
                         }
                     },
                     propagateTags="TASK_DEFINITION",
+                    tags=[{"key": CAPABILITY_TAG, "value": "workers"}],
                 )
             except ClientError as exc:
                 if (

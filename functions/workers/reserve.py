@@ -125,6 +125,13 @@ class FleetRegistry:
         item = self.table.get_item(Key={"pk": bind_key(worker)}, ConsistentRead=True).get("Item")
         return str(item["user"]) if item else None
 
+    def bound_since(self, worker: str) -> tuple[str, float] | None:
+        """``(user, bound at)`` of a worker bound to a user; None if never bound."""
+        item = self.table.get_item(Key={"pk": bind_key(worker)}, ConsistentRead=True).get("Item")
+        if not item or item.get("user") in (None, LEFT) or "bound_at" not in item:
+            return None
+        return str(item["user"]), float(item["bound_at"])
+
     def leave_unbound(self, worker: str, now: float) -> bool:
         """An unbound worker leaving: True if it left for good, False if it was bound first
         (then it serves its user)."""

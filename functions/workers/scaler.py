@@ -70,13 +70,13 @@ def scale(
         registry.publish_reserve(reserve, now)  # void unless republished
     bound = 0
     for user, workers in decided.bind.items():
-        bound += sum(registry.bind(worker, user, now) for worker in workers)
+        bound += sum(_bind(registry, fleet, worker, user, now) for worker in workers)
     started, failures = 0, []
     for user, count in decided.launch_bound.items():
         launched, failed = fleet.launch(count)
         failures += failed
         for task in launched:
-            started += registry.bind(task, user, now)
+            started += _bind(registry, fleet, task, user, now)
     if decided.launch_reserve:
         launched, failed = fleet.launch(decided.launch_reserve)
         started += len(launched)
@@ -97,6 +97,14 @@ def scale(
         "started": started,
         "failures": failures,
     }
+
+
+def _bind(registry: FleetRegistry, fleet: Fleet, worker: str, user: str, now: float) -> int:
+    """1 if ``worker`` is now ``user``'s (and its task tagged so), else 0."""
+    if not registry.bind(worker, user, now):
+        return 0
+    fleet.label(worker, user)
+    return 1
 
 
 @cache

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from shared.errors import Conflict, Invalid, LimitReached, NotFound, Unavailable
 from shared.live import ConnectionStore
+from shared.usage import Metering
 from workers.config import WorkersConfig
 from workers.models import (
     Command,
@@ -80,6 +81,7 @@ class CommandService:
         lambda_client: Any,
         clock: Callable[[], float],
         live: ConnectionStore | None = None,
+        metering: Metering | None = None,
     ) -> None:
         self.config = config
         self.repo = repository
@@ -88,6 +90,8 @@ class CommandService:
         self.lambda_client = lambda_client
         self.clock = clock
         self.live = live
+        self.metering = metering
+        """Set when usage is on: a user over budget queues no new command."""
         self._queues: dict[str, str] = {}
 
     def submit(
@@ -123,6 +127,8 @@ class CommandService:
             return self._same(earlier, command), False
         if self.repo.pending(user) >= self.config.max_pending_per_user:
             raise self._limit_reached()
+        if self.metering:
+            self.metering.check(user)
         # Sent first, recorded second: a 202 means both happened; a failure of either is a
         # 503 and nothing runs — a message whose record never came is dropped by the worker
         # (``workers.models.CommandMessage``), and no record waits for an unsent message.

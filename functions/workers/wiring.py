@@ -8,6 +8,7 @@ from functools import cache
 from typing import Any
 
 from shared.live import ConnectionStore
+from shared.usage import UsageConfig, metering_of
 from workers.config import WorkersConfig
 from workers.files import WorkspaceFiles
 from workers.repository import WorkersRepository
@@ -15,7 +16,11 @@ from workers.service import CommandService
 
 
 def build_service(
-    config: WorkersConfig, *, session: Any = None, clock: Callable[[], float] = time.time
+    config: WorkersConfig,
+    *,
+    session: Any = None,
+    clock: Callable[[], float] = time.time,
+    usage: UsageConfig | None = None,
 ) -> CommandService:
     if session is None:
         import boto3  # on first use, not at import: a cold start that needs no AWS pays nothing
@@ -36,12 +41,13 @@ def build_service(
         lambda_client=aws.client("lambda"),
         clock=clock,
         live=live,
+        metering=metering_of(usage, aws, clock),
     )
 
 
 @cache
 def service_from_env() -> CommandService:
-    return build_service(WorkersConfig.from_env())
+    return build_service(WorkersConfig.from_env(), usage=UsageConfig.from_env())
 
 
 def build_files(service: CommandService) -> WorkspaceFiles:

@@ -31,6 +31,13 @@ class FakeEcs:
         self.tasks = {f"run{n}": "RUNNING" for n in range(running)}
         self.tasks |= {f"start{n}": "PENDING" for n in range(starting)}
         self.tasks |= dict.fromkeys(ids, "RUNNING")
+        self.tags: dict[str, dict[str, str]] = {}
+        """Tags ECS holds per task id (TagResource)."""
+
+    def tag_resource(self, resourceArn: str, tags: list[dict[str, str]]) -> None:  # noqa: N803
+        task = resourceArn.rsplit("/", 1)[-1]
+        assert resourceArn == f"{ARN}/{task}", "a task ARN of the fleet's cluster"
+        self.tags.setdefault(task, {}).update({t["key"]: t["value"] for t in tags})
 
     def run_task(self, **kwargs: Any) -> dict[str, Any]:
         if self.throttle:
@@ -153,6 +160,10 @@ def test_each_user_gets_a_bound_worker_per_busy_project(
     assert result["launch"] == result["started"] == 3 + reserve
     bindings = {f"t{n}": fleet_registry.binding_of(f"t{n}") for n in range(5)}
     assert sorted(u for u in bindings.values() if u) == [ALICE, ALICE, BOB]
+    # for the bill: every worker says what it is; a bound one, whose it is (the reserve: none)
+    assert all(c["tags"] == [{"key": "berth:capability", "value": "workers"}] for c in ecs.calls)
+    tagged = {task: tags.get("berth:user") for task, tags in ecs.tags.items()}
+    assert tagged == {task: user for task, user in bindings.items() if user}
     view = fleet_registry.view(time.time())
     assert view.bound_per_user() == {ALICE: 2, BOB: 1}  # starting ones count
     # the same work again, with those starting: nothing more

@@ -1,0 +1,129 @@
+"""Usage logic: a user's usage grouped over a range, every user's month, budgets, admins."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+
+from shared.errors import Forbidden, Invalid
+from shared.records import iso
+from shared.usage import Metering, Usage, month_of
+from usage.config import principal_of
+from usage.models import (
+    MAX_RANGE_DAYS,
+    AdminUsageOut,
+    BudgetOut,
+    GroupBy,
+    UsageGroup,
+    UsageOut,
+    UserSpendOut,
+)
+
+
+def parse_time(value: str, name: str) -> float:
+    """``YYYY-MM-DD`` (midnight UTC) or an ISO 8601 time with a zone."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"{name} must be a date (2026-12-01) or an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        if len(value) != 10:
+            raise Invalid(f"{name} needs a time zone (e.g. 2026-12-01T00:00:00Z)")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def month_start(epoch: float) -> float:
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp()
+
+
+def group(records: Iterable[Usage], by: GroupBy) -> tuple[list[UsageGroup], UsageGroup]:
+    sums: dict[str, list[float]] = {}
+    capability: dict[str, str] = {}
+    for usage in records:
+        if by == GroupBy.DAY:
+            key = (iso(usage.ended_at) or "")[:10]
+        elif by == GroupBy.CAPABILITY:
+            key = usage.capability
+        else:
+            key = usage.resource
+            capability[key] = usage.capability
+        row = sums.setdefault(key, [0, 0.0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += usage.seconds
+        row[2] += usage.units
+        row[3] += usage.dollars
+    groups = [
+        UsageGroup(
+            key=key,
+            capability=capability.get(key),
+            count=int(row[0]),
+            seconds=round(row[1], 3),
+            units=round(row[2], 3),
+            dollars=round(row[3], 6),
+        )
+        for key, row in sorted(sums.items())
+    ]
+    total = UsageGroup(
+        key="total",
+        count=sum(g.count for g in groups),
+        seconds=round(sum(row[1] for row in sums.values()), 3),
+        units=round(sum(row[2] for row in sums.values()), 3),
+        dollars=round(sum(row[3] for row in sums.values()), 6),
+    )
+    return groups, total
+
+
+class UsageService:
+    def __init__(
+        self, *, metering: Metering, admins: Sequence[str], clock: Callable[[], float]
+    ) -> None:
+        self.metering = metering
+        self.ledger = metering.ledger
+        self.admins = list(admins)
+        self.clock = clock
+
+    def usage(self, user: str, since: str | None, until: str | None, by: GroupBy) -> UsageOut:
+        now = self.clock()
+        start = parse_time(since, "from") if since else month_start(now)
+        end = parse_time(until, "to") if until else now
+        if end <= start:
+            raise Invalid("to must be after from")
+        if end - start > MAX_RANGE_DAYS * 86400:
+            raise Invalid(f"a range spans at most {MAX_RANGE_DAYS} days")
+        groups, total = group(self.ledger.records(user, start, end), by)
+        return UsageOut.model_validate(
+            {
+                "user": user,
+                "from": iso(start),
+                "to": iso(end),
+                "group_by": by,
+                "groups": groups,
+                "total": total,
+                "budget": BudgetOut.of(self.metering.standing(user)),
+            }
+        )
+
+    def require_admin(self, caller: str) -> None:
+        principal = principal_of(caller)
+        if not any(
+            fnmatch.fnmatchcase(caller, pattern) or fnmatch.fnmatchcase(principal, pattern)
+            for pattern in self.admins
+        ):
+            raise Forbidden("only the operator's admin principals may call /admin routes")
+
+    def month(self, month: str | None) -> AdminUsageOut:
+        month = month or month_of(self.clock())
+        users = [
+            UserSpendOut.of(spend, self.metering.budget(spend.user))
+            for spend in self.ledger.month(month)
+        ]
+        return AdminUsageOut(
+            month=month, users=users, total_dollars=round(sum(u.dollars for u in users), 6)
+        )
+
+    def set_budget(self, user: str, monthly_budget_usd: float | None) -> BudgetOut:
+        self.ledger.set_budget(user, monthly_budget_usd)
+        return BudgetOut.of(self.metering.standing(user))
