@@ -40,6 +40,7 @@ from sessions.config import Profile, SessionsConfig
 from sessions.repository import BY_ACTIVITY, BY_USER, WARM_POOL
 from sessions.routes import router as sessions_router
 from sessions.storage import PROFILE_TAG
+from sessions.tasks import USER_TAG
 from shared.api import routes_of
 
 CONTAINER_NAME = "session"
@@ -402,6 +403,13 @@ class Sessions(Construct):
                 actions=["ecs:TagResource"],
                 resources=[self._task_arns()],
                 conditions={"StringEquals": {"ecs:CreateAction": "RunTask"}},
+            )
+        )
+        function.add_to_role_policy(  # a claimed warm task gets its user's tag, nothing else
+            iam.PolicyStatement(
+                actions=["ecs:TagResource"],
+                resources=[self._task_arns()],
+                conditions={"ForAllValues:StringEquals": {"aws:TagKeys": [USER_TAG]}},
             )
         )
         roles = [d.task_role.role_arn for d in definitions]

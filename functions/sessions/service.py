@@ -274,6 +274,7 @@ class SessionService:
             logger.info(
                 "warm task claimed", extra={"session_id": session.id, "task_arn": task.task_arn}
             )
+            self.tasks.label(task.task_arn, session.user)
             routed = self._routed(running)
             if routed is not running:
                 self.repo.replace(running, routed)
@@ -331,6 +332,7 @@ class SessionService:
     def _launch(self, session: Session, profile: Profile) -> Session:
         result = self.tasks.run(
             session_id=session.id,
+            user=session.user,
             profile=session.profile,
             task_definition=self._task_definition(session, profile),
             container=profile.container,

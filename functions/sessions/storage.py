@@ -152,7 +152,7 @@ class Volumes:
                 "CreationInfo": {"OwnerUid": uid, "OwnerGid": uid, "Permissions": "0700"},
             },
             Tags=[
-                {"Key": USER_TAG, "Value": user_key(user)},
+                {"Key": USER_TAG, "Value": user[:256]},
                 {"Key": PROFILE_TAG, "Value": profile},
                 {"Key": FILE_SYSTEM_TAG, "Value": self.file_system_id},
             ],
@@ -187,11 +187,8 @@ class Volumes:
                 "authorizationConfig": {"accessPointId": access_point, "iam": "ENABLED"},
             },
         }
-        tags = [
-            *base.get("tags", []),
-            {"key": USER_TAG, "value": user_key(user)},
-            {"key": PROFILE_TAG, "value": profile_name},
-        ]
+        # the user's tag goes on each task at RunTask (sessions.tasks), not on the revision
+        tags = [*base.get("tags", []), {"key": PROFILE_TAG, "value": profile_name}]
         registered = self.ecs.register_task_definition(
             family=f"{definition['family']}-{user_key(user)}",
             containerDefinitions=containers,

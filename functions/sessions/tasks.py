@@ -15,6 +15,8 @@ from shared.records import epoch
 SESSION_TAG = "berth:session-id"
 PROFILE_TAG = "berth:profile"
 WARM_TAG = "berth:warm-pool"
+USER_TAG = "berth:user"
+CAPABILITY_TAG = "berth:capability"
 STARTED_BY_PREFIX = "berth:"
 
 MAX_ERROR_CHARS = 500
@@ -105,6 +107,7 @@ class TaskRunner:
         self,
         *,
         session_id: str,
+        user: str,
         profile: str,
         task_definition: str,
         container: str,
@@ -117,7 +120,12 @@ class TaskRunner:
             environment,
             started_by=f"{STARTED_BY_PREFIX}{session_id}",
             client_token=session_id,
-            tags={SESSION_TAG: session_id, PROFILE_TAG: profile},
+            tags={
+                SESSION_TAG: session_id,
+                PROFILE_TAG: profile,
+                USER_TAG: user[:256],
+                CAPABILITY_TAG: "sessions",
+            },
         )
 
     def run_warm(self, *, profile: str, task_definition: str, container: str) -> RunResult:
@@ -129,8 +137,19 @@ class TaskRunner:
             {"BERTH_WARM_POOL": profile},
             started_by=WARM_STARTED_BY,
             client_token=str(uuid.uuid4()),
-            tags={WARM_TAG: profile, PROFILE_TAG: profile},
+            tags={WARM_TAG: profile, PROFILE_TAG: profile, CAPABILITY_TAG: "sessions"},
         )
+
+    def label(self, task_arn: str, user: str) -> bool:
+        """Tags a claimed warm task with its user (for the bill; berth's own usage reads the
+        session); False if ECS refused."""
+        try:
+            self.ecs.tag_resource(
+                resourceArn=task_arn, tags=[{"key": USER_TAG, "value": user[:256]}]
+            )
+        except ClientError:
+            return False
+        return True
 
     def _run(
         self,

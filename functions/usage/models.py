@@ -55,7 +55,7 @@ class BudgetOut(BaseModel):
     def of(cls, standing: Standing) -> BudgetOut:
         return cls(
             monthly_budget_usd=standing.budget,
-            spent_this_month_usd=round(standing.spent, 6),
+            spent_this_month_usd=round(standing.spent, 8),
             resets_at=iso(standing.resets_at) or "",
             over_budget=standing.over,
         )
@@ -88,7 +88,7 @@ class UserSpendOut(BaseModel):
             user_id=user_id(spend.user),
             count=spend.units,
             seconds=round(spend.seconds, 3),
-            dollars=round(spend.dollars, 6),
+            dollars=round(spend.dollars, 8),
             monthly_budget_usd=budget,
         )
 

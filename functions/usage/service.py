@@ -62,7 +62,7 @@ def group(records: Iterable[Usage], by: GroupBy) -> tuple[list[UsageGroup], Usag
             count=int(row[0]),
             seconds=round(row[1], 3),
             units=round(row[2], 3),
-            dollars=round(row[3], 6),
+            dollars=round(row[3], 8),
         )
         for key, row in sorted(sums.items())
     ]
@@ -71,7 +71,7 @@ def group(records: Iterable[Usage], by: GroupBy) -> tuple[list[UsageGroup], Usag
         count=sum(g.count for g in groups),
         seconds=round(sum(row[1] for row in sums.values()), 3),
         units=round(sum(row[2] for row in sums.values()), 3),
-        dollars=round(sum(row[3] for row in sums.values()), 6),
+        dollars=round(sum(row[3] for row in sums.values()), 8),
     )
     return groups, total
 
@@ -121,7 +121,7 @@ class UsageService:
             for spend in self.ledger.month(month)
         ]
         return AdminUsageOut(
-            month=month, users=users, total_dollars=round(sum(u.dollars for u in users), 6)
+            month=month, users=users, total_dollars=round(sum(u.dollars for u in users), 8)
         )
 
     def set_budget(self, user: str, monthly_budget_usd: float | None) -> BudgetOut:

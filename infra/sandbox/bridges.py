@@ -1,10 +1,12 @@
 """EventBridge, locally: the template's rules delivered to their target functions.
 
-moto does not deliver ECS task state changes or run schedules. The sandbox watches the
-emulated ECS and synthesizes "ECS Task State Change" events exactly when a task's status
-changes, and fires scheduled rules on their rate — then hands each event to the rule's
-target, like EventBridge does. Handlers cannot tell the difference — including, under
-``BERTH_LOCAL_FAULTS``, an event that comes twice or late (``Faults.deliveries``).
+moto does not deliver AWS's events or run schedules. The sandbox watches the emulated ECS,
+Step Functions and EC2 and synthesizes "ECS Task State Change", "Step Functions Execution
+Status Change" and "EC2 Instance State-change Notification" events exactly when a task's,
+an execution's or a machine's state changes, and fires scheduled rules on their rate — then
+hands each event to the rule's target, like EventBridge does. Handlers cannot tell the
+difference — including, under ``BERTH_LOCAL_FAULTS``, an event that comes twice or late
+(``Faults.deliveries``).
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def _millis(value: Any) -> int | None:
+    """Step Functions events carry times as epoch milliseconds."""
+    return int(value.timestamp() * 1000) if isinstance(value, datetime) else None
 
 
 class EventBridge:
@@ -170,14 +177,75 @@ class EventBridge:
                 self._hand(target, event)
 
     def _watch_ecs(self) -> None:
-        ecs = self.emulator.client("ecs")
+        ecs, sfn = self.emulator.client("ecs"), self.emulator.client("stepfunctions")
+        ec2 = self.emulator.client("ec2")
         while not self._stop.wait(self.poll_seconds):
             try:
                 for cluster in ecs.list_clusters()["clusterArns"]:
                     self._poll_cluster(ecs, cluster)
+                self._poll_executions(sfn)
+                self._poll_machines(ec2)
             except Exception:
                 if not self._stop.is_set():
-                    log.exception("watching ECS failed")
+                    log.exception("watching ECS, Step Functions or EC2 failed")
+
+    def _event(self, detail_type: str, source: str, resource: str, detail: Any) -> dict[str, Any]:
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": detail_type,
+            "source": source,
+            "account": ACCOUNT,
+            "time": datetime.now(UTC).isoformat(),
+            "region": REGION,
+            "resources": [resource],
+            "detail": detail,
+        }
+
+    def _changed(self, key: str, status: str) -> bool:
+        if self._last_status.get(key) == status:
+            return False
+        self._last_status[key] = status
+        return True
+
+    def _poll_executions(self, sfn: Any) -> None:
+        for machine in sfn.list_state_machines()["stateMachines"]:
+            arn = machine["stateMachineArn"]
+            for execution in sfn.list_executions(stateMachineArn=arn)["executions"]:
+                if not self._changed(execution["executionArn"], execution["status"]):
+                    continue
+                detail = {
+                    "executionArn": execution["executionArn"],
+                    "stateMachineArn": arn,
+                    "name": execution["name"],
+                    "status": execution["status"],
+                    "startDate": _millis(execution.get("startDate")),
+                    "stopDate": _millis(execution.get("stopDate")),
+                }
+                self.deliver(
+                    self._event(
+                        "Step Functions Execution Status Change",
+                        "aws.states",
+                        execution["executionArn"],
+                        detail,
+                    )
+                )
+
+    def _poll_machines(self, ec2: Any) -> None:
+        for reservation in ec2.describe_instances()["Reservations"]:
+            for machine in reservation["Instances"]:
+                state = machine["State"]["Name"]
+                if not self._changed(machine["InstanceId"], state):
+                    continue
+                arn = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{machine['InstanceId']}"
+                self.deliver(
+                    self._event(
+                        "EC2 Instance State-change Notification",
+                        "aws.ec2",
+                        arn,
+                        {"instance-id": machine["InstanceId"], "state": state},
+                    )
+                )
 
     def _poll_cluster(self, ecs: Any, cluster: str) -> None:
         arns: list[str] = []
@@ -188,22 +256,10 @@ class EventBridge:
                 cluster=cluster, tasks=arns[start : start + 100], include=["TAGS"]
             )
             for task in tasks["tasks"]:
-                status = task["lastStatus"]
-                if self._last_status.get(task["taskArn"]) == status:
+                if not self._changed(task["taskArn"], task["lastStatus"]):
                     continue
-                self._last_status[task["taskArn"]] = status
                 for listener in self.task_listeners:
                     listener(task)
                 self.deliver(
-                    {
-                        "version": "0",
-                        "id": str(uuid.uuid4()),
-                        "detail-type": "ECS Task State Change",
-                        "source": "aws.ecs",
-                        "account": ACCOUNT,
-                        "time": datetime.now(UTC).isoformat(),
-                        "region": REGION,
-                        "resources": [task["taskArn"]],
-                        "detail": _plain(task),
-                    }
+                    self._event("ECS Task State Change", "aws.ecs", task["taskArn"], _plain(task))
                 )

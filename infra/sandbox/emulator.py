@@ -210,6 +210,7 @@ def bridge_gaps(emulator: Emulator, deployment: Deployment) -> None:
         keep_tasks_running_until_stopped,
         report_ssm_agents_online,
         restore_task_definition,
+        stamp_task_times,
     )
 
     ec2 = emulator.client("ec2")
@@ -223,6 +224,7 @@ def bridge_gaps(emulator: Emulator, deployment: Deployment) -> None:
     for logical_id, resource in deployment.resources("AWS::ECS::TaskDefinition").items():
         restore_task_definition(deployment.physical[logical_id], resource["Properties"])
     keep_tasks_running_until_stopped()
+    stamp_task_times()
     _move_state_machines_to_the_interpreter(emulator, deployment)
     report_ssm_agents_online()
 

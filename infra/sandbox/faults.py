@@ -6,18 +6,19 @@ Off by default. ``BERTH_LOCAL_FAULTS`` names a rate per service and a few switch
     BERTH_LOCAL_FAULTS="all=0.1,capacity=on,seed=1"
 
 Each request to a named service fails with that probability — half the time throttled
-(``ThrottlingException``, ``SlowDown``, ``TooManyRequestsException``, ``RequestLimitExceeded``),
-half the time a server error (500/503) — in the service's own wire format, so botocore raises
-exactly what it raises against AWS (and its retry modes act on it). ``latency`` delays every
-request; ``capacity=on`` makes ``RunTask`` answer with ``failures`` and ``RunInstances`` with
-``InsufficientInstanceCapacity``. ``delivery`` is the rate at which an event EventBridge hands
-to its target (task state changes, schedules) comes twice — as when a target timed out after
-its side effect and was invoked again — or late, behind the events after it (``all`` sets it
-too). ``lost`` is the rate at which a function a state machine invokes does its work and then
-its answer is lost, as when it timed out after its side effect: the task fails with
-``Sandbox.Timedout`` (``all`` sets it too). ``seed`` makes the choices repeatable: the same
-seed and the same requests give the same faults. Every fault is written, one JSON line each,
-to a log the banner names, so a failing run can be replayed.
+(``ThrottlingException``, ``SlowDown``, ``TooManyRequestsException``,
+``RequestLimitExceeded``), half the time a server error (500/503) — in the service's own wire
+format, so botocore raises exactly what it raises against AWS (and its retry modes act on it).
+``latency`` delays every request; ``capacity=on`` makes ``RunTask`` answer with ``failures``
+and ``RunInstances`` with ``InsufficientInstanceCapacity``. ``delivery`` is the rate at which
+an event EventBridge hands to its target (task state changes, schedules) comes twice — as when
+a target timed out after its side effect and was invoked again — or late, behind the events
+after it (``all`` sets it too); ``replay`` is the rate at which it always comes twice. ``lost``
+is the rate at which a function a state machine invokes does its work and then its answer is
+lost, as when it timed out after its side effect: the task fails with ``Sandbox.Timedout``
+(``all`` sets it too). ``seed`` makes the choices repeatable: the same seed and the same
+requests give the same faults. Every fault is written, one JSON line each, to a log the banner
+names, so a failing run can be replayed.
 
 This is the one place faults are decided (``Faults``): AWS calls in a WSGI layer around the
 emulator, which every AWS call of the functions and the containers goes through; event
@@ -80,11 +81,14 @@ class FaultPlan:
     """How often an event is delivered twice or late (``Faults.deliveries``)."""
     lost: float = 0.0
     """How often a state machine's Lambda task loses its answer (``Faults.lose_answer``)."""
+    replay: float = 0.0
+    """How often an event is delivered twice, never late (``replay=1``: every event, to
+    show a target counts each once)."""
 
     @classmethod
     def parse(cls, text: str) -> FaultPlan:
         rates: dict[str, float] = {}
-        latency, capacity, seed, delivery, lost = 0.0, False, 0, 0.0, 0.0
+        latency, capacity, seed, delivery, lost, replay = 0.0, False, 0, 0.0, 0.0, 0.0
         for part in filter(None, (p.strip() for p in text.split(","))):
             name, equals, value = part.partition("=")
             name, value = name.strip().lower(), value.strip().lower()
@@ -104,6 +108,8 @@ class FaultPlan:
                 delivery = _rate(name, value)
             elif name == "lost":
                 lost = _rate(name, value)
+            elif name == "replay":
+                replay = _rate(name, value)
             elif name == "all" or name in SERVICES:
                 rate = _rate(name, value)
                 rates |= dict.fromkeys(SERVICES, rate) if name == "all" else {name: rate}
@@ -112,14 +118,19 @@ class FaultPlan:
             else:
                 raise FaultSpecError(
                     f"{name!r} is not a service; one of all, {', '.join(sorted(SERVICES))}, "
-                    "delivery, lost, latency, capacity, seed"
+                    "delivery, replay, lost, latency, capacity, seed"
                 )
-        return cls(rates, latency, capacity, seed, delivery, lost)
+        return cls(rates, latency, capacity, seed, delivery, lost, replay)
 
     @property
     def active(self) -> bool:
         return bool(
-            self.rates or self.latency_seconds or self.capacity or self.delivery or self.lost
+            self.rates
+            or self.latency_seconds
+            or self.capacity
+            or self.delivery
+            or self.lost
+            or self.replay
         )
 
     def or_none(self) -> FaultPlan | None:
@@ -246,10 +257,11 @@ class Faults:
                 return [0.0]
             self.events += 1
             number = self.events
-            if self._random.random() >= self.plan.delivery:
+            replayed = bool(self.plan.replay) and self._random.random() < self.plan.replay
+            if not replayed and self._random.random() >= self.plan.delivery:
                 return [0.0]
             delay = round(self._random.uniform(0.2, DELIVERY_DELAY_SECONDS), 3)
-            twice = self._random.random() < 0.5
+            twice = replayed or self._random.random() < 0.5
         fault = Fault(200, "EventDeliveredTwice" if twice else "EventDeliveredLate")
         self._record(number, "events", event, fault)
         return [0.0, delay] if twice else [delay]

@@ -19,7 +19,8 @@ one fails loudly instead of making the sandbox quietly unfaithful.
   ``fix_ecs_integration``): moto's interpreter really executes the definition; its Lambda
   invocations go to the sandbox's execution environments, its ECS integration converts keys
   and names errors as Step Functions does.
-- **ECS tasks take time to start** (``start_tasks_after``), **SSM agents report Online**
+- **ECS tasks take time to start** (``start_tasks_after``) **and say when they ran**
+  (``stamp_task_times``), **SSM agents report Online**
   (``report_ssm_agents_online``), **STS credentials sign** (``on_assume_role``).
 """
 
@@ -318,6 +319,35 @@ def record_exit_code(cluster_arn: str, task_arn: str, exit_code: int) -> None:
             for container in stored.containers:
                 container.exitCode = exit_code
                 container.last_status = "STOPPED"
+
+
+def stamp_task_times() -> None:
+    """ECS tells when a task was created, began pulling its image and stopped (Fargate bills
+    from the pull to the stop; berth's usage reads them); moto tells none: stamp them as the
+    task is made and when it becomes STOPPED (idempotent)."""
+    from datetime import UTC, datetime
+
+    from moto.ecs.models import Task as MotoTask
+
+    task: Any = MotoTask  # patched below: attributes mypy would not let us assign
+    if getattr(task, "_berth_times_patched", False):
+        return
+    check("Task.status")
+    init, status = task.__init__, task.status
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.created_at = self.pull_started_at = datetime.now(UTC)
+        self.stopped_at = None
+
+    def set_status(self: Any, value: Any) -> None:
+        status.fset(self, value)
+        if value == "STOPPED" and getattr(self, "stopped_at", None) is None:
+            self.stopped_at = datetime.now(UTC)
+
+    task.__init__ = __init__
+    task.status = property(status.fget, set_status)
+    task._berth_times_patched = True
 
 
 def keep_tasks_running_until_stopped() -> None:

@@ -89,6 +89,10 @@ def test_events_come_twice_or_late_at_the_delivery_rate_seeded_and_logged(
     assert codes.count("EventDeliveredLate") == len(late)
     assert decided("delivery=0.3,seed=4")[0] == made  # the same seed, the same deliveries
     assert decided("delivery=0,seed=4")[0] == [[0.0]] * 200
+    replayed, codes = decided("replay=1,seed=4")  # every event twice, never late
+    assert all(len(d) == 2 and d[0] == 0.0 < d[1] <= DELIVERY_DELAY_SECONDS for d in replayed)
+    assert codes == ["EventDeliveredTwice"] * 200
+    assert FaultPlan.parse("replay=0.5").active
 
 
 def test_answers_are_lost_at_the_lost_rate_seeded_and_logged(tmp_path: Path) -> None:

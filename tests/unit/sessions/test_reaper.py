@@ -94,6 +94,7 @@ def test_orphan_tasks_are_stopped(
     # Given a berth-tagged task whose session record is gone
     result = service.tasks.run(
         session_id="ses_" + "0" * 28,
+        user=ALICE,
         profile="default",
         task_definition=config.profiles["default"].task_definition,
         container="session",

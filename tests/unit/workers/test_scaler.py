@@ -34,7 +34,7 @@ class FakeEcs:
         self.tags: dict[str, dict[str, str]] = {}
         """Tags ECS holds per task id (TagResource)."""
 
-    def tag_resource(self, resourceArn: str, tags: list[dict[str, str]]) -> None:  # noqa: N803
+    def tag_resource(self, resourceArn: str, tags: list[dict[str, str]]) -> None:
         task = resourceArn.rsplit("/", 1)[-1]
         assert resourceArn == f"{ARN}/{task}", "a task ARN of the fleet's cluster"
         self.tags.setdefault(task, {}).update({t["key"]: t["value"] for t in tags})
