@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aws_cdk import Stack
+from aws_cdk import Stack, Tags
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -51,6 +51,10 @@ class ComputeCore(Construct):
         }
 
 
+CAPABILITY_TAG = "berth:capability"
+"""Which capability a task, machine or definition serves (sessions, workers, jobs, instances)."""
+
+
 def fargate_task_definition(
     scope: Construct,
     construct_id: str,
@@ -58,10 +62,13 @@ def fargate_task_definition(
     family: str,
     cpu: int,
     memory: int,
+    capability: str,
     task_role: iam.IRole | None = None,
 ) -> ecs.FargateTaskDefinition:
-    """The one way berth makes a task definition: Fargate on ARM64 Linux."""
-    return ecs.FargateTaskDefinition(
+    """The one way berth makes a task definition: Fargate on ARM64 Linux, tagged with the
+    capability it serves (``berth:capability``; every RunTask propagates the definition's
+    tags to the task, so the bill can split by it)."""
+    definition = ecs.FargateTaskDefinition(
         scope,
         construct_id,
         family=family,
@@ -73,6 +80,8 @@ def fargate_task_definition(
         ),
         task_role=task_role,
     )
+    Tags.of(definition).add(CAPABILITY_TAG, capability)
+    return definition
 
 
 def acknowledge_task_definition(definition: ecs.TaskDefinition, environment: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -21,6 +21,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.api import BerthApi
+from infra.compute import CAPABILITY_TAG
 from infra.events import deliver_events
 from infra.functions import LambdaBaseline
 from infra.nag import acknowledge, acknowledge_wildcard
@@ -301,6 +302,8 @@ class Instances(Construct):
                     )
                 ],
             )
+            # on the template and, through its tag specifications, each machine and volume
+            Tags.of(template).add(CAPABILITY_TAG, "instances")
             self.launch_template_id = template.launch_template_id or ""
         launch_template_arn = stack.format_arn(
             service="ec2", resource="launch-template", resource_name=self.launch_template_id

@@ -323,7 +323,12 @@ class Jobs(Construct):
             self, "JobLogs", retention=log_retention, removal_policy=removal_policy
         )
         definition = fargate_task_definition(
-            self, "JobTask", family=f"{name}-job-runner", cpu=cpu, memory=memory
+            self,
+            "JobTask",
+            family=f"{name}-job-runner",
+            capability="jobs",
+            cpu=cpu,
+            memory=memory,
         )
         definition.add_container(
             CONTAINER_NAME,
@@ -502,6 +507,7 @@ class Jobs(Construct):
             ],
             result_path="$.task",
             task_timeout=sfn.Timeout.at("$.timeout_seconds"),
+            propagated_tag_source=ecs.PropagatedTagSource.TASK_DEFINITION,
         )
         run_on_fargate.add_retry(
             errors=ECS_TRANSIENT_ERRORS,

@@ -278,6 +278,7 @@ class Sessions(Construct):
             self,
             f"Task-{profile_name}",
             family=family,
+            capability="sessions",
             cpu=profile.cpu,
             memory=profile.memory,
             task_role=task_role,

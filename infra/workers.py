@@ -208,7 +208,12 @@ class WorkerFleet(Construct):
         record_grace_seconds: int,
     ) -> ecs.FargateTaskDefinition:
         definition = fargate_task_definition(
-            self, "WorkerTask", family=family, cpu=settings.cpu, memory=settings.memory
+            self,
+            "WorkerTask",
+            family=family,
+            capability="workers",
+            cpu=settings.cpu,
+            memory=settings.memory,
         )
         definition.add_container(
             CONTAINER_NAME,

@@ -41,6 +41,14 @@ def create_table_like(dynamodb: Any, synth: Synth, logical_prefix: str, name: st
     return dynamodb.create_table(**kwargs)
 
 
+def usage_ledger(aws: Any, synth: Synth) -> Any:
+    """berth's usage table (``usage``) in moto, and the ledger on it."""
+    from shared.usage import Ledger
+
+    create_table_like(aws.client("dynamodb"), synth, "UsageTable", "usage")
+    return Ledger(aws.resource("dynamodb").Table("usage"))
+
+
 def fargate_task_definition(ecs: Any, family: str, container: str, port: int) -> str:
     response = ecs.register_task_definition(
         family=family,

@@ -116,7 +116,9 @@ def resources(usage: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {group["key"]: group for group in usage["groups"]}
 
 
-def wait_for_units(sandbox: Sandbox, user: str, keys: set[str], timeout: float = 60) -> dict:
+def wait_for_units(
+    sandbox: Sandbox, user: str, keys: set[str], timeout: float = 60
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         usage = usage_of(sandbox, user)

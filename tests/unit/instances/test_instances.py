@@ -176,7 +176,7 @@ def test_launch_uses_the_template_and_tags_the_instance(
     (machine,) = ec2_instances(aws)
     tags = {t["Key"]: t["Value"] for t in machine["Tags"]}
     assert tags["berth:instance-id"] == instance_id
-    assert tags["berth:user"] == ALICE
+    assert (tags["berth:user"], tags["berth:capability"]) == (ALICE, "instances")  # the bill
     assert tags["berth:app"] == "berth"
     assert tags["Name"].startswith("berth-vm-")
     record = provisioner.repo.get(instance_id)

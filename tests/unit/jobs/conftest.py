@@ -36,7 +36,12 @@ def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
         state_machine_arn=machine,
         results_bucket="results",
         failures_bucket="failures",
-        catalogue=json.dumps({"checksum": {"runtime": "lambda"}, "render": {"runtime": "fargate"}}),
+        catalogue=json.dumps(
+            {
+                "checksum": {"runtime": "lambda", "memory": 512},
+                "render": {"runtime": "fargate", "cpu": 1024, "memory": 2048},
+            }
+        ),
         result_url_seconds=300,
     )
 

@@ -1,0 +1,154 @@
+"""The usage HTTP contract through the real Lambda handler: a caller's own usage, and the
+operator's routes, which only the principals in ``usage.admins`` may call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shared.usage import Capability, Ledger, Meter, Pricing, UsageConfig
+from tests.api import Call, api_caller
+from tests.conftest import FakeLambdaContext
+from tests.unit.usage.conftest import ALICE, BOB, DECEMBER, OPERATOR
+from usage.config import UsageApiConfig
+from usage.models import user_id
+
+METER = Meter(Pricing())
+DAY = 86400.0
+
+
+@pytest.fixture
+def call(
+    usage_table: str, monkeypatch: pytest.MonkeyPatch, lambda_context: FakeLambdaContext
+) -> Iterator[Call]:
+    environment = {
+        **UsageConfig.environment(usage_table=usage_table, monthly_budget_usd=5),
+        # the operator's role (any session of it), as usage.admins names it
+        **UsageApiConfig.environment(admins=["arn:aws:iam::123456789012:role/berth-ops"]),
+    }
+    with api_caller("usage", environment, monkeypatch, lambda_context, ALICE) as caller:
+        yield caller
+
+
+@pytest.fixture
+def recorded(ledger: Ledger) -> None:
+    """Alice: a session on Dec 2 and Dec 3, a job on Dec 3; Bob: an instance on Dec 3."""
+    for n, day in enumerate((1, 2)):
+        ledger.record(
+            METER.fargate(
+                f"session/s{n}", user=ALICE, capability=Capability.SESSIONS, resource=f"s{n}",
+                started_at=DECEMBER + day * DAY, ended_at=DECEMBER + day * DAY + 600,
+                cpu=256, memory_mib=512,
+            )
+        )  # fmt: skip
+    ledger.record(
+        METER.lambda_(
+            "job/j1", user=ALICE, capability=Capability.JOBS, resource="j1",
+            started_at=DECEMBER + 2 * DAY, ended_at=DECEMBER + 2 * DAY + 3, memory_mib=1024,
+        )
+    )  # fmt: skip
+    ledger.record(
+        METER.ec2(
+            "instance/i1/1", user=BOB, resource="i1", started_at=DECEMBER + 2 * DAY,
+            ended_at=DECEMBER + 2 * DAY + 7200, instance_type="t3.micro",
+        )
+    )  # fmt: skip
+
+
+@pytest.mark.usefixtures("recorded")
+def test_a_caller_sees_their_own_usage_grouped_three_ways(call: Any) -> None:
+    status, by_capability = call("GET", "/usage", query={"from": "2026-12-01"})
+    assert status == 200, by_capability
+    groups = {g["key"]: g for g in by_capability["groups"]}
+    assert set(groups) == {"sessions", "jobs"}  # not bob's instance
+    assert (groups["sessions"]["count"], groups["sessions"]["seconds"]) == (2, 1200.0)
+    assert groups["jobs"]["units"] == 3.0  # GB-seconds
+    total = by_capability["total"]
+    assert total["dollars"] == pytest.approx(sum(g["dollars"] for g in groups.values()))
+    assert by_capability["from"] == "2026-12-01T00:00:00Z"
+    assert by_capability["budget"] == {
+        "monthly_budget_usd": 5.0,
+        "spent_this_month_usd": pytest.approx(total["dollars"]),
+        "resets_at": "2027-01-01T00:00:00Z",
+        "over_budget": False,
+    }
+    status, by_day = call("GET", "/usage", query={"from": "2026-12-01", "group_by": "day"})
+    assert [(g["key"], g["count"]) for g in by_day["groups"]] == [
+        ("2026-12-02", 1), ("2026-12-03", 2),
+    ]  # fmt: skip
+    status, by_resource = call(
+        "GET", "/usage",
+        query={"from": "2026-12-03", "to": "2026-12-04T00:00:00Z", "group_by": "resource"},
+    )  # fmt: skip
+    assert [(g["key"], g["capability"]) for g in by_resource["groups"]] == [
+        ("j1", "jobs"), ("s1", "sessions"),
+    ]  # fmt: skip
+    status, theirs = call("GET", "/usage", user=BOB, query={"from": "2026-12-01"})
+    assert [g["key"] for g in theirs["groups"]] == ["instances"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"from": "yesterday"},
+        {"from": "2026-12-05T10:00:00"},  # no zone
+        {"from": "2026-12-05", "to": "2026-12-01"},
+        {"from": "2024-01-01", "to": "2026-01-01"},  # over a year
+        {"group_by": "week"},
+    ],
+)
+def test_a_bad_range_or_grouping_is_400(call: Any, query: dict[str, str]) -> None:
+    status, error = call("GET", "/usage", query=query)
+    assert (status, error["error"]["code"]) == (400, "invalid_request"), error
+
+
+@pytest.mark.usefixtures("recorded")
+def test_only_named_admins_call_the_admin_routes(call: Any) -> None:
+    alice = user_id(ALICE)
+    for method, path, body in [
+        ("GET", "/admin/usage", None),
+        ("GET", f"/admin/users/{alice}/usage", None),
+        ("PUT", f"/admin/users/{alice}/budget", {"monthly_budget_usd": 1000}),
+    ]:
+        status, error = call(method, path, body)  # alice herself
+        assert (status, error["error"]["code"]) == (403, "forbidden"), (path, error)
+    # the role's other sessions are not refused by the function (the API's resource policy
+    # names the role: infra tests); a user of the same name in another role is
+    status, error = call(
+        "GET", "/admin/usage", user="arn:aws:sts::123456789012:assumed-role/x/dana"
+    )
+    assert status == 403, error
+
+    status, listing = call("GET", "/admin/usage", user=OPERATOR, query={"month": "2026-12"})
+    assert status == 200, listing
+    # bob's two hours of t3.micro ($0.0208) before alice's 20 minutes of a quarter vCPU
+    assert [row["user"] for row in listing["users"]] == [BOB, ALICE]
+    dollars = [row["dollars"] for row in listing["users"]]
+    assert dollars == sorted(dollars, reverse=True)
+    assert all(row["monthly_budget_usd"] == 5.0 for row in listing["users"])
+    status, nothing = call("GET", "/admin/usage", user=OPERATOR, query={"month": "2026-10"})
+    assert (status, nothing["users"], nothing["total_dollars"]) == (200, [], 0)
+    status, error = call("GET", "/admin/usage", user=OPERATOR, query={"month": "2026-13"})
+    assert status == 400, error
+
+    status, hers = call(
+        "GET", f"/admin/users/{alice}/usage", user=OPERATOR, query={"from": "2026-12-01"}
+    )
+    assert (status, hers["user"], hers["total"]["count"]) == (200, ALICE, 3)
+    status, error = call("GET", "/admin/users/%%%/usage", user=OPERATOR)
+    assert status in (400, 404), error
+
+
+def test_the_operator_sets_and_clears_a_users_own_budget(call: Any, ledger: Ledger) -> None:
+    path = f"/admin/users/{user_id(BOB)}/budget"
+    status, set_ = call("PUT", path, {"monthly_budget_usd": 0.5}, user=OPERATOR)
+    assert (status, set_["monthly_budget_usd"]) == (200, 0.5)
+    assert ledger.own_budget(BOB) == 0.5
+    status, cleared = call("PUT", path, {"monthly_budget_usd": None}, user=OPERATOR)
+    assert (status, cleared["monthly_budget_usd"]) == (200, 5.0)  # the default again
+    assert ledger.own_budget(BOB) is None
+    for bad in ({"monthly_budget_usd": -1}, {"monthly_budget_usd": "lots"}, {}):
+        status, error = call("PUT", path, bad, user=OPERATOR)
+        assert (status, error["error"]["code"]) == (400, "invalid_request"), bad
