@@ -184,6 +184,7 @@ class BerthStack(Stack):
                 self.instances.state_function,
                 self.workers.api_function,
                 self.workers.stopped_function,
+                self.workers.reconciler,
             ]
         )
         Tags.of(self).add("berth:app", settings.prefix)

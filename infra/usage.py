@@ -51,6 +51,7 @@ class Usage(Construct):
             usage_table=self.table.table_name,
             pricing=pricing.model_dump_json(),
             monthly_budget_usd=limits.monthly_budget_usd,
+            stop_over_budget=limits.stop_over_budget,
         )
         self.function = baseline.function(
             self,

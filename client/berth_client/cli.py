@@ -36,7 +36,7 @@ from berth_client.client import (
     local_users,
     read_sandbox,
 )
-from berth_client.models import CommandOut, SessionOut
+from berth_client.models import CommandOut, SessionOut, UsageOut
 
 try:  # typer 0.2x carries its own copy of click; older ones use click itself
     from typer._click import exceptions as click_errors
@@ -64,6 +64,8 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(commands_app, name="commands")
 app.add_typer(files_app, name="files")
 app.add_typer(instances_app, name="instances")
+admin_app = typer.Typer(help="Operators: every user's usage, budgets.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
 
 # Plain text: no markup (an API message's '[a-z]' is text), no highlighting, no wrapping.
 out = Console(markup=False, highlight=False, soft_wrap=True)
@@ -895,3 +897,91 @@ def instances_rm(instance_id: str) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- usage and budgets ------------------------------------------------------------------------
+
+GroupOption = Annotated[str, typer.Option("--by", help="Group by capability, day or resource.")]
+FromOption = Annotated[
+    str | None, typer.Option("--from", help="Start: a date or ISO time (default: this month).")
+]
+ToOption = Annotated[str | None, typer.Option("--to", help="End, exclusive (default: now).")]
+
+
+def usage_text(usage: UsageOut) -> str:
+    """The groups as aligned lines, then the total and the budget."""
+    rows = [
+        [g.key, g.capability or "", str(g.count), f"{g.seconds:.0f}s", f"${g.dollars:.4f}"]
+        for g in usage.groups
+    ]
+    total = usage.total
+    rows.append(["total", "", str(total.count), f"{total.seconds:.0f}s", f"${total.dollars:.4f}"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    budget = usage.budget
+    limit = "no budget" if budget.monthly_budget_usd is None else (
+        f"budget ${budget.monthly_budget_usd:.2f}"
+        + (" — over: new compute is refused" if budget.over_budget else "")
+    )  # fmt: skip
+    lines.append(
+        f"this month ${budget.spent_this_month_usd:.4f}, {limit} (resets {budget.resets_at})"
+    )
+    return f"{usage.start} to {usage.end} by {usage.group_by}\n" + "\n".join(lines)
+
+
+@app.command("usage")
+def usage(by: GroupOption = "capability", start: FromOption = None, end: ToOption = None) -> None:
+    """Your usage (this month by capability unless asked) with a total and your budget."""
+    run(lambda: show(u := client().usage(start, end, by), usage_text(u)))
+
+
+@admin_app.command("usage")
+def admin_usage(
+    user: Annotated[str | None, typer.Argument(help="One user (their ARN); none: all.")] = None,
+    month: Annotated[str | None, typer.Option(help="YYYY-MM (default: this month).")] = None,
+    by: GroupOption = "capability",
+) -> None:
+    """Every user's spend this month, most first (or one user's usage, as they see it)."""
+
+    def action() -> None:
+        api = client()
+        if user:
+            shown = api.user_usage(user, group_by=by)
+            show(shown, usage_text(shown))
+            return
+        listing = api.all_usage(month)
+        if state["json"]:
+            show(listing)
+            return
+        table(
+            listing.users,
+            "users with usage",
+            lambda u: [f"${u.dollars:.4f}", f"{u.seconds:.0f}s", str(u.count), u.user],
+        )
+        note(f"{listing.month}: ${listing.total_dollars:.4f} in all")
+
+    run(action)
+
+
+@admin_app.command("budget")
+def admin_budget(
+    user: Annotated[str, typer.Argument(help="The user (their ARN).")],
+    dollars: Annotated[str, typer.Argument(help="Monthly budget in dollars, or 'default'.")],
+) -> None:
+    """Set one user's monthly budget ('default': back to the deployment's)."""
+
+    def action() -> None:
+        try:
+            amount = None if dollars == "default" else float(dollars)
+        except ValueError:
+            raise Usage(
+                f"budget must be a number of dollars or 'default' (got {dollars!r})"
+            ) from None
+        budget = client().set_budget(user, amount)
+        limit = "none" if budget.monthly_budget_usd is None else f"${budget.monthly_budget_usd:.2f}"
+        show(budget, f"budget {limit}; spent ${budget.spent_this_month_usd:.4f} this month")
+
+    run(action)

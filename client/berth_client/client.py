@@ -8,6 +8,7 @@ and WebSocket subscriptions with a signed handshake.
 
 from __future__ import annotations
 
+import base64
 import configparser
 import json
 import os
@@ -31,6 +32,8 @@ from botocore.session import Session as BotocoreSession
 from pydantic import BaseModel
 
 from berth_client.models import (
+    AdminUsageOut,
+    BudgetOut,
     CommandOut,
     FileOut,
     FileTransfer,
@@ -42,6 +45,7 @@ from berth_client.models import (
     Output,
     ProfileOut,
     SessionOut,
+    UsageOut,
     VolumeOut,
 )
 
@@ -125,6 +129,8 @@ def botocore_session(
 
 RETRY_STATUSES = {429, 503}
 """Retried for every method: nothing was done."""
+FINAL_CODES = {"budget_exceeded"}
+"""429s no retry within seconds can change (a budget resets next month)."""
 IDEMPOTENT = {"GET", "DELETE", "HEAD"}
 """Also retried on other 5xx and connection failures."""
 
@@ -339,7 +345,9 @@ class BerthClient:
             except urllib.error.HTTPError as error:
                 failure = _api_error(error.code, error.read())
                 self._answered(method, path, error.code, failure.code, error.headers)
-                retry = error.code in RETRY_STATUSES or (error.code >= 500 and safe)
+                retry = (error.code in RETRY_STATUSES and failure.code not in FINAL_CODES) or (
+                    error.code >= 500 and safe
+                )
             except (urllib.error.URLError, TimeoutError, ConnectionError, HTTPException) as error:
                 reason = getattr(error, "reason", error)
                 failure = ApiError(0, "unreachable", f"cannot reach {url}: {reason}")
@@ -471,6 +479,38 @@ class BerthClient:
     def delete_instance(self, instance_id: str) -> InstanceOut:
         return self._model(InstanceOut, self.request("DELETE", _instance(instance_id)))
 
+    # --- usage and budgets --------------------------------------------------------------------
+
+    def usage(
+        self, start: str | None = None, end: str | None = None, group_by: str = "capability"
+    ) -> UsageOut:
+        """Your usage from ``start`` (default: this month's first day) to ``end`` (default:
+        now), grouped by ``day``, ``capability`` or ``resource``, with your budget."""
+        query = {"from": start, "to": end, "group_by": group_by}
+        return self._model(UsageOut, self.request("GET", "/usage", query=query))
+
+    def all_usage(self, month: str | None = None) -> AdminUsageOut:
+        """Operators (``usage.admins``): every user's spend in ``month`` (YYYY-MM)."""
+        return self._model(
+            AdminUsageOut, self.request("GET", "/admin/usage", query={"month": month})
+        )
+
+    def user_usage(
+        self,
+        user: str,
+        start: str | None = None,
+        end: str | None = None,
+        group_by: str = "capability",
+    ) -> UsageOut:
+        """Operators: one user's usage, as they see it."""
+        query = {"from": start, "to": end, "group_by": group_by}
+        return self._model(UsageOut, self.request("GET", f"{_admin_user(user)}/usage", query=query))
+
+    def set_budget(self, user: str, monthly_budget_usd: float | None) -> BudgetOut:
+        """Operators: ``user``'s own monthly budget (None: back to the deployment's default)."""
+        body = {"monthly_budget_usd": monthly_budget_usd}
+        return self._model(BudgetOut, self.request("PUT", f"{_admin_user(user)}/budget", body))
+
     # --- workspace commands -------------------------------------------------------------------
 
     def run_command(
@@ -595,6 +635,12 @@ def _instance(instance_id: str) -> str:
 
 def _workspace(project: str) -> str:
     return f"/workspaces/{segment(project, 'project')}"
+
+
+def _admin_user(user: str) -> str:
+    """A user (an ARN) as the admin routes name it: base64url, one path segment."""
+    encoded = base64.urlsafe_b64encode(user.encode()).decode().rstrip("=")
+    return f"/admin/users/{encoded}"
 
 
 def _command(project: str, command_id: str) -> str:

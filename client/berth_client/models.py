@@ -29,6 +29,7 @@ class SessionOut(Answer):
     last_active_at: str | None = None
     idle_expires_at: str
     error: str | None
+    stop_reason: str | None = None
     url: str | None = None
     token: str | None = None
 
@@ -157,6 +158,47 @@ class FileTransfer(Answer):
     expires_at: str
 
 
+class UsageGroup(Answer):
+    key: str
+    capability: str | None = None
+    count: int
+    seconds: float
+    units: float
+    dollars: float
+
+
+class BudgetOut(Answer):
+    monthly_budget_usd: float | None
+    spent_this_month_usd: float
+    resets_at: str
+    over_budget: bool
+
+
+class UsageOut(Answer):
+    user: str
+    start: str
+    end: str
+    group_by: str
+    groups: list[UsageGroup]
+    total: UsageGroup
+    budget: BudgetOut
+
+
+class UserSpendOut(Answer):
+    user: str
+    user_id: str
+    count: int
+    seconds: float
+    dollars: float
+    monthly_budget_usd: float | None
+
+
+class AdminUsageOut(Answer):
+    month: str
+    users: list[UserSpendOut]
+    total_dollars: float
+
+
 MODELS: tuple[type[Answer], ...] = (
     SessionOut,
     ProfileOut,
@@ -174,5 +216,10 @@ MODELS: tuple[type[Answer], ...] = (
     Output,
     FileOut,
     FileTransfer,
+    UsageGroup,
+    BudgetOut,
+    UsageOut,
+    UserSpendOut,
+    AdminUsageOut,
 )
 """Each has a schema of the same name in the API's OpenAPI document."""

@@ -159,6 +159,11 @@ class SessionOut(BaseModel):
     )
     idle_expires_at: str
     error: str | None
+    stop_reason: str | None = Field(
+        default=None,
+        description="Why it stopped: by its owner, or by berth (ttl expired, idle, over "
+        "budget) or ECS",
+    )
     url: str | None = Field(
         default=None, description="Where a browser reaches it (routing on): send the token"
     )
@@ -186,6 +191,7 @@ class SessionOut(BaseModel):
             last_active_at=iso(session.last_active_at),
             idle_expires_at=iso(session.idle_deadline) or "",
             error=session.error,
+            stop_reason=session.stop_reason,
             url=url,
             token=token,
         )

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 logger = Logger(child=True)
 
+KEEPING = frozenset({"mark_active", "wait", "open_route"})
+"""Decisions that keep a session running (an owner over budget with ``stop_over_budget``
+on has it stopped instead)."""
 STOPPING_GRACE_SECONDS = 15 * 60
 """A STOPPING session whose task never reports STOPPED is closed by the reaper after this."""
 
@@ -62,8 +65,16 @@ class Reaper:
         decisions: list[Decision] = []
         active = self.repo.active()
         described = self.tasks.describe(s.task_arn for s in active if s.task_arn)
+        metering = self.service.metering
+        over = metering.to_stop(s.user for s in active if s.status.live) if metering else {}
         for session in active:
             decision = self._reap_one(session, described, now)
+            if (
+                session.user in over
+                and session.status.live
+                and (decision is None or decision.action in KEEPING)
+            ):  # limits.stop_over_budget: their running work stops too, saying why
+                decision = Decision(session.id, "stop", over[session.user].said(), {})
             if decision:
                 decided(decisions, decision, dry_run)
                 if not dry_run:

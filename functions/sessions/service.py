@@ -434,8 +434,8 @@ class SessionService:
     def stop_session(self, session: Session, reason: str) -> Session:
         now = self.clock()
         if not session.task_arn:
-            return self.transition(session, session.moved(Status.STOPPED, now))
-        stopping = self.transition(session, session.moved(Status.STOPPING, now))
+            return self.transition(session, session.moved(Status.STOPPED, now, stop_reason=reason))
+        stopping = self.transition(session, session.moved(Status.STOPPING, now, stop_reason=reason))
         self.tasks.stop(session.task_arn, reason)
         return stopping
 

@@ -20,7 +20,7 @@ recording (AWS list prices, not the bill).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -80,6 +80,8 @@ class UsageConfig(EnvModel):
     """None: usage is not recorded (and budgets are not checked)."""
     pricing: Json[Pricing] = Field(default_factory=Pricing)
     monthly_budget_usd: float | None = Field(default=None, ge=0)
+    stop_over_budget: bool = False
+    """Also stop a user's running sessions and cancel their queued commands once over."""
 
 
 @dataclass(frozen=True)
@@ -332,6 +334,13 @@ class Standing:
     def over(self) -> bool:
         return self.budget is not None and self.spent >= self.budget
 
+    def said(self) -> str:
+        """Why a user's work was refused or stopped, in words."""
+        return (
+            f"over budget: ${self.spent:.4f} spent this month of ${self.budget or 0:.4f} "
+            f"(until {iso(self.resets_at)})"
+        )
+
 
 class Metering:
     """What a capability needs: a meter, the ledger, and the budget gate."""
@@ -342,11 +351,13 @@ class Metering:
         pricing: Pricing,
         default_budget: float | None,
         clock: Callable[[], float],
+        stop_over_budget: bool = False,
     ) -> None:
         self.ledger = ledger
         self.meter = Meter(pricing)
         self.default_budget = default_budget
         self.clock = clock
+        self.stop_over_budget = stop_over_budget
 
     def budget(self, user: str) -> float | None:
         own = self.ledger.own_budget(user)
@@ -373,6 +384,14 @@ class Metering:
     def record(self, usage: Usage) -> bool:
         return self.ledger.record(usage)
 
+    def to_stop(self, users: Iterable[str]) -> dict[str, Standing]:
+        """Of ``users``, those whose running work is to be stopped now (over budget, with
+        ``limits.stop_over_budget`` on), each with their standing."""
+        if not self.stop_over_budget:
+            return {}
+        standings = {user: self.standing(user) for user in set(users)}
+        return {user: standing for user, standing in standings.items() if standing.over}
+
 
 def metering_of(
     config: UsageConfig | None, aws: Any, clock: Callable[[], float]
@@ -385,4 +404,5 @@ def metering_of(
         config.pricing,
         config.monthly_budget_usd,
         clock,
+        config.stop_over_budget,
     )

@@ -6,12 +6,11 @@ import base64
 import binascii
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from shared.records import iso
 from shared.usage import MonthSpend, Standing
 
-MAX_RANGE_DAYS = 366
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 USER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,1400}$"
 
@@ -28,12 +27,14 @@ def user_id(user: str) -> str:
 
 
 def user_of(identifier: str) -> str | None:
-    """The user a ``user_id`` names; None if it names none."""
+    """The user a ``user_id`` names; None if it names none (only the one spelling
+    ``user_id`` makes names a user)."""
     try:
         raw = base64.urlsafe_b64decode(identifier + "=" * (-len(identifier) % 4))
-        return raw.decode() or None
+        user = raw.decode()
     except (binascii.Error, ValueError):
         return None
+    return user if user and user_id(user) == identifier else None
 
 
 class UsageGroup(BaseModel):
@@ -63,14 +64,12 @@ class BudgetOut(BaseModel):
 
 class UsageOut(BaseModel):
     user: str
-    from_: str = Field(alias="from", description="Start of the range (UTC)")
-    to: str = Field(description="End of the range, exclusive (UTC)")
+    start: str = Field(description="Start of the range (the query's from), UTC")
+    end: str = Field(description="End of the range, exclusive (the query's to), UTC")
     group_by: GroupBy
     groups: list[UsageGroup]
     total: UsageGroup
     budget: BudgetOut
-
-    model_config = ConfigDict(serialize_by_alias=True)
 
 
 class UserSpendOut(BaseModel):
@@ -101,5 +100,8 @@ class AdminUsageOut(BaseModel):
 
 class SetBudget(BaseModel):
     monthly_budget_usd: float | None = Field(
-        ge=0, le=1_000_000, description="The user's own monthly budget; null: the default"
+        ge=0,
+        le=1_000_000,
+        strict=True,  # a number, not a boolean or a numeric string
+        description="The user's own monthly budget; null: the default",
     )

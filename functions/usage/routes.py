@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from typing import TYPE_CHECKING, Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from pydantic import AwareDatetime, BeforeValidator
 
 from shared.api import caller_id, documented
 from shared.errors import NotFound
@@ -25,12 +28,22 @@ if TYPE_CHECKING:  # the service (and boto3) load when the first request needs t
 
 router = Router()
 
+ISO_MOMENT = r"^\d{4}-\d{2}-\d{2}([Tt ].+)?$"
+
+
+def _iso(value: object) -> object:
+    """Only ISO 8601 text: pydantic would also read a number as seconds since 1970."""
+    if isinstance(value, str) and not re.fullmatch(ISO_MOMENT, value):
+        raise ValueError("must be a date (2026-12-01) or an RFC 3339 time (2026-12-01T00:00:00Z)")
+    return value
+
+
+Moment = Annotated[date | AwareDatetime, BeforeValidator(_iso)]
+"""A date (midnight UTC) or an RFC 3339 time with its zone."""
 FROM = Query(
-    alias="from",
-    max_length=40,
-    description="Start (a date, or ISO time); default: this month's first day",
+    alias="from", description="Start: a date or an RFC 3339 time; default: this month's first day"
 )
-TO = Query(max_length=40, description="End, exclusive (a date, or ISO time); default: now")
+TO = Query(description="End, exclusive: a date or an RFC 3339 time; default: now")
 USER = Path(
     description="The user's user_id (their ARN in base64url, as /admin/usage lists it)",
     json_schema_extra={"pattern": USER_ID_PATTERN},
@@ -48,7 +61,7 @@ def _admin() -> UsageService:
 
 
 def _user(identifier: str) -> str:
-    user = user_of(identifier)
+    user = user_of(identifier) if re.fullmatch(USER_ID_PATTERN, identifier) else None
     if user is None:
         raise NotFound("user", "use the user_id /admin/usage lists")
     return user
@@ -61,8 +74,8 @@ def _user(identifier: str) -> str:
     tags=["usage"],
 )
 def get_usage(
-    from_: Annotated[str | None, FROM] = None,
-    to: Annotated[str | None, TO] = None,
+    from_: Annotated[Moment | None, FROM] = None,
+    to: Annotated[Moment | None, TO] = None,
     group_by: Annotated[GroupBy, Query()] = GroupBy.CAPABILITY,
 ) -> UsageOut:
     user = caller_id(router.current_event.raw_event)
@@ -73,7 +86,8 @@ def get_usage(
     "/admin/usage",
     summary="Operators: every user's spend in a month, most first",
     responses=documented(
-        {200: ("Every user's spend", AdminUsageOut)}, {403: "forbidden: not an admin principal"}
+        {200: ("Every user's spend", AdminUsageOut)},
+        {403: "forbidden: not an admin principal"},
     ),
     tags=["admin"],
 )
@@ -90,14 +104,15 @@ def admin_usage(
     "/admin/users/<user>/usage",
     summary="Operators: one user's usage, as they see it",
     responses=documented(
-        {200: ("The user's usage", UsageOut)}, {403: "forbidden: not an admin principal"}
+        {200: ("The user's usage", UsageOut)},
+        {403: "forbidden: not an admin principal", 404: "not_found: no such user_id"},
     ),
     tags=["admin"],
 )
 def admin_user_usage(
     user: Annotated[str, USER],
-    from_: Annotated[str | None, FROM] = None,
-    to: Annotated[str | None, TO] = None,
+    from_: Annotated[Moment | None, FROM] = None,
+    to: Annotated[Moment | None, TO] = None,
     group_by: Annotated[GroupBy, Query()] = GroupBy.CAPABILITY,
 ) -> UsageOut:
     usage = _admin()
@@ -109,7 +124,7 @@ def admin_user_usage(
     summary="Operators: set (or clear, with null) one user's monthly budget",
     responses=documented(
         {200: ("The user's budget and spend", BudgetOut)},
-        {403: "forbidden: not an admin principal"},
+        {403: "forbidden: not an admin principal", 404: "not_found: no such user_id"},
     ),
     tags=["admin"],
 )

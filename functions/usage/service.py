@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from shared.errors import Forbidden, Invalid
+from shared.errors import Forbidden
 from shared.records import iso
 from shared.usage import Metering, Usage, month_of
 from usage.config import principal_of
 from usage.models import (
-    MAX_RANGE_DAYS,
     AdminUsageOut,
     BudgetOut,
     GroupBy,
@@ -21,17 +20,11 @@ from usage.models import (
 )
 
 
-def parse_time(value: str, name: str) -> float:
-    """``YYYY-MM-DD`` (midnight UTC) or an ISO 8601 time with a zone."""
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise Invalid(f"{name} must be a date (2026-12-01) or an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        if len(value) != 10:
-            raise Invalid(f"{name} needs a time zone (e.g. 2026-12-01T00:00:00Z)")
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+def epoch_of(moment: date | datetime) -> float:
+    """A date is its midnight, UTC; a time carries its zone (the route checks it has one)."""
+    if isinstance(moment, datetime):
+        return moment.timestamp()
+    return datetime(moment.year, moment.month, moment.day, tzinfo=UTC).timestamp()
 
 
 def month_start(epoch: float) -> float:
@@ -85,25 +78,27 @@ class UsageService:
         self.admins = list(admins)
         self.clock = clock
 
-    def usage(self, user: str, since: str | None, until: str | None, by: GroupBy) -> UsageOut:
+    def usage(
+        self,
+        user: str,
+        since: date | datetime | None,
+        until: date | datetime | None,
+        by: GroupBy,
+    ) -> UsageOut:
+        """The user's units that ended in ``[since, until)`` (an empty range has none)."""
         now = self.clock()
-        start = parse_time(since, "from") if since else month_start(now)
-        end = parse_time(until, "to") if until else now
-        if end <= start:
-            raise Invalid("to must be after from")
-        if end - start > MAX_RANGE_DAYS * 86400:
-            raise Invalid(f"a range spans at most {MAX_RANGE_DAYS} days")
-        groups, total = group(self.ledger.records(user, start, end), by)
-        return UsageOut.model_validate(
-            {
-                "user": user,
-                "from": iso(start),
-                "to": iso(end),
-                "group_by": by,
-                "groups": groups,
-                "total": total,
-                "budget": BudgetOut.of(self.metering.standing(user)),
-            }
+        start = epoch_of(since) if since is not None else month_start(now)
+        end = epoch_of(until) if until is not None else now
+        records = self.ledger.records(user, start, end) if end > start else iter(())
+        groups, total = group(records, by)
+        return UsageOut(
+            user=user,
+            start=iso(start) or "",
+            end=iso(end) or "",
+            group_by=by,
+            groups=groups,
+            total=total,
+            budget=BudgetOut.of(self.metering.standing(user)),
         )
 
     def require_admin(self, caller: str) -> None:

@@ -54,6 +54,8 @@ class ErrorCode(StrEnum):
     """The workspace could not be prepared, so it never ran."""
     CANCELLED = "cancelled"
     """Its owner cancelled it."""
+    BUDGET_EXCEEDED = "budget_exceeded"
+    """Its owner went over their monthly budget before it started (``stop_over_budget``)."""
 
 
 def new_command_id(now: float) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.usage import Metering
 from workers.models import Command, CommandMessage, CommandStatus, ErrorCode, topic
 from workers.repository import StaleCommand, WorkersRepository
 
@@ -79,11 +80,38 @@ class Reconciler:
     """An ended command leaves the active index this long after it ended (the scaler's
     reserve counts the projects active within it)."""
     publish: Publish = lambda *_: 0
+    metering: Metering | None = None
+    """With ``limits.stop_over_budget`` on: a user over budget has their queued commands
+    cancelled (running ones finish)."""
     ended: dict[str, list[str]] = field(default_factory=dict)
 
     def run(self) -> dict[str, list[str]]:
-        self.ended = {"worker_lost": self.end_lost(), "undeliverable": self.drain_dead_letters()}
+        self.ended = {
+            "worker_lost": self.end_lost(),
+            "undeliverable": self.drain_dead_letters(),
+            "budget_exceeded": self.cancel_over_budget(),
+        }
         return self.ended
+
+    def cancel_over_budget(self) -> list[str]:
+        queued = [c for c in self.repository.active() if c.status == CommandStatus.QUEUED]
+        over = self.metering.to_stop(c.user for c in queued) if self.metering else {}
+        cancelled = []
+        for command in queued:
+            if command.user not in over:
+                continue
+            try:
+                self.repository.finish(
+                    command,
+                    CommandStatus.CANCELLED,
+                    self.clock(),
+                    error=(ErrorCode.BUDGET_EXCEEDED, over[command.user].said()),
+                )
+            except StaleCommand:
+                continue  # it started (or ended) meanwhile: it runs to its end
+            cancelled.append(command.id)
+            self._tell(command, CommandStatus.CANCELLED)
+        return cancelled
 
     def end_lost(self) -> list[str]:
         """Ends lost commands; takes ended ones out of the active index once they are no

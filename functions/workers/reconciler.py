@@ -25,6 +25,7 @@ def reconciler() -> Reconciler:
     import boto3
 
     from shared.live import ConnectionStore, Publisher
+    from shared.usage import UsageConfig, metering_of
     from workers.config import ReconcilerConfig
     from workers.reconcile import Reconciler
     from workers.repository import WorkersRepository
@@ -37,6 +38,7 @@ def reconciler() -> Reconciler:
         dead_letter_queue_url=config.dead_letter_queue_url,
         clock=time.time,
         retire_after_seconds=config.reserve_window_seconds,
+        metering=metering_of(UsageConfig.from_env(), boto3.session.Session(), time.time),
     )
     if config.connections_table and config.websocket_endpoint:
         built.publish = Publisher(
@@ -56,6 +58,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         )
         metrics.add_metric(
             name="UndeliverableCommands", unit=MetricUnit.Count, value=len(ended["undeliverable"])
+        )
+        metrics.add_metric(
+            name="OverBudgetCommands", unit=MetricUnit.Count, value=len(ended["budget_exceeded"])
         )
         logger.warning("ended commands", extra=ended)
     return ended

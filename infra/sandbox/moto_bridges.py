@@ -35,6 +35,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from infra.sandbox.account import ACCOUNT, REGION
@@ -221,10 +222,14 @@ class MotoChanged(RuntimeError):
 
 
 def _rekey(value: Any, rename: Callable[[str], str]) -> Any:
+    """Keys renamed all the way down; times (boto3's datetimes) as the epoch milliseconds
+    Step Functions puts in a task's output (JSON, like the rest of it)."""
     if isinstance(value, dict):
         return {rename(k): _rekey(v, rename) for k, v in value.items()}
     if isinstance(value, list):
         return [_rekey(v, rename) for v in value]
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
     return value
 
 
@@ -325,8 +330,6 @@ def stamp_task_times() -> None:
     """ECS tells when a task was created, began pulling its image and stopped (Fargate bills
     from the pull to the stop; berth's usage reads them); moto tells none: stamp them as the
     task is made and when it becomes STOPPED (idempotent)."""
-    from datetime import UTC, datetime
-
     from moto.ecs.models import Task as MotoTask
 
     task: Any = MotoTask  # patched below: attributes mypy would not let us assign

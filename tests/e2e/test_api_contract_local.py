@@ -22,13 +22,19 @@ import pytest
 
 from berth_client import BerthClient, Settings
 from berth_client.cli import post_form
+from infra.sandbox.events import local_user_arn
 from infra.settings import ROOT
 from tests.e2e.conftest import Sandbox
+from usage.models import user_id
 
 pytestmark = pytest.mark.e2e
 
 ST = Path(sys.executable).parent / "st"
 WORKER_ONLY = "/workers/credentials"
+SANDBOX_CONTEXT = {"berth:usage.admins": [local_user_arn("fuzzer")]}
+FUZZER_ID = user_id(local_user_arn("fuzzer"))
+"""The fuzzer is one of the operator's admins, so the /admin routes are fuzzed too (an
+ordinary caller's 403 there: tests/e2e/test_usage_local.py)."""
 
 
 SEEDED_PROJECT, SEEDED_PATH, SEEDED_VOLUME = "fuzzfiles", "README.md", "chroma"
@@ -76,6 +82,11 @@ def fuzz(sandbox: Sandbox, tmp_path: Path, signed: bool) -> str:
         "[[operations]]\n"
         'include-name = "DELETE /sessions/storage/{profile}"\n'
         f'parameters = {{ profile = "{SEEDED_VOLUME}" }}\n'
+        # a user id names a user only as /admin/usage spells it: the fuzzer's own
+        + "".join(
+            f'\n[[operations]]\ninclude-name = "{route}"\nparameters = {{ user = "{FUZZER_ID}" }}\n'
+            for route in ("GET /admin/users/{user}/usage", "PUT /admin/users/{user}/budget")
+        )
     )
     args = [
         str(ST), "--config-file", str(config), "run", str(spec), "--url", sandbox.url,

@@ -18,6 +18,7 @@ ADMIN_SESSION = "arn:aws:sts::123456789012:assumed-role/berth-admins/dana"
 METERING = [
     "SessionsApi", "SessionsTaskEvents", "SessionsReaper", "JobsApi", "JobsExecutionEnds",
     "InstancesApi", "InstancesStateChanges", "WorkersApi", "WorkersStoppedWorkers",
+    "WorkersReconciler",
 ]  # fmt: skip
 
 

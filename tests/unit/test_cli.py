@@ -197,7 +197,7 @@ def test_global_options_go_after_the_subcommand_too(signed: dict[str, str], api:
         "created_at": "2026-12-04T10:00:00Z", "updated_at": "2026-12-04T10:00:00Z",
         "expires_at": "2026-12-04T11:00:00Z", "last_heartbeat_at": "2026-12-04T10:00:00Z",
         "last_active_at": "2026-12-04T10:00:01Z",
-        "idle_expires_at": "2026-12-04T10:30:01Z", "error": None,
+        "idle_expires_at": "2026-12-04T10:30:01Z", "error": None, "stop_reason": None,
         "url": "https://" + "s" * 120 + ".example.com/",
     }  # fmt: skip
     api.answer = (200, {"items": [session]})
@@ -289,3 +289,61 @@ def test_a_make_local_profile_without_its_sandbox_says_to_start_it(
     assert result.returncode == 3
     assert "is make local running? start it, then `berth config --local`" in one_line(result)
     assert api.paths == []
+
+
+def group(key: str, count: int, seconds: float, units: float, dollars: float) -> dict[str, Any]:
+    """A group as ``GET /usage`` answers it."""
+    return {"key": key, "capability": None, "count": count, "seconds": seconds, "units": units,
+            "dollars": dollars}  # fmt: skip
+
+
+USAGE: dict[str, Any] = {
+    "user": "arn:aws:sts::123456789012:assumed-role/berth-client/alice",
+    "start": "2026-12-01T00:00:00Z",
+    "end": "2026-12-05T12:00:00Z",
+    "group_by": "capability",
+    "groups": [group("jobs", 3, 12.5, 6.25, 0.000105), group("sessions", 2, 7200, 1800, 0.0247)],
+    "total": group("total", 5, 7212.5, 1806.25, 0.024805),
+    "budget": {"monthly_budget_usd": 10.0, "spent_this_month_usd": 0.024805,
+               "resets_at": "2027-01-01T00:00:00Z", "over_budget": False},
+}  # fmt: skip
+
+
+def test_usage_shows_this_month_by_capability_with_a_total_and_the_budget(
+    signed: dict[str, str], api: FakeApi
+) -> None:
+    api.answer = (200, USAGE)
+    result = berth(signed, "usage")
+    assert result.returncode == 0, result.stderr
+    assert api.paths == ["/usage?group_by=capability"]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "2026-12-01T00:00:00Z to 2026-12-05T12:00:00Z by capability"
+    assert lines[1].split() == ["jobs", "3", "12s", "$0.0001"]  # 12.5 s shows as 12s
+    assert lines[2].split() == ["sessions", "2", "7200s", "$0.0247"]
+    assert lines[3].split() == ["total", "5", "7212s", "$0.0248"]
+    assert lines[4] == ("this month $0.0248, budget $10.00 (resets 2027-01-01T00:00:00Z)")
+    scripted = berth(signed, "usage", "--json", "--by", "day", "--from", "2026-11-01")
+    assert json.loads(scripted.stdout) == USAGE
+    assert api.paths[-1] == "/usage?from=2026-11-01&group_by=day"
+
+
+def test_over_budget_is_one_line_at_once_not_retried(signed: dict[str, str], api: FakeApi) -> None:
+    said = "this month's spend $1.0000 has reached the budget $1.0000; new compute is refused"
+    api.answer = (429, {"error": {"code": "budget_exceeded", "message": said}})
+    result = berth(signed, "jobs", "run", "checksum")
+    assert (result.returncode, one_line(result)) == (5, f"error: budget_exceeded: {said}")
+    assert api.paths == ["/jobs"]  # a budget resets next month: no retry in the meantime
+
+
+def test_admin_budget_takes_dollars_or_default(signed: dict[str, str], api: FakeApi) -> None:
+    user = "arn:aws:sts::123456789012:assumed-role/berth-client/alice"
+    result = berth(signed, "admin", "budget", user, "lots")
+    assert result.returncode == 2
+    assert one_line(result) == "error: budget must be a number of dollars or 'default' (got 'lots')"
+    api.answer = (200, {**USAGE["budget"], "monthly_budget_usd": None})
+    result = berth(signed, "admin", "budget", user, "default")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "budget none; spent $0.0248 this month"
+    assert api.paths == [
+        "/admin/users/YXJuOmF3czpzdHM6OjEyMzQ1Njc4OTAxMjphc3N1bWVkLXJvbGUvYmVydGgtY2xpZW50L2FsaWNl/budget"
+    ]

@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from sessions.config import SessionsConfig
+from sessions.models import SessionOut
 from sessions.reaping import Reaper
 from sessions.service import SessionService
 from sessions.wiring import build_service
@@ -16,7 +17,7 @@ from shared.records import iso
 from shared.usage import BudgetExceeded, Ledger, Pricing, UsageConfig
 from tests.aws import FakeClock, usage_ledger
 from tests.synth import Synth
-from tests.unit.sessions.conftest import ALICE, tasks_in_cluster
+from tests.unit.sessions.conftest import ALICE, BOB, RecordingNotifier, tasks_in_cluster
 from tests.unit.sessions.test_warm_pool import boot
 
 PRICES = Pricing()
@@ -106,3 +107,36 @@ def test_over_budget_no_session_starts(
     with pytest.raises(BudgetExceeded):
         service.create(ALICE, "default", None)
     assert tasks_in_cluster(aws, config) == []
+
+
+@pytest.mark.parametrize("stop_over_budget", [True, False])
+def test_over_budget_running_sessions_are_stopped_saying_why_if_the_operator_asks(
+    config: SessionsConfig,
+    aws: boto3.session.Session,
+    clock: FakeClock,
+    ledger: Ledger,
+    notifier: RecordingNotifier,
+    stop_over_budget: bool,
+) -> None:
+    service = metered(config, aws, clock)
+    assert service.metering is not None
+    service.metering.stop_over_budget = stop_over_budget
+    service.notifier = notifier
+    session, _ = service.create(ALICE, "default", None)
+    (task,) = tasks_in_cluster(aws, config)
+    service.on_task_event({**task, "lastStatus": "RUNNING"})
+    theirs, _ = service.create(BOB, "default", None)
+    ledger.set_budget(ALICE, 0.0)  # alice is over budget from now on; bob has none
+
+    decisions = Reaper(service).reap(dry_run=False)
+    stopped_ids = [d.session_id for d in decisions if d.action == "stop"]
+    if not stop_over_budget:  # budgets refuse new compute only, unless asked
+        assert stopped_ids == []
+        return
+    assert stopped_ids == [session.id]
+    shown = service.get(ALICE, session.id)
+    assert not shown.status.live
+    assert (shown.stop_reason or "").startswith("berth reaper: over budget: $0.0000 spent")
+    pushed = SessionOut.of(notifier.changes[-1])
+    assert pushed.id == session.id and "over budget" in (pushed.stop_reason or "")
+    assert service.get(BOB, theirs.id).status.live

@@ -67,7 +67,7 @@ def test_a_caller_sees_their_own_usage_grouped_three_ways(call: Any) -> None:
     assert groups["jobs"]["units"] == 3.0  # GB-seconds
     total = by_capability["total"]
     assert total["dollars"] == pytest.approx(sum(g["dollars"] for g in groups.values()))
-    assert by_capability["from"] == "2026-12-01T00:00:00Z"
+    assert by_capability["start"] == "2026-12-01T00:00:00Z"
     assert by_capability["budget"] == {
         "monthly_budget_usd": 5.0,
         "spent_this_month_usd": pytest.approx(total["dollars"]),
@@ -94,14 +94,31 @@ def test_a_caller_sees_their_own_usage_grouped_three_ways(call: Any) -> None:
     [
         {"from": "yesterday"},
         {"from": "2026-12-05T10:00:00"},  # no zone
-        {"from": "2026-12-05", "to": "2026-12-01"},
-        {"from": "2024-01-01", "to": "2026-01-01"},  # over a year
+        {"from": "2026-02-30"},
+        {"to": "2026-12-01T25:00:00Z"},
+        {"to": "0.5"},  # not seconds since 1970
         {"group_by": "week"},
     ],
 )
 def test_a_bad_range_or_grouping_is_400(call: Any, query: dict[str, str]) -> None:
     status, error = call("GET", "/usage", query=query)
     assert (status, error["error"]["code"]) == (400, "invalid_request"), error
+
+
+@pytest.mark.usefixtures("recorded")
+def test_an_empty_or_backwards_range_has_nothing_in_it(call: Any) -> None:
+    for query in (
+        {"from": "2026-12-05", "to": "2026-12-01"},
+        {"from": "2026-12-03", "to": "2026-12-03"},
+    ):
+        status, usage = call("GET", "/usage", query=query)
+        assert (status, usage["groups"], usage["total"]["count"]) == (200, [], 0)
+    status, years = call("GET", "/usage", query={"from": "2001-01-01", "to": "2099-01-01"})
+    assert (status, years["total"]["count"]) == (200, 3)
+    status, offset = call(
+        "GET", "/usage", query={"from": "2026-12-03T01:00:00+01:00", "group_by": "resource"}
+    )  # midnight UTC: Dec 3's units
+    assert [g["key"] for g in offset["groups"]] == ["j1", "s1"]
 
 
 @pytest.mark.usefixtures("recorded")
@@ -137,18 +154,27 @@ def test_only_named_admins_call_the_admin_routes(call: Any) -> None:
         "GET", f"/admin/users/{alice}/usage", user=OPERATOR, query={"from": "2026-12-01"}
     )
     assert (status, hers["user"], hers["total"]["count"]) == (200, ALICE, 3)
-    status, error = call("GET", "/admin/users/%%%/usage", user=OPERATOR)
-    assert status in (400, 404), error
+    for bad in ("%%%", "YWxpY2U=", "YWxpY2", "\u0084"):  # not a user_id as /admin/usage spells it
+        status, error = call("GET", f"/admin/users/{bad}/usage", user=OPERATOR)
+        assert status in (400, 404), (bad, error)
 
 
 def test_the_operator_sets_and_clears_a_users_own_budget(call: Any, ledger: Ledger) -> None:
     path = f"/admin/users/{user_id(BOB)}/budget"
+    status, whole = call("PUT", path, {"monthly_budget_usd": 3}, user=OPERATOR)
+    assert (status, whole["monthly_budget_usd"]) == (200, 3.0)
     status, set_ = call("PUT", path, {"monthly_budget_usd": 0.5}, user=OPERATOR)
     assert (status, set_["monthly_budget_usd"]) == (200, 0.5)
     assert ledger.own_budget(BOB) == 0.5
     status, cleared = call("PUT", path, {"monthly_budget_usd": None}, user=OPERATOR)
     assert (status, cleared["monthly_budget_usd"]) == (200, 5.0)  # the default again
     assert ledger.own_budget(BOB) is None
-    for bad in ({"monthly_budget_usd": -1}, {"monthly_budget_usd": "lots"}, {}):
+    for bad in (
+        {"monthly_budget_usd": -1},
+        {"monthly_budget_usd": "lots"},
+        {"monthly_budget_usd": "5"},
+        {"monthly_budget_usd": False},
+        {},
+    ):
         status, error = call("PUT", path, bad, user=OPERATOR)
         assert (status, error["error"]["code"]) == (400, "invalid_request"), bad

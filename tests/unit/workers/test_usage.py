@@ -4,6 +4,8 @@ bind (its wait before is the operator's) — recorded once; a user over budget q
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 
@@ -11,11 +13,14 @@ from shared.records import iso
 from shared.usage import BudgetExceeded, Ledger, Metering, Pricing, UsageConfig, month_of
 from tests.aws import FakeClock, usage_ledger
 from tests.synth import Synth
-from tests.unit.workers.conftest import ALICE
+from tests.unit.workers.conftest import ALICE, BOB, Frames, queue
 from workers.config import WorkersConfig
 from workers.metering import meter_worker
+from workers.models import CommandStatus, ErrorCode
+from workers.reconcile import Reconciler
 from workers.repository import WorkersRepository
 from workers.reserve import FleetRegistry
+from workers.service import CommandService
 from workers.wiring import build_service
 
 PRICES = Pricing()
@@ -91,3 +96,41 @@ def test_over_budget_no_command_is_queued(
     with pytest.raises(BudgetExceeded):
         service.submit(ALICE, "p", "t", "echo hi")
     assert service.repo.pending(ALICE) == 0
+
+
+@pytest.mark.parametrize("stop_over_budget", [True, False])
+def test_over_budget_queued_commands_are_cancelled_saying_why_running_ones_finish(
+    service: CommandService,
+    repository: WorkersRepository,
+    ledger: Ledger,
+    aws: boto3.session.Session,
+    dead_letter_queue: str,
+    frames: Frames,
+    stop_over_budget: bool,
+) -> None:
+    running = queue(service, ALICE, "p", "t", "sleep 60")
+    repository.claim(running.id, "w1", time.time(), 60)
+    waiting = queue(service, ALICE, "p", "t", "echo next")
+    theirs = queue(service, BOB, "q", "t", "echo bob")
+    ledger.set_budget(ALICE, 0.0)  # alice is over; bob has no budget
+    reconciler = Reconciler(
+        repository=repository,
+        sqs=aws.client("sqs"),
+        dead_letter_queue_url=dead_letter_queue,
+        clock=time.time,
+        publish=frames,
+        metering=Metering(ledger, PRICES, None, time.time, stop_over_budget=stop_over_budget),
+    )
+    ended = reconciler.run()
+    if not stop_over_budget:  # budgets only refuse new work unless the operator asks more
+        assert ended["budget_exceeded"] == []
+        assert repository.get(waiting.id).status == CommandStatus.QUEUED  # type: ignore[union-attr]
+        return
+    assert ended["budget_exceeded"] == [waiting.id]
+    cancelled = repository.get(waiting.id)
+    assert cancelled is not None and cancelled.status == CommandStatus.CANCELLED
+    assert cancelled.error_code == ErrorCode.BUDGET_EXCEEDED
+    assert (cancelled.error_message or "").startswith("over budget: $0.0000 spent this month")
+    assert [f["data"] for f in frames.of(waiting.id)] == [{"status": "CANCELLED"}]
+    assert repository.get(running.id).status == CommandStatus.RUNNING  # type: ignore[union-attr]
+    assert repository.get(theirs.id).status == CommandStatus.QUEUED  # type: ignore[union-attr]
