@@ -21,7 +21,7 @@ from instances.models import (
 from instances.repository import InstanceRepository, QuotaFull, StaleRecord
 from shared.errors import LimitReached, NotFound, Unavailable
 from shared.records import execution_arn
-from shared.usage import Metering, Usage
+from shared.usage import Capability, Metering, Span, Usage
 
 
 class InstanceService:
@@ -127,14 +127,15 @@ class InstanceService:
         instance = self.repo.get(life.instance_id) if life else None
         if life is None or instance is None:
             return None
-        usage = self.metering.meter.ec2(
-            f"instance/{instance.id}/{int(life.launched_at)}",
-            user=instance.user,
-            resource=instance.id,
-            started_at=life.launched_at,
-            ended_at=max(life.launched_at, ended_at),
-            instance_type=life.instance_type,
+        span = Span(
+            f"instance/{instance.id}/{int(life.launched_at)}",  # once per launch
+            instance.user,
+            Capability.INSTANCES,
+            instance.id,
+            life.launched_at,
+            max(life.launched_at, ended_at),
         )
+        usage = self.metering.meter.ec2(span, instance_type=life.instance_type)
         self.metering.record(usage)
         return usage
 

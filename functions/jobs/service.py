@@ -22,7 +22,7 @@ from jobs.models import (
 from jobs.repository import JobRepository
 from shared.errors import Conflict, Invalid, NotFound
 from shared.records import epoch, execution_arn
-from shared.usage import Capability, Metering, Usage
+from shared.usage import Capability, Metering, Span, Usage
 
 FAILED_STATES = {"FAILED", "TIMED_OUT", "ABORTED"}
 MAX_ERROR_CHARS = 2000
@@ -130,17 +130,11 @@ class JobService:
         if spec is None:
             return None
         meter = self.metering.meter
-        common: dict[str, Any] = {
-            "user": job.user,
-            "capability": Capability.JOBS,
-            "resource": job.id,
-            "started_at": start,
-            "ended_at": max(start, stop),
-        }
+        span = Span(f"job/{job.id}", job.user, Capability.JOBS, job.id, start, max(start, stop))
         usage = (
-            meter.lambda_(f"job/{job.id}", memory_mib=spec.memory, **common)
+            meter.lambda_(span, memory_mib=spec.memory)
             if spec.runtime == "lambda"
-            else meter.fargate(f"job/{job.id}", cpu=spec.cpu, memory_mib=spec.memory, **common)
+            else meter.fargate(span, cpu=spec.cpu, memory_mib=spec.memory)
         )
         self.metering.record(usage)
         return usage

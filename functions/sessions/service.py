@@ -29,7 +29,7 @@ from sessions.storage import Volumes
 from sessions.tasks import STARTING_STATES, STOPPING_STATES, TaskInfo, TaskRunner
 from sessions.warm import WarmTask, wanted
 from shared.errors import Conflict, Invalid, LimitReached, NotFound, Unavailable
-from shared.usage import Capability, Metering
+from shared.usage import Capability, Metering, Span
 
 logger = Logger(child=True)
 
@@ -241,16 +241,11 @@ class SessionService:
         if profile is None:
             return
         started = max(task.billed_from or session.created_at, session.created_at)
-        usage = self.metering.meter.fargate(
-            f"session/{session.id}",
-            user=session.user,
-            capability=Capability.SESSIONS,
-            resource=session.id,
-            started_at=started,
-            ended_at=max(started, task.stopped_at or self.clock()),
-            cpu=profile.cpu,
-            memory_mib=profile.memory,
+        ended = max(started, task.stopped_at or self.clock())
+        span = Span(
+            f"session/{session.id}", session.user, Capability.SESSIONS, session.id, started, ended
         )
+        usage = self.metering.meter.fargate(span, cpu=profile.cpu, memory_mib=profile.memory)
         if self.metering.record(usage):
             logger.info("usage recorded", extra={"unit": usage.id, "seconds": usage.seconds})
 

@@ -105,75 +105,55 @@ class Usage(Record):
     memory_gb: float | None = None
 
 
-def _billed(started_at: float, ended_at: float, minimum: int) -> float:
-    return max(float(minimum), round(max(0.0, ended_at - started_at), 3))
+@dataclass(frozen=True)
+class Span:
+    """Who caused a billable unit, and when it ran."""
+
+    unit: str
+    """The unit's one id (``session/<id>``, ``worker/<task id>``, ``job/<id>``, ...)."""
+    user: str
+    capability: Capability
+    resource: str
+    started_at: float
+    ended_at: float
+
+    def billed(self, minimum: int) -> float:
+        """Its seconds as billed: at least ``minimum``, to the millisecond."""
+        return max(float(minimum), round(max(0.0, self.ended_at - self.started_at), 3))
+
+    def priced(
+        self, kind: str, seconds: float, units: float, dollars: float, **size: float | None
+    ) -> Usage:
+        return Usage(
+            self.unit, self.user, self.capability.value, self.resource, kind, self.started_at,
+            self.ended_at, seconds, round(units, 3), round(dollars, 8), **size,
+        )  # fmt: skip
 
 
 class Meter:
-    """Turns a unit's start and end into a priced ``Usage``."""
+    """Turns a unit's span into a priced ``Usage``."""
 
     def __init__(self, pricing: Pricing) -> None:
         self.pricing = pricing
 
-    def fargate(
-        self,
-        unit: str,
-        *,
-        user: str,
-        capability: Capability,
-        resource: str,
-        started_at: float,
-        ended_at: float,
-        cpu: int,
-        memory_mib: int,
-    ) -> Usage:
-        seconds = _billed(started_at, ended_at, self.pricing.fargate_minimum_seconds)
+    def fargate(self, span: Span, *, cpu: int, memory_mib: int) -> Usage:
+        seconds = span.billed(self.pricing.fargate_minimum_seconds)
         vcpu, gb = cpu / CPU_UNITS_PER_VCPU, memory_mib / MIB_PER_GB
-        dollars = (
-            seconds
-            / 3600
-            * (vcpu * self.pricing.fargate_vcpu_hour + gb * self.pricing.fargate_gb_hour)
+        hourly = vcpu * self.pricing.fargate_vcpu_hour + gb * self.pricing.fargate_gb_hour
+        return span.priced(
+            "fargate", seconds, seconds * vcpu, seconds / 3600 * hourly, vcpu=vcpu, memory_gb=gb
         )
-        return Usage(
-            unit, user, capability.value, resource, "fargate", started_at, ended_at, seconds,
-            round(seconds * vcpu, 3), round(dollars, 8), vcpu, gb,
-        )  # fmt: skip
 
-    def lambda_(
-        self,
-        unit: str,
-        *,
-        user: str,
-        capability: Capability,
-        resource: str,
-        started_at: float,
-        ended_at: float,
-        memory_mib: int,
-    ) -> Usage:
-        seconds = _billed(started_at, ended_at, 0)
+    def lambda_(self, span: Span, *, memory_mib: int) -> Usage:
+        seconds = span.billed(0)
         gb = memory_mib / MIB_PER_GB
         dollars = seconds * gb * self.pricing.lambda_gb_second + self.pricing.lambda_request
-        return Usage(
-            unit, user, capability.value, resource, "lambda", started_at, ended_at, seconds,
-            round(seconds * gb, 3), round(dollars, 8), None, gb,
-        )  # fmt: skip
+        return span.priced("lambda", seconds, seconds * gb, dollars, memory_gb=gb)
 
-    def ec2(
-        self,
-        unit: str,
-        *,
-        user: str,
-        resource: str,
-        started_at: float,
-        ended_at: float,
-        instance_type: str,
-    ) -> Usage:
-        seconds = _billed(started_at, ended_at, self.pricing.ec2_minimum_seconds)
+    def ec2(self, span: Span, *, instance_type: str) -> Usage:
+        seconds = span.billed(self.pricing.ec2_minimum_seconds)
         hourly = self.pricing.ec2_hourly.get(instance_type, 0.0)
-        return Usage(
-            unit, user, Capability.INSTANCES.value, resource, f"ec2:{instance_type}",
-            started_at, ended_at, seconds, seconds, round(seconds / 3600 * hourly, 8),
-        )  # fmt: skip
+        return span.priced(f"ec2:{instance_type}", seconds, seconds, seconds / 3600 * hourly)
 
 
 def month_of(epoch: float) -> str:

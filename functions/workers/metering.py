@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.records import epoch
-from shared.usage import Capability, Metering, Usage
+from shared.usage import Capability, Metering, Span, Usage
 from workers.reserve import FleetRegistry
 
 
@@ -32,15 +32,8 @@ def meter_worker(
     user, bound_at = binding
     began = epoch(task.get("pullStartedAt")) or epoch(task.get("createdAt")) or bound_at
     started = max(began, bound_at)
-    usage = metering.meter.fargate(
-        f"worker/{worker}",
-        user=user,
-        capability=Capability.WORKERS,
-        resource=worker,
-        started_at=started,
-        ended_at=max(started, epoch(task.get("stoppedAt")) or clock()),
-        cpu=cpu,
-        memory_mib=memory_mib,
-    )
+    ended = max(started, epoch(task.get("stoppedAt")) or clock())
+    span = Span(f"worker/{worker}", user, Capability.WORKERS, worker, started, ended)
+    usage = metering.meter.fargate(span, cpu=cpu, memory_mib=memory_mib)
     metering.record(usage)
     return usage

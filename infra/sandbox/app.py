@@ -30,6 +30,7 @@ from infra.sandbox.emulator import (
     Emulator,
     deploy,
 )
+from infra.sandbox.events import local_user_arn
 from infra.sandbox.faults import FaultPlan
 from infra.sandbox.gateway import routes_of, serve
 from infra.sandbox.lambdas import LocalFunction
@@ -167,7 +168,12 @@ class Sandbox:
 
 
 # Settings the sandbox changes from cdk.json: nobody wants to wait 10 s per poll locally.
-SANDBOX_CONTEXT = {"berth:instances.poll_seconds": 1}
+LOCAL_ADMIN = "admin"
+SANDBOX_CONTEXT = {
+    "berth:instances.poll_seconds": 1,
+    # make local's operator: X-Berth-User admin (profile berth-local-admin) may call /admin
+    "berth:usage.admins": [local_user_arn(LOCAL_ADMIN)],
+}
 
 
 def websocket_function(deployment: Deployment) -> str:

@@ -44,7 +44,10 @@ class SignWithProfile(requests.auth.AuthBase):
 
 @schemathesis.hook
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
-    profile = os.environ.get("BERTH_FUZZ_PROFILE")
+    """Signs as ``BERTH_FUZZ_PROFILE``; the operator's routes (``/admin``) as
+    ``BERTH_FUZZ_ADMIN_PROFILE``, one of the deployment's admins."""
+    admin = str(getattr(case, "path", "")).startswith("/admin")
+    profile = os.environ.get("BERTH_FUZZ_ADMIN_PROFILE" if admin else "BERTH_FUZZ_PROFILE")
     if profile:
         kwargs["auth"] = SignWithProfile(profile)
 

@@ -22,6 +22,7 @@ import pytest
 
 from berth_client import BerthClient, Settings
 from berth_client.cli import post_form
+from infra.sandbox.app import LOCAL_ADMIN
 from infra.sandbox.events import local_user_arn
 from infra.settings import ROOT
 from tests.e2e.conftest import Sandbox
@@ -31,10 +32,9 @@ pytestmark = pytest.mark.e2e
 
 ST = Path(sys.executable).parent / "st"
 WORKER_ONLY = "/workers/credentials"
-SANDBOX_CONTEXT = {"berth:usage.admins": [local_user_arn("fuzzer")]}
-FUZZER_ID = user_id(local_user_arn("fuzzer"))
-"""The fuzzer is one of the operator's admins, so the /admin routes are fuzzed too (an
-ordinary caller's 403 there: tests/e2e/test_usage_local.py)."""
+ADMIN_ID = user_id(local_user_arn(LOCAL_ADMIN))
+"""make local's admin: the fuzzer calls the /admin routes as it, so they are fuzzed too (an
+ordinary caller's 403 there: tests/e2e/test_usage_local.py), on the admin's own usage."""
 
 
 SEEDED_PROJECT, SEEDED_PATH, SEEDED_VOLUME = "fuzzfiles", "README.md", "chroma"
@@ -82,9 +82,9 @@ def fuzz(sandbox: Sandbox, tmp_path: Path, signed: bool) -> str:
         "[[operations]]\n"
         'include-name = "DELETE /sessions/storage/{profile}"\n'
         f'parameters = {{ profile = "{SEEDED_VOLUME}" }}\n'
-        # a user id names a user only as /admin/usage spells it: the fuzzer's own
+        # a user id names a user only as /admin/usage spells it: the admin's own
         + "".join(
-            f'\n[[operations]]\ninclude-name = "{route}"\nparameters = {{ user = "{FUZZER_ID}" }}\n'
+            f'\n[[operations]]\ninclude-name = "{route}"\nparameters = {{ user = "{ADMIN_ID}" }}\n'
             for route in ("GET /admin/users/{user}/usage", "PUT /admin/users/{user}/budget")
         )
     )
@@ -98,6 +98,7 @@ def fuzz(sandbox: Sandbox, tmp_path: Path, signed: bool) -> str:
     excluded = 0
     if signed:
         env["BERTH_FUZZ_PROFILE"] = "berth-local-fuzzer"
+        env["BERTH_FUZZ_ADMIN_PROFILE"] = f"berth-local-{LOCAL_ADMIN}"
         args += ["-H", "Authorization: sign-me"]
         # only a worker task's own role session may get credentials: to any caller the
         # route answers 404 (tests/e2e/test_workers_local.py), which leaves the fuzzer no

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from infra.sandbox.app import LOCAL_ADMIN
 from infra.sandbox.events import local_user_arn
 from infra.sandbox.faults import DELIVERY_DELAY_SECONDS
 from infra.settings import Settings
@@ -27,7 +28,7 @@ from usage.models import user_id
 
 pytestmark = pytest.mark.e2e
 
-OPERATOR = "operator"
+OPERATOR = LOCAL_ADMIN  # make local's admin
 KEEP_WARM = 3
 SANDBOX_CONTEXT = {
     **FAST_CONTEXT,
@@ -35,7 +36,6 @@ SANDBOX_CONTEXT = {
     # the minimums bill a short test as a minute; the test checks the seconds themselves
     "berth:pricing.fargate_minimum_seconds": 0,
     "berth:pricing.ec2_minimum_seconds": 0,
-    "berth:usage.admins": [local_user_arn(OPERATOR)],
 }
 SANDBOX_ENV = {**FAST_ENV, "BERTH_LOCAL_FAULTS": "replay=1,seed=11"}
 """Every event (task state changes, executions ended, machines stopped) comes twice."""
@@ -146,11 +146,21 @@ def test_usage_matches_what_the_user_ran_and_replays_count_once(sandbox: Sandbox
     watcher = threading.Thread(target=watch.watch, daemon=True)
     watcher.start()
 
-    # a session for a known time
+    # a session for a known time, its owner using it (a heartbeat a second) all along
     session_window = Window(time.time())
     code, session = sandbox.request("POST", "/sessions", {"profile": PROFILE}, user=user)
     session_window.inner_start = time.time()
     assert code in (200, 201), session
+    using = threading.Event()
+    beats: list[tuple[int, str]] = []
+
+    def use() -> None:
+        while not using.wait(1):
+            beat, shown = sandbox.request("POST", f"/sessions/{session['id']}/heartbeat", user=user)
+            beats.append((beat, shown.get("status", "")))
+
+    owner = threading.Thread(target=use, daemon=True)
+    owner.start()
 
     # meanwhile: a job, three commands, an instance
     job_window = Window(time.time())
@@ -187,10 +197,13 @@ def test_usage_matches_what_the_user_ran_and_replays_count_once(sandbox: Sandbox
     instance_window.outer_end = time.time() + 0.0
 
     until(sandbox, user, session["id"], "RUNNING")
-    while time.time() < session_window.outer_start + SESSION_SECONDS:  # its owner uses it
-        beat, shown = sandbox.request("POST", f"/sessions/{session['id']}/heartbeat", user=user)
-        assert (beat, shown["status"]) == (200, "RUNNING"), shown
-        time.sleep(1)
+    held_until = session_window.outer_start + SESSION_SECONDS
+    while time.time() < held_until:  # the known time: not a wait for a result
+        time.sleep(max(0.0, min(1.0, held_until - time.time())))
+    using.set()
+    owner.join(timeout=10)
+    assert beats and all(code == 200 for code, _ in beats), beats
+    assert beats[-1][1] == "RUNNING", beats  # never reaped as idle while in use
     session_window.inner_end = time.time()
     code, _ = sandbox.request("DELETE", f"/sessions/{session['id']}", user=user)
     assert code in (200, 202)

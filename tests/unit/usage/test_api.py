@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.usage import Capability, Ledger, Meter, Pricing, UsageConfig
+from shared.usage import Capability, Ledger, Meter, Pricing, Span, UsageConfig
 from tests.api import Call, api_caller
 from tests.conftest import FakeLambdaContext
 from tests.unit.usage.conftest import ALICE, BOB, DECEMBER, OPERATOR
@@ -36,25 +36,14 @@ def call(
 def recorded(ledger: Ledger) -> None:
     """Alice: a session on Dec 2 and Dec 3, a job on Dec 3; Bob: an instance on Dec 3."""
     for n, day in enumerate((1, 2)):
-        ledger.record(
-            METER.fargate(
-                f"session/s{n}", user=ALICE, capability=Capability.SESSIONS, resource=f"s{n}",
-                started_at=DECEMBER + day * DAY, ended_at=DECEMBER + day * DAY + 600,
-                cpu=256, memory_mib=512,
-            )
-        )  # fmt: skip
-    ledger.record(
-        METER.lambda_(
-            "job/j1", user=ALICE, capability=Capability.JOBS, resource="j1",
-            started_at=DECEMBER + 2 * DAY, ended_at=DECEMBER + 2 * DAY + 3, memory_mib=1024,
-        )
-    )  # fmt: skip
-    ledger.record(
-        METER.ec2(
-            "instance/i1/1", user=BOB, resource="i1", started_at=DECEMBER + 2 * DAY,
-            ended_at=DECEMBER + 2 * DAY + 7200, instance_type="t3.micro",
-        )
-    )  # fmt: skip
+        start = DECEMBER + day * DAY
+        session = Span(f"session/s{n}", ALICE, Capability.SESSIONS, f"s{n}", start, start + 600)
+        ledger.record(METER.fargate(session, cpu=256, memory_mib=512))
+    start = DECEMBER + 2 * DAY
+    job = Span("job/j1", ALICE, Capability.JOBS, "j1", start, start + 3)
+    ledger.record(METER.lambda_(job, memory_mib=1024))
+    machine = Span("instance/i1/1", BOB, Capability.INSTANCES, "i1", start, start + 7200)
+    ledger.record(METER.ec2(machine, instance_type="t3.micro"))
 
 
 @pytest.mark.usefixtures("recorded")

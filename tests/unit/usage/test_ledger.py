@@ -13,6 +13,7 @@ from shared.usage import (
     Meter,
     Metering,
     Pricing,
+    Span,
     Usage,
     month_of,
     next_month,
@@ -24,44 +25,29 @@ METER = Meter(Pricing())
 
 
 def session_use(unit: str, user: str, start: float, seconds: float, cpu: int = 256) -> Usage:
-    return METER.fargate(
-        unit,
-        user=user,
-        capability=Capability.SESSIONS,
-        resource=unit,
-        started_at=start,
-        ended_at=start + seconds,
-        cpu=cpu,
-        memory_mib=cpu * 2,
-    )
+    span = Span(unit, user, Capability.SESSIONS, unit, start, start + seconds)
+    return METER.fargate(span, cpu=cpu, memory_mib=cpu * 2)
 
 
 def test_prices_follow_the_settings_and_each_service_minimum() -> None:
     pricing = Pricing(fargate_vcpu_hour=0.04, fargate_gb_hour=0.004, lambda_gb_second=0.00001)
     meter = Meter(pricing)
-    hour = meter.fargate(
-        "u", user=ALICE, capability=Capability.SESSIONS, resource="s",
-        started_at=0.0, ended_at=3600.0, cpu=1024, memory_mib=2048,
-    )  # fmt: skip
+
+    def span(seconds: float, capability: Capability = Capability.SESSIONS) -> Span:
+        return Span("u", ALICE, capability, "r", 0.0, seconds)
+
+    hour = meter.fargate(span(3600), cpu=1024, memory_mib=2048)
     assert (hour.seconds, hour.units) == (3600.0, 3600.0)
     assert hour.dollars == pytest.approx(0.048)
-    brief = meter.fargate(
-        "u", user=ALICE, capability=Capability.SESSIONS, resource="s",
-        started_at=0.0, ended_at=5.0, cpu=1024, memory_mib=2048,
-    )  # fmt: skip
+    brief = meter.fargate(span(5), cpu=1024, memory_mib=2048)
     assert brief.seconds == 60.0  # Fargate bills at least a minute
-    job = meter.lambda_(
-        "j", user=ALICE, capability=Capability.JOBS, resource="j",
-        started_at=0.0, ended_at=2.5, memory_mib=512,
-    )  # fmt: skip
+    job = meter.lambda_(span(2.5, Capability.JOBS), memory_mib=512)
     assert (job.seconds, job.units) == (2.5, 1.25)
     assert job.dollars == pytest.approx(1.25 * 0.00001 + pricing.lambda_request)
-    machine = meter.ec2("i", user=ALICE, resource="i", started_at=0.0, ended_at=7200.0,
-                        instance_type="t3.micro")  # fmt: skip
+    machine = meter.ec2(span(7200, Capability.INSTANCES), instance_type="t3.micro")
     assert machine.kind == "ec2:t3.micro"
     assert machine.dollars == pytest.approx(2 * 0.0104)
-    unknown = meter.ec2("i", user=ALICE, resource="i", started_at=0.0, ended_at=10.0,
-                        instance_type="x9.huge")  # fmt: skip
+    unknown = meter.ec2(span(10, Capability.INSTANCES), instance_type="x9.huge")
     assert (unknown.seconds, unknown.dollars) == (60.0, 0.0)  # counted, priced at 0: README
 
 

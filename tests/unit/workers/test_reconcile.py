@@ -41,7 +41,7 @@ def test_a_running_command_without_a_live_lease_ends_worker_lost(
 
     ended = reconciler(repository, aws, dead_letter_queue, frames).run()
 
-    assert ended == {"worker_lost": [lost.id], "undeliverable": []}
+    assert ended == {"worker_lost": [lost.id], "undeliverable": [], "budget_exceeded": []}
     shown = service.get(ALICE, "demo", lost.id)
     assert (shown.status, shown.error_code) == (CommandStatus.FAILED, ErrorCode.WORKER_LOST)
     assert service.get(ALICE, "other", alive.id).status == CommandStatus.RUNNING
@@ -84,13 +84,14 @@ def test_a_message_in_the_dead_letter_queue_ends_its_command_undeliverable(
 
     ended = reconciler(repository, aws, dead_letter_queue, frames).run()
 
-    assert ended == {"worker_lost": [], "undeliverable": [queued.id]}
+    assert ended == {"worker_lost": [], "undeliverable": [queued.id], "budget_exceeded": []}
     shown = service.get(ALICE, "demo", queued.id)
     assert (shown.status, shown.error_code) == (CommandStatus.FAILED, ErrorCode.UNDELIVERABLE)
     assert sqs.receive_message(QueueUrl=dead_letter_queue).get("Messages") is None  # drained
     assert reconciler(repository, aws, dead_letter_queue, frames).run() == {
         "worker_lost": [],
         "undeliverable": [],
+        "budget_exceeded": [],
     }
 
 
