@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
+
+import pytest
 
 from workers.repository import WorkersRepository
 from workers.reserve import LEFT, RESERVE_SECONDS, SEEN_SECONDS, FleetRegistry
@@ -43,6 +46,23 @@ def test_a_reserve_not_republished_is_void(repository: WorkersRepository) -> Non
     assert registry.view(NOW).reserve == 0
 
 
+@pytest.fixture
+def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies each request atomically (a condition is checked and the write made
+    as one); in-process moto checks, then writes, so two threads can both pass a condition.
+    One request at a time, as the sandbox's emulator does (``Emulator``'s DynamoDB lock)."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock, call = threading.Lock(), DynamoHandler.call_action
+
+    def one_at_a_time(self: DynamoHandler) -> Any:
+        with lock:
+            return call(self)
+
+    monkeypatch.setattr(DynamoHandler, "call_action", one_at_a_time)
+
+
+@pytest.mark.usefixtures("atomic_dynamodb")
 def test_a_worker_is_bound_once_whoever_races(repository: WorkersRepository) -> None:
     """Ten binds for ten users and a leave, all at once: exactly one wins, and it stays."""
     registry = FleetRegistry(repository.table)
