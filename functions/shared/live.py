@@ -24,6 +24,8 @@ from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
+from shared.pagination import query_items
+
 logger = Logger(child=True)
 
 CONNECTION_LIFETIME_SECONDS = 2 * 3600 + 300
@@ -90,14 +92,10 @@ class ConnectionStore:
         return bool(item) and item.get("user") == user
 
     def subscribers(self, topic: str) -> list[str]:
-        ids: list[str] = []
-        query: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(f"TOPIC#{topic}")}
-        while True:
-            response = self.table.query(**query)
-            ids.extend(str(item["sk"]) for item in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return ids
-            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        condition = Key("pk").eq(f"TOPIC#{topic}")
+        return [
+            str(item["sk"]) for item in query_items(self.table, KeyConditionExpression=condition)
+        ]
 
 
 class Publisher:

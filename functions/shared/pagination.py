@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from shared.errors import Invalid
@@ -83,19 +83,25 @@ def query_page(
     return list(response.get("Items", [])), _encode_key(last) if last else None
 
 
+def query_items(table: Any, **query: Any) -> Iterator[dict[str, Any]]:
+    """Every item a ``Query`` finds, page after page (DynamoDB answers at most 1 MB at once)."""
+    while True:
+        response = table.query(**query)
+        yield from response.get("Items", [])
+        if "LastEvaluatedKey" not in response:
+            return
+        query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
 def query_all(table: Any, index: str, attribute: str, value: str) -> list[dict[str, Any]]:
     """Every item of ``index`` whose partition ``attribute`` is ``value``, all pages (for the
     small worklists schedules read: active sessions and commands, a warm pool)."""
-    items: list[dict[str, Any]] = []
-    query: dict[str, Any] = {
-        "IndexName": index,
-        "KeyConditionExpression": "#a = :v",
-        "ExpressionAttributeNames": {"#a": attribute},
-        "ExpressionAttributeValues": {":v": value},
-    }
-    while True:
-        response = table.query(**query)
-        items.extend(response.get("Items", []))
-        if "LastEvaluatedKey" not in response:
-            return items
-        query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return list(
+        query_items(
+            table,
+            IndexName=index,
+            KeyConditionExpression="#a = :v",
+            ExpressionAttributeNames={"#a": attribute},
+            ExpressionAttributeValues={":v": value},
+        )
+    )

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, Json
 
 from shared.config import EnvModel
 from shared.errors import LimitReached
+from shared.pagination import query_items
 from shared.records import Record, iso, plain
 
 MIB_PER_GB = 1024
@@ -160,6 +161,12 @@ def month_of(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m")
 
 
+def month_start(epoch: float) -> float:
+    """When the month of ``epoch`` began, UTC."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp()
+
+
 def next_month(epoch: float) -> float:
     """When the month of ``epoch`` ends (budgets reset then), UTC."""
     moment = datetime.fromtimestamp(epoch, UTC)
@@ -241,16 +248,10 @@ class Ledger:
         condition = Key("pk").eq(_user_key(user)) & Key("sk").between(
             f"USE#{iso(since)}", f"USE#{iso(until)}"
         )
-        kwargs: dict[str, Any] = {"KeyConditionExpression": condition}
-        while True:
-            page = self.table.query(**kwargs)
-            for item in page.get("Items", []):
-                usage = Usage.from_record({k: plain(v) for k, v in item.items()})
-                if since <= usage.ended_at < until:
-                    yield usage
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in query_items(self.table, KeyConditionExpression=condition):
+            usage = Usage.from_record({k: plain(v) for k, v in item.items()})
+            if since <= usage.ended_at < until:  # the keys hold whole seconds
+                yield usage
 
     def spent(self, user: str, month: str) -> float:
         item = self.table.get_item(
@@ -260,22 +261,16 @@ class Ledger:
 
     def month(self, month: str) -> list[MonthSpend]:
         """Every user's spend in ``month``, the largest first."""
-        found: list[MonthSpend] = []
-        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(f"MONTH#{month}")}
-        while True:
-            page = self.table.query(**kwargs)
-            found += [
-                MonthSpend(
-                    str(item["user"]),
-                    float(plain(item.get("dollars", 0))),
-                    float(plain(item.get("seconds", 0))),
-                    int(plain(item.get("units", 0))),
-                )
-                for item in page.get("Items", [])
-            ]
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        condition = Key("pk").eq(f"MONTH#{month}")
+        found = [
+            MonthSpend(
+                str(item["user"]),
+                float(plain(item.get("dollars", 0))),
+                float(plain(item.get("seconds", 0))),
+                int(plain(item.get("units", 0))),
+            )
+            for item in query_items(self.table, KeyConditionExpression=condition)
+        ]
         return sorted(found, key=lambda spend: (-spend.dollars, spend.user))
 
     def own_budget(self, user: str) -> float | None:

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 from shared.errors import Forbidden
 from shared.records import iso
-from shared.usage import Metering, Usage, month_of
+from shared.usage import Metering, Usage, month_of, month_start
 from usage.config import principal_of
 from usage.models import (
     AdminUsageOut,
@@ -25,11 +25,6 @@ def epoch_of(moment: date | datetime) -> float:
     if isinstance(moment, datetime):
         return moment.timestamp()
     return datetime(moment.year, moment.month, moment.day, tzinfo=UTC).timestamp()
-
-
-def month_start(epoch: float) -> float:
-    moment = datetime.fromtimestamp(epoch, UTC)
-    return datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp()
 
 
 def group(records: Iterable[Usage], by: GroupBy) -> tuple[list[UsageGroup], UsageGroup]:
