@@ -39,6 +39,8 @@ HANDLERS = (
     "workers.on_task_stopped",
     "usage.handler",
     "live.handler",
+    "live.authorizer",
+    "live.api",
 )
 BASELINE = "import boto3"
 

@@ -1,9 +1,17 @@
-"""Live updates: the WebSocket API (IAM-authenticated ``$connect``) and its connections table.
+"""Live updates: the WebSocket API, its connections table, and the tickets that open it.
+
+A WebSocket connection opens with a single-use ticket (``?ticket=``, checked by a Lambda
+authorizer on ``$connect``), never with AWS keys: SigV4 clients get theirs from
+``POST /live/tickets`` on the IAM-authenticated REST API, browsers get a one-topic,
+listen-only one their owner asked for (a terminal's connect URL). API Gateway authorizes a
+WebSocket API's ``$connect`` with IAM or a Lambda authorizer, not both; tickets minted by the
+REST API serve both kinds of client through one WebSocket API, so every publisher posts to one
+management endpoint.
 
 Capabilities use it, it uses none of them: ``live.environment()`` with
 ``live.grant_publish(function)`` give a function what ``shared.live.Publisher`` needs;
 ``live.grant_topics(function)`` lets a capability grant its topics to their owners
-(``ConnectionStore.grant``), which is all ``subscribe`` checks.
+(``ConnectionStore.grant``), which is all ``subscribe`` checks, and mint tickets for them.
 """
 
 from __future__ import annotations
@@ -21,11 +29,14 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.api import BerthApi
 from infra.functions import LambdaBaseline
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.settings import ApiSettings
 from infra.storage import secure_table
 from live.config import LiveConfig
+from live.routes import router as tickets_router
+from shared.api import routes_of
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)
@@ -62,6 +73,7 @@ class LiveUpdates(Construct):
         *,
         settings: ApiSettings,
         baseline: LambdaBaseline,
+        api: BerthApi,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
         name: str,
@@ -103,37 +115,75 @@ class LiveUpdates(Construct):
             handler="live.handler.handler",
             service="live",
             description="WebSocket $connect/$disconnect/$default",
-            environment=LiveConfig.environment(
-                connections_table=self.table.table_name, websocket_endpoint=self.callback_url
-            ),
+            environment=self.environment(),
         )
         self.grant_publish(self.function)
+        self.authorizer = self._authorizer(baseline)
         integration = integrations.WebSocketLambdaIntegration("Integration", self.function)
-        self.api.add_route(
-            "$connect", integration=integration, authorizer=authorizers.WebSocketIamAuthorizer()
-        )
+        self.api.add_route("$connect", integration=integration, authorizer=self.authorizer)
         self.api.add_route("$disconnect", integration=integration)
         self.api.add_route("$default", integration=integration, return_response=True)
         acknowledge(
             self.api,
             "AwsSolutions-APIG4",
-            "Only $connect can carry an authorizer on a WebSocket API; it requires IAM (SigV4). "
+            "Only $connect can carry an authorizer on a WebSocket API; it requires a ticket. "
             "$disconnect/$default run on the already-authenticated connection.",
         )
+        self.tickets = self._tickets(baseline, api)
         CfnOutput(self, "WebSocketUrl", key="WebSocketUrl", value=self.stage.url)
+
+    def _authorizer(self, baseline: LambdaBaseline) -> authorizers.WebSocketLambdaAuthorizer:
+        """Redeems ``?ticket=`` (deletes it: single use) and nothing else of the table."""
+        function = baseline.function(
+            self,
+            "Authorizer",
+            handler="live.authorizer.handler",
+            service="live",
+            description="WebSocket $connect: redeems a single-use ticket",
+            environment=self.environment(),
+        )
+        function.add_to_role_policy(self._tickets_only("dynamodb:DeleteItem"))
+        return authorizers.WebSocketLambdaAuthorizer(
+            "Tickets", function, identity_source=["route.request.querystring.ticket"]
+        )
+
+    def _tickets(self, baseline: LambdaBaseline, api: BerthApi) -> lambda_.Function:
+        """``POST /live/tickets``: mints the caller's ticket and nothing else."""
+        function = baseline.function(
+            self,
+            "Tickets",
+            handler="live.api.handler",
+            service="live",
+            description="POST /live/tickets: a ticket that opens the caller's connection",
+            environment=self.environment(),
+        )
+        function.add_to_role_policy(self._tickets_only("dynamodb:PutItem"))
+        api.add_routes(function, routes_of(tickets_router))
+        return function
+
+    def _tickets_only(self, action: str) -> iam.PolicyStatement:
+        return iam.PolicyStatement(
+            actions=[action],
+            resources=[self.table.table_arn],
+            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["TICKET#*"]}},
+        )
 
     def environment(self) -> dict[str, str]:
         return LiveConfig.environment(
-            connections_table=self.table.table_name, websocket_endpoint=self.callback_url
+            connections_table=self.table.table_name,
+            websocket_endpoint=self.callback_url,
+            websocket_url=self.stage.url,
         )
 
     def grant_topics(self, function: lambda_.Function) -> None:
-        """Write grants (``GRANT#<scope>`` items) and nothing else of the table."""
+        """Write grants (``GRANT#<scope>``) and tickets (``TICKET#``) — nothing else."""
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:PutItem"],
                 resources=[self.table.table_arn],
-                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["GRANT#*"]}},
+                conditions={
+                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["GRANT#*", "TICKET#*"]}
+                },
             )
         )
 

@@ -342,6 +342,8 @@ class WorkersSettings(_Strict):
     """How often lost and undeliverable commands are looked for."""
     log_url_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
     """How long a command's presigned log URL (or a file's download/upload URL) stays valid."""
+    connect_url_seconds: int = Field(default=60, ge=5, le=3600)
+    """How long a terminal's connect URL (for a browser) opens a connection, once."""
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1, le=5 * 1024**3)
     """The largest file a caller may upload into a project (``berth files put``)."""
     log_expiry_days: int = Field(default=30, ge=1)

@@ -84,6 +84,7 @@ class BerthStack(Stack):
             "Live",
             settings=settings.api,
             baseline=self.baseline,
+            api=self.api,
             log_retention=retention,
             removal_policy=removal,
             name=settings.prefix,

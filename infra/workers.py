@@ -558,11 +558,12 @@ class WorkerFleet(Construct):
                     log_url_seconds=settings.log_url_seconds,
                     max_file_bytes=settings.max_file_bytes,
                     scaler_function=self.scaler.function_name,
+                    connect_url_seconds=settings.connect_url_seconds,
                 ),
                 **live.environment(),
             },
         )
-        live.grant_topics(function)  # a project's owner may hear its terminals
+        live.grant_topics(function)  # a project's owner may hear its terminals (connect URLs)
         self.table.grant_read_write_data(function)
         acknowledge_wildcard(
             function,

@@ -45,6 +45,7 @@ from berth_client.models import (
     Output,
     ProfileOut,
     SessionOut,
+    TicketOut,
     UsageOut,
     VolumeOut,
 )
@@ -543,6 +544,11 @@ class BerthClient:
 
     # --- workspace files ----------------------------------------------------------------------
 
+    def connect_terminal(self, project: str, terminal: str = "t1") -> TicketOut:
+        """A single-use URL that lets a browser hear one terminal (and do nothing else)."""
+        path = f"{_workspace(project)}/terminals/{segment(terminal, 'terminal')}/connect"
+        return self._model(TicketOut, self.request("POST", path))
+
     def files(self, project: str, prefix: str | None = None) -> list[FileOut]:
         """The project's files (what its commands see in their working directory)."""
         path = f"{_workspace(project)}/files"
@@ -589,17 +595,15 @@ class BerthClient:
     def subscribe(
         self, *topics: str, quiet: float | None = None
     ) -> Iterator[Iterator[dict[str, Any] | None]]:
-        """A signed WebSocket connection: yields the messages it hears (its user's sessions,
-        and each topic asked for, e.g. ``terminal:<project>:<terminal>``); with ``quiet``,
-        also ``None`` each time that many seconds pass without a message."""
+        """A WebSocket connection (opened with a ticket the API mints for the caller): yields
+        the messages it hears (its user's sessions, and each topic asked for, e.g.
+        ``terminal:<project>:<terminal>``); with ``quiet``, also ``None`` each time that many
+        seconds pass without a message."""
         from websockets.sync.client import connect
 
-        url = self.settings.websocket_url
-        if not url:
-            raise ApiError(0, "not_configured", "no WebSocket URL: run `berth config`")
-        # signed for the host the URL names, which is the Host header the library sends
-        headers = {k: v for k, v in self.signed("GET", url).items() if k.lower() != "host"}
-        with connect(url, additional_headers=headers, open_timeout=self.timeout) as socket:
+        # an unused ticket expires in seconds: minting again on a failure is safe
+        ticket = self._model(TicketOut, self.request("POST", "/live/tickets", keyed=True))
+        with connect(ticket.url, open_timeout=self.timeout) as socket:
             for topic in topics:
                 socket.send(json.dumps({"action": "subscribe", "topic": topic}))
                 answer = json.loads(socket.recv(timeout=self.timeout))

@@ -158,6 +158,12 @@ class FileTransfer(Answer):
     expires_at: str
 
 
+class TicketOut(Answer):
+    url: str
+    expires_at: str
+    topic: str | None = None
+
+
 class UsageGroup(Answer):
     key: str
     capability: str | None = None
@@ -200,6 +206,7 @@ class AdminUsageOut(Answer):
 
 
 MODELS: tuple[type[Answer], ...] = (
+    TicketOut,
     SessionOut,
     ProfileOut,
     LogLineOut,

@@ -1,7 +1,9 @@
-"""WebSocket routes: ``$connect`` (IAM-authenticated), ``$disconnect`` and ``$default``.
+"""WebSocket routes: ``$connect`` (opened with a ticket, ``live.authorizer``), ``$disconnect``
+and ``$default``.
 
-Every connection hears its user's topic (session status); ``subscribe`` adds a topic its user
-was granted (a terminal's output). This function knows no capability: grants come from the
+A connection hears its user's topic (session status); ``subscribe`` adds a topic its user was
+granted (a terminal's output). A connection opened with one topic's ticket (a browser's) hears
+that topic and may send nothing. This function knows no capability: grants come from the
 capabilities through ``shared.live``.
 """
 
@@ -21,7 +23,7 @@ from shared.telemetry import instrumented
 
 if TYPE_CHECKING:  # loaded on the first event: settings, the store and boto3
     from live.config import LiveConfig
-    from shared.live import ConnectionStore
+    from shared.live import ConnectionStore, Ticket
 
 logger = Logger()
 metrics = Metrics()
@@ -78,22 +80,44 @@ def respond(status: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"statusCode": status, "body": json.dumps(body or {})}
 
 
+def ticket_of(context: dict[str, Any]) -> Ticket | None:
+    """What the authorizer let in (its context: the ticket's user and topic)."""
+    from shared.live import Ticket
+
+    granted = context.get("authorizer") or {}
+    user = granted.get("user")
+    if not isinstance(user, str) or not user:
+        return None
+    return Ticket(user, granted.get("topic") or None)
+
+
 def route(event: dict[str, Any], connections: ConnectionStore) -> dict[str, Any]:
     context = event.get("requestContext") or {}
     route_key = context.get("routeKey")
     connection_id = context.get("connectionId") or ""
     if route_key == "$connect":
-        user = (context.get("identity") or {}).get("userArn")
-        if not user:
-            return respond(401, {"error": {"code": "unauthenticated", "message": "no identity"}})
-        connections.connect(connection_id, user)
+        ticket = ticket_of(context)
+        if ticket is None:
+            return respond(401, {"error": {"code": "unauthenticated", "message": "no ticket"}})
+        connections.connect(connection_id, ticket)
         return respond(200)
     if route_key == "$disconnect":
         connections.disconnect(connection_id)
         return respond(200)
-    user = connections.user_of(connection_id)
-    if user is None:
+    connection = connections.connection(connection_id)
+    if connection is None:
         return respond(401, {"error": {"code": "unauthenticated", "message": "not connected"}})
+    if connection.listen_only:
+        return respond(
+            403,
+            {
+                "error": {
+                    "code": "listen_only",
+                    "message": f"this connection only hears {connection.listen_only}",
+                }
+            },
+        )
+    user = connection.user
     try:
         message = json.loads(event.get("body") or "{}")
     except ValueError:

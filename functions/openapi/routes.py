@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from health.routes import router as health_router
 from instances.routes import router as instances_router
 from jobs.routes import router as jobs_router
+from live.routes import router as live_router
 from sessions.routes import router as sessions_router
 from usage.routes import router as usage_router
 from workers.credential_routes import router as worker_credentials_router
@@ -23,4 +24,5 @@ ROUTERS: tuple[Router, ...] = (
     workers_router,
     worker_credentials_router,
     usage_router,
+    live_router,
 )

@@ -8,7 +8,15 @@ topic's scope (``<kind>:<scope>``) was granted to its user by the capability tha
 
 - ``pk = CONN#<id>, sk = META``: the connection's user and topics;
 - ``pk = TOPIC#<topic>, sk = <connection id>``: one subscription;
-- ``pk = GRANT#<scope>, sk = GRANT``: who may subscribe to the scope's topics.
+- ``pk = GRANT#<scope>, sk = GRANT``: who may subscribe to the scope's topics;
+- ``pk = TICKET#<sha-256 of the ticket>, sk = TICKET``: a ticket not yet used (``Tickets``).
+
+A WebSocket connection opens with a ticket, never with AWS keys: the IAM-authenticated REST
+API mints one for its caller (``POST /live/tickets``: their topic, and subscribe to what they
+were granted) or, for a browser its owner hands it to, for one topic only
+(``POST /workspaces/{project}/terminals/{terminal}/connect``: that terminal, listen only).
+A ticket opens one connection, once, within seconds of being minted; the table keeps only its
+hash, so reading the table yields no ticket.
 
 Connection items expire (TTL ``expires_at``) shortly after API Gateway's 2-hour connection
 limit; grants stay as long as what they grant.
@@ -16,13 +24,20 @@ limit; grants stay as long as what they grant.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
 
 from shared.pagination import query_items
 
@@ -45,22 +60,26 @@ class ConnectionStore:
         self.table = table
         self.clock = clock
 
-    def connect(self, connection_id: str, user: str) -> None:
+    def connect(self, connection_id: str, ticket: Ticket) -> None:
+        """A connection opened with ``ticket``: its user's topic, or its one topic only."""
         expires = int(self.clock()) + CONNECTION_LIFETIME_SECONDS
-        self.table.put_item(
-            Item={
-                "pk": f"CONN#{connection_id}",
-                "sk": "META",
-                "user": user,
-                "topics": [],
-                "expires_at": expires,
-            }
-        )
-        self.subscribe(connection_id, user_topic(user))
+        item: dict[str, Any] = {
+            "pk": f"CONN#{connection_id}",
+            "sk": "META",
+            "user": ticket.user,
+            "topics": [],
+            "expires_at": expires,
+        }
+        if ticket.topic:
+            item["listen_only"] = ticket.topic
+        self.table.put_item(Item=item)
+        self.subscribe(connection_id, ticket.topic or user_topic(ticket.user))
 
-    def user_of(self, connection_id: str) -> str | None:
+    def connection(self, connection_id: str) -> Connection | None:
         item = self.table.get_item(Key={"pk": f"CONN#{connection_id}", "sk": "META"}).get("Item")
-        return str(item["user"]) if item else None
+        if not item:
+            return None
+        return Connection(str(item["user"]), item.get("listen_only"))
 
     def subscribe(self, connection_id: str, topic: str) -> None:
         expires = int(self.clock()) + CONNECTION_LIFETIME_SECONDS
@@ -96,6 +115,86 @@ class ConnectionStore:
         return [
             str(item["sk"]) for item in query_items(self.table, KeyConditionExpression=condition)
         ]
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What a ticket opens: a connection for ``user`` that hears their own topic and may
+    subscribe to what they were granted, or (``topic`` set) hears that topic and nothing else."""
+
+    user: str
+    topic: str | None = None
+
+
+@dataclass(frozen=True)
+class Connection:
+    user: str
+    listen_only: str | None = None
+    """The one topic a connection opened with a topic's ticket hears; it may do nothing else."""
+
+
+TICKET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+class Tickets:
+    """Single-use, short-lived tickets that open a WebSocket connection (see the module)."""
+
+    def __init__(self, table: Any, clock: Callable[[], float]) -> None:
+        self.table = table
+        self.clock = clock
+
+    @staticmethod
+    def _key(ticket: str) -> dict[str, str]:
+        return {"pk": "TICKET#" + hashlib.sha256(ticket.encode()).hexdigest(), "sk": "TICKET"}
+
+    def mint(self, ticket: Ticket, lifetime_seconds: int) -> tuple[str, int]:
+        """A new ticket (32 random bytes, base64url) and when it expires (epoch seconds)."""
+        secret = secrets.token_urlsafe(32)
+        expires = int(self.clock()) + lifetime_seconds
+        item: dict[str, Any] = {**self._key(secret), "user": ticket.user, "expires_at": expires}
+        if ticket.topic:
+            item["topic"] = ticket.topic
+        self.table.put_item(Item=item)
+        return secret, expires
+
+    def redeem(self, secret: str) -> Ticket | None:
+        """What the ticket opens, once: it is deleted in the same request (a second use, a
+        race included, finds nothing); None for an unknown, used or expired ticket."""
+        if not TICKET_PATTERN.fullmatch(secret):
+            return None
+        try:
+            old = self.table.delete_item(
+                Key=self._key(secret),
+                ConditionExpression="attribute_exists(pk)",
+                ReturnValues="ALL_OLD",
+            ).get("Attributes")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise
+        if not old or int(old["expires_at"]) <= self.clock():
+            return None
+        return Ticket(str(old["user"]), old.get("topic"))
+
+
+class TicketOut(BaseModel):
+    """A WebSocket URL that opens one connection, once, until ``expires_at``."""
+
+    url: str = Field(description="wss://…?ticket=…: open it within the lifetime, once")
+    expires_at: datetime
+    topic: str | None = Field(
+        None, description="The one topic the connection hears; none: the caller's own"
+    )
+
+
+def ticket_url(tickets: Tickets, ticket: Ticket, websocket_url: str, seconds: int) -> TicketOut:
+    secret, expires = tickets.mint(ticket, seconds)
+    separator = "&" if "?" in websocket_url else "?"
+    return TicketOut(
+        url=f"{websocket_url}{separator}{urlencode({'ticket': secret})}",
+        expires_at=datetime.fromtimestamp(expires, UTC),
+        topic=ticket.topic,
+    )
 
 
 class Publisher:

@@ -26,6 +26,10 @@ class WorkersConfig(EnvModel):
     scaler_function: str | None = None
     connections_table: str | None = None
     """Where a project's owner is granted its terminals' topics (live updates)."""
+    websocket_url: str | None = None
+    """What a terminal's connect URL opens (``wss://…/<stage>``), with a ticket."""
+    connect_url_seconds: int = Field(default=60, ge=1)
+    """How long a terminal's connect URL opens a connection (once)."""
 
 
 class ScalerConfig(EnvModel):

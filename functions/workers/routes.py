@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from shared.api import caller_id, documented
 from shared.errors import NotFound
+from shared.live import TicketOut
 from workers.models import (
     COMMAND_ID_PATTERN,
     NAME_PATTERN,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # the service (and boto3) load when the first request needs t
 router = Router()
 
 Project = Annotated[str, Path(description="A project name", pattern=NAME_PATTERN)]
+Terminal = Annotated[str, Path(description="A terminal name", pattern=NAME_PATTERN)]
 CommandId = Annotated[
     str,
     Path(description="A command id (cmd_...)", json_schema_extra={"pattern": COMMAND_ID_PATTERN}),
@@ -149,6 +151,25 @@ def get_output(
 def cancel_command(project: Project, command_id: CommandId) -> Response[str]:
     command = service().cancel(_caller(), project, _command_id(command_id))
     return _json(200 if command.status.finished else 202, command)
+
+
+@router.post(
+    "/workspaces/<project>/terminals/<terminal>/connect",
+    summary="A single-use URL that lets a browser hear one terminal, with no AWS credentials",
+    description=(
+        "For a product's backend to hand its end user's page: the URL opens one WebSocket "
+        "connection, once, within `workers.connect_url_seconds`; the connection hears the "
+        "terminal's output and status frames and may send nothing (commands go through this "
+        "API). Owner only."
+    ),
+    responses=documented(
+        {200: ("Open the url with a WebSocket client (a browser)", TicketOut)},
+        {404: "No such project of the caller's"},
+    ),
+    tags=["workers"],
+)
+def connect_terminal(project: Project, terminal: Terminal) -> TicketOut:
+    return service().connect_url(_caller(), project, terminal)
 
 
 @router.get(

@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from shared.errors import Conflict, Invalid, LimitReached, NotFound, Unavailable
-from shared.live import ConnectionStore
+from shared.live import ConnectionStore, Ticket, TicketOut, Tickets, ticket_url
 from shared.usage import Metering
 from workers.config import WorkersConfig
 from workers.models import (
@@ -26,6 +26,7 @@ from workers.models import (
     log_key,
     new_command_id,
     terminal_scope,
+    topic,
 )
 from workers.repository import Claim, QueueFull, StaleCommand, WorkersRepository
 from workers.scaling import QUEUED
@@ -81,6 +82,7 @@ class CommandService:
         lambda_client: Any,
         clock: Callable[[], float],
         live: ConnectionStore | None = None,
+        tickets: Tickets | None = None,
         metering: Metering | None = None,
     ) -> None:
         self.config = config
@@ -90,6 +92,7 @@ class CommandService:
         self.lambda_client = lambda_client
         self.clock = clock
         self.live = live
+        self.tickets = tickets
         self.metering = metering
         """Set when usage is on: a user over budget queues no new command."""
         self._queues: dict[str, str] = {}
@@ -190,6 +193,19 @@ class CommandService:
             raise NotFound("project", PROJECT_HINT)  # indistinguishable from none
         if claim == Claim.NEW and self.live is not None:
             self.live.grant(terminal_scope(project), user)  # its owner hears its terminals
+
+    def connect_url(self, user: str, project: str, terminal: str) -> TicketOut:
+        """A URL that opens one WebSocket connection, once, hearing this terminal and nothing
+        else, for a browser with no AWS credentials (its owner's backend hands it over)."""
+        self.check_owner(user, project)
+        if self.tickets is None or not self.config.websocket_url:
+            raise Unavailable("live updates are not configured for this deployment")
+        return ticket_url(
+            self.tickets,
+            Ticket(user, topic(project, terminal)),
+            self.config.websocket_url,
+            self.config.connect_url_seconds,
+        )
 
     def check_owner(self, user: str, project: str) -> None:
         if self.repo.owner_of(project) != user:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from shared.live import ConnectionStore
+from shared.live import ConnectionStore, Tickets
 from shared.usage import UsageConfig, metering_of
 from workers.config import WorkersConfig
 from workers.files import WorkspaceFiles
@@ -28,11 +28,8 @@ def build_service(
         session = boto3.session.Session()
     aws = session
     dynamodb = aws.resource("dynamodb")
-    live = (
-        ConnectionStore(dynamodb.Table(config.connections_table), clock)
-        if config.connections_table
-        else None
-    )
+    connections = dynamodb.Table(config.connections_table) if config.connections_table else None
+    live = ConnectionStore(connections, clock) if connections is not None else None
     return CommandService(
         config=config,
         repository=WorkersRepository(aws.resource("dynamodb").Table(config.workers_table)),
@@ -41,6 +38,7 @@ def build_service(
         lambda_client=aws.client("lambda"),
         clock=clock,
         live=live,
+        tickets=Tickets(connections, clock) if connections is not None else None,
         metering=metering_of(usage, aws, clock),
     )
 

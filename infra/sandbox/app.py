@@ -176,20 +176,21 @@ SANDBOX_CONTEXT = {
 }
 
 
-def websocket_function(deployment: Deployment) -> str:
-    """The function the template integrates with the WebSocket API's routes."""
+def websocket_function(deployment: Deployment, kind: str = "Integration") -> str:
+    """The function the template integrates with the WebSocket API's routes (``kind``
+    ``Authorizer``: the one that authorizes ``$connect``)."""
     found = {
         match.group(1)
-        for integration in deployment.resources("AWS::ApiGatewayV2::Integration").values()
+        for resource in deployment.resources(f"AWS::ApiGatewayV2::{kind}").values()
         if (
             match := re.search(
                 r'"Fn::GetAtt": \["([A-Za-z0-9]+)", "Arn"\]',
-                json.dumps(integration["Properties"]["IntegrationUri"]),
+                json.dumps(resource["Properties"][f"{kind}Uri"]),
             )
         )
     }
     if len(found) != 1:
-        raise ValueError(f"expected one WebSocket function, found {sorted(found)}")
+        raise ValueError(f"expected one WebSocket {kind.lower()} function, found {sorted(found)}")
     return found.pop()
 
 
@@ -336,9 +337,11 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
     def invoke(logical_id: str, event: dict[str, Any]) -> Any:
         return functions[logical_id].invoke(event)
 
-    socket_function = websocket_function(deployment)
     websocket = LocalWebSocketApi(
-        options.host, options.websocket_port, partial(invoke, socket_function), credentials
+        options.host,
+        options.websocket_port,
+        partial(invoke, websocket_function(deployment)),
+        partial(invoke, websocket_function(deployment, "Authorizer")),
     )
     server = serve(
         options.host, options.port, routes_of(deployment), invoke, credentials, websocket.post
@@ -347,6 +350,7 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
     host, port = server.server_address[:2]
     local_endpoints = {
         "BERTH_WEBSOCKET_ENDPOINT": f"http://{host!s}:{port}",
+        "BERTH_WEBSOCKET_URL": websocket.url,
         env_name("credentials_url"): f"http://{host!s}:{port}{CREDENTIALS_PATH}",
     }
     uid = command_uid()

@@ -32,7 +32,7 @@ AUTHORIZATION = re.compile(
     r"SignedHeaders=(?P<signed>[a-z0-9;-]+), ?Signature=(?P<signature>[0-9a-f]{64})$"
 )
 MAX_SKEW = timedelta(minutes=15)
-DEFAULT_USERS = ("alice", "bob", "cli", "fuzzer", "smoke", "admin")
+DEFAULT_USERS = ("alice", "bob", "cli", "fuzzer", "smoke", "admin", "console")
 SANDBOX_PRINCIPAL = "sandbox"
 """Who signs with the sandbox's own credential (its functions and workers, not a user)."""
 

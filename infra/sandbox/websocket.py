@@ -1,11 +1,12 @@
 """The local stand-in for the WebSocket API and its management API.
 
-Clients connect to ``ws://127.0.0.1:<port>/`` with a SigV4-signed handshake (the sandbox's
-local credentials, as for REST), or ``X-Berth-User: <name>`` (or ``?user=`` where a browser
-cannot set headers). Each
-event goes to the WebSocket function the template routes it to (``$connect``,
-``$default``, ``$disconnect``) like API Gateway does. Functions and workers push back
-through ``POST /@connections/{id}`` (the management API), served by ``ManagementApi``.
+Clients open ``ws://127.0.0.1:<port>/?ticket=<ticket>`` with a ticket minted by the REST API
+(``POST /live/tickets``, or a terminal's connect URL), as on AWS: the authorizer function the
+template names redeems it before the handshake completes (refused: HTTP 403, no connection),
+and its context reaches every event of the connection (``requestContext.authorizer``). Each
+event goes to the WebSocket function the template routes it to (``$connect``, ``$default``,
+``$disconnect``) like API Gateway does. Functions and workers push back through
+``POST /@connections/{id}`` (the management API), served by ``ManagementApi``.
 """
 
 from __future__ import annotations
@@ -15,36 +16,54 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 from websockets.sync.server import ServerConnection, serve
 
 from infra.sandbox.account import ACCOUNT
-from infra.sandbox.events import local_user_arn
-from infra.sandbox.gateway import USER_HEADER, USER_PATTERN
-from infra.sandbox.sigv4 import (
-    SANDBOX_PRINCIPAL,
-    BadSignature,
-    LocalCredentials,
-    Unsigned,
-    url_of,
-)
 
 log = logging.getLogger("berth.sandbox")
 
 Invoke = Callable[[dict[str, Any]], Any]
+STAGE = "local"
+API_ID = "local"
+
+
+def authorizer_event(query: str, region: str = "us-east-1") -> dict[str, Any]:
+    """A REQUEST authorizer's event for ``$connect``, as API Gateway sends it."""
+    parameters = {k: v[0] for k, v in parse_qs(query).items()}
+    return {
+        "type": "REQUEST",
+        "methodArn": f"arn:aws:execute-api:{region}:{ACCOUNT}:{API_ID}/{STAGE}/$connect",
+        "headers": {},
+        "queryStringParameters": parameters,
+        "requestContext": {"routeKey": "$connect", "eventType": "CONNECT", "stage": STAGE},
+    }
+
+
+def allowed(decision: Any) -> dict[str, Any] | None:
+    """The context an authorizer's answer lets in (None: denied)."""
+    if not isinstance(decision, dict):
+        return None
+    statements = (decision.get("policyDocument") or {}).get("Statement") or []
+    effects = {str(statement.get("Effect")) for statement in statements}
+    if effects != {"Allow"}:
+        return None
+    return {**(decision.get("context") or {}), "principalId": decision.get("principalId")}
 
 
 class LocalWebSocketApi:
-    def __init__(self, host: str, port: int, invoke: Invoke, credentials: LocalCredentials) -> None:
+    def __init__(self, host: str, port: int, invoke: Invoke, authorize: Invoke) -> None:
         self.invoke = invoke
-        self.credentials = credentials
+        self.authorize = authorize
         self.connections: dict[str, ServerConnection] = {}
+        self._granted: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        self._server = serve(self._serve, host, port)
+        self._server = serve(self._serve, host, port, process_request=self._handshake)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -76,11 +95,8 @@ class LocalWebSocketApi:
     # --- one client ---------------------------------------------------------------------------
 
     def _event(
-        self, route: str, connection_id: str, user: str | None, body: str | None
+        self, route: str, connection_id: str, granted: dict[str, Any], body: str | None
     ) -> dict[str, Any]:
-        identity: dict[str, Any] = {"sourceIp": "127.0.0.1"}
-        if user:
-            identity.update(userArn=user, accountId=ACCOUNT)
         return {
             "requestContext": {
                 "routeKey": route,
@@ -90,54 +106,44 @@ class LocalWebSocketApi:
                 "connectionId": connection_id,
                 "requestId": str(uuid.uuid4()),
                 "requestTimeEpoch": int(time.time() * 1000),
-                "stage": "local",
-                "apiId": "local",
-                "identity": identity,
+                "stage": STAGE,
+                "apiId": API_ID,
+                "identity": {"sourceIp": "127.0.0.1"},
+                "authorizer": granted,
             },
             "body": body,
             "isBase64Encoded": False,
         }
 
-    def _caller(self, request: Any) -> str | None:
-        """A verified SigV4 handshake, else X-Berth-User or ``?user=`` (a browser); None
-        for a bad signature or no identity ($connect then refuses it)."""
-        if len(request.headers.get_all("Host")) != 1:
-            return None  # ambiguous: refused
-        headers = dict(request.headers.raw_items())
+    def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The authorizer decides before the connection opens; refused: HTTP 403."""
         try:
-            principal = self.credentials.verify(
-                "GET",
-                url_of(request.headers.get("Host", ""), request.path),
-                headers,
-                b"",
-                datetime.now(UTC),
-            )
-        except Unsigned:
-            name = (
-                request.headers.get(USER_HEADER)
-                or parse_qs(urlsplit(request.path).query).get("user", [""])[0]
-            )
-            return local_user_arn(name) if name and USER_PATTERN.match(name) else None
-        except BadSignature:
-            return None
-        return None if principal == SANDBOX_PRINCIPAL else principal
+            granted = allowed(self.authorize(authorizer_event(urlsplit(request.path).query)))
+        except Exception:
+            log.exception("$connect authorizer failed")
+            return connection.respond(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal server error\n")
+        if granted is None:
+            return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
+        with self._lock:
+            self._granted[id(connection)] = granted
+        return None
 
     def _serve(self, connection: ServerConnection) -> None:
-        request = connection.request
-        if request is None:  # the handshake failed; the library closed the connection
+        with self._lock:
+            granted = self._granted.pop(id(connection), None)
+        if granted is None:  # the handshake was refused
             return
-        user = self._caller(request)
         connection_id = uuid.uuid4().hex[:16] + "="
-        answer = self.invoke(self._event("$connect", connection_id, user, None))
+        answer = self.invoke(self._event("$connect", connection_id, granted, None))
         if int(answer.get("statusCode", 500)) != 200:
-            connection.close(code=1008, reason="unauthenticated")
+            connection.close(code=1008, reason="refused")
             return
         with self._lock:
             self.connections[connection_id] = connection
         try:
             for message in connection:
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-                reply = self.invoke(self._event("$default", connection_id, user, text))
+                reply = self.invoke(self._event("$default", connection_id, granted, text))
                 if reply and reply.get("body"):
                     connection.send(reply["body"])
         except ConnectionClosed:
@@ -146,6 +152,6 @@ class LocalWebSocketApi:
             with self._lock:
                 self.connections.pop(connection_id, None)
             try:
-                self.invoke(self._event("$disconnect", connection_id, user, None))
+                self.invoke(self._event("$disconnect", connection_id, granted, None))
             except Exception:
                 log.exception("$disconnect failed")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from websockets.sync.client import ClientConnection, connect
 
 from infra.sandbox.launch import Launched, LaunchFailed, launch
 
@@ -69,6 +70,16 @@ class Sandbox:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
+
+    def ticket(self, user: str = "alice") -> str:
+        """A WebSocket URL with a ticket of ``user``'s (``POST /live/tickets``)."""
+        code, ticket = self.request("POST", "/live/tickets", user=user)
+        assert code == 200, ticket
+        return str(ticket["url"])
+
+    def socket(self, user: str = "alice") -> ClientConnection:
+        """``user``'s WebSocket connection, opened with a fresh ticket (use it in ``with``)."""
+        return connect(self.ticket(user), open_timeout=30)
 
     def aws(self, service: str) -> Any:
         """A client of the sandbox's emulator (its own credentials, like the banner says)."""

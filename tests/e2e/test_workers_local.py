@@ -34,9 +34,14 @@ ENDED = {"SUCCEEDED", "FAILED", "CANCELLED"}
 DEFAULTS = WorkersSettings()
 
 
-def run(sandbox: Sandbox, user: str, project: str, command: str) -> dict[str, Any]:
+def run(
+    sandbox: Sandbox, user: str, project: str, command: str, terminal: str = "t1"
+) -> dict[str, Any]:
     code, queued = sandbox.request(
-        "POST", f"/workspaces/{project}/commands", {"command": command}, user=user
+        "POST",
+        f"/workspaces/{project}/commands",
+        {"command": command, "terminal": terminal},
+        user=user,
     )
     assert code == 202, queued
     return dict(queued)
@@ -72,7 +77,20 @@ def output_of(sandbox: Sandbox, user: str, project: str, command: str) -> str:
     return str(done["output_tail"])
 
 
-def frames_until_done(socket: Any, command_id: str, timeout: float = 60) -> list[dict[str, Any]]:
+def drain(socket: Any) -> list[dict[str, Any]]:
+    """What the socket already holds (nothing more is waited for)."""
+    held = []
+    while True:
+        try:
+            held.append(json.loads(socket.recv(timeout=0.1)))
+        except TimeoutError:
+            return held
+
+
+def frames_until_done(
+    socket: Any, command_id: str, timeout: float = 60, keep_all: bool = False
+) -> list[dict[str, Any]]:
+    """Frames of ``command_id`` until its final status (``keep_all``: every message heard)."""
     frames: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -81,6 +99,8 @@ def frames_until_done(socket: Any, command_id: str, timeout: float = 60) -> list
         except TimeoutError:
             continue
         if frame.get("command_id") != command_id:
+            if keep_all:
+                frames.append(frame)
             continue
         frames.append(frame)
         if frame["type"] == "status" and frame["data"]["status"] in ENDED:
@@ -93,7 +113,7 @@ def frames_until_done(socket: Any, command_id: str, timeout: float = 60) -> list
 
 def test_output_streams_to_the_subscribed_terminal_and_files_persist(sandbox: Sandbox) -> None:
     run(sandbox, "jim", "jims", "true")  # jim owns the project from now on
-    with connect(sandbox.websocket, additional_headers={"X-Berth-User": "jim"}) as socket:
+    with sandbox.socket("jim") as socket:
         socket.send(json.dumps({"action": "subscribe", "topic": "terminal:jims:t1"}))
         assert json.loads(socket.recv(timeout=10)) == {"subscribed": "terminal:jims:t1"}
         queued = run(
@@ -117,20 +137,63 @@ def test_only_the_owner_may_subscribe_or_run(sandbox: Sandbox) -> None:
         "POST", "/workspaces/kates/commands", {"command": "id"}, user="leo"
     )
     assert (code, error["error"]["code"]) == (404, "not_found")
-    with connect(sandbox.websocket, additional_headers={"X-Berth-User": "leo"}) as socket:
+    with sandbox.socket("leo") as socket:
         socket.send(json.dumps({"action": "subscribe", "topic": "terminal:kates:t1"}))
         assert json.loads(socket.recv(timeout=10))["error"]["code"] == "not_found"
 
 
-def test_a_websocket_without_identity_is_refused(sandbox: Sandbox) -> None:
-    from websockets.exceptions import ConnectionClosed
+def test_a_websocket_without_a_good_ticket_is_refused_at_the_handshake(sandbox: Sandbox) -> None:
+    from websockets.exceptions import InvalidStatus
 
-    with connect(sandbox.websocket) as socket, pytest.raises(ConnectionClosed):
-        socket.recv(timeout=10)
+    ticket = sandbox.ticket("jim")
+    forged = ticket[:-4] + ("AAAA" if not ticket.endswith("AAAA") else "BBBB")
+    for url in (sandbox.websocket, f"{sandbox.websocket}/?ticket=", forged):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, open_timeout=30)
+        assert refused.value.response.status_code == 403, url
+
+
+def test_a_terminal_connect_url_hears_its_terminal_once_and_nothing_else(
+    sandbox: Sandbox,
+) -> None:
+    """What a product's page gets: one terminal's output, no AWS keys, no other rights."""
+    from websockets.exceptions import InvalidStatus
+
+    first = run(sandbox, "nia", "nias", "true")  # nia owns the project
+    wait_for(sandbox, "nia", "nias", first["id"])
+    code, link = sandbox.request("POST", "/workspaces/nias/terminals/t1/connect", user="nia")
+    assert code == 200, link
+    assert link["topic"] == "terminal:nias:t1"
+    code, error = sandbox.request("POST", "/workspaces/nias/terminals/t1/connect", user="leo")
+    assert (code, error["error"]["code"]) == (404, "not_found")  # not leo's project
+    with connect(link["url"], open_timeout=30) as browser:
+        for hostile in (
+            {"action": "subscribe", "topic": "terminal:nias:t2"},
+            {"action": "sendCommand", "command": "id"},
+        ):
+            browser.send(json.dumps(hostile))
+            refused = json.loads(browser.recv(timeout=10))
+            assert refused["error"]["code"] == "listen_only", hostile
+        other = run(sandbox, "nia", "nias", "echo other", terminal="t2")
+        mine = run(sandbox, "nia", "nias", "echo mine")  # runs after other: one project, in order
+        heard = frames_until_done(browser, mine["id"], keep_all=True)
+        with sandbox.socket("nia") as owner:
+            code, session = sandbox.request("POST", "/sessions", {"profile": "default"}, user="nia")
+            assert code == 201
+            pushed = owner.recv(timeout=30)  # the owner hears their session's status...
+            assert json.loads(pushed)["type"] == "session"
+        heard += drain(browser)  # ...by then the browser would have too
+    assert "".join(f["data"] for f in heard if f.get("type") == "output") == "mine\n"
+    assert {f.get("command_id") for f in heard} == {mine["id"]}  # nothing of terminal t2
+    assert wait_for(sandbox, "nia", "nias", other["id"])["status"] == "SUCCEEDED"
+    sandbox.request("DELETE", f"/sessions/{session['id']}", user="nia")
+    with pytest.raises(InvalidStatus) as again:
+        connect(link["url"], open_timeout=30)
+    assert again.value.response.status_code == 403  # single use
 
 
 def test_session_status_is_pushed_to_the_owner(sandbox: Sandbox) -> None:
-    with connect(sandbox.websocket, additional_headers={"X-Berth-User": "mia"}) as socket:
+    with sandbox.socket("mia") as socket:
         code, created = sandbox.request("POST", "/sessions", {"profile": "default"}, user="mia")
         assert code == 201
         statuses = []

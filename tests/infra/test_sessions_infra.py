@@ -236,13 +236,39 @@ def test_reaper_runs_on_the_configured_schedule(synth: Synth) -> None:
     )
 
 
-def test_websocket_connect_requires_iam(synth: Synth) -> None:
+def test_websocket_connect_requires_a_ticket(synth: Synth) -> None:
     routes = {
         r["Properties"]["RouteKey"]: r["Properties"]
         for r in synth.resources("AWS::ApiGatewayV2::Route").values()
     }
-    assert routes["$connect"]["AuthorizationType"] == "AWS_IAM"
     assert set(routes) == {"$connect", "$disconnect", "$default"}
+    assert routes["$connect"]["AuthorizationType"] == "CUSTOM"
+    (authorizer,) = synth.resources("AWS::ApiGatewayV2::Authorizer").values()
+    assert authorizer["Properties"]["AuthorizerType"] == "REQUEST"
+    assert authorizer["Properties"]["IdentitySource"] == ["route.request.querystring.ticket"]
+    assert "LiveAuthorizer" in json.dumps(authorizer["Properties"]["AuthorizerUri"])
+
+
+def test_tickets_are_minted_and_redeemed_with_nothing_else_of_the_table(synth: Synth) -> None:
+    """The authorizer may only delete tickets; POST /live/tickets may only put them; the
+    workers API may put grants and tickets — none reads a connection or another's items."""
+    expected = {
+        "LiveAuthorizer": ({"dynamodb:DeleteItem"}, ["TICKET#*"]),
+        "LiveTickets": ({"dynamodb:PutItem"}, ["TICKET#*"]),
+        "WorkersApi": ({"dynamodb:PutItem"}, ["GRANT#*", "TICKET#*"]),
+    }
+    table = [k for k in synth.resources("AWS::DynamoDB::Table") if k.startswith("LiveConnections")]
+    for prefix, (allowed, keys) in expected.items():
+        statements = [
+            statement
+            for statement in statements_of(synth, prefix)
+            if table[0] in json.dumps(statement["Resource"])
+        ]
+        assert len(statements) == 1, (prefix, statements)
+        (statement,) = statements
+        assert actions(statement) == allowed, prefix
+        leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        assert (leading if isinstance(leading, list) else [leading]) == keys, prefix
 
 
 def test_sessions_functions_get_the_environment_their_handlers_read(synth: Synth) -> None:

@@ -115,6 +115,7 @@ def test_routes_are_read_from_the_routers_decorators() -> None:
         ("POST", "/workspaces/{project}/commands"),
         ("POST", "/workspaces/{project}/files/download"),
         ("POST", "/workspaces/{project}/files/upload"),
+        ("POST", "/workspaces/{project}/terminals/{terminal}/connect"),
     ]
 
 

@@ -1,4 +1,5 @@
-"""WebSocket connections: IAM identity on $connect, per-user topics, forgetting gone clients."""
+"""WebSocket connections: tickets on $connect (single use, short-lived, one topic for a browser),
+per-user topics, listen-only connections, forgetting gone clients."""
 
 from __future__ import annotations
 
@@ -11,8 +12,17 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from live.authorizer import decide
 from live.handler import route
-from shared.live import ConnectionStore, Publisher, user_topic
+from shared.live import (
+    Connection,
+    ConnectionStore,
+    Publisher,
+    Ticket,
+    Tickets,
+    ticket_url,
+    user_topic,
+)
 from tests.aws import FakeClock, create_table_like
 from tests.synth import Synth
 
@@ -20,25 +30,60 @@ ALICE = "arn:aws:sts::123456789012:assumed-role/berth-client/alice"
 
 
 @pytest.fixture
-def store(synth: Synth) -> Iterator[ConnectionStore]:
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def table(synth: Synth) -> Iterator[Any]:
     with mock_aws():
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
         create_table_like(dynamodb.meta.client, synth, "LiveConnections", "connections")
-        yield ConnectionStore(dynamodb.Table("connections"), FakeClock())
+        yield dynamodb.Table("connections")
+
+
+@pytest.fixture
+def store(table: Any, clock: FakeClock) -> ConnectionStore:
+    return ConnectionStore(table, clock)
+
+
+@pytest.fixture
+def tickets(table: Any, clock: FakeClock) -> Tickets:
+    return Tickets(table, clock)
 
 
 def ws_event(
-    route_key: str, connection_id: str, user: str | None = None, body: Any = None
+    route_key: str,
+    connection_id: str,
+    user: str | None = None,
+    body: Any = None,
+    topic: str = "",
 ) -> dict[str, Any]:
-    identity = {"userArn": user} if user else {}
+    """An event of a connection the authorizer let in with ``user``'s ticket (``topic``: a
+    one-topic ticket)."""
+    granted = {"principalId": user, "user": user, "topic": topic} if user else {}
     return {
         "requestContext": {
             "routeKey": route_key,
             "connectionId": connection_id,
-            "identity": identity,
+            "identity": {"sourceIp": "203.0.113.9"},
+            "authorizer": granted,
         },
         "body": json.dumps(body) if body is not None else None,
     }
+
+
+ROUTE_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/$connect"
+
+
+def authorize(tickets: Tickets, query: dict[str, str] | None) -> dict[str, Any]:
+    event = {"type": "REQUEST", "methodArn": ROUTE_ARN, "queryStringParameters": query}
+    return decide(event, tickets.redeem)
+
+
+def effect(decision: dict[str, Any]) -> str:
+    (statement,) = decision["policyDocument"]["Statement"]
+    return str(statement["Effect"])
 
 
 class FakeManagement:
@@ -54,11 +99,72 @@ class FakeManagement:
         self.posts.append((ConnectionId, json.loads(Data)))
 
 
-def test_connect_needs_an_iam_identity(store: ConnectionStore) -> None:
+def test_connect_needs_what_the_authorizer_let_in(store: ConnectionStore) -> None:
     assert route(ws_event("$connect", "c1"), store)["statusCode"] == 401
     assert route(ws_event("$connect", "c1", ALICE), store)["statusCode"] == 200
-    assert store.user_of("c1") == ALICE
+    assert store.connection("c1") == Connection(ALICE)
     assert store.subscribers(user_topic(ALICE)) == ["c1"]
+
+
+def test_a_ticket_opens_one_connection_once(tickets: Tickets) -> None:
+    secret, _ = tickets.mint(Ticket(ALICE), 30)
+    first = authorize(tickets, {"ticket": secret})
+    assert effect(first) == "Allow"
+    assert first["principalId"] == ALICE
+    assert first["context"] == {"user": ALICE, "topic": ""}
+    assert effect(authorize(tickets, {"ticket": secret})) == "Deny"  # used
+
+
+def test_an_expired_unknown_or_missing_ticket_is_denied(tickets: Tickets, clock: FakeClock) -> None:
+    secret, expires = tickets.mint(Ticket(ALICE), 30)
+    assert expires == int(clock()) + 30
+    clock.advance(30)
+    assert effect(authorize(tickets, {"ticket": secret})) == "Deny"
+    fresh, _ = tickets.mint(Ticket(ALICE), 30)
+    forged = fresh[:-1] + ("A" if fresh[-1] != "A" else "B")
+    for query in ({"ticket": forged}, {"ticket": ""}, {}, None, {"ticket": "x" * 5000}):
+        assert effect(authorize(tickets, query)) == "Deny", query
+    assert effect(authorize(tickets, {"ticket": fresh})) == "Allow"  # the real one still works
+
+
+def test_the_table_keeps_no_ticket(tickets: Tickets, table: Any) -> None:
+    secret, _ = tickets.mint(Ticket(ALICE, "terminal:demo:t1"), 30)
+    stored = json.dumps(table.scan()["Items"], default=str)
+    assert secret not in stored
+    assert "terminal:demo:t1" in stored
+
+
+def test_a_topic_ticket_hears_that_topic_only_and_may_send_nothing(
+    store: ConnectionStore, tickets: Tickets
+) -> None:
+    store.grant("terminal:demo", ALICE)
+    secret, _ = tickets.mint(Ticket(ALICE, "terminal:demo:t1"), 60)
+    granted = authorize(tickets, {"ticket": secret})["context"]
+    assert granted == {"user": ALICE, "topic": "terminal:demo:t1"}
+    opened = ws_event("$connect", "b1", ALICE, topic="terminal:demo:t1")
+    assert route(opened, store)["statusCode"] == 200
+    assert store.subscribers("terminal:demo:t1") == ["b1"]
+    assert store.subscribers(user_topic(ALICE)) == []  # not the owner's sessions
+    for message in (
+        {"action": "subscribe", "topic": "terminal:demo:t2"},
+        {"action": "subscribe", "topic": "terminal:demo:t1"},
+        {"action": "sendCommand", "command": "rm -rf /"},
+        {"action": "dance"},
+    ):
+        answer = route(ws_event("$default", "b1", ALICE, message, "terminal:demo:t1"), store)
+        assert answer["statusCode"] == 403, message
+        assert json.loads(answer["body"])["error"]["code"] == "listen_only"
+    assert store.subscribers("terminal:demo:t2") == []
+
+
+def test_ticket_url_names_the_socket_and_the_ticket(tickets: Tickets, clock: FakeClock) -> None:
+    out = ticket_url(tickets, Ticket(ALICE, "terminal:demo:t1"), "wss://x.example/prod", 60)
+    assert out.url.startswith("wss://x.example/prod?ticket=")
+    assert out.topic == "terminal:demo:t1"
+    assert out.expires_at.timestamp() == int(clock()) + 60
+    secret = out.url.split("ticket=")[1]
+    assert tickets.redeem(secret) == Ticket(ALICE, "terminal:demo:t1")
+    assert tickets.redeem(secret) is None
 
 
 def test_publish_reaches_the_users_connections_and_forgets_gone_ones(
@@ -72,14 +178,14 @@ def test_publish_reaches_the_users_connections_and_forgets_gone_ones(
     assert delivered == 1
     assert management.posts == [("c1", {"type": "session"})]
     assert store.subscribers(user_topic(ALICE)) == ["c1"]
-    assert store.user_of("c2") is None
+    assert store.connection("c2") is None
 
 
 def test_disconnect_removes_every_subscription(store: ConnectionStore) -> None:
     route(ws_event("$connect", "c1", ALICE), store)
     route(ws_event("$disconnect", "c1"), store)
     assert store.subscribers(user_topic(ALICE)) == []
-    assert store.user_of("c1") is None
+    assert store.connection("c1") is None
 
 
 def test_default_route_answers_unknown_actions_and_bad_json(store: ConnectionStore) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -244,3 +245,47 @@ def test_each_user_gets_a_queue_of_their_own_fifo_encrypted_tls_only_and_redrive
         {"Bool": {"aws:SecureTransport": "false"}},
     )
     assert sqs.list_queue_tags(QueueUrl=urls[0])["Tags"] == {"berth:tenant": tenant_of(ALICE)}
+
+
+@pytest.fixture
+def live_call(
+    environment: dict[str, str],
+    aws: boto3.session.Session,
+    synth: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    lambda_context: FakeLambdaContext,
+) -> Iterator[Call]:
+    from tests.aws import create_table_like
+
+    create_table_like(aws.client("dynamodb"), synth, "LiveConnections", "connections")
+    live = {
+        **environment,
+        "BERTH_CONNECTIONS_TABLE": "connections",
+        "BERTH_WEBSOCKET_URL": "wss://ws.example/prod",
+        "BERTH_CONNECT_URL_SECONDS": "60",
+    }
+    with api_caller("workers", live, monkeypatch, lambda_context, ALICE) as caller:
+        yield caller
+
+
+def test_a_terminal_connect_url_is_its_owners_for_that_terminal_only(
+    live_call: Any, aws: boto3.session.Session
+) -> None:
+    from shared.live import Ticket, Tickets
+
+    path = "/workspaces/demo/terminals/t2/connect"
+    assert live_call("POST", path)[0] == 404  # no such project yet
+    live_call("POST", "/workspaces/demo/commands", {"command": "true"})  # alice's from now on
+    status, link = live_call("POST", path)
+    assert status == 200, link
+    assert link["topic"] == "terminal:demo:t2"
+    assert link["url"].startswith("wss://ws.example/prod?ticket=")
+    lifetime = datetime.fromisoformat(link["expires_at"]).timestamp() - time.time()
+    assert 55 <= lifetime <= 60  # workers.connect_url_seconds
+    tickets = Tickets(aws.resource("dynamodb").Table("connections"), time.time)
+    secret = link["url"].split("ticket=")[1]
+    assert tickets.redeem(secret) == Ticket(ALICE, "terminal:demo:t2")
+    status, error = live_call("POST", path, user=BOB)
+    assert (status, error["error"]["code"]) == (404, "not_found")
+    for bad in ("T1", "a" * 64, "..", "t%2F1"):
+        assert live_call("POST", f"/workspaces/demo/terminals/{bad}/connect")[0] in {400, 404}
