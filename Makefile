@@ -31,12 +31,28 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(PY_STAMP) $(NODE_STAMP) ## venv + Python packages + the pinned CDK CLI
+# the console's terminal widget, bundled from npm at build time (never a CDN)
+CONSOLE_VENDOR := client/berth_client/console/vendor
+$(CONSOLE_VENDOR)/.bundled: $(NODE_STAMP)
+	@mkdir -p $(CONSOLE_VENDOR)
+	cp node_modules/@xterm/xterm/lib/xterm.js node_modules/@xterm/xterm/css/xterm.css \
+	  node_modules/@xterm/addon-fit/lib/addon-fit.js $(CONSOLE_VENDOR)/
+	@touch $@
+
+# headless Chromium for the console's browser tests (Debian's package; root installs it)
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "install Chromium at $@ for the browser tests"; exit 1; }
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null \
+	  || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	       $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null; }
+
+install: $(PY_STAMP) $(NODE_STAMP) $(CONSOLE_VENDOR)/.bundled ## venv + Python packages + the pinned CDK CLI + xterm.js
 
 local: install ## run the API on http://127.0.0.1:8080 against an in-process AWS emulator
 	$(BIN)/python -m infra.sandbox
 
-test: install lint ## lint, type-check and run every test (the type check runs beside them)
+test: install $(CHROMIUM) lint ## lint, type-check and run every test (the type check runs beside them)
 	@$(BIN)/mypy $(TYPED) > $(VENV)/typecheck.log 2>&1 & checker=$$!; \
 	$(BIN)/python -m pytest -n auto --dist loadfile; tested=$$?; \
 	wait $$checker; typed=$$?; \

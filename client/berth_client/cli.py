@@ -552,6 +552,44 @@ def run_command(
     run(action)
 
 
+@commands_app.command("connect")
+def commands_connect(
+    project: ProjectOption,
+    terminal: Annotated[str, typer.Option("--terminal", "-t", help="The terminal.")] = "t1",
+) -> None:
+    """A single-use URL (valid for workers.connect_url_seconds) that lets a browser hear one
+    terminal with no AWS credentials: hand it to your page (see the console's terminal.html)."""
+
+    def action() -> None:
+        link = client().connect_terminal(project, terminal)
+        show(link, f"{link.url}\n(open once before {link.expires_at}; hears {link.topic})")
+
+    run(action)
+
+
+@app.command("console")
+def console(
+    port: Annotated[int, typer.Option(help="The local port (0: any free one).")] = 8090,
+) -> None:
+    """Serve the web console on 127.0.0.1: sessions, jobs, a project's terminal, instances
+    and usage, calling the API as you (your credentials never reach the browser)."""
+
+    def action() -> None:
+        from berth_client.console import ConsoleServer
+
+        try:
+            server = ConsoleServer(client(), port=port)
+        except OSError as error:
+            raise Usage(f"cannot listen on 127.0.0.1:{port}: {error.strerror}") from None
+        note(f"berth console on {server.url} (Ctrl-C to stop)")
+        try:
+            server.serve_forever()
+        finally:
+            server.stop()
+
+    run(action)
+
+
 QUIET_SECONDS = 1.0
 """Silence on the socket after which ``berth run`` reads the saved log: output the worker
 sent before the subscription took hold shows within ~1 s even if no frame follows it."""

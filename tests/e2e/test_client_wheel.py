@@ -51,7 +51,19 @@ def test_the_wheel_carries_the_client_and_nothing_of_the_cdk_app(installed: Path
         "moto": False, "sessions": False, "workers": False,
     }  # fmt: skip
     shown = run(installed / "berth", "--help", cwd=installed)
-    assert "sessions" in shown and "files" in shown
+    assert "sessions" in shown and "files" in shown and "console" in shown
+
+
+def test_the_wheel_carries_the_console_and_its_bundled_terminal(installed: Path) -> None:
+    """berth console's pages and xterm.js travel in the wheel: no CDN, no checkout."""
+    probe = (
+        "import berth_client.console as c; "
+        "print(sorted(p.name for p in [*c.STATIC.iterdir(), *c.VENDOR.iterdir()]))"
+    )
+    files = run(installed / "python", "-c", probe, cwd=installed)
+    for name in ("index.html", "console.js", "terminal.js", "terminal.html", "xterm.js",
+                 "xterm.css", "addon-fit.js"):  # fmt: skip
+        assert f"'{name}'" in files, name
 
 
 def test_the_installed_cli_signs_a_call_to_make_local(installed: Path, sandbox: Sandbox) -> None:

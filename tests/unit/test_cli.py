@@ -347,3 +347,29 @@ def test_admin_budget_takes_dollars_or_default(signed: dict[str, str], api: Fake
     assert api.paths == [
         "/admin/users/YXJuOmF3czpzdHM6OjEyMzQ1Njc4OTAxMjphc3N1bWVkLXJvbGUvYmVydGgtY2xpZW50L2FsaWNl/budget"
     ]
+
+
+def test_commands_connect_prints_the_url_for_that_terminal(
+    signed: dict[str, str], api: FakeApi
+) -> None:
+    url = "wss://ws.example/prod?ticket=" + "a" * 43
+    api.answer = (
+        200,
+        {"url": url, "expires_at": "2026-12-05T12:01:00Z", "topic": "terminal:demo:t2"},
+    )
+    result = berth(signed, "commands", "connect", "-P", "demo", "-t", "t2")
+    assert result.returncode == 0, result.stderr
+    assert api.paths == ["/workspaces/demo/terminals/t2/connect"]
+    assert result.stdout.splitlines()[0] == url
+
+
+def test_console_on_a_port_in_use_says_so_in_one_line(signed: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = berth(signed, "console", "--port", str(port))
+    assert result.returncode == 2
+    assert one_line(result).startswith(f"error: cannot listen on 127.0.0.1:{port}")
