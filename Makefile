@@ -41,6 +41,7 @@ $(CONSOLE_VENDOR)/.bundled: $(NODE_STAMP)
 
 # headless Chromium for the console's browser tests (Debian's package; root installs it)
 CHROMIUM := /usr/bin/chromium
+$(CHROMIUM): export DEBIAN_FRONTEND := noninteractive
 $(CHROMIUM):
 	@command -v apt-get >/dev/null || { echo "install Chromium at $@ for the browser tests"; exit 1; }
 	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null \
