@@ -146,6 +146,26 @@ def test_ctrl_c_cancels_a_long_command(page: Any) -> None:
     assert "[CANCELLED" in terminal_text(page)
 
 
+def test_a_terminal_opened_mid_command_shows_what_it_printed_before(
+    page: Any, sandbox: Sandbox
+) -> None:
+    """Output printed before the page listened comes from the command's saved log, in order."""
+    path = "/workspaces/console-late/commands"
+    code, queued = sandbox.request(
+        "POST", path, {"command": "echo early; sleep 3; echo late"}, user="console"
+    )
+    assert code == 202, queued
+    deadline = time.monotonic() + 60
+    while (
+        "early"
+        not in sandbox.request("GET", f"{path}/{queued['id']}", user="console")[1]["output_tail"]
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    open_terminal(page, "console-late")
+    page.wait_for_function("window.berthTerminal.text().includes('early\\nlate\\n[SUCCEEDED 0]')")
+
+
 def test_a_job_started_from_the_catalogue_downloads_its_result(page: Any) -> None:
     page.click("nav a[href='#jobs']")
     page.select_option("#runners", "checksum")

@@ -4,7 +4,7 @@
   "use strict";
   const SECRET = document.querySelector('meta[name="berth-console-secret"]').content;
   const $ = (id) => document.getElementById(id);
-  const state = { sessions: new Map(), socket: null, subscribed: null, project: null, terminal: null, running: null, submitting: null, ended: new Set() };
+  const state = { sessions: new Map(), socket: null, subscribed: null, project: null, terminal: null, running: null, submitting: null, ended: new Set(), shown: new Map(), frames: Promise.resolve() };
 
   // --- talking to the API -----------------------------------------------------------------
   async function api(method, path, body) {
@@ -60,6 +60,15 @@
     if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
     return `${(seconds / 3600).toFixed(1)} h`;
   }
+  function empty(body, columns, text) {
+    if (body.children.length) return;
+    const tr = document.createElement("tr");
+    const td = cell(text);
+    td.colSpan = columns;
+    td.className = "empty";
+    tr.append(td);
+    body.append(tr);
+  }
   function status(text) { const span = document.createElement("span"); span.className = `status ${text}`; span.textContent = text; return span; }
 
   // --- live updates -----------------------------------------------------------------------
@@ -82,11 +91,41 @@
     if (message.type === "session" && message.session) { state.sessions.set(message.session.id, message.session); drawSessions(); return; }
     if (message.error) { showError(new Error(`${message.error.message} (${message.error.code})`)); return; }
     if (message.command_id && state.terminal && (message.type === "output" || message.type === "status")) {
-      if (message.type === "status" && BERTH_ENDED.has((message.data || {}).status) && !ended({ id: message.command_id })) return;
-      if (state.terminal.frame(message)) state.terminal.prompt();
-      if (message.type === "status") loadHistory();
+      // one frame at a time: a back-fill from the saved log must land before what follows it
+      state.frames = state.frames.then(() => terminalFrame(message)).catch(showError);
     }
   }
+  // A frame that starts past what was shown (one lost, or the terminal opened mid-command)
+  // is preceded by the missing bytes from the command's saved log; at its end, whatever the
+  // log holds past what was shown (a lost last frame) is shown before its status.
+  const utf8 = new TextEncoder();
+  async function terminalFrame(message) {
+    const id = message.command_id;
+    const shown = state.shown.get(id) || 0;
+    if (message.type === "output") {
+      const offset = typeof message.offset === "number" ? message.offset : shown;
+      if (offset < shown) return; // shown already (a replayed frame)
+      if (offset > shown) await backfill(id, shown, offset);
+      state.terminal.frame(message);
+      state.shown.set(id, offset + utf8.encode(message.data).length);
+      return;
+    }
+    const final = BERTH_ENDED.has((message.data || {}).status);
+    if (final && !ended({ id })) return;
+    if (final) await backfill(id, shown, null);
+    if (state.terminal.frame(message)) state.terminal.prompt();
+    loadHistory();
+  }
+  async function backfill(id, from, until) {
+    const { project } = state.project;
+    const piece = await api("GET", `/workspaces/${project}/commands/${id}/output?offset=${from}`);
+    let bytes = utf8.encode(piece.data || "");
+    if (until !== null) bytes = bytes.slice(0, until - from);
+    if (!bytes.length) return;
+    state.terminal.term.write(new TextDecoder().decode(bytes));
+    state.shown.set(id, from + bytes.length);
+  }
+
   function subscribe(topic) {
     state.subscribed = topic;
     if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify({ action: "subscribe", topic }));
@@ -116,6 +155,7 @@
       if (s.error) tr.title = s.error;
       body.append(tr);
     }
+    empty(body, 6, "No sessions yet: start one above.");
   }
   async function stopSession(id) { const s = await api("DELETE", `/sessions/${id}`); state.sessions.set(s.id, s); drawSessions(); }
   async function showLogs(id) {
@@ -153,6 +193,7 @@
       tr.append(cell(j.id, "Job"), cell(j.name, "Runner"), cell(status(j.status), "Status"), cell(age(j.created_at) + " ago", "Started"), cell(output, "Output"));
       body.append(tr);
     }
+    empty(body, 5, "No jobs yet: run one above.");
     if ((jobs.items || []).some((j) => !j.finished_at)) setTimeout(() => current() === "jobs" && attempt(loadJobs), 1000);
   }
   $("run-job").addEventListener("submit", (event) => {
@@ -247,6 +288,7 @@
         cell(done ? "" : button("Terminate", async () => { await api("DELETE", `/instances/${i.id}`); await loadInstances(); })));
       body.append(tr);
     }
+    empty(body, 5, "No instances yet: launch one from a blob above.");
   }
   $("create-instance").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -263,6 +305,7 @@
       tr.append(cell(g.key, "Capability"), cell(g.count, "Units"), cell((g.seconds / 3600).toFixed(2), "Hours"), cell(g.dollars.toFixed(4), "Cost (USD)"));
       body.append(tr);
     }
+    empty(body, 4, "Nothing used this month yet.");
     const b = usage.budget || {};
     $("budget").textContent = `Spent $${(usage.total && usage.total.dollars || 0).toFixed(4)} this month` +
       (b.monthly_budget_usd != null ? ` of a $${b.monthly_budget_usd} budget.` : " (no budget set).");
