@@ -16,7 +16,7 @@ export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 # Nothing here may reach a real AWS account.
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help install local test lint typecheck unit synth deploy smoke destroy bench chaos clean
+.PHONY: help install local test lint docs typecheck unit synth deploy smoke destroy bench chaos clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -63,6 +63,10 @@ test: install $(CHROMIUM) lint ## lint, type-check and run every test (the type 
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet  # a broken link or anchor fails
+
+docs: $(PY_STAMP) ## serve the docs site on http://127.0.0.1:8000 (MkDocs, from docs/)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 typecheck: $(PY_STAMP)
 	$(BIN)/mypy $(TYPED)
@@ -77,7 +81,7 @@ deploy: install ## cdk deploy with the pinned CLI (AWS credentials and a Docker 
 smoke: install ## the smoke subset, via the client: BERTH_STACK (or BERTH_API_URL), else make local
 	$(BIN)/python -m pytest tests/e2e/test_smoke.py -v
 
-destroy: install ## cdk destroy (retained buckets/tables stay: README "Deploying")
+destroy: install ## cdk destroy (retained buckets/tables stay: docs/deploying.md)
 	npx --no-install cdk destroy --force $(CDK_ARGS)
 
 bench: install ## print the bench/ ratios (each against a baseline measured in the same run)
@@ -93,4 +97,4 @@ chaos: install ## make local under AWS faults (10%, then 30%), the mixed workloa
 	$(BIN)/python -m infra.sandbox.chaos --faults all=0.3,seed=1
 
 clean:
-	rm -rf cdk.out .sandbox .pytest_cache .mypy_cache .ruff_cache .schemathesis
+	rm -rf cdk.out .sandbox .pytest_cache .mypy_cache .ruff_cache .schemathesis build/site build/openapi.json

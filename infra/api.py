@@ -33,7 +33,7 @@ def error_template(code: str) -> str:
 
 
 # What API Gateway answers before a function runs, in the codes berth's functions and the
-# sandbox use (README "Errors"). None keeps the gateway's own status.
+# sandbox use (docs/api.md). None keeps the gateway's own status.
 GATEWAY_ERRORS = [
     ("Unsigned", apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "401", "unauthenticated"),
     ("BadSignature", apigw.ResponseType.INVALID_SIGNATURE, None, "forbidden"),

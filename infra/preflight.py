@@ -35,7 +35,7 @@ def credentials_missing(session_factory: Callable[[], Session] = Session) -> str
     if found is None:
         return (
             "AWS credentials: none found (sign in: aws sso login, set AWS_PROFILE, or in CI "
-            'assume the deploy role; README "Deploying")'
+            "assume the deploy role; docs/deploying.md)"
         )
     region = session.get_config_variable("region") or os.environ.get("AWS_REGION")
     if not (region or configured_region()):

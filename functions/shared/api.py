@@ -47,7 +47,7 @@ class Unauthenticated(ApiError):
 
 
 class ErrorDetail(BaseModel):
-    code: str = Field(description="Machine-readable; the README's tables list every code.")
+    code: str = Field(description="Machine-readable; docs/api.md lists every code.")
     message: str = Field(description="For people; may change.")
 
 

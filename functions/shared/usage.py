@@ -48,7 +48,7 @@ class Capability(StrEnum):
 
 
 class Pricing(BaseModel):
-    """On-demand list prices, us-east-1 (``pricing.*``; README "Usage and budgets")."""
+    """On-demand list prices, us-east-1 (``pricing.*``; docs/usage.md)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

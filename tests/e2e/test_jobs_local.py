@@ -116,7 +116,7 @@ def test_direct_start_execution_validates_the_name_in_the_first_state(sandbox: S
 def test_the_readmes_aws_cli_example_works_against_the_emulator(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The README's `aws stepfunctions start-execution` with the banner's environment: the
+    """The jobs page's `aws stepfunctions start-execution` with the banner's environment: the
     same calls, through the same environment variables the aws CLI reads."""
     import boto3
 

@@ -254,8 +254,8 @@ def test_help_lists_every_command_and_group() -> None:
         assert f"  {command} " in shown.stdout
 
 
-def test_the_readme_reference_names_every_command() -> None:
-    """The README's CLI table is the reference: a command added without a line there fails.
+def test_the_cli_page_names_every_command() -> None:
+    """docs/cli.md's table is the reference: a command added without a line there fails.
     A row names ``berth GROUP COMMAND ...`` and may go on with ``/ COMMAND ...`` of the same
     group."""
     import typer
@@ -263,7 +263,7 @@ def test_the_readme_reference_names_every_command() -> None:
     from berth_client.cli import app
     from infra.settings import ROOT
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "cli.md").read_text()
     rows = [line for line in readme.splitlines() if line.startswith("| `berth ")]
     listed: set[str] = set()
     for row in rows:
@@ -278,7 +278,7 @@ def test_the_readme_reference_names_every_command() -> None:
         named += [f"{name} {sub}" for sub in subcommands] if subcommands else [name]
     assert len(named) > 20
     missing = [command for command in named if command not in listed]
-    assert missing == [], f"missing from the README's CLI table: {missing}"
+    assert missing == [], f"missing from docs/cli.md's table: {missing}"
 
 
 def test_a_make_local_profile_without_its_sandbox_says_to_start_it(

@@ -28,7 +28,7 @@ def test_without_credentials_or_docker_it_says_both_in_seconds(tmp_path: Path) -
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         "make deploy needs AWS credentials: none found (sign in: aws sso login, set AWS_PROFILE, "
-        'or in CI assume the deploy role; README "Deploying")',
+        "or in CI assume the deploy role; docs/deploying.md)",
         "make deploy needs Docker: no docker command (the worker, job and session images are "
         "built locally)",
     ]

@@ -18,7 +18,7 @@ def test_cdk_json_defaults_are_valid_and_create_a_vpc() -> None:
     settings = Settings.from_context(project_context())
     assert settings.vpc.mode == "create"
     assert settings.storage.removal_policy == "retain"
-    assert "default" in settings.sessions.profiles  # the README's examples start it
+    assert "default" in settings.sessions.profiles  # the docs' examples start it
 
 
 def test_empty_context_falls_back_to_embedded_defaults() -> None:

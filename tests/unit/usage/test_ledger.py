@@ -48,7 +48,7 @@ def test_prices_follow_the_settings_and_each_service_minimum() -> None:
     assert machine.kind == "ec2:t3.micro"
     assert machine.dollars == pytest.approx(2 * 0.0104)
     unknown = meter.ec2(span(10, Capability.INSTANCES), instance_type="x9.huge")
-    assert (unknown.seconds, unknown.dollars) == (60.0, 0.0)  # counted, priced at 0: README
+    assert (unknown.seconds, unknown.dollars) == (60.0, 0.0)  # counted, priced at 0: docs/usage.md
 
 
 def test_a_replayed_unit_counts_once_in_the_records_and_the_month(ledger: Ledger) -> None:
