@@ -47,7 +47,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 
-from bench.shared_fleet import (  # noqa: E402 - after the path
+from bench.depth_fleet import Limits, depth_launch  # noqa: E402 - after the path
+from bench.shared_fleet import (  # noqa: E402
     Observed,
     Shares,
     berth_launch,
@@ -63,7 +64,6 @@ from bench.shared_fleet import (  # noqa: E402 - after the path
 from infra.settings import LimitSettings, WorkersSettings  # noqa: E402
 from workers import scaling  # noqa: E402
 from workers.reserve import RESERVE_SECONDS  # noqa: E402
-from workers.scaling import Limits, depth_launch  # noqa: E402
 
 DEFAULTS = WorkersSettings()
 

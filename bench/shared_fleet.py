@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent / "functions")]
 
-from workers import scaling  # noqa: E402 - after the path
-from workers.scaling import Limits  # noqa: E402
+from bench import depth_fleet  # noqa: E402 - after the path
+from bench.depth_fleet import Limits  # noqa: E402
 
 RETURNS_WITHIN_SECONDS = 30
 
@@ -44,7 +44,7 @@ class Shares:
 
 
 @dataclass(frozen=True)
-class Observed(scaling.Observed):
+class Observed(depth_fleet.Observed):
     """What the shared fleet's scaler saw (``running``: tasks started; ``visible``: only the
     old orchestrator's formula reads it)."""
 

@@ -21,8 +21,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sessions.warm import Window
 from shared.usage import Pricing
+from shared.windows import Window
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTAINERS_DIR = ROOT / "containers"

@@ -18,9 +18,8 @@ parts:
   idle reserve worker beyond the reserve leaves after ``idle_seconds`` (``may_leave``,
   longest idle first). A bound worker never returns to the reserve.
 
-The hand-written orchestrator berth replaces polled every 30 s and computed
-``desired = min(max(ceil(depth / messages_per_task), min_tasks), max_tasks)`` (``depth_*``,
-kept to compare against in the simulation).
+(The depth-only formula of the orchestrator berth replaces lives with the simulation that
+compares against it: ``bench/depth_fleet.py``.)
 """
 
 from __future__ import annotations
@@ -31,37 +30,6 @@ from dataclasses import dataclass
 
 QUEUED = "queued"
 """The ``reason`` of a scaler run woken by a queued command (its scheduled runs have none)."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    min_tasks: int
-    max_tasks: int
-    messages_per_task: int = 2
-    """Only the old orchestrator's formula uses it."""
-
-    def __post_init__(self) -> None:
-        if self.messages_per_task < 1 or self.min_tasks < 0 or self.max_tasks < self.min_tasks:
-            raise ValueError(f"invalid scaling limits {self}")
-
-
-@dataclass(frozen=True)
-class Observed:
-    """What the old orchestrator saw."""
-
-    running: int
-    visible: int = 0
-    """Messages waiting (SQS ApproximateNumberOfMessages)."""
-
-
-def depth_desired(observed: Observed, limits: Limits) -> int:
-    """The old orchestrator's formula, as written: only the queue depth, only running tasks."""
-    wanted = math.ceil(observed.visible / limits.messages_per_task)
-    return min(max(wanted, limits.min_tasks), limits.max_tasks)
-
-
-def depth_launch(observed: Observed, limits: Limits) -> int:
-    return max(0, depth_desired(observed, limits) - observed.running)
 
 
 def warm_reserve(active_projects: int, share: float, minimum: int = 0, always: int = 0) -> int:

@@ -5,12 +5,20 @@
 - ``shared`` imports no capability;
 - the logic (services, repositories, models, everything but routes and handlers) never
   imports the HTTP layer (``shared.api``, Powertools' event handler);
-- the worker image imports its own capability (``workers``) and ``shared`` only.
+- the worker image imports its own capability (``workers``) and ``shared`` only;
+- an ``infra`` construct imports the runtime modules of the capability it deploys (for its
+  environment contract and routes) and no other; ``infra.settings`` only the jobs runner's
+  catalogue (settings own their defaults and checks);
+- Powertools' route table (a private attribute) is read in one adapter, ``shared.api.routes_of``
+  (``tests/unit/test_api_basics.py`` fails if Powertools changes it);
+- nothing in ``functions/`` is kept only for the benchmarks or the tests: every top-level
+  function and class there is used by code that ships.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -85,3 +93,72 @@ def test_the_worker_image_imports_only_its_capability_and_shared() -> None:
         if top(module) in capabilities
     }
     assert offenders == set()
+
+
+DEPLOYS = {  # infra module -> the capabilities whose runtime modules it may import
+    "sessions": {"sessions"},
+    "session_storage": {"sessions"},
+    "jobs": {"jobs", "berth_jobs"},
+    "instances": {"instances"},
+    "workers": {"workers", "berth_worker"},
+    "usage": {"usage"},
+    "live": {"live"},
+    "api": {"health", "openapi"},
+    "stack": {"openapi"},  # the document's deployment names
+    "settings": {"berth_jobs"},  # the default catalogue: the jobs the runner image implements
+}
+RUNTIME = {*CAPABILITIES, "berth_jobs", "berth_worker"} - {"shared"}
+
+
+def test_an_infra_module_imports_only_the_capability_it_deploys() -> None:
+    offenders = {
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in (ROOT / "infra").glob("*.py")
+        for module in imports_of(path)
+        if top(module) in RUNTIME - DEPLOYS.get(path.stem, set())
+    }
+    assert offenders == set()
+
+
+def test_powertools_route_table_is_read_in_one_adapter() -> None:
+    readers = {
+        str(path.relative_to(ROOT))
+        for folder in ("functions", "infra", "client", "containers")
+        for path in (ROOT / folder).rglob("*.py")
+        if "._routes" in path.read_text()
+    }
+    assert readers == {"functions/shared/api.py"}
+
+
+def _shipped_sources() -> dict[Path, str]:
+    folders = ("functions", "containers", "infra", "client/berth_client")
+    paths = [p for folder in folders for p in (ROOT / folder).rglob("*.py")] + [ROOT / "app.py"]
+    return {path: path.read_text() for path in paths}
+
+
+def _is_route(node: ast.FunctionDef | ast.ClassDef) -> bool:
+    """``@router.get(...)``/``@app.post(...)``: reached through the resolver, not by name."""
+    for decorator in node.decorator_list:
+        called = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if (
+            isinstance(called, ast.Attribute)
+            and isinstance(called.value, ast.Name)
+            and called.value.id in {"router", "app"}
+        ):
+            return True
+    return False
+
+
+def test_nothing_in_functions_is_kept_only_for_bench_or_tests() -> None:
+    shipped = _shipped_sources()
+    unused = set()
+    for path in FUNCTIONS.rglob("*.py"):
+        for node in ast.parse(shipped[path]).body:
+            if not isinstance(node, ast.FunctionDef | ast.ClassDef) or _is_route(node):
+                continue
+            if node.name.startswith("_"):
+                continue
+            name = re.compile(rf"\b{re.escape(node.name)}\b")
+            if sum(len(name.findall(text)) for text in shipped.values()) <= 1:  # its own def
+                unused.add(f"{path.relative_to(ROOT)}: {node.name}")
+    assert unused == set()

@@ -18,10 +18,10 @@ from sessions.warm import (
     ORPHAN_GRACE_SECONDS,
     WARM_STARTED_BY,
     WarmTask,
-    Window,
     plan,
     wanted,
 )
+from shared.windows import Window
 from tests.aws import FakeClock
 from tests.unit.sessions.conftest import (
     ALICE,
