@@ -20,12 +20,12 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.api import BerthApi
 from infra.compute import CAPABILITY_TAG
 from infra.events import deliver_events
 from infra.functions import LambdaBaseline
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
+from infra.platform import Platform
 from infra.settings import InstancesSettings
 from infra.storage import add_listing_index, secure_table
 from infra.workflow import retry_anything, retry_passing_trouble, standard_state_machine
@@ -97,21 +97,14 @@ def record_wait_attempts(grace_seconds: int, first: int = 2, rate: int = 2) -> i
 class Instances(Construct):
     """Exposes ``launch_template``, ``document``, ``state_machine``, ``table``."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        settings: InstancesSettings,
-        max_per_user: int,
-        network: Network,
-        baseline: LambdaBaseline,
-        api: BerthApi,
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
-        name: str,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, platform: Platform) -> None:
         super().__init__(scope, construct_id)
+        self.platform = platform
+        settings = platform.settings.instances
+        max_per_user = platform.settings.limits.max_instances_per_user
+        network, baseline, api = platform.network, platform.baseline, platform.api
+        log_retention, removal_policy = platform.log_retention, platform.removal_policy
+        name = platform.name
         self.app_tag = name
         stack = Stack.of(self)
 

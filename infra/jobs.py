@@ -8,6 +8,8 @@ failure writer, so each execution leaves ``results/<id>.zip`` or ``failures/<id>
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -21,12 +23,12 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 import berth_jobs.environment as runner_env_names
-from infra.api import BerthApi
 from infra.compute import acknowledge_task_definition, cluster_task_arns, fargate_task_definition
 from infra.events import deliver_events
 from infra.functions import AWS_RETRIES, LambdaBaseline
 from infra.nag import acknowledge_wildcard
 from infra.network import Network
+from infra.platform import Platform
 from infra.settings import CONTAINERS_DIR, JobSettings, JobsSettings
 from infra.storage import add_listing_index, grant_objects, secure_table
 from infra.workflow import retry_anything, retry_passing_trouble, standard_state_machine
@@ -53,43 +55,62 @@ class Jobs(Construct):
     """Exposes ``state_machine``, ``job_function``, ``failure_function``,
     ``task_definition`` and ``table``."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        settings: JobsSettings,
-        network: Network,
-        cluster: ecs.ICluster,
-        results_bucket: s3.IBucket,
-        failures_bucket: s3.IBucket,
-        baseline: LambdaBaseline,
-        api: BerthApi,
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
-        name: str,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, platform: Platform) -> None:
         super().__init__(scope, construct_id)
-        self.settings = settings
-        catalogue = settings.catalogue
-        lambda_jobs = {k: v for k, v in catalogue.items() if v.runtime == "lambda"}
-        fargate_jobs = {k: v for k, v in catalogue.items() if v.runtime == "fargate"}
-        runner_env = {
-            runner_env_names.RESULTS_BUCKET: results_bucket.bucket_name,
-            runner_env_names.FAILURES_BUCKET: failures_bucket.bucket_name,
+        self.platform = platform
+        self.settings = settings = platform.settings.jobs
+        self.results_bucket = platform.storage.results_bucket
+        self.failures_bucket = platform.storage.failures_bucket
+        self.job_function, self.failure_function = self._lambda_runtime(settings.catalogue)
+        self.task_definition = self._task_definition(
+            {k: v for k, v in settings.catalogue.items() if v.runtime == "fargate"},
+            self._runner_environment(),
+            platform.log_retention,
+            platform.removal_policy,
+            platform.name,
+        )
+        self._grant_runners()
+        self.state_machine = self._state_machine(
+            settings.catalogue,
+            platform.network,
+            platform.cluster,
+            platform.log_retention,
+            platform.removal_policy,
+        )
+        self._tighten_state_machine_policy(platform.cluster)
+        self.table = secure_table(self, "Table", removal_policy=platform.removal_policy)
+        add_listing_index(self.table, BY_USER, "user")
+        self.api_function = self._api(settings)
+        self.ends_function = self._execution_ends(platform.baseline)
+        CfnOutput(
+            self,
+            "StateMachineArn",
+            key="JobsStateMachineArn",
+            value=self.state_machine.state_machine_arn,
+            description="Start jobs directly: aws stepfunctions start-execution",
+        )
+
+    def _runner_environment(self) -> dict[str, str]:
+        return {
+            runner_env_names.RESULTS_BUCKET: self.results_bucket.bucket_name,
+            runner_env_names.FAILURES_BUCKET: self.failures_bucket.bucket_name,
         }
 
-        # --- the runtimes ---------------------------------------------------------------------
-        lambda_image = lambda_.Code.from_asset_image(
-            str(JOBS_IMAGE_DIR),
-            target="lambda-image",
-            platform=ecr_assets.Platform.LINUX_ARM64,
-            exclude=["**/__pycache__", "**/*.pyc"],
-        )
-        self.job_function = baseline.image_function(
+    def _lambda_runtime(
+        self, catalogue: Mapping[str, JobSettings]
+    ) -> tuple[lambda_.Function, lambda_.Function]:
+        """The runner of the catalogue's Lambda jobs, and the writer of every failure ZIP."""
+        lambda_jobs = {k: v for k, v in catalogue.items() if v.runtime == "lambda"}
+        baseline, runner_env = self.platform.baseline, self._runner_environment()
+        job_function = baseline.image_function(
             self,
             "JobFunction",
-            code=lambda_image,
+            code=lambda_.Code.from_asset_image(
+                str(JOBS_IMAGE_DIR),
+                target="lambda-image",
+                platform=ecr_assets.Platform.LINUX_ARM64,
+                exclude=["**/__pycache__", "**/*.pyc"],
+            ),
             service="jobs-runner",
             description="Runs the catalogue's Lambda jobs (sized for the largest)",
             environment=runner_env,
@@ -98,7 +119,7 @@ class Jobs(Construct):
             ),
             memory_mb=self._lambda_memory(lambda_jobs),
         )
-        self.failure_function = baseline.image_function(
+        failure_function = baseline.image_function(
             self,
             "FailureWriter",
             code=lambda_.Code.from_asset_image(
@@ -114,42 +135,36 @@ class Jobs(Construct):
             timeout=Duration.seconds(60),
             memory_mb=256,
         )
-        self.task_definition = self._task_definition(
-            fargate_jobs, runner_env, log_retention, removal_policy, name
-        )
+        return job_function, failure_function
+
+    def _grant_runners(self) -> None:
+        """Runners write results and failures; the failure writer also reads them."""
+        results, failures = self.results_bucket, self.failures_bucket
         runners: list[lambda_.Function | iam.IRole] = [
             self.job_function,
             self.task_definition.task_role,
         ]
         for runner in runners:
-            self._grant(runner, results_bucket, "results/", ["s3:PutObject"])
-            self._grant(runner, failures_bucket, "failures/", ["s3:PutObject"])
-        self._grant(
-            self.failure_function, failures_bucket, "failures/", ["s3:GetObject", "s3:PutObject"]
-        )
+            self._grant(runner, results, "results/", ["s3:PutObject"])
+            self._grant(runner, failures, "failures/", ["s3:PutObject"])
+        self._grant(self.failure_function, failures, "failures/", ["s3:GetObject", "s3:PutObject"])
         # to see whether a job whose answer was lost had stored its result after all
-        self._grant(self.failure_function, results_bucket, "results/", ["s3:GetObject"])
+        self._grant(self.failure_function, results, "results/", ["s3:GetObject"])
 
-        # --- the chooser ----------------------------------------------------------------------
-        self.state_machine = self._state_machine(
-            catalogue, network, cluster, log_retention, removal_policy
-        )
-        self._tighten_state_machine_policy(cluster)
-
-        # --- the API --------------------------------------------------------------------------
-        self.table = secure_table(self, "Table", removal_policy=removal_policy)
-        add_listing_index(self.table, BY_USER, "user")
+    def _api(self, settings: JobsSettings) -> lambda_.Function:
+        """Start a job, read it (with presigned result URLs), list them."""
+        results, failures = self.results_bucket, self.failures_bucket
         self.environment = JobsConfig.environment(
             jobs_table=self.table.table_name,
             state_machine_arn=self.state_machine.state_machine_arn,
-            results_bucket=results_bucket.bucket_name,
-            failures_bucket=failures_bucket.bucket_name,
+            results_bucket=results.bucket_name,
+            failures_bucket=failures.bucket_name,
             catalogue=Stack.of(self).to_json_string(
-                {k: self._spec(v).model_dump() for k, v in catalogue.items()}
+                {k: self._spec(v).model_dump() for k, v in settings.catalogue.items()}
             ),
             result_url_seconds=settings.result_url_seconds,
         )
-        self.api_function = baseline.function(
+        function = self.platform.baseline.function(
             self,
             "Api",
             handler="jobs.handler.handler",
@@ -157,35 +172,27 @@ class Jobs(Construct):
             description="Jobs API: start, status with presigned result URLs, list",
             environment=self.environment,
         )
-        self.table.grant_read_write_data(self.api_function)
+        self.table.grant_read_write_data(function)
         acknowledge_wildcard(
-            self.api_function,
+            function,
             f"{self.table.table_arn}/index/*",
             "Covers only this table's own index (by_user).",
         )
-        self.state_machine.grant_start_execution(self.api_function)
-        self.api_function.add_to_role_policy(
+        self.state_machine.grant_start_execution(function)
+        function.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["states:DescribeExecution"],
-                resources=[self._execution_arns()],
+                actions=["states:DescribeExecution"], resources=[self._execution_arns()]
             )
         )
         acknowledge_wildcard(
-            self.api_function,
+            function,
             self._execution_arns(),
             "Execution names are job ids made at run time; scoped to this state machine.",
         )
-        self._grant(self.api_function, results_bucket, "results/", ["s3:GetObject"])
-        self._grant(self.api_function, failures_bucket, "failures/", ["s3:GetObject"])
-        api.add_routes(self.api_function, routes_of(jobs_router))
-        self.ends_function = self._execution_ends(baseline)
-        CfnOutput(
-            self,
-            "StateMachineArn",
-            key="JobsStateMachineArn",
-            value=self.state_machine.state_machine_arn,
-            description="Start jobs directly: aws stepfunctions start-execution",
-        )
+        self._grant(function, results, "results/", ["s3:GetObject"])
+        self._grant(function, failures, "failures/", ["s3:GetObject"])
+        self.platform.api.add_routes(function, routes_of(jobs_router))
+        return function
 
     def _spec(self, job: JobSettings) -> JobSpec:
         """What the functions know of a job: where it runs and what it is billed for (a

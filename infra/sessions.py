@@ -6,7 +6,7 @@ a small HTTP echo backend, ``chroma`` a vector database per user.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
@@ -20,7 +20,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.api import BerthApi
 from infra.compute import (
     acknowledge_task_definition,
     cluster_task_arns,
@@ -28,13 +27,12 @@ from infra.compute import (
     grant_list_tasks,
 )
 from infra.events import deliver_events
-from infra.functions import LambdaBaseline
-from infra.live import LiveUpdates
 from infra.nag import acknowledge_on_role, acknowledge_wildcard
 from infra.network import Network
+from infra.platform import Platform
 from infra.routing import SessionRouting
 from infra.session_storage import SessionStorage
-from infra.settings import LimitSettings, ProfileSettings, SessionsSettings
+from infra.settings import ProfileSettings, SessionsSettings
 from infra.storage import add_listing_index, secure_table
 from sessions.config import Profile, SessionsConfig
 from sessions.repository import BY_ACTIVITY, BY_USER, WARM_POOL
@@ -56,41 +54,15 @@ class Sessions(Construct):
         self,
         scope: Construct,
         construct_id: str,
+        platform: Platform,
         *,
-        settings: SessionsSettings,
-        limits: LimitSettings,
-        network: Network,
-        ingress_cidrs: Sequence[str],
         routing: SessionRouting | None,
-        max_routes: int,
-        cluster: ecs.ICluster,
-        images: Mapping[str, ecr_assets.DockerImageAsset],
-        baseline: LambdaBaseline,
-        api: BerthApi,
-        live: LiveUpdates,
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
-        name: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.cluster = cluster
-        self.table = secure_table(
-            self, "Table", removal_policy=removal_policy, ttl_attribute="expires_record_at"
-        )
-        add_listing_index(self.table, BY_USER, "user")
-        self.table.add_global_secondary_index(
-            index_name=BY_ACTIVITY,
-            partition_key=dynamodb.Attribute(name="active", type=STRING),
-            sort_key=dynamodb.Attribute(name="id", type=STRING),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
-        self.table.add_global_secondary_index(  # sparse: the unclaimed warm tasks of a profile
-            index_name=WARM_POOL,
-            partition_key=dynamodb.Attribute(name="pooled", type=STRING),
-            sort_key=dynamodb.Attribute(name="warm_since", type=dynamodb.AttributeType.NUMBER),
-            projection_type=dynamodb.ProjectionType.ALL,
-        )
-
+        self.platform = platform
+        settings = platform.settings.sessions
+        self.cluster = platform.cluster
+        self.table = self._table()
         self.task_definitions: dict[str, ecs.FargateTaskDefinition] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
         """Each profile's container output (``GET /sessions/{id}/logs`` reads it)."""
@@ -98,16 +70,50 @@ class Sessions(Construct):
             self.task_definitions[profile_name] = self._task_definition(
                 profile_name,
                 profile,
-                images[profile.image],
-                log_retention,
-                removal_policy,
-                family=f"{name}-session-{profile_name}",
+                platform.images[profile.image],
+                platform.log_retention,
+                platform.removal_policy,
+                family=f"{platform.name}-session-{profile_name}",
             )
-
         self.task_security_group, self.client_security_group = self._security_groups(
-            network, settings, ingress_cidrs, routing
+            platform.network, settings, platform.settings.vpc.ingress_cidrs, routing
         )
-        self.storage = self._storage(settings, network)
+        self.storage = self._storage(settings, platform.network)
+        environment = self._environment(settings, routing)
+        self.api_function, self.events_function, self.reaper_function = self._functions(environment)
+        self._grant_functions(settings, routing)
+        platform.api.add_routes(self.api_function, routes_of(sessions_router))
+        self._event_rule()
+        self._reaper_schedule(settings)
+
+    def _table(self) -> dynamodb.Table:
+        """Sessions and warm tasks: by user (lists), by activity (the reaper), warm pool."""
+        table = secure_table(
+            self,
+            "Table",
+            removal_policy=self.platform.removal_policy,
+            ttl_attribute="expires_record_at",
+        )
+        add_listing_index(table, BY_USER, "user")
+        table.add_global_secondary_index(
+            index_name=BY_ACTIVITY,
+            partition_key=dynamodb.Attribute(name="active", type=STRING),
+            sort_key=dynamodb.Attribute(name="id", type=STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        table.add_global_secondary_index(  # sparse: the unclaimed warm tasks of a profile
+            index_name=WARM_POOL,
+            partition_key=dynamodb.Attribute(name="pooled", type=STRING),
+            sort_key=dynamodb.Attribute(name="warm_since", type=dynamodb.AttributeType.NUMBER),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        return table
+
+    def _environment(
+        self, settings: SessionsSettings, routing: SessionRouting | None
+    ) -> dict[str, str]:
+        """What the three functions read (``SessionsConfig``), and live updates'."""
+        network = self.platform.network
         profiles_json = Stack.of(self).to_json_string(
             {
                 profile_name: Profile(
@@ -120,26 +126,31 @@ class Sessions(Construct):
                 for profile_name, profile in sorted(settings.profiles.items())
             }
         )
-        subnets = network.task_subnet_ids
-        environment = {
+        max_routes = self.platform.settings.routing.max_routes
+        return {
             **SessionsConfig.environment(
                 sessions_table=self.table.table_name,
-                cluster_arn=cluster.cluster_arn,
-                task_subnets=subnets,
+                cluster_arn=self.cluster.cluster_arn,
+                task_subnets=network.task_subnet_ids,
                 task_security_groups=[self.task_security_group.security_group_id],
                 assign_public_ip=network.assign_public_ip,
                 profiles=profiles_json,
-                max_sessions_per_user=limits.max_sessions_per_user,
+                max_sessions_per_user=self.platform.settings.limits.max_sessions_per_user,
                 reaper_dry_run=settings.reaper_dry_run,
                 storage_file_system=self.storage.file_system.file_system_id
                 if self.storage
                 else None,
                 **(routing.config() | {"max_routes": max_routes} if routing else {}),
             ),
-            **live.environment(),
+            **self.platform.live.environment(),
         }
 
-        self.api_function = baseline.function(
+    def _functions(
+        self, environment: dict[str, str]
+    ) -> tuple[lambda_.Function, lambda_.Function, lambda_.Function]:
+        """The API, the task-event handler and the reaper: one environment, one table."""
+        baseline = self.platform.baseline
+        api = baseline.function(
             self,
             "Api",
             handler="sessions.handler.handler",
@@ -147,7 +158,7 @@ class Sessions(Construct):
             description="Sessions API: launch, list, status, stop, heartbeat",
             environment=environment,
         )
-        self.events_function = baseline.function(
+        events_function = baseline.function(
             self,
             "TaskEvents",
             handler="sessions.on_task_event.handler",
@@ -156,7 +167,7 @@ class Sessions(Construct):
             environment=environment,
             timeout=Duration.seconds(60),
         )
-        self.reaper_function = baseline.function(
+        reaper = baseline.function(
             self,
             "Reaper",
             handler="sessions.reaper.handler",
@@ -166,6 +177,9 @@ class Sessions(Construct):
             timeout=Duration.minutes(5),
             traced=False,  # a schedule runs it
         )
+        return api, events_function, reaper
+
+    def _grant_functions(self, settings: SessionsSettings, routing: SessionRouting | None) -> None:
         functions = (self.api_function, self.events_function, self.reaper_function)
         for function in functions:
             self.table.grant_read_write_data(function)
@@ -174,7 +188,7 @@ class Sessions(Construct):
                 f"{self.table.table_arn}/index/*",
                 "Covers only this table's own indexes (by_user, by_activity, warm_pool).",
             )
-            live.grant_publish(function)
+            self.platform.live.grant_publish(function)
             self._grant_task_control(function)
         self._grant_run_task(self.api_function)
         # a session's output (GET .../logs), and a failed one's last lines (task events)
@@ -182,7 +196,7 @@ class Sessions(Construct):
             for _, group in sorted(self.log_groups.items()):
                 group.grant(function, "logs:GetLogEvents")
         if self.storage is not None:
-            self._grant_volumes(self.api_function, self.storage, name)
+            self._grant_volumes(self.api_function, self.storage, self.platform.name)
         if any(profile.warm_pool for profile in settings.profiles.values()):
             self._grant_run_task(self.reaper_function)  # it refills the warm pools
         grant_list_tasks(self.reaper_function, self.cluster)
@@ -191,8 +205,7 @@ class Sessions(Construct):
                 routing.grant_routes(function)
         self._grant_activity(settings, routing)
 
-        api.add_routes(self.api_function, routes_of(sessions_router))
-        self._event_rule()
+    def _reaper_schedule(self, settings: SessionsSettings) -> None:
         events.Rule(
             self,
             "ReaperSchedule",

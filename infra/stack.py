@@ -15,6 +15,7 @@ from infra.instances import Instances
 from infra.jobs import Jobs
 from infra.live import LiveUpdates
 from infra.network import Network
+from infra.platform import Platform
 from infra.routing import SessionRouting
 from infra.sessions import Sessions
 from infra.settings import LOG_RETENTION_DAYS, Settings
@@ -31,9 +32,23 @@ def log_retention(days: int) -> logs.RetentionDays:
 
 
 class BerthStack(Stack):
+    """The platform first (network, compute, buckets, functions, the APIs), then each
+    capability on it, then the usage ledger that meters them."""
+
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs: Any):
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
+        self.platform = self._platform(settings)
+        self.network, self.api = self.platform.network, self.platform.api
+        self.routing = self._routing(self.platform)
+        self.sessions = Sessions(self, "Sessions", self.platform, routing=self.routing)
+        self.jobs = Jobs(self, "Jobs", self.platform)
+        self.instances = Instances(self, "Instances", self.platform)
+        self.workers = WorkerFleet(self, "Workers", self.platform)
+        self.usage = self._usage(self.platform)
+        Tags.of(self).add("berth:app", settings.prefix)
+
+    def _platform(self, settings: Settings) -> Platform:
         removal = (
             RemovalPolicy.RETAIN
             if settings.storage.removal_policy == "retain"
@@ -41,22 +56,17 @@ class BerthStack(Stack):
         )
         retention = log_retention(settings.logs.retention_days)
         profiles = settings.sessions.profiles
-
-        self.network = Network(
-            self,
-            "Network",
-            settings=settings.vpc,
-            log_retention=retention,
-            removal_policy=removal,
+        network = Network(
+            self, "Network", settings=settings.vpc, log_retention=retention, removal_policy=removal
         )
-        self.storage = Storage(self, "Storage", settings=settings.storage, removal_policy=removal)
-        self.compute = ComputeCore(
+        storage = Storage(self, "Storage", settings=settings.storage, removal_policy=removal)
+        compute = ComputeCore(
             self,
             "Compute",
-            network=self.network,
+            network=network,
             image_dirs=[profile.image for profile in profiles.values()],
         )
-        self.baseline = LambdaBaseline(
+        baseline = LambdaBaseline(
             self,
             "Functions",
             settings=settings.functions,
@@ -64,11 +74,11 @@ class BerthStack(Stack):
             log_retention=retention,
             removal_policy=removal,
         )
-        self.api = BerthApi(
+        api = BerthApi(
             self,
             "Api",
             settings=settings.api,
-            baseline=self.baseline,
+            baseline=baseline,
             document=OpenApiConfig(
                 profiles=sorted(profiles),
                 jobs=sorted(settings.jobs.catalogue),
@@ -79,102 +89,47 @@ class BerthStack(Stack):
             removal_policy=removal,
             name=settings.prefix,
         )
-        self.live = LiveUpdates(
+        live = LiveUpdates(
             self,
             "Live",
             settings=settings.api,
-            baseline=self.baseline,
-            api=self.api,
+            baseline=baseline,
+            api=api,
             log_retention=retention,
             removal_policy=removal,
             name=settings.prefix,
         )
-        self.routing = (
-            SessionRouting(
-                self,
-                "Routing",
-                settings=settings.routing,
-                network=self.network,
-                access_logs=self.storage.access_logs_bucket,
-                name=settings.prefix,
-            )
-            if settings.routing.mode == "alb"
-            else None
-        )
-        self.sessions = Sessions(
-            self,
-            "Sessions",
-            settings=settings.sessions,
-            limits=settings.limits,
-            network=self.network,
-            ingress_cidrs=settings.vpc.ingress_cidrs,
-            routing=self.routing,
-            max_routes=settings.routing.max_routes,
-            cluster=self.compute.cluster,
-            images=self.compute.images,
-            baseline=self.baseline,
-            api=self.api,
-            live=self.live,
+        return Platform(
+            settings=settings,
+            network=network,
+            cluster=compute.cluster,
+            images=compute.images,
+            storage=storage,
+            baseline=baseline,
+            api=api,
+            live=live,
             log_retention=retention,
             removal_policy=removal,
-            name=settings.prefix,
         )
-        self.jobs = Jobs(
+
+    def _routing(self, platform: Platform) -> SessionRouting | None:
+        """The opt-in load balancer that reaches sessions from a browser."""
+        if platform.settings.routing.mode != "alb":
+            return None
+        return SessionRouting(
             self,
-            "Jobs",
-            settings=settings.jobs,
-            network=self.network,
-            cluster=self.compute.cluster,
-            results_bucket=self.storage.results_bucket,
-            failures_bucket=self.storage.failures_bucket,
-            baseline=self.baseline,
-            api=self.api,
-            log_retention=retention,
-            removal_policy=removal,
-            name=settings.prefix,
+            "Routing",
+            settings=platform.settings.routing,
+            network=platform.network,
+            access_logs=platform.storage.access_logs_bucket,
+            name=platform.name,
         )
-        self.instances = Instances(
-            self,
-            "Instances",
-            settings=settings.instances,
-            max_per_user=settings.limits.max_instances_per_user,
-            network=self.network,
-            baseline=self.baseline,
-            api=self.api,
-            log_retention=retention,
-            removal_policy=removal,
-            name=settings.prefix,
-        )
-        self.workers = WorkerFleet(
-            self,
-            "Workers",
-            settings=settings.workers,
-            max_tasks=settings.limits.max_worker_tasks,
-            max_pending_per_user=settings.limits.max_queued_commands_per_user,
-            max_workers_per_user=settings.limits.max_workers_per_user,
-            noncurrent_version_expiry_days=settings.storage.noncurrent_version_expiry_days,
-            network=self.network,
-            cluster=self.compute.cluster,
-            live=self.live,
-            access_logs=self.storage.access_logs_bucket,
-            baseline=self.baseline,
-            api=self.api,
-            log_retention=retention,
-            removal_policy=removal,
-            name=settings.prefix,
-        )
-        self.usage = Usage(
-            self,
-            "Usage",
-            settings=settings.usage,
-            limits=settings.limits,
-            pricing=settings.pricing,
-            baseline=self.baseline,
-            api=self.api,
-            removal_policy=removal,
-        )
-        # each capability meters its own compute and checks budgets before starting more
-        self.usage.meter(
+
+    def _usage(self, platform: Platform) -> Usage:
+        """The ledger; each capability meters its own compute and checks budgets before
+        starting more."""
+        usage = Usage(self, "Usage", platform)
+        usage.meter(
             [
                 self.sessions.api_function,
                 self.sessions.events_function,
@@ -188,4 +143,4 @@ class BerthStack(Stack):
                 self.workers.reconciler,
             ]
         )
-        Tags.of(self).add("berth:app", settings.prefix)
+        return usage

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aws_cdk import CfnOutput, RemovalPolicy
+from aws_cdk import CfnOutput
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.api import BerthApi
-from infra.functions import LambdaBaseline
 from infra.nag import acknowledge_wildcard
-from infra.settings import LimitSettings, UsageSettings
+from infra.platform import Platform
 from infra.storage import secure_table
 from shared.api import routes_of
-from shared.usage import Pricing, UsageConfig
+from shared.usage import UsageConfig
 from usage.config import UsageApiConfig, principal_of
 from usage.routes import router as usage_router
 
@@ -33,19 +32,12 @@ ADMIN_PATH = "/admin/*"
 class Usage(Construct):
     """Exposes ``table``, ``function`` and ``admin_policy``."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        settings: UsageSettings,
-        limits: LimitSettings,
-        pricing: Pricing,
-        baseline: LambdaBaseline,
-        api: BerthApi,
-        removal_policy: RemovalPolicy,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, platform: Platform) -> None:
         super().__init__(scope, construct_id)
+        self.platform = platform
+        settings, limits = platform.settings.usage, platform.settings.limits
+        pricing, baseline, api = platform.settings.pricing, platform.baseline, platform.api
+        removal_policy = platform.removal_policy
         self.table = secure_table(self, "Table", removal_policy=removal_policy, sort_key="sk")
         self.environment = UsageConfig.environment(
             usage_table=self.table.table_name,

@@ -37,6 +37,7 @@ from infra.functions import AWS_RETRIES, METRICS_NAMESPACE, LambdaBaseline
 from infra.live import LiveUpdates
 from infra.nag import acknowledge, acknowledge_wildcard
 from infra.network import Network
+from infra.platform import Platform
 from infra.settings import ROOT, STOP_GRACE_SECONDS, WorkersSettings
 from infra.storage import add_listing_index, grant_objects, secure_bucket, secure_table
 from shared.api import routes_of
@@ -81,27 +82,20 @@ class WorkerFleet(Construct):
     ``task_definition``, ``security_group``, ``scaler``, ``reconciler`` and
     ``dashboard``."""
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        settings: WorkersSettings,
-        max_tasks: int,
-        max_pending_per_user: int,
-        max_workers_per_user: int,
-        noncurrent_version_expiry_days: int,
-        network: Network,
-        cluster: ecs.ICluster,
-        live: LiveUpdates,
-        access_logs: s3.IBucket,
-        baseline: LambdaBaseline,
-        api: BerthApi,
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
-        name: str,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, platform: Platform) -> None:
         super().__init__(scope, construct_id)
+        self.platform = platform
+        settings = platform.settings.workers
+        limits = platform.settings.limits
+        max_tasks = limits.max_worker_tasks
+        max_pending_per_user = limits.max_queued_commands_per_user
+        max_workers_per_user = limits.max_workers_per_user
+        noncurrent_version_expiry_days = platform.settings.storage.noncurrent_version_expiry_days
+        network, cluster, live = platform.network, platform.cluster, platform.live
+        access_logs = platform.storage.access_logs_bucket
+        baseline, api = platform.baseline, platform.api
+        log_retention, removal_policy = platform.log_retention, platform.removal_policy
+        name = platform.name
         self.cluster = cluster
         self.bucket = secure_bucket(
             self,
