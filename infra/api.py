@@ -64,6 +64,31 @@ class BerthApi(Construct):
         name: str,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.stage_name = settings.stage_name
+        self.rest_api = self._rest_api(settings, log_retention, removal_policy, name)
+        self.validator = self.rest_api.add_request_validator(
+            "Validator", validate_request_body=True, validate_request_parameters=True
+        )
+        for key, response_type, status, code in GATEWAY_ERRORS:
+            self.rest_api.add_gateway_response(
+                key,
+                type=response_type,
+                status_code=status,
+                templates={"application/json": error_template(code)},
+            )
+        self.routes: list[Route] = []
+        self._acknowledge()
+        self._own_routes(baseline, document)
+        CfnOutput(self, "ApiUrl", key="ApiUrl", value=self.rest_api.url, description="Base URL")
+
+    def _rest_api(
+        self,
+        settings: ApiSettings,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+        name: str,
+    ) -> apigw.RestApi:
+        """Regional, IAM-authorized by default, throttled, traced, access-logged as JSON."""
         access_logs = logs.LogGroup(
             self, "AccessLogs", retention=log_retention, removal_policy=removal_policy
         )
@@ -72,8 +97,7 @@ class BerthApi(Construct):
             if settings.cors_allow_origins
             else None
         )
-        self.stage_name = settings.stage_name
-        self.rest_api = apigw.RestApi(
+        return apigw.RestApi(
             self,
             "RestApi",
             rest_api_name=name,
@@ -107,17 +131,9 @@ class BerthApi(Construct):
                 throttling_burst_limit=settings.throttling_burst_limit,
             ),
         )
-        self.validator = self.rest_api.add_request_validator(
-            "Validator", validate_request_body=True, validate_request_parameters=True
-        )
-        for key, response_type, status, code in GATEWAY_ERRORS:
-            self.rest_api.add_gateway_response(
-                key,
-                type=response_type,
-                status_code=status,
-                templates={"application/json": error_template(code)},
-            )
-        self.routes: list[Route] = []
+
+    def _acknowledge(self) -> None:
+        """cdk-nag findings that are choices, each with its reason."""
         acknowledge(
             self.rest_api,
             "AwsSolutions-APIG3",
@@ -137,6 +153,9 @@ class BerthApi(Construct):
             "berth authorizes with IAM (SigV4) by default, not Cognito; the caller's identity "
             "comes from requestContext.identity.",
         )
+
+    def _own_routes(self, baseline: LambdaBaseline, document: OpenApiConfig) -> None:
+        """GET /health and GET /openapi.json (the document of every route)."""
         health = baseline.function(
             self,
             "Health",
@@ -154,7 +173,6 @@ class BerthApi(Construct):
             environment=OpenApiConfig.environment(**document.model_dump()),
         )
         self.add_routes(docs, [("GET", "/openapi.json")])
-        CfnOutput(self, "ApiUrl", key="ApiUrl", value=self.rest_api.url, description="Base URL")
 
     def url_of(self, path: str) -> str:
         """A route's URL, built from the API's id and the stage's name (not from the stage

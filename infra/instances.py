@@ -101,36 +101,42 @@ class Instances(Construct):
         super().__init__(scope, construct_id)
         self.platform = platform
         settings = platform.settings.instances
-        max_per_user = platform.settings.limits.max_instances_per_user
-        network, baseline, api = platform.network, platform.baseline, platform.api
-        log_retention, removal_policy = platform.log_retention, platform.removal_policy
-        name = platform.name
-        self.app_tag = name
-        stack = Stack.of(self)
-
-        launch_template_arn = self._machine(settings, network)
-        document_name = self._document(settings, name)
-
-        # --- the records ----------------------------------------------------------------------
-        self.table = secure_table(self, "Table", removal_policy=removal_policy)
+        self.app_tag = platform.name
+        launch_template_arn = self._machine(settings, platform.network)
+        document_name = self._document(settings, platform.name)
+        self.table = secure_table(self, "Table", removal_policy=platform.removal_policy)
         add_listing_index(self.table, BY_USER, "user")
+        environment = self._environment(settings, document_name)
+        self.step_function = self._step(environment)
+        self._grant_provisioning(self.step_function, launch_template_arn, document_name)
+        self.state_machine = self._workflow(
+            settings,
+            platform.log_retention,
+            platform.removal_policy,
+            platform.baseline.record_grace_seconds,
+        )
+        self.api_function = self._api(environment)
+        CfnOutput(self, "DocumentName", key="FetchAndRunDocument", value=document_name)
+        self.state_function = self._state_changes(platform.baseline, environment)
 
-        # --- the workflow ---------------------------------------------------------------------
-        subnets = network.task_subnet_ids
-        environment = InstancesConfig.environment(
+    def _environment(self, settings: InstancesSettings, document_name: str) -> dict[str, str]:
+        return InstancesConfig.environment(
             instances_table=self.table.table_name,
             launch_template_id=self.launch_template_id,
-            subnets=subnets,
+            subnets=self.platform.network.task_subnet_ids,
             document_name=document_name,
             aggregator_url=settings.aggregator_url,
-            app_tag=name,
-            max_instances_per_user=max_per_user,
+            app_tag=self.platform.name,
+            max_instances_per_user=self.platform.settings.limits.max_instances_per_user,
             running_timeout_seconds=settings.running_timeout_seconds,
             ssm_timeout_seconds=settings.ssm_timeout_seconds,
             command_timeout_seconds=settings.command_timeout_seconds,
             terminate_on_failure=settings.terminate_on_failure,
         )
-        self.step_function = baseline.function(
+
+    def _step(self, environment: dict[str, str]) -> lambda_.Function:
+        """The workflow's Lambda: one provisioning step per invocation."""
+        return self.platform.baseline.function(
             self,
             "Step",
             handler="instances.step.handler",
@@ -139,13 +145,10 @@ class Instances(Construct):
             environment=environment,
             timeout=Duration.seconds(60),
         )
-        self._grant_provisioning(self.step_function, launch_template_arn, document_name)
-        self.state_machine = self._workflow(
-            settings, log_retention, removal_policy, baseline.record_grace_seconds
-        )
 
-        # --- the API --------------------------------------------------------------------------
-        self.api_function = baseline.function(
+    def _api(self, environment: dict[str, str]) -> lambda_.Function:
+        """Launch (starts the workflow), list, read with live EC2 data, terminate."""
+        function = self.platform.baseline.function(
             self,
             "Api",
             handler="instances.handler.handler",
@@ -158,35 +161,34 @@ class Instances(Construct):
                 ),
             },
         )
-        for function in (self.step_function, self.api_function):
-            self.table.grant_read_write_data(function)
+        for each in (self.step_function, function):
+            self.table.grant_read_write_data(each)
             acknowledge_wildcard(
-                function,
+                each,
                 f"{self.table.table_arn}/index/*",
                 "Covers only this table's own index (by_user).",
             )
-            self._grant_terminate_and_describe(function)
-        self.state_machine.grant_start_execution(self.api_function)
-        self.api_function.add_to_role_policy(  # GET /instances/{id}/logs
+            self._grant_terminate_and_describe(each)
+        self.state_machine.grant_start_execution(function)
+        function.add_to_role_policy(  # GET /instances/{id}/logs
             iam.PolicyStatement(actions=["ssm:GetCommandInvocation"], resources=["*"])
         )
-        execution_arns = stack.format_arn(
+        execution_arns = Stack.of(self).format_arn(
             service="states",
             resource="execution",
             resource_name=f"{self.state_machine.state_machine_name}:*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-        self.api_function.add_to_role_policy(
+        function.add_to_role_policy(
             iam.PolicyStatement(actions=["states:StopExecution"], resources=[execution_arns])
         )
         acknowledge_wildcard(
-            self.api_function,
+            function,
             execution_arns,
             "Execution names are instance ids made at run time; scoped to this workflow.",
         )
-        api.add_routes(self.api_function, routes_of(instances_router))
-        CfnOutput(self, "DocumentName", key="FetchAndRunDocument", value=document_name)
-        self.state_function = self._state_changes(baseline, environment)
+        self.platform.api.add_routes(function, routes_of(instances_router))
+        return function
 
     def _state_changes(
         self, baseline: LambdaBaseline, environment: dict[str, str]
@@ -228,33 +230,7 @@ class Instances(Construct):
     def _machine(self, settings: InstancesSettings, network: Network) -> str:
         """The instance role (the SSM agent's channel only), a security group without inbound,
         and the launch template (or the operator's); returns the template's ARN."""
-        stack = Stack.of(self)
-        self.instance_role = iam.Role(
-            self,
-            "InstanceRole",
-            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            description="berth instances: the SSM agent's Run Command channel only",
-        )
-        self.instance_role.add_to_policy(
-            iam.PolicyStatement(actions=SSM_AGENT_ACTIONS, resources=["*"])
-        )
-        instances = Stack.of(self).format_arn(service="ec2", resource="instance", resource_name="*")
-        self.instance_role.add_to_policy(
-            iam.PolicyStatement(actions=SSM_REGISTER_ACTIONS, resources=[instances])
-        )
-        acknowledge(
-            self.instance_role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "The SSM agent's message channel actions (ec2messages, ssmmessages) have no "
-            "resource-level permissions; only root (the agent) can reach the credentials: "
-            "metadata is closed to other users.",
-        )
-        acknowledge_wildcard(
-            self.instance_role,
-            instances,
-            "The agent registers the instance it runs on, whose id is made at launch; this "
-            "account's and region's instances only.",
-        )
+        self.instance_role = self._instance_role()
         self.security_group = ec2.SecurityGroup(
             self,
             "SecurityGroup",
@@ -262,69 +238,100 @@ class Instances(Construct):
             description="berth instances: no inbound; outbound for SSM and the blob download",
             allow_all_outbound=True,
         )
-        self.launch_template_id: str
+        image_id: str | None = None
         if settings.launch_template_id:
             self.launch_template_id = settings.launch_template_id
         else:
-            machine_image = ec2.MachineImage.latest_amazon_linux2023(
-                cpu_type=(
-                    ec2.AmazonLinuxCpuType.ARM_64
-                    if settings.architecture == "arm64"
-                    else ec2.AmazonLinuxCpuType.X86_64
-                )
-            )
-            image_id = machine_image.get_image(self).image_id
-            template = ec2.LaunchTemplate(
-                self,
-                "LaunchTemplate",
-                machine_image=machine_image,
-                instance_type=ec2.InstanceType(settings.instance_type),
-                role=self.instance_role,
-                security_group=self.security_group,
-                require_imdsv2=True,
-                detailed_monitoring=True,
-                block_devices=[
-                    ec2.BlockDevice(
-                        device_name="/dev/xvda",
-                        volume=ec2.BlockDeviceVolume.ebs(
-                            settings.root_volume_gb,
-                            encrypted=True,
-                            volume_type=ec2.EbsDeviceVolumeType.GP3,
-                            delete_on_termination=True,
-                        ),
-                    )
-                ],
-            )
-            # on the template and, through its tag specifications, each machine and volume
-            Tags.of(template).add(CAPABILITY_TAG, "instances")
-            self.launch_template_id = template.launch_template_id or ""
-        launch_template_arn = stack.format_arn(
+            self.launch_template_id, image_id = self._launch_template(settings)
+        self._launch_resources(network, image_id)
+        return Stack.of(self).format_arn(
             service="ec2", resource="launch-template", resource_name=self.launch_template_id
         )
-        # What a launch may use: berth's subnets always; berth's security group and image when
-        # berth made the template (an operator's own template brings its own, so any).
+
+    def _instance_role(self) -> iam.Role:
+        role = iam.Role(
+            self,
+            "InstanceRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description="berth instances: the SSM agent's Run Command channel only",
+        )
+        role.add_to_policy(iam.PolicyStatement(actions=SSM_AGENT_ACTIONS, resources=["*"]))
+        instances = Stack.of(self).format_arn(service="ec2", resource="instance", resource_name="*")
+        role.add_to_policy(iam.PolicyStatement(actions=SSM_REGISTER_ACTIONS, resources=[instances]))
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "The SSM agent's message channel actions (ec2messages, ssmmessages) have no "
+            "resource-level permissions; only root (the agent) can reach the credentials: "
+            "metadata is closed to other users.",
+        )
+        acknowledge_wildcard(
+            role,
+            instances,
+            "The agent registers the instance it runs on, whose id is made at launch; this "
+            "account's and region's instances only.",
+        )
+        return role
+
+    def _launch_template(self, settings: InstancesSettings) -> tuple[str, str]:
+        """berth's template (Amazon Linux 2023, IMDSv2, encrypted gp3 root); its id and the
+        image's."""
+        machine_image = ec2.MachineImage.latest_amazon_linux2023(
+            cpu_type=(
+                ec2.AmazonLinuxCpuType.ARM_64
+                if settings.architecture == "arm64"
+                else ec2.AmazonLinuxCpuType.X86_64
+            )
+        )
+        image_id = machine_image.get_image(self).image_id
+        template = ec2.LaunchTemplate(
+            self,
+            "LaunchTemplate",
+            machine_image=machine_image,
+            instance_type=ec2.InstanceType(settings.instance_type),
+            role=self.instance_role,
+            security_group=self.security_group,
+            require_imdsv2=True,
+            detailed_monitoring=True,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name="/dev/xvda",
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        settings.root_volume_gb,
+                        encrypted=True,
+                        volume_type=ec2.EbsDeviceVolumeType.GP3,
+                        delete_on_termination=True,
+                    ),
+                )
+            ],
+        )
+        # on the template and, through its tag specifications, each machine and volume
+        Tags.of(template).add(CAPABILITY_TAG, "instances")
+        return template.launch_template_id or "", image_id
+
+    def _launch_resources(self, network: Network, image_id: str | None) -> None:
+        """What a launch may use: berth's subnets always; berth's security group and image
+        when berth made the template (an operator's own template brings its own, so any)."""
+        stack = Stack.of(self)
         self.launch_pins: list[str] = [
             stack.format_arn(service="ec2", resource="subnet", resource_name=subnet)
             for subnet in network.task_subnet_ids
         ]
         self.launch_wildcards: list[str] = []
-        if settings.launch_template_id:
+        if image_id is None:
             self.launch_wildcards = [
                 stack.format_arn(service="ec2", resource="security-group", resource_name="*"),
                 stack.format_arn(service="ec2", resource="image", resource_name="*", account=""),
             ]
-        else:
-            self.launch_pins += [
-                stack.format_arn(
-                    service="ec2",
-                    resource="security-group",
-                    resource_name=self.security_group.security_group_id,
-                ),
-                stack.format_arn(
-                    service="ec2", resource="image", resource_name=image_id, account=""
-                ),
-            ]
-        return launch_template_arn
+            return
+        self.launch_pins += [
+            stack.format_arn(
+                service="ec2",
+                resource="security-group",
+                resource_name=self.security_group.security_group_id,
+            ),
+            stack.format_arn(service="ec2", resource="image", resource_name=image_id, account=""),
+        ]
 
     def _document(self, settings: InstancesSettings, name: str) -> str:
         """The Run Command document that fetches the blob and starts its script, fenced."""

@@ -472,50 +472,7 @@ class Jobs(Construct):
     ) -> tasks.EcsRunTask:
         """RunTask.sync with the job in container overrides; a non-zero exit is a failure
         even where .sync reports success."""
-        container = self.task_definition.default_container
-        if container is None:
-            raise ValueError("the job task definition has no container")
-        run_on_fargate = tasks.EcsRunTask(
-            self,
-            "Run on Fargate",
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            cluster=cluster,
-            task_definition=self.task_definition,
-            launch_target=tasks.EcsFargateLaunchTarget(
-                platform_version=ecs.FargatePlatformVersion.LATEST
-            ),
-            assign_public_ip=network.assign_public_ip,
-            subnets=network.vpc_subnets(),
-            security_groups=[
-                network.workload_security_group(
-                    self,
-                    "TaskSecurityGroup",
-                    description="berth job tasks: no inbound",
-                )
-            ],
-            cpu=sfn.JsonPath.string_at("$.cpu"),
-            memory_mib=sfn.JsonPath.string_at("$.memory"),
-            container_overrides=[
-                tasks.ContainerOverride(
-                    container_definition=container,
-                    environment=[
-                        tasks.TaskEnvironmentVariable(
-                            name=runner_env_names.JOB_ID, value=sfn.JsonPath.string_at("$.job_id")
-                        ),
-                        tasks.TaskEnvironmentVariable(
-                            name=runner_env_names.JOB_NAME, value=sfn.JsonPath.string_at("$.name")
-                        ),
-                        tasks.TaskEnvironmentVariable(
-                            name=runner_env_names.JOB_INPUT,
-                            value=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.input")),
-                        ),
-                    ],
-                )
-            ],
-            result_path="$.task",
-            task_timeout=sfn.Timeout.at("$.timeout_seconds"),
-            propagated_tag_source=ecs.PropagatedTagSource.TASK_DEFINITION,
-        )
+        run_on_fargate = self._run_task(network, cluster)
         run_on_fargate.add_retry(
             errors=ECS_TRANSIENT_ERRORS,
             interval=Duration.seconds(5),
@@ -524,22 +481,6 @@ class Jobs(Construct):
             jitter_strategy=sfn.JitterType.FULL,
         )
         run_on_fargate.add_catch(write_failure, errors=["States.ALL"], result_path="$.error")
-        non_zero = sfn.Pass(
-            self,
-            "Non-zero exit",
-            parameters={
-                "job_id": sfn.JsonPath.string_at("$.job_id"),
-                "name": sfn.JsonPath.string_at("$.name"),
-                "input": sfn.JsonPath.object_at("$.input"),
-                "error": {
-                    "Error": "NonZeroExit",
-                    "Cause": sfn.JsonPath.format(
-                        "the job container exited non-zero: {}",
-                        sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.job.container")),
-                    ),
-                },
-            },
-        ).next(write_failure)
         # The task's one container, taken out with an intrinsic so the Choice compares a
         # plain field (an indexed path in a Choice is evaluated as a list by some runners).
         first_container = sfn.Pass(
@@ -561,10 +502,74 @@ class Jobs(Construct):
                 ),
                 succeeded,
             )
-            .otherwise(non_zero)
+            .otherwise(self._non_zero_exit(write_failure))
+        )
+        return run_on_fargate
+
+    def _run_task(self, network: Network, cluster: ecs.ICluster) -> tasks.EcsRunTask:
+        """The job's task: its id, name and input as the container's environment."""
+        container = self.task_definition.default_container
+        if container is None:
+            raise ValueError("the job task definition has no container")
+        variables = {
+            runner_env_names.JOB_ID: sfn.JsonPath.string_at("$.job_id"),
+            runner_env_names.JOB_NAME: sfn.JsonPath.string_at("$.name"),
+            runner_env_names.JOB_INPUT: sfn.JsonPath.json_to_string(
+                sfn.JsonPath.object_at("$.input")
+            ),
+        }
+        return tasks.EcsRunTask(
+            self,
+            "Run on Fargate",
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            cluster=cluster,
+            task_definition=self.task_definition,
+            launch_target=tasks.EcsFargateLaunchTarget(
+                platform_version=ecs.FargatePlatformVersion.LATEST
+            ),
+            assign_public_ip=network.assign_public_ip,
+            subnets=network.vpc_subnets(),
+            security_groups=[
+                network.workload_security_group(
+                    self, "TaskSecurityGroup", description="berth job tasks: no inbound"
+                )
+            ],
+            cpu=sfn.JsonPath.string_at("$.cpu"),
+            memory_mib=sfn.JsonPath.string_at("$.memory"),
+            container_overrides=[
+                tasks.ContainerOverride(
+                    container_definition=container,
+                    environment=[
+                        tasks.TaskEnvironmentVariable(name=name, value=value)
+                        for name, value in variables.items()
+                    ],
+                )
+            ],
+            result_path="$.task",
+            task_timeout=sfn.Timeout.at("$.timeout_seconds"),
+            propagated_tag_source=ecs.PropagatedTagSource.TASK_DEFINITION,
         )
 
-        return run_on_fargate
+    def _non_zero_exit(self, write_failure: sfn.IChainable) -> sfn.Pass:
+        """A job whose container exited non-zero: its failure, with the container's state."""
+        non_zero = sfn.Pass(
+            self,
+            "Non-zero exit",
+            parameters={
+                "job_id": sfn.JsonPath.string_at("$.job_id"),
+                "name": sfn.JsonPath.string_at("$.name"),
+                "input": sfn.JsonPath.object_at("$.input"),
+                "error": {
+                    "Error": "NonZeroExit",
+                    "Cause": sfn.JsonPath.format(
+                        "the job container exited non-zero: {}",
+                        sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.job.container")),
+                    ),
+                },
+            },
+        )
+        non_zero.next(write_failure)
+        return non_zero
 
     def _entry(
         self,
