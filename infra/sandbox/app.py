@@ -32,7 +32,7 @@ from infra.sandbox.emulator import (
 )
 from infra.sandbox.events import local_user_arn
 from infra.sandbox.faults import FaultPlan
-from infra.sandbox.gateway import routes_of, serve
+from infra.sandbox.gateway import GatewayServer, routes_of, serve
 from infra.sandbox.lambdas import LocalFunction
 from infra.sandbox.moto_bridges import (
     check,
@@ -297,25 +297,10 @@ def start(options: SandboxOptions, progress: Progress = lambda _: None) -> Sandb
 
 
 def _start(options: SandboxOptions, state: Path, started: float, progress: Progress) -> Sandbox:
+    """The template deployed into the emulator, then what stands in for AWS around it: the
+    gateway and the WebSocket, the functions, the task runner and router, EventBridge."""
     assembly = state / "cdk.out"
-    progress("synthesizing the app (cdk synth)")
-    template_path, settings = synthesize(assembly, options.context)
-    stack_name = template_path.name.removesuffix(".template.json")
-
-    check()  # every moto internal the bridges rely on is still there
-    keep_fifo_promises()
-    emulator = Emulator(
-        port=options.emulator_port,
-        faults=options.faults,
-        fault_log=SANDBOX_DIR / f"faults-{state.name}.jsonl",  # kept after the run, to replay
-    ).start()
-    enable_execution(emulator)
-    fix_ecs_integration()
-    start_tasks_after(options.task_start_seconds)
-    progress(f"deploying the template into the emulator ({emulator.endpoint})")
-    deployment = deploy(emulator, assembly, stack_name)
-    progress(f"starting {len(deployment.functions)} functions")
-
+    emulator, deployment, settings = _deploy(options, state, assembly, progress)
     credentials = LocalCredentials()
     config_file, credentials_file = credentials.write(state)
     aws_env = {  # the sandbox's own credential: the emulator takes any, the gateway this one
@@ -323,14 +308,6 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
         "AWS_ACCESS_KEY_ID": credentials.sandbox.access_key,
         "AWS_SECRET_ACCESS_KEY": credentials.sandbox.secret,
         "AWS_DEFAULT_REGION": REGION,
-    }
-    base_env = {
-        **aws_env,
-        "AWS_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-        "POWERTOOLS_DEV": "false",
     }
     functions: dict[str, LocalFunction] = {}
 
@@ -346,17 +323,11 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
     server = serve(
         options.host, options.port, routes_of(deployment), invoke, credentials, websocket.post
     )
-    # Functions and workers reach "API Gateway's management API" on the local gateway.
-    host, port = server.server_address[:2]
-    local_endpoints = {
-        "BERTH_WEBSOCKET_ENDPOINT": f"http://{host!s}:{port}",
-        "BERTH_WEBSOCKET_URL": websocket.url,
-        env_name("credentials_url"): f"http://{host!s}:{port}{CREDENTIALS_PATH}",
-    }
+    local_endpoints = _local_endpoints(server, websocket)
     uid = command_uid()
     runner = LocalTaskRunner(
         emulator,
-        images_of(assembly, stack_name, state / "images"),
+        images_of(assembly, deployment.stack_name, state / "images"),
         state,
         overrides=local_endpoints,
         aws_env=aws_env,
@@ -372,52 +343,13 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
         runner.address_of,
         emulator.client("cloudwatch"),
     ).start()
-    router_port = router.address[1]
+    environment = {**aws_env, **BASE_ENV, "POWERTOOLS_LOG_LEVEL": options.log_level}
+    local_routes = _local_routes(routing, router.address[1], settings.routing.max_routes)
     for logical_id, described in deployment.functions.items():
-        environment = {
-            **described["environment"],
-            **base_env,
-            "POWERTOOLS_LOG_LEVEL": options.log_level,
-        }
-        if env_name("sessions_table") in environment:  # routed by the local router
-            environment.update(
-                SessionsConfig.environment(
-                    routing_listener_arn=routing["listener_arn"],
-                    routing_vpc_id=routing["vpc_id"],
-                    routing_domain=LOCAL_DOMAIN,
-                    routing_tag=routing["tag"],
-                    routing_url_format=f"http://{{host}}:{router_port}/",
-                    max_routes=settings.routing.max_routes,
-                    activity_period_seconds=1,  # the router counts requests per second
-                )
-            )
-        environment.update({k: v for k, v in local_endpoints.items() if k in environment})
-        code_path = described["code_path"]
-        functions[logical_id] = LocalFunction(
-            described["name"],
-            described["handler"],
-            environment,
-            options.concurrency,
-            code_path=str(code_path) if code_path else None,
-            timeout_seconds=described["timeout"],
+        functions[logical_id] = _local_function(
+            options, described, environment, local_endpoints, local_routes
         )
-
-    route_lambda_invocations(
-        {
-            described["name"]: functions[logical_id].invoke
-            for logical_id, described in deployment.functions.items()
-        },
-        emulator.faults.lose_answer if emulator.faults else None,
-    )
-    events = EventBridge(
-        emulator,
-        deployment,
-        invoke,
-        schedule_seconds=options.schedule_seconds,
-        faults=emulator.faults,
-    )
-    events.task_listeners.append(runner)
-    events.start()
+    events = _events(emulator, deployment, invoke, functions, options, runner)
     websocket.start()
     for function in functions.values():
         function.warm()
@@ -440,3 +372,111 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
         credentials_file,
         runner=runner,
     )
+
+
+BASE_ENV = {
+    "AWS_REGION": REGION,
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_DEV": "false",
+}
+"""Every local function's environment beside the template's and the sandbox's credential."""
+
+
+def _deploy(
+    options: SandboxOptions, state: Path, assembly: Path, progress: Progress
+) -> tuple[Emulator, Deployment, Settings]:
+    """``cdk synth``, the emulator started with its bridges, the template deployed into it."""
+    progress("synthesizing the app (cdk synth)")
+    template_path, settings = synthesize(assembly, options.context)
+    stack_name = template_path.name.removesuffix(".template.json")
+    check()  # every moto internal the bridges rely on is still there
+    keep_fifo_promises()
+    emulator = Emulator(
+        port=options.emulator_port,
+        faults=options.faults,
+        fault_log=SANDBOX_DIR / f"faults-{state.name}.jsonl",  # kept after the run, to replay
+    ).start()
+    enable_execution(emulator)
+    fix_ecs_integration()
+    start_tasks_after(options.task_start_seconds)
+    progress(f"deploying the template into the emulator ({emulator.endpoint})")
+    deployment = deploy(emulator, assembly, stack_name)
+    progress(f"starting {len(deployment.functions)} functions")
+    return emulator, deployment, settings
+
+
+def _local_endpoints(server: GatewayServer, websocket: LocalWebSocketApi) -> dict[str, str]:
+    """Functions and workers reach API Gateway's management API and the credentials route
+    on the local gateway, and clients the local WebSocket."""
+    host, port = server.server_address[:2]
+    return {
+        "BERTH_WEBSOCKET_ENDPOINT": f"http://{host!s}:{port}",
+        "BERTH_WEBSOCKET_URL": websocket.url,
+        env_name("credentials_url"): f"http://{host!s}:{port}{CREDENTIALS_PATH}",
+    }
+
+
+def _local_routes(routing: dict[str, str], router_port: int, max_routes: int) -> dict[str, str]:
+    """What the sessions functions read of routing: the local router's listener and URLs."""
+    return SessionsConfig.environment(
+        routing_listener_arn=routing["listener_arn"],
+        routing_vpc_id=routing["vpc_id"],
+        routing_domain=LOCAL_DOMAIN,
+        routing_tag=routing["tag"],
+        routing_url_format=f"http://{{host}}:{router_port}/",
+        max_routes=max_routes,
+        activity_period_seconds=1,  # the router counts requests per second
+    )
+
+
+def _local_function(
+    options: SandboxOptions,
+    described: dict[str, Any],
+    base: dict[str, str],
+    local_endpoints: dict[str, str],
+    local_routes: dict[str, str],
+) -> LocalFunction:
+    """One function with the template's environment, pointed at the local stand-ins."""
+    environment = {**described["environment"], **base}
+    if env_name("sessions_table") in environment:  # routed by the local router
+        environment.update(local_routes)
+    environment.update({k: v for k, v in local_endpoints.items() if k in environment})
+    code_path = described["code_path"]
+    return LocalFunction(
+        described["name"],
+        described["handler"],
+        environment,
+        options.concurrency,
+        code_path=str(code_path) if code_path else None,
+        timeout_seconds=described["timeout"],
+    )
+
+
+def _events(
+    emulator: Emulator,
+    deployment: Deployment,
+    invoke: Callable[[str, dict[str, Any]], Any],
+    functions: dict[str, LocalFunction],
+    options: SandboxOptions,
+    runner: LocalTaskRunner,
+) -> EventBridge:
+    """Lambda's Invoke routed to the local functions, and EventBridge's rules and schedules."""
+    route_lambda_invocations(
+        {
+            described["name"]: functions[logical_id].invoke
+            for logical_id, described in deployment.functions.items()
+        },
+        emulator.faults.lose_answer if emulator.faults else None,
+    )
+    events = EventBridge(
+        emulator,
+        deployment,
+        invoke,
+        schedule_seconds=options.schedule_seconds,
+        faults=emulator.faults,
+    )
+    events.task_listeners.append(runner)
+    events.start()
+    return events
