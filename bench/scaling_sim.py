@@ -242,48 +242,92 @@ def release_typed(
 
 
 def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
-    rng = random.Random(seed)
-    queue: deque[Command] = deque()
-    copies = [Command(c.project, c.arrival, c.duration, c.after, c.think) for c in commands]
-    pending = [c for c in copies if c.after is None]
-    pending.sort(key=lambda c: c.arrival)
-    waiting = [c for c in copies if c.after is not None]  # typed once the one before ends
-    done: list[Command] = []
-    blocked_until: dict[str, float] = defaultdict(float)  # a project held by a lease
-    last_end: dict[str, float] = {}
+    """Second by second: commands arrive, tasks finish and take work, idle tasks leave, and
+    on its ticks (or an arrival) the fleet's policy launches more."""
+    run = Run(fleet, commands, random.Random(seed))
     t = 0
-    while (
-        pending or waiting or queue or any(task.ended is None for task in fleet.tasks)
-        or t < TRACE_SECONDS
-    ):  # fmt: skip
+    while run.unfinished() or t < TRACE_SECONDS:
+        arrived = run.arrive(t)
+        live = [task for task in fleet.tasks if task.ended is None]
+        run.finish(live, t)
+        busy = {task.current.project for task in live if task.current}
+        run.take_work(live, busy, t)
+        leave_when_idle(fleet, live, t)
+        if (fleet.on_arrival and arrived) or t % fleet.tick_seconds == 0:
+            run.scale(busy, t)
+        t += 1
+        if t > 10 * TRACE_SECONDS:
+            raise RuntimeError("the simulation did not drain")
+    if fleet.ordered:
+        check_order(run.done)
+    fleet.ended_at = t
+    return run.done
+
+
+class Run:
+    """One simulation's state: the commands still to come, the queue, what is done, and
+    which projects a lease holds."""
+
+    def __init__(self, fleet: Fleet, commands: list[Command], rng: random.Random) -> None:
+        self.fleet = fleet
+        self.rng = rng
+        self.queue: deque[Command] = deque()
+        self.copies = [
+            Command(c.project, c.arrival, c.duration, c.after, c.think) for c in commands
+        ]
+        self.pending = sorted((c for c in self.copies if c.after is None), key=lambda c: c.arrival)
+        self.waiting = [c for c in self.copies if c.after is not None]  # typed after the last
+        self.done: list[Command] = []
+        self.blocked_until: dict[str, float] = defaultdict(float)  # a project held by a lease
+        self.last_end: dict[str, float] = {}
+
+    def unfinished(self) -> bool:
+        return bool(
+            self.pending
+            or self.waiting
+            or self.queue
+            or any(task.ended is None for task in self.fleet.tasks)
+        )
+
+    def arrive(self, t: int) -> bool:
+        """Commands due now join the queue (each marked a follow-up or not); any arrived?"""
         arrived = False
-        release_typed(copies, waiting, pending, t)
-        while pending and pending[0].arrival <= t:
-            arriving = pending.pop(0)
-            idle_project = all(c.project != arriving.project for c in queue) and not any(
+        release_typed(self.copies, self.waiting, self.pending, t)
+        while self.pending and self.pending[0].arrival <= t:
+            arriving = self.pending.pop(0)
+            idle_project = all(c.project != arriving.project for c in self.queue) and not any(
                 task.current and task.current.project == arriving.project
-                for task in fleet.tasks
+                for task in self.fleet.tasks
                 if task.ended is None
             )
             arriving.follow_up = is_follow_up(
-                0 if idle_project else 1, last_end.get(arriving.project), t, fleet.keep_warm_seconds
+                0 if idle_project else 1,
+                self.last_end.get(arriving.project),
+                t,
+                self.fleet.keep_warm_seconds,
             )
-            queue.append(arriving)
+            self.queue.append(arriving)
             arrived = True
-        live = [task for task in fleet.tasks if task.ended is None]
-        for task in live:  # finish work (or die trying)
+        return arrived
+
+    def finish(self, live: list[Task], t: int) -> None:
+        """Tasks whose command is due end it (or die trying: a lost one's lease holds its
+        project a while)."""
+        for task in live:
             current = task.current
             if current and task.busy_until <= t:
-                done.append(current)
+                self.done.append(current)
                 task.current = None
-                if current.lost:  # the task died; its lease holds the project a while
+                if current.lost:
                     task.ended = t
                     current.ended = t + LEASE_SECONDS
                 else:
                     task.idle_since = t
                     current.ended = t
-                blocked_until[current.project] = last_end[current.project] = current.ended
-        busy = {task.current.project for task in live if task.current}
+                self.blocked_until[current.project] = self.last_end[current.project] = current.ended
+
+    def take_work(self, live: list[Task], busy: set[str], t: int) -> None:
+        """Each ready idle task takes the next command it may (one at a time)."""
         idle = {
             str(index): task.idle_since
             for index, task in enumerate(live)
@@ -292,54 +336,52 @@ def simulate(fleet: Fleet, commands: list[Command], seed: int) -> list[Command]:
             and not task.current
             and task.idle_since is not None
         }
-        for name in list(idle):  # take work (one at a time)
+        for name in list(idle):
             task = live[int(name)]
-            held = is_held(name, idle, fleet.held)
-            command = next_command(fleet, queue, busy, blocked_until, t, follow_ups_only=held)
-            if command is not None:
-                del idle[name]
-                queue.remove(command)
-                busy.add(command.project)
-                command.started = t
-                if fleet.crash_rate and rng.random() < fleet.crash_rate:
-                    command.lost = True
-                    task.busy_until = t + rng.uniform(0, command.duration)
-                else:
-                    task.busy_until = t + command.duration
-                task.current, task.idle_since, task.served = command, None, True
-        leave_when_idle(fleet, live, t)
-        if (fleet.on_arrival and arrived) or t % fleet.tick_seconds == 0:
-            live = [task for task in fleet.tasks if task.ended is None]
-            with_work = {c.project for c in queue} | busy
-            recent = [c for c in done if c.ended and t - c.ended < fleet.keep_warm_seconds]
-            recent += [*queue, *(task.current for task in live if task.current)]
-            interactive, others = interactive_and_others((c.project, c.follow_up) for c in recent)
-            fleet.reserve = warm_reserve(len(interactive), len(others), fleet.shares)
-            observed = Observed(
-                running=sum(1 for task in live if task.ready_at <= t),
-                starting=sum(1 for task in live if task.ready_at > t) if fleet.ordered else 0,
-                projects=len(with_work),
-                visible=len(queue),
-                reserve=fleet.reserve,
+            held = is_held(name, idle, self.fleet.held)
+            command = next_command(
+                self.fleet, self.queue, busy, self.blocked_until, t, follow_ups_only=held
             )
-            if fleet.top_up:  # the reserve, and the workers of projects that will keep them
-                began = {k.current.project: k.current.started or t for k in live if k.current}
-                lasting = lasting_projects((c.project for c in queue), began, t)
-                observed = replace(observed, projects=lasting)
-            fleet.held = held_within(
-                held_for_follow_ups(len(interactive), fleet.shares), observed, LIMITS
+            if command is None:
+                continue
+            del idle[name]
+            self.queue.remove(command)
+            busy.add(command.project)
+            command.started = t
+            if self.fleet.crash_rate and self.rng.random() < self.fleet.crash_rate:
+                command.lost = True
+                task.busy_until = t + self.rng.uniform(0, command.duration)
+            else:
+                task.busy_until = t + command.duration
+            task.current, task.idle_since, task.served = command, None, True
+
+    def scale(self, busy: set[str], t: int) -> None:
+        """What the fleet's scaler sees now, and the tasks its policy launches."""
+        fleet = self.fleet
+        live = [task for task in fleet.tasks if task.ended is None]
+        with_work = {c.project for c in self.queue} | busy
+        recent = [c for c in self.done if c.ended and t - c.ended < fleet.keep_warm_seconds]
+        recent += [*self.queue, *(task.current for task in live if task.current)]
+        interactive, others = interactive_and_others((c.project, c.follow_up) for c in recent)
+        fleet.reserve = warm_reserve(len(interactive), len(others), fleet.shares)
+        observed = Observed(
+            running=sum(1 for task in live if task.ready_at <= t),
+            starting=sum(1 for task in live if task.ready_at > t) if fleet.ordered else 0,
+            projects=len(with_work),
+            visible=len(self.queue),
+            reserve=fleet.reserve,
+        )
+        if fleet.top_up:  # the reserve, and the workers of projects that will keep them
+            began = {k.current.project: k.current.started or t for k in live if k.current}
+            lasting = lasting_projects((c.project for c in self.queue), began, t)
+            observed = replace(observed, projects=lasting)
+        fleet.held = held_within(
+            held_for_follow_ups(len(interactive), fleet.shares), observed, LIMITS
+        )
+        for _ in range(fleet.decide(observed, LIMITS)):
+            fleet.tasks.append(
+                Task(launched=t, ready_at=t + START_DELAY, idle_since=t + START_DELAY)
             )
-            for _ in range(fleet.decide(observed, LIMITS)):
-                fleet.tasks.append(
-                    Task(launched=t, ready_at=t + START_DELAY, idle_since=t + START_DELAY)
-                )
-        t += 1
-        if t > 10 * TRACE_SECONDS:
-            raise RuntimeError("the simulation did not drain")
-    if fleet.ordered:
-        check_order(done)
-    fleet.ended_at = t
-    return done
 
 
 def leave_when_idle(fleet: Fleet, live: list[Task], t: float) -> None:
