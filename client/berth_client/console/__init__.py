@@ -48,8 +48,7 @@ class ConsoleServer:
     def __init__(self, client: BerthClient, host: str = "127.0.0.1", port: int = 0) -> None:
         self.client = client
         self.secret = secrets.token_urlsafe(24)
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = ConsoleHttpServer((host, port), self)
         self._thread: threading.Thread | None = None
 
     @property
@@ -97,101 +96,109 @@ class ConsoleServer:
         with urllib.request.urlopen(url, timeout=self.client.timeout) as response:  # noqa: S310 - the API's presigned URL
             return 200, response.read(), "application/zip"
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        console = self
 
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "berth-console"
+class ConsoleHttpServer(ThreadingHTTPServer):
+    daemon_threads = True
 
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug(format, *args)
+    def __init__(self, address: tuple[str, int], console: ConsoleServer) -> None:
+        self.console = console
+        super().__init__(address, Handler)
 
-            def _send(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.send_header("X-Content-Type-Options", "nosniff")
-                self.send_header("Referrer-Policy", "no-referrer")
-                for name, value in headers.items():
-                    self.send_header(name.replace("_", "-"), value)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
 
-            def _json(self, status: int, body: bytes) -> None:
-                self._send(status, body, "application/json")
+class Handler(BaseHTTPRequestHandler):
+    """One request to the console: a page, a download, or an API call forwarded as the
+    caller (its ``server`` knows the console)."""
 
-            def _local(self) -> bool:
-                host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
-                return host in LOCAL_HOSTS
+    server: ConsoleHttpServer
+    server_version = "berth-console"
 
-            def _handle(self) -> None:
-                parts = urlsplit(self.path)
-                if not self._local():
-                    return self._json(403, _error("forbidden", "open the console on 127.0.0.1"))
-                if parts.path.startswith("/api/"):
-                    return self._api(parts.path[4:], parts.query)
-                if self.command != "GET":
-                    return self._json(405, _error("method_not_allowed", "pages are read only"))
-                if parts.path.startswith("/download/jobs/"):
-                    return self._download(parts.path, parts.query)
-                return self._static(parts.path)
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug(format, *args)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _handle
+    def _send(self, status: int, body: bytes, content_type: str, **headers: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
-            def _api(self, path: str, query: str) -> None:
-                if self.command not in METHODS:
-                    return self._json(405, _error("method_not_allowed", "GET, POST, PUT, DELETE"))
-                given = self.headers.get(SECRET_HEADER) or ""
-                if not secrets.compare_digest(given, console.secret):
-                    return self._json(403, _error("forbidden", "reload the console's page"))
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    return self._json(413, _error("too_large", "at most 1 MiB"))
-                body = self.rfile.read(length) if length else b""
-                status, answer = console.forward(self.command, path, query, body)
-                self._json(status, answer)
+    def _json(self, status: int, body: bytes) -> None:
+        self._send(status, body, "application/json")
 
-            def _download(self, path: str, query: str) -> None:
-                given = dict(parse_qsl(query)).get("secret", "")
-                if not secrets.compare_digest(given, console.secret):
-                    return self._json(403, _error("forbidden", "reload the console's page"))
-                _, _, _, job_id, kind = [*path.split("/"), "", ""][:5]
-                if kind not in {"result", "failure"}:
-                    return self._json(404, _error("not_found", "result or failure"))
-                status, body, content_type = console.download(job_id, kind)
-                if status != 200:
-                    return self._json(status, body)
-                name = f"{job_id}-{kind}.zip"
-                self._send(
-                    200,
-                    body,
-                    content_type,
-                    Content_Disposition=f'attachment; filename="{name}"',
-                )
+    def _local(self) -> bool:
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
+        return host in LOCAL_HOSTS
 
-            def _static(self, path: str) -> None:
-                name = "index.html" if path in {"/", "/index.html"} else path.lstrip("/")
-                folder, _, rest = name.partition("/")
-                root, leaf = (VENDOR, rest) if folder == "vendor" else (STATIC, name)
-                file = (root / leaf).resolve()
-                if root.resolve() not in file.parents or not file.is_file():
-                    if folder == "vendor":
-                        message = "xterm.js is not bundled: run `make install` in the checkout"
-                        return self._json(404, _error("not_bundled", message))
-                    return self._json(404, _error("not_found", f"no page {path}"))
-                body = file.read_bytes()
-                if name == "index.html":
-                    body = body.replace(b"{{SECRET}}", console.secret.encode())
-                kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-                # the example page keeps its script inline: one file a product can copy
-                scripts = "'self' 'unsafe-inline'" if name == "terminal.html" else "'self'"
-                csp = (
-                    f"default-src 'self'; script-src {scripts}; connect-src 'self' ws: wss:; "
-                    "img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-                    "frame-ancestors 'none'"
-                )
-                self._send(200, body, kind, Content_Security_Policy=csp)
+    def _handle(self) -> None:
+        parts = urlsplit(self.path)
+        if not self._local():
+            return self._json(403, _error("forbidden", "open the console on 127.0.0.1"))
+        if parts.path.startswith("/api/"):
+            return self._api(parts.path[4:], parts.query)
+        if self.command != "GET":
+            return self._json(405, _error("method_not_allowed", "pages are read only"))
+        if parts.path.startswith("/download/jobs/"):
+            return self._download(parts.path, parts.query)
+        return self._static(parts.path)
 
-        return Handler
+    do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+    def _api(self, path: str, query: str) -> None:
+        if self.command not in METHODS:
+            return self._json(405, _error("method_not_allowed", "GET, POST, PUT, DELETE"))
+        given = self.headers.get(SECRET_HEADER) or ""
+        if not secrets.compare_digest(given, self.server.console.secret):
+            return self._json(403, _error("forbidden", "reload the console's page"))
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            return self._json(413, _error("too_large", "at most 1 MiB"))
+        body = self.rfile.read(length) if length else b""
+        status, answer = self.server.console.forward(self.command, path, query, body)
+        self._json(status, answer)
+
+    def _download(self, path: str, query: str) -> None:
+        given = dict(parse_qsl(query)).get("secret", "")
+        if not secrets.compare_digest(given, self.server.console.secret):
+            return self._json(403, _error("forbidden", "reload the console's page"))
+        _, _, _, job_id, kind = [*path.split("/"), "", ""][:5]
+        if kind not in {"result", "failure"}:
+            return self._json(404, _error("not_found", "result or failure"))
+        status, body, content_type = self.server.console.download(job_id, kind)
+        if status != 200:
+            return self._json(status, body)
+        name = f"{job_id}-{kind}.zip"
+        self._send(
+            200,
+            body,
+            content_type,
+            Content_Disposition=f'attachment; filename="{name}"',
+        )
+
+    def _static(self, path: str) -> None:
+        name = "index.html" if path in {"/", "/index.html"} else path.lstrip("/")
+        folder, _, rest = name.partition("/")
+        root, leaf = (VENDOR, rest) if folder == "vendor" else (STATIC, name)
+        file = (root / leaf).resolve()
+        if root.resolve() not in file.parents or not file.is_file():
+            if folder == "vendor":
+                message = "xterm.js is not bundled: run `make install` in the checkout"
+                return self._json(404, _error("not_bundled", message))
+            return self._json(404, _error("not_found", f"no page {path}"))
+        body = file.read_bytes()
+        if name == "index.html":
+            body = body.replace(b"{{SECRET}}", self.server.console.secret.encode())
+        kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        # the example page keeps its script inline: one file a product can copy
+        scripts = "'self' 'unsafe-inline'" if name == "terminal.html" else "'self'"
+        csp = (
+            f"default-src 'self'; script-src {scripts}; connect-src 'self' ws: wss:; "
+            "img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "frame-ancestors 'none'"
+        )
+        self._send(200, body, kind, Content_Security_Policy=csp)
