@@ -92,7 +92,30 @@ class LiveUpdates(Construct):
             api_name=f"{name}-live",
             description="berth live updates: session status and terminal output",
         )
-        self.stage = apigwv2.WebSocketStage(
+        self.stage = self._stage(settings, log_retention, removal_policy)
+        self.callback_url = self.stage.callback_url
+        self.function = baseline.function(
+            self,
+            "Handler",
+            handler="live.handler.handler",
+            service="live",
+            description="WebSocket $connect/$disconnect/$default",
+            environment=self.environment(),
+        )
+        self.grant_publish(self.function)
+        self.authorizer = self._authorizer(baseline)
+        self._connect_routes()
+        self.tickets = self._tickets(baseline, api)
+        CfnOutput(self, "WebSocketUrl", key="WebSocketUrl", value=self.stage.url)
+
+    def _stage(
+        self,
+        settings: ApiSettings,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> apigwv2.WebSocketStage:
+        """Deployed on every change, access-logged, throttled like the REST API."""
+        return apigwv2.WebSocketStage(
             self,
             "Stage",
             web_socket_api=self.api,
@@ -108,17 +131,9 @@ class LiveUpdates(Construct):
                 burst_limit=settings.throttling_burst_limit,
             ),
         )
-        self.callback_url = self.stage.callback_url
-        self.function = baseline.function(
-            self,
-            "Handler",
-            handler="live.handler.handler",
-            service="live",
-            description="WebSocket $connect/$disconnect/$default",
-            environment=self.environment(),
-        )
-        self.grant_publish(self.function)
-        self.authorizer = self._authorizer(baseline)
+
+    def _connect_routes(self) -> None:
+        """``$connect`` behind the ticket authorizer; ``$disconnect``, ``$default``."""
         integration = integrations.WebSocketLambdaIntegration("Integration", self.function)
         self.api.add_route("$connect", integration=integration, authorizer=self.authorizer)
         self.api.add_route("$disconnect", integration=integration)
@@ -129,8 +144,6 @@ class LiveUpdates(Construct):
             "Only $connect can carry an authorizer on a WebSocket API; it requires a ticket. "
             "$disconnect/$default run on the already-authenticated connection.",
         )
-        self.tickets = self._tickets(baseline, api)
-        CfnOutput(self, "WebSocketUrl", key="WebSocketUrl", value=self.stage.url)
 
     def _authorizer(self, baseline: LambdaBaseline) -> authorizers.WebSocketLambdaAuthorizer:
         """Redeems ``?ticket=`` (deletes it: single use) and nothing else of the table."""

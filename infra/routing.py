@@ -51,21 +51,7 @@ class SessionRouting(Construct):
         self.domain = settings.domain
         self.name = name
         self.vpc_id = network.vpc.vpc_id
-        self.security_group = ec2.SecurityGroup(
-            self,
-            "SecurityGroup",
-            vpc=network.vpc,
-            description="berth session routing: HTTPS (and HTTP to redirect) from the internet",
-            allow_all_outbound=False,
-        )
-        for port in (443, 80):
-            self.security_group.add_ingress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(port))
-        acknowledge(
-            self.security_group,
-            "AwsSolutions-EC23",
-            "The routing load balancer is internet-facing by design (users' browsers); it "
-            "forwards only requests with a session's host and token.",
-        )
+        self.security_group = self._security_group(network)
         self.load_balancer = elbv2.ApplicationLoadBalancer(
             self,
             "LoadBalancer",
@@ -76,38 +62,66 @@ class SessionRouting(Construct):
             drop_invalid_header_fields=True,
         )
         self.load_balancer.log_access_logs(access_logs, prefix="routing")
-        self.listener = self.load_balancer.add_listener(
+        self.listener = self._listener(settings.certificate_arn)
+        self.load_balancer.add_redirect(source_port=80, target_port=443)
+        if settings.hosted_zone_id:
+            self._wildcard_record(settings.hosted_zone_id, settings.domain)
+        self._outputs(settings.domain)
+
+    def _security_group(self, network: Network) -> ec2.SecurityGroup:
+        group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=network.vpc,
+            description="berth session routing: HTTPS (and HTTP to redirect) from the internet",
+            allow_all_outbound=False,
+        )
+        for port in (443, 80):
+            group.add_ingress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(port))
+        acknowledge(
+            group,
+            "AwsSolutions-EC23",
+            "The routing load balancer is internet-facing by design (users' browsers); it "
+            "forwards only requests with a session's host and token.",
+        )
+        return group
+
+    def _listener(self, certificate_arn: str) -> elbv2.ApplicationListener:
+        """HTTPS with the operator's certificate; anything not routed to a session: 404."""
+        certificate = acm.Certificate.from_certificate_arn(self, "Certificate", certificate_arn)
+        return self.load_balancer.add_listener(
             "Https",
             port=443,
             protocol=elbv2.ApplicationProtocol.HTTPS,
-            certificates=[
-                acm.Certificate.from_certificate_arn(self, "Certificate", settings.certificate_arn)
-            ],
+            certificates=[certificate],
             ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
             default_action=elbv2.ListenerAction.fixed_response(
                 404, content_type="application/json", message_body=NOT_FOUND
             ),
             open=False,
         )
-        self.load_balancer.add_redirect(source_port=80, target_port=443)
-        if settings.hosted_zone_id:
-            zone = route53.HostedZone.from_hosted_zone_attributes(
-                self, "Zone", hosted_zone_id=settings.hosted_zone_id, zone_name=settings.domain
-            )
-            route53.ARecord(
-                self,
-                "Wildcard",
-                zone=zone,
-                record_name=f"*.{settings.domain}",
-                target=route53.RecordTarget.from_alias(
-                    route53_targets.LoadBalancerTarget(self.load_balancer)
-                ),
-            )
+
+    def _wildcard_record(self, hosted_zone_id: str, domain: str) -> None:
+        """``*.<domain>`` → the load balancer, in the operator's hosted zone."""
+        zone = route53.HostedZone.from_hosted_zone_attributes(
+            self, "Zone", hosted_zone_id=hosted_zone_id, zone_name=domain
+        )
+        route53.ARecord(
+            self,
+            "Wildcard",
+            zone=zone,
+            record_name=f"*.{domain}",
+            target=route53.RecordTarget.from_alias(
+                route53_targets.LoadBalancerTarget(self.load_balancer)
+            ),
+        )
+
+    def _outputs(self, domain: str) -> None:
         CfnOutput(
             self,
             "SessionDomain",
             key="SessionDomain",
-            value=settings.domain,
+            value=domain,
             description="Sessions are reached at https://<session id>.<this domain>",
         )
         CfnOutput(

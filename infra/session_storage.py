@@ -44,6 +44,34 @@ IA_POLICIES = {
 """The days EFS lifecycle management accepts (``sessions.storage_ia_days``)."""
 
 
+def file_system_policy() -> iam.PolicyDocument:
+    """Denies only: root access, mounts without TLS, mounts not through an access point."""
+    return iam.PolicyDocument(
+        statements=[
+            iam.PolicyStatement(
+                sid="NoRootAccess",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["elasticfilesystem:ClientRootAccess"],
+            ),
+            iam.PolicyStatement(
+                sid="TlsOnly",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=CLIENT_ACTIONS,
+                conditions={"Bool": {"aws:SecureTransport": "false"}},
+            ),
+            iam.PolicyStatement(
+                sid="ThroughAnAccessPointOnly",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+                conditions={"Null": {"elasticfilesystem:AccessPointArn": "true"}},
+            ),
+        ]
+    )
+
+
 class SessionStorage(Construct):
     """Exposes ``file_system`` and ``security_group``."""
 
@@ -78,30 +106,7 @@ class SessionStorage(Construct):
             # through a mount target may write" statement): only the session task roles'
             # own grants open it, and only as the denies below permit.
             allow_anonymous_access=True,
-            file_system_policy=iam.PolicyDocument(
-                statements=[
-                    iam.PolicyStatement(
-                        sid="NoRootAccess",
-                        effect=iam.Effect.DENY,
-                        principals=[iam.AnyPrincipal()],
-                        actions=["elasticfilesystem:ClientRootAccess"],
-                    ),
-                    iam.PolicyStatement(
-                        sid="TlsOnly",
-                        effect=iam.Effect.DENY,
-                        principals=[iam.AnyPrincipal()],
-                        actions=CLIENT_ACTIONS,
-                        conditions={"Bool": {"aws:SecureTransport": "false"}},
-                    ),
-                    iam.PolicyStatement(
-                        sid="ThroughAnAccessPointOnly",
-                        effect=iam.Effect.DENY,
-                        principals=[iam.AnyPrincipal()],
-                        actions=["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
-                        conditions={"Null": {"elasticfilesystem:AccessPointArn": "true"}},
-                    ),
-                ]
-            ),
+            file_system_policy=file_system_policy(),
         )
 
     @property

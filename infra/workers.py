@@ -85,23 +85,55 @@ class WorkerFleet(Construct):
     def __init__(self, scope: Construct, construct_id: str, platform: Platform) -> None:
         super().__init__(scope, construct_id)
         self.platform = platform
-        settings = platform.settings.workers
-        limits = platform.settings.limits
-        max_tasks = limits.max_worker_tasks
-        max_pending_per_user = limits.max_queued_commands_per_user
-        max_workers_per_user = limits.max_workers_per_user
-        noncurrent_version_expiry_days = platform.settings.storage.noncurrent_version_expiry_days
-        network, cluster, live = platform.network, platform.cluster, platform.live
-        access_logs = platform.storage.access_logs_bucket
-        baseline, api = platform.baseline, platform.api
-        log_retention, removal_policy = platform.log_retention, platform.removal_policy
-        name = platform.name
-        self.cluster = cluster
-        self.bucket = secure_bucket(
+        settings, limits = platform.settings.workers, platform.settings.limits
+        baseline, live, name = platform.baseline, platform.live, platform.name
+        self.cluster = platform.cluster
+        self.bucket = self._workspaces(settings)
+        self.table = self._table(platform.removal_policy)
+        self.queue_prefix = f"{name}-u-"
+        self.user_queues = Stack.of(self).format_arn(
+            service="sqs", resource=f"{self.queue_prefix}*"
+        )
+        self.dead_letters = self._dead_letters(name)
+        self.security_group = platform.network.workload_security_group(
+            self, "SecurityGroup", description="berth workers: no inbound"
+        )
+        self.api = platform.api
+        self.task_definition = self._task_definition(
+            settings,
+            live,
+            platform.log_retention,
+            platform.removal_policy,
+            f"{name}-worker",
+            record_grace_seconds=baseline.record_grace_seconds,
+        )
+        self.credentials = self._credentials(baseline, platform.api)
+        self.tenant_role = self._tenant_role(live)
+        self.credentials.add_environment(env_name("tenant_role_arn"), self.tenant_role.role_arn)
+        self.scaler = self._scaler(
+            settings,
+            baseline,
+            platform.network,
+            limits.max_worker_tasks,
+            limits.max_workers_per_user,
+        )
+        self.stopped_function = self._stopped_workers(baseline)
+        self.reconciler = self._reconciler(settings, baseline, live)
+        self.api_function = self._api(
+            settings, baseline, platform.api, live, limits.max_queued_commands_per_user
+        )
+        self.dashboard = self._dashboard(name)
+        CfnOutput(
+            self, "WorkspacesBucketName", key="WorkspacesBucketName", value=self.bucket.bucket_name
+        )
+
+    def _workspaces(self, settings: WorkersSettings) -> s3.Bucket:
+        """Projects' files, command logs (expired), old versions (expired)."""
+        return secure_bucket(
             self,
             "Workspaces",
-            removal_policy=removal_policy,
-            access_logs=access_logs,
+            removal_policy=self.platform.removal_policy,
+            access_logs=self.platform.storage.access_logs_bucket,
             log_prefix="workspaces/",
             lifecycle_rules=[
                 s3.LifecycleRule(
@@ -111,40 +143,12 @@ class WorkerFleet(Construct):
                 ),
                 s3.LifecycleRule(
                     id="expire-old-versions",
-                    noncurrent_version_expiration=Duration.days(noncurrent_version_expiry_days),
+                    noncurrent_version_expiration=Duration.days(
+                        self.platform.settings.storage.noncurrent_version_expiry_days
+                    ),
                     abort_incomplete_multipart_upload_after=Duration.days(7),
                 ),
             ],
-        )
-        self.table = self._table(removal_policy)
-        self.queue_prefix = f"{name}-u-"
-        self.user_queues = Stack.of(self).format_arn(
-            service="sqs", resource=f"{self.queue_prefix}*"
-        )
-        self.dead_letters = self._dead_letters(name)
-        self.security_group = network.workload_security_group(
-            self, "SecurityGroup", description="berth workers: no inbound"
-        )
-        self.api = api
-        self.task_definition = self._task_definition(
-            settings,
-            live,
-            log_retention,
-            removal_policy,
-            f"{name}-worker",
-            record_grace_seconds=baseline.record_grace_seconds,
-        )
-        self.credentials = self._credentials(baseline, api)
-        self.tenant_role = self._tenant_role(live)
-        self.credentials.add_environment(env_name("tenant_role_arn"), self.tenant_role.role_arn)
-        self.scaler = self._scaler(settings, baseline, network, max_tasks, max_workers_per_user)
-        self.stopped_function = self._stopped_workers(baseline)
-        self.reconciler = self._reconciler(settings, baseline, live)
-        self.api_function = self._api(settings, baseline, api, live, max_pending_per_user)
-
-        self.dashboard = self._dashboard(name)
-        CfnOutput(
-            self, "WorkspacesBucketName", key="WorkspacesBucketName", value=self.bucket.bucket_name
         )
 
     # --- records and queues -------------------------------------------------------------------
