@@ -8,6 +8,7 @@ ENV_VAR``), and the API refuses a bad one before anything is launched.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, Tags
@@ -92,6 +93,16 @@ def record_wait_attempts(grace_seconds: int, first: int = 2, rate: int = 2) -> i
         waited += first * rate**attempts
         attempts += 1
     return attempts
+
+
+@dataclass(frozen=True)
+class _Ends:
+    """Where the provisioning workflow ends: failed, failed after recording it, or ended
+    because the instance was deleted meanwhile."""
+
+    failed: sfn.Fail
+    record_failure: sfn.Chain
+    ended: sfn.Succeed
 
 
 class Instances(Construct):
@@ -480,66 +491,33 @@ class Instances(Construct):
         removal_policy: RemovalPolicy,
         record_grace_seconds: int,
     ) -> sfn.StateMachine:
-        poll = sfn.WaitTime.duration(Duration.seconds(settings.poll_seconds))
-
-        def step(state_id: str, name: str, with_error: bool = False) -> tasks.LambdaInvoke:
-            payload: dict[str, Any] = {
-                "step": name,
-                "instance_id": sfn.JsonPath.string_at("$.instance_id"),
-            }
-            if with_error:
-                payload["error"] = sfn.JsonPath.object_at("$.error")
-            task = tasks.LambdaInvoke(
-                self,
-                state_id,
-                lambda_function=self.step_function,
-                payload=sfn.TaskInput.from_object(payload),
-                result_selector={"outcome": sfn.JsonPath.string_at("$.Payload.outcome")},
-                result_path="$.result",
-                retry_on_service_exceptions=True,
-            )
-            # each step looks once and moves the record conditionally (the launch with a
-            # client token): running one again is harmless, even after its answer was lost
-            retry_passing_trouble(task, rerunnable=True)
-            return task
-
+        """Launch, then poll the instance, its SSM agent and the command; any failure is
+        recorded (retried until it is) before the execution fails."""
         failed = sfn.Fail(self, "Provisioning failed", error="ProvisioningFailed")
-        record = step("Record failure", "fail", with_error=True)
+        record = self._invoke_step("Record failure", "fail", with_error=True)
         retry_anything(record)  # the record must not stay in a live phase
-        record_failure = record.next(failed)
+        ends = _Ends(
+            failed=failed,
+            record_failure=record.next(failed),
+            ended=sfn.Succeed(self, "Ended", comment="the instance was deleted meanwhile"),
+        )
         ready = sfn.Succeed(self, "Ready")
-        ended = sfn.Succeed(self, "Ended", comment="the instance was deleted meanwhile")
-
-        def polled(name: str, step_name: str, then: sfn.IChainable) -> sfn.Wait:
-            wait = sfn.Wait(self, f"Wait for {name}", time=poll)
-            check = step(f"Check {name}", step_name)
-            check.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
-            outcome = sfn.JsonPath.string_at("$.result.outcome")
-            wait.next(check).next(
-                sfn.Choice(self, f"{name.capitalize()} done?")
-                .when(sfn.Condition.string_equals(outcome, "wait"), wait)
-                .when(sfn.Condition.string_equals(outcome, "next"), then)
-                .when(sfn.Condition.string_equals(outcome, "done"), then)
-                .when(sfn.Condition.string_equals(outcome, "stopped"), ended)
-                .otherwise(failed)
-            )
-            return wait
-
-        command = polled("command", "check_command", ready)
-        agent = polled("agent", "check_ssm", command)
-        instance = polled("instance", "check_instance", agent)
-        launch = step("Launch", "launch")
+        poll = sfn.WaitTime.duration(Duration.seconds(settings.poll_seconds))
+        command = self._polled("command", "check_command", ready, poll, ends)
+        agent = self._polled("agent", "check_ssm", command, poll, ends)
+        instance = self._polled("instance", "check_instance", agent, poll, ends)
+        launch = self._invoke_step("Launch", "launch")
         launch.add_retry(  # the API starts the workflow, then records the instance
             errors=[NotRecordedYet.__name__],
             interval=Duration.seconds(2),
             backoff_rate=2,
             max_attempts=record_wait_attempts(record_grace_seconds),
         )
-        launch.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+        launch.add_catch(ends.record_failure, errors=["States.ALL"], result_path="$.error")
         launch.next(
             sfn.Choice(self, "Launched?")
             .when(sfn.Condition.string_equals("$.result.outcome", "next"), instance)
-            .when(sfn.Condition.string_equals("$.result.outcome", "stopped"), ended)
+            .when(sfn.Condition.string_equals("$.result.outcome", "stopped"), ends.ended)
             .otherwise(failed)
         )
         longest = (
@@ -562,3 +540,45 @@ class Instances(Construct):
             "CDK grants invoke on the step function's versions; the workflow calls only it.",
         )
         return machine
+
+    def _invoke_step(
+        self, state_id: str, name: str, with_error: bool = False
+    ) -> tasks.LambdaInvoke:
+        """One invocation of the step function; each step looks once and moves the record
+        conditionally (the launch with a client token): running one again is harmless, even
+        after its answer was lost."""
+        payload: dict[str, Any] = {
+            "step": name,
+            "instance_id": sfn.JsonPath.string_at("$.instance_id"),
+        }
+        if with_error:
+            payload["error"] = sfn.JsonPath.object_at("$.error")
+        task = tasks.LambdaInvoke(
+            self,
+            state_id,
+            lambda_function=self.step_function,
+            payload=sfn.TaskInput.from_object(payload),
+            result_selector={"outcome": sfn.JsonPath.string_at("$.Payload.outcome")},
+            result_path="$.result",
+            retry_on_service_exceptions=True,
+        )
+        retry_passing_trouble(task, rerunnable=True)
+        return task
+
+    def _polled(
+        self, name: str, step_name: str, then: sfn.IChainable, poll: sfn.WaitTime, ends: _Ends
+    ) -> sfn.Wait:
+        """Wait, check, and again until the check says next (or done, stopped, failed)."""
+        wait = sfn.Wait(self, f"Wait for {name}", time=poll)
+        check = self._invoke_step(f"Check {name}", step_name)
+        check.add_catch(ends.record_failure, errors=["States.ALL"], result_path="$.error")
+        outcome = sfn.JsonPath.string_at("$.result.outcome")
+        wait.next(check).next(
+            sfn.Choice(self, f"{name.capitalize()} done?")
+            .when(sfn.Condition.string_equals(outcome, "wait"), wait)
+            .when(sfn.Condition.string_equals(outcome, "next"), then)
+            .when(sfn.Condition.string_equals(outcome, "done"), then)
+            .when(sfn.Condition.string_equals(outcome, "stopped"), ends.ended)
+            .otherwise(ends.failed)
+        )
+        return wait
