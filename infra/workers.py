@@ -353,6 +353,13 @@ class WorkerFleet(Construct):
                 actions=["sts:AssumeRole", "sts:TagSession"], resources=[role.role_arn]
             )
         )
+        self._grant_tenant_queue(role)
+        self._grant_tenant_project(role)
+        self._grant_tenant_live(role, live)
+        return role
+
+    def _grant_tenant_queue(self, role: iam.Role) -> None:
+        """Its user's queue (the session's tenant tag) and nobody else's."""
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=[
@@ -368,6 +375,9 @@ class WorkerFleet(Construct):
                 ],
             )
         )
+
+    def _grant_tenant_project(self, role: iam.Role) -> None:
+        """The command's project's files and log, its record and its user's count."""
         workspace = grant_objects(
             self.bucket,
             role,
@@ -393,6 +403,16 @@ class WorkerFleet(Construct):
                 },
             )
         )
+        for resource in (workspace, logs_prefix):
+            acknowledge_wildcard(
+                role,
+                resource,
+                "One project's prefix (the session's project tag) of one bucket; file names "
+                "are the user's.",
+            )
+
+    def _grant_tenant_live(self, role: iam.Role, live: LiveUpdates) -> None:
+        """Who listens to the project's terminals (read only), and posting to them."""
         role.add_to_policy(
             iam.PolicyStatement(  # who listens to the project's terminals: read only
                 actions=["dynamodb:Query"],
@@ -408,14 +428,6 @@ class WorkerFleet(Construct):
             role,
             "learnt only from the project's own subscriptions; scoped to this API's stage",
         )
-        for resource in (workspace, logs_prefix):
-            acknowledge_wildcard(
-                role,
-                resource,
-                "One project's prefix (the session's project tag) of one bucket; file names "
-                "are the user's.",
-            )
-        return role
 
     # --- functions ----------------------------------------------------------------------------
 
