@@ -573,6 +573,13 @@ class WorkerFleet(Construct):
                 **live.environment(),
             },
         )
+        self._grant_api(function, live)
+        api.add_routes(function, routes_of(workers_router))
+        return function
+
+    def _grant_api(self, function: lambda_.Function, live: LiveUpdates) -> None:
+        """Its table, users' queues (made on their first command), waking the scaler,
+        presigned log and file URLs, and minting terminal grants and tickets."""
         live.grant_topics(function)  # a project's owner may hear its terminals (connect URLs)
         self.table.grant_read_write_data(function)
         acknowledge_wildcard(
@@ -623,8 +630,6 @@ class WorkerFleet(Construct):
                 conditions={"StringLike": {"s3:prefix": ["workspaces/*"]}},
             )
         )
-        api.add_routes(function, routes_of(workers_router))
-        return function
 
     def _schedule(self, construct_id: str, function: lambda_.Function, minutes: int) -> None:
         events.Rule(
