@@ -151,9 +151,32 @@ class SessionRouting(Construct):
         rules = stack.format_arn(
             service="elasticloadbalancing", resource="listener-rule", resource_name="app/*"
         )
+        for statement in self._route_statements(target_groups, rules):
+            function.add_to_role_policy(statement)
+        acknowledge_wildcard(
+            function,
+            target_groups,
+            "Session target groups are created at run time; creating needs berth's routing tag "
+            "and every other action needs the tag on the group.",
+        )
+        acknowledge_wildcard(
+            function,
+            rules,
+            "Session rules are created at run time: created only on berth's routing listener "
+            "with berth's tag; changed or deleted only when they carry it.",
+        )
+        acknowledge_on_role(
+            function,
+            "AwsSolutions-IAM5[Resource::*]",
+            "elasticloadbalancing:Describe* take no resource (and, where traced, X-Ray has no "
+            "resource-level permissions).",
+        )
+
+    def _route_statements(self, target_groups: str, rules: str) -> list[iam.PolicyStatement]:
+        """Creating needs berth's tag on the request; changing needs it on the resource."""
         tagged = {f"aws:RequestTag/{ROUTING_TAG}": self.name}
         owned = {"StringEquals": {f"aws:ResourceTag/{ROUTING_TAG}": self.name}}
-        statements = [
+        return [
             iam.PolicyStatement(  # rules on this listener only, tagged as berth's
                 actions=["elasticloadbalancing:CreateRule"],
                 resources=[self.listener.listener_arn],
@@ -197,26 +220,6 @@ class SessionRouting(Construct):
                 resources=["*"],
             ),
         ]
-        for statement in statements:
-            function.add_to_role_policy(statement)
-        acknowledge_wildcard(
-            function,
-            target_groups,
-            "Session target groups are created at run time; creating needs berth's routing tag "
-            "and every other action needs the tag on the group.",
-        )
-        acknowledge_wildcard(
-            function,
-            rules,
-            "Session rules are created at run time: created only on berth's routing listener "
-            "with berth's tag; changed or deleted only when they carry it.",
-        )
-        acknowledge_on_role(
-            function,
-            "AwsSolutions-IAM5[Resource::*]",
-            "elasticloadbalancing:Describe* take no resource (and, where traced, X-Ray has no "
-            "resource-level permissions).",
-        )
 
     def grant_read_requests(self, function: lambda_.Function) -> None:
         """Read how many requests each session's target group had (the reaper: routed traffic
