@@ -303,12 +303,7 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
     emulator, deployment, settings = _deploy(options, state, assembly, progress)
     credentials = LocalCredentials()
     config_file, credentials_file = credentials.write(state)
-    aws_env = {  # the sandbox's own credential: the emulator takes any, the gateway this one
-        "AWS_ENDPOINT_URL": emulator.endpoint,
-        "AWS_ACCESS_KEY_ID": credentials.sandbox.access_key,
-        "AWS_SECRET_ACCESS_KEY": credentials.sandbox.secret,
-        "AWS_DEFAULT_REGION": REGION,
-    }
+    aws_env = _aws_env(emulator, credentials)
     functions: dict[str, LocalFunction] = {}
 
     def invoke(logical_id: str, event: dict[str, Any]) -> Any:
@@ -335,14 +330,7 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
         task_identity=worker_identities(deployment, credentials),
     )
     routing = local_routing(emulator, deployment)
-    router = LocalRouter(
-        options.host,
-        options.router_port,
-        emulator.client("elbv2"),
-        routing["listener_arn"],
-        runner.address_of,
-        emulator.client("cloudwatch"),
-    ).start()
+    router = _router(options, emulator, routing, runner)
     environment = {**aws_env, **BASE_ENV, "POWERTOOLS_LOG_LEVEL": options.log_level}
     local_routes = _local_routes(routing, router.address[1], settings.routing.max_routes)
     for logical_id, described in deployment.functions.items():
@@ -372,6 +360,30 @@ def _start(options: SandboxOptions, state: Path, started: float, progress: Progr
         credentials_file,
         runner=runner,
     )
+
+
+def _aws_env(emulator: Emulator, credentials: LocalCredentials) -> dict[str, str]:
+    """The sandbox's own credential: the emulator takes any, the gateway this one."""
+    return {
+        "AWS_ENDPOINT_URL": emulator.endpoint,
+        "AWS_ACCESS_KEY_ID": credentials.sandbox.access_key,
+        "AWS_SECRET_ACCESS_KEY": credentials.sandbox.secret,
+        "AWS_DEFAULT_REGION": REGION,
+    }
+
+
+def _router(
+    options: SandboxOptions, emulator: Emulator, routing: dict[str, str], runner: LocalTaskRunner
+) -> LocalRouter:
+    """The local stand-in for the routing load balancer, started."""
+    return LocalRouter(
+        options.host,
+        options.router_port,
+        emulator.client("elbv2"),
+        routing["listener_arn"],
+        runner.address_of,
+        emulator.client("cloudwatch"),
+    ).start()
 
 
 BASE_ENV = {
