@@ -74,21 +74,7 @@ class BerthStack(Stack):
             log_retention=retention,
             removal_policy=removal,
         )
-        api = BerthApi(
-            self,
-            "Api",
-            settings=settings.api,
-            baseline=baseline,
-            document=OpenApiConfig(
-                profiles=sorted(profiles),
-                jobs=sorted(settings.jobs.catalogue),
-                max_ttl_seconds=max(p.max_ttl_seconds for p in profiles.values()),
-                max_file_bytes=settings.workers.max_file_bytes,
-            ),
-            log_retention=retention,
-            removal_policy=removal,
-            name=settings.prefix,
-        )
+        api = self._rest_api(settings, baseline, retention, removal)
         live = LiveUpdates(
             self,
             "Live",
@@ -110,6 +96,31 @@ class BerthStack(Stack):
             live=live,
             log_retention=retention,
             removal_policy=removal,
+        )
+
+    def _rest_api(
+        self,
+        settings: Settings,
+        baseline: LambdaBaseline,
+        retention: logs.RetentionDays,
+        removal: RemovalPolicy,
+    ) -> BerthApi:
+        """The REST API, with the deployment's names for its OpenAPI document."""
+        profiles = settings.sessions.profiles
+        return BerthApi(
+            self,
+            "Api",
+            settings=settings.api,
+            baseline=baseline,
+            document=OpenApiConfig(
+                profiles=sorted(profiles),
+                jobs=sorted(settings.jobs.catalogue),
+                max_ttl_seconds=max(p.max_ttl_seconds for p in profiles.values()),
+                max_file_bytes=settings.workers.max_file_bytes,
+            ),
+            log_retention=retention,
+            removal_policy=removal,
+            name=settings.prefix,
         )
 
     def _routing(self, platform: Platform) -> SessionRouting | None:
