@@ -51,6 +51,10 @@ ECS_TRANSIENT_ERRORS = [
 ]
 
 
+JOB_ID = sfn.JsonPath.string_at("$$.Execution.Name")
+"""A job's id is its execution's name."""
+
+
 class Jobs(Construct):
     """Exposes ``state_machine``, ``job_function``, ``failure_function``,
     ``task_definition`` and ``table``."""
@@ -579,49 +583,8 @@ class Jobs(Construct):
     ) -> sfn.Choice:
         """The input's shape, then its name against the catalogue: the runtime and limits
         come from the catalogue, never from the caller."""
-        job_id = sfn.JsonPath.string_at("$$.Execution.Name")
-
-        def rejected(state_id: str, error: str, cause: str, name: str | None) -> sfn.Pass:
-            return sfn.Pass(
-                self,
-                state_id,
-                parameters={
-                    "job_id": job_id,
-                    "name": sfn.JsonPath.string_at("$.name") if name is None else name,
-                    "input": sfn.JsonPath.object_at("$.input" if name is None else "$"),
-                    "error": {"Error": error, "Cause": cause},
-                },
-            )
-
-        pick_job = sfn.Choice(self, "Known job?")
-        for job_name, job in sorted(catalogue.items()):
-            pick_job.when(
-                sfn.Condition.string_equals("$.name", job_name),
-                sfn.Pass(
-                    self,
-                    f"Job {job_name}",
-                    comment="runtime and limits from the catalogue, never from the caller",
-                    parameters={
-                        "job_id": job_id,
-                        "name": job_name,
-                        "input": sfn.JsonPath.object_at("$.input"),
-                        "runtime": job.runtime,
-                        "timeout_seconds": job.timeout_seconds,
-                        "cpu": str(job.cpu),
-                        "memory": str(job.memory),
-                    },
-                ).next(choose_runtime),
-            )
-        pick_job.otherwise(
-            rejected(
-                "Unknown job",
-                "UnknownJob",
-                "the job name is not in the deployment's catalogue",
-                name=None,
-            ).next(write_failure)
-        )
-
-        validate = (
+        pick_job = self._pick_job(catalogue, choose_runtime, write_failure)
+        return (
             sfn.Choice(self, "Valid input?")
             .when(
                 sfn.Condition.and_(
@@ -632,7 +595,7 @@ class Jobs(Construct):
                 pick_job,
             )
             .otherwise(
-                rejected(
+                self._rejected(
                     "Invalid input",
                     "InvalidInput",
                     'the input must be {"name": "<job>", "input": {...}}',
@@ -641,4 +604,51 @@ class Jobs(Construct):
             )
         )
 
-        return validate
+    def _pick_job(
+        self,
+        catalogue: dict[str, JobSettings],
+        choose_runtime: sfn.IChainable,
+        write_failure: sfn.IChainable,
+    ) -> sfn.Choice:
+        """One branch per catalogue entry, carrying its runtime and limits; else UnknownJob."""
+        pick_job = sfn.Choice(self, "Known job?")
+        for job_name, job in sorted(catalogue.items()):
+            pick_job.when(
+                sfn.Condition.string_equals("$.name", job_name),
+                sfn.Pass(
+                    self,
+                    f"Job {job_name}",
+                    comment="runtime and limits from the catalogue, never from the caller",
+                    parameters={
+                        "job_id": JOB_ID,
+                        "name": job_name,
+                        "input": sfn.JsonPath.object_at("$.input"),
+                        "runtime": job.runtime,
+                        "timeout_seconds": job.timeout_seconds,
+                        "cpu": str(job.cpu),
+                        "memory": str(job.memory),
+                    },
+                ).next(choose_runtime),
+            )
+        pick_job.otherwise(
+            self._rejected(
+                "Unknown job",
+                "UnknownJob",
+                "the job name is not in the deployment's catalogue",
+                name=None,
+            ).next(write_failure)
+        )
+        return pick_job
+
+    def _rejected(self, state_id: str, error: str, cause: str, name: str | None) -> sfn.Pass:
+        """A job refused before it ran, shaped as a failure for the failure writer."""
+        return sfn.Pass(
+            self,
+            state_id,
+            parameters={
+                "job_id": JOB_ID,
+                "name": sfn.JsonPath.string_at("$.name") if name is None else name,
+                "input": sfn.JsonPath.object_at("$.input" if name is None else "$"),
+                "error": {"Error": error, "Cause": cause},
+            },
+        )
