@@ -385,64 +385,10 @@ class Instances(Construct):
     def _grant_provisioning(
         self, function: lambda_.Function, launch_template_arn: str, document_name: str
     ) -> None:
-        stack = Stack.of(self)
-
-        def arn(service: str, resource: str, name: str = "*", account: str | None = None) -> str:
-            return stack.format_arn(
-                service=service, resource=resource, resource_name=name, account=account
-            )
-
-        instances = arn("ec2", "instance")
-        statements = [
-            # RunInstances: only from berth's launch template, and only tagged as berth's
-            iam.PolicyStatement(actions=["ec2:RunInstances"], resources=[launch_template_arn]),
-            iam.PolicyStatement(
-                actions=["ec2:RunInstances"],
-                resources=[instances],
-                conditions={
-                    "ArnLike": {"ec2:LaunchTemplate": launch_template_arn},
-                    "StringEquals": {f"aws:RequestTag/{APP_TAG}": self.app_tag},
-                },
-            ),
-            iam.PolicyStatement(
-                actions=["ec2:RunInstances"],
-                resources=[arn("ec2", "volume"), arn("ec2", "network-interface")],
-                conditions={"ArnLike": {"ec2:LaunchTemplate": launch_template_arn}},
-            ),
-            # ... and only into berth's subnets, with berth's security group and image: a
-            # launch cannot override the template's network placement or AMI.
-            iam.PolicyStatement(
-                actions=["ec2:RunInstances"],
-                resources=[*self.launch_pins, *self.launch_wildcards],
-                conditions={"ArnLike": {"ec2:LaunchTemplate": launch_template_arn}},
-            ),
-            iam.PolicyStatement(
-                actions=["ec2:CreateTags"],
-                resources=[instances, arn("ec2", "volume")],
-                conditions={"StringEquals": {"ec2:CreateAction": "RunInstances"}},
-            ),
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[self.instance_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
-            ),
-            # Run Command: only berth's document, only on instances tagged as berth's
-            iam.PolicyStatement(
-                actions=["ssm:SendCommand"], resources=[arn("ssm", "document", document_name)]
-            ),
-            iam.PolicyStatement(
-                actions=["ssm:SendCommand"],
-                resources=[instances],
-                conditions={"StringEquals": {f"ssm:resourceTag/{APP_TAG}": self.app_tag}},
-            ),
-            iam.PolicyStatement(
-                actions=["ssm:DescribeInstanceInformation", "ssm:GetCommandInvocation"],
-                resources=["*"],
-            ),
-        ]
-        for statement in statements:
+        for statement in self._provisioning_statements(launch_template_arn, document_name):
             function.add_to_role_policy(statement)
-        wildcards = [instances, arn("ec2", "volume"), arn("ec2", "network-interface")]
+        wildcards = [self._arn("ec2", "instance"), self._arn("ec2", "volume")]
+        wildcards.append(self._arn("ec2", "network-interface"))
         for resource in wildcards + self.launch_wildcards:
             acknowledge_wildcard(
                 function,
@@ -457,6 +403,61 @@ class Instances(Construct):
                 "ssm:DescribeInstanceInformation and ssm:GetCommandInvocation (and X-Ray) have "
                 "no resource-level permissions.",
             )
+
+    def _arn(self, service: str, resource: str, name: str = "*") -> str:
+        return Stack.of(self).format_arn(service=service, resource=resource, resource_name=name)
+
+    def _provisioning_statements(
+        self, launch_template_arn: str, document_name: str
+    ) -> list[iam.PolicyStatement]:
+        """Launch only from berth's template, tagged as berth's, into berth's subnets with its
+        security group and image; run only berth's document on berth's instances."""
+        instances, arn = self._arn("ec2", "instance"), self._arn
+        from_template = {"ArnLike": {"ec2:LaunchTemplate": launch_template_arn}}
+        return [
+            iam.PolicyStatement(actions=["ec2:RunInstances"], resources=[launch_template_arn]),
+            iam.PolicyStatement(
+                actions=["ec2:RunInstances"],
+                resources=[instances],
+                conditions={
+                    **from_template,
+                    "StringEquals": {f"aws:RequestTag/{APP_TAG}": self.app_tag},
+                },
+            ),
+            iam.PolicyStatement(
+                actions=["ec2:RunInstances"],
+                resources=[arn("ec2", "volume"), arn("ec2", "network-interface")],
+                conditions=from_template,
+            ),
+            # a launch cannot override the template's network placement or AMI
+            iam.PolicyStatement(
+                actions=["ec2:RunInstances"],
+                resources=[*self.launch_pins, *self.launch_wildcards],
+                conditions=from_template,
+            ),
+            iam.PolicyStatement(
+                actions=["ec2:CreateTags"],
+                resources=[instances, arn("ec2", "volume")],
+                conditions={"StringEquals": {"ec2:CreateAction": "RunInstances"}},
+            ),
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.instance_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+            ),
+            iam.PolicyStatement(
+                actions=["ssm:SendCommand"], resources=[arn("ssm", "document", document_name)]
+            ),
+            iam.PolicyStatement(
+                actions=["ssm:SendCommand"],
+                resources=[instances],
+                conditions={"StringEquals": {f"ssm:resourceTag/{APP_TAG}": self.app_tag}},
+            ),
+            iam.PolicyStatement(
+                actions=["ssm:DescribeInstanceInformation", "ssm:GetCommandInvocation"],
+                resources=["*"],
+            ),
+        ]
 
     def _grant_terminate_and_describe(self, function: lambda_.Function) -> None:
         function.add_to_role_policy(
