@@ -159,7 +159,7 @@ def run_idle(assembly: Path, stack: str, template: dict[str, Any]) -> list[IdleR
     keep_fifo_promises()
     emulator = Emulator().start()
     try:
-        enable_execution(emulator)
+        enable_execution(emulator.endpoint)
         fix_ecs_integration()
         deployment = deploy(emulator, assembly, stack)
         runs = []

@@ -410,7 +410,7 @@ def _deploy(
         faults=options.faults,
         fault_log=SANDBOX_DIR / f"faults-{state.name}.jsonl",  # kept after the run, to replay
     ).start()
-    enable_execution(emulator)
+    enable_execution(emulator.endpoint)
     fix_ecs_integration()
     start_tasks_after(options.task_start_seconds)
     progress(f"deploying the template into the emulator ({emulator.endpoint})")

@@ -36,12 +36,9 @@ import time
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from infra.sandbox.account import ACCOUNT, REGION
-
-if TYPE_CHECKING:
-    from infra.sandbox.emulator import Emulator
 
 Invoke = Callable[[dict[str, Any]], Any]
 _PATCHED = "_berth_patched"
@@ -99,10 +96,11 @@ def keep_fifo_promises() -> None:
     SQSBackend.receive_message = receive_message  # type: ignore[method-assign,assignment]
 
 
-def enable_execution(emulator: Emulator) -> None:
-    """Must run before state machines are created (moto keeps them in another backend)."""
+def enable_execution(endpoint: str) -> None:
+    """Must run before state machines are created (moto keeps them in another backend);
+    ``endpoint``: the emulator's."""
     request = urllib.request.Request(  # noqa: S310 - the emulator on loopback
-        f"{emulator.endpoint}/moto-api/config",
+        f"{endpoint}/moto-api/config",
         data=json.dumps(
             {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
         ).encode(),
@@ -111,7 +109,7 @@ def enable_execution(emulator: Emulator) -> None:
     with urllib.request.urlopen(request, timeout=10):  # noqa: S310
         pass
     # moto's interpreter calls other services at localhost:$MOTO_PORT.
-    os.environ["MOTO_PORT"] = emulator.endpoint.rsplit(":", 1)[-1]
+    os.environ["MOTO_PORT"] = endpoint.rsplit(":", 1)[-1]
 
 
 def route_lambda_invocations(
