@@ -12,7 +12,8 @@
 - Powertools' route table (a private attribute) is read in one adapter, ``shared.api.routes_of``
   (``tests/unit/test_api_basics.py`` fails if Powertools changes it);
 - nothing in ``functions/`` is kept only for the benchmarks or the tests: every top-level
-  function and class there is used by code that ships.
+  function and class there is used by code that ships;
+- no import circles, anywhere in shipped code or the benchmarks.
 """
 
 from __future__ import annotations
@@ -162,3 +163,80 @@ def test_nothing_in_functions_is_kept_only_for_bench_or_tests() -> None:
             if sum(len(name.findall(text)) for text in shipped.values()) <= 1:  # its own def
                 unused.add(f"{path.relative_to(ROOT)}: {node.name}")
     assert unused == set()
+
+
+PACKAGE_ROOTS = {  # where each first-party package's modules live
+    ROOT / "functions": "",
+    ROOT: "",  # infra, bench
+    ROOT / "client": "",
+    ROOT / "containers" / "worker": "",
+    ROOT / "containers" / "jobs": "",
+}
+
+
+def _modules() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    folders = ["functions", "infra", "bench", "client/berth_client"]
+    folders += ["containers/worker/berth_worker", "containers/jobs/berth_jobs"]
+    for folder in folders:
+        for path in (ROOT / folder).rglob("*.py"):
+            base = next(
+                root for root in sorted(PACKAGE_ROOTS, key=lambda r: -len(r.parts))
+                if root in path.parents
+            )  # fmt: skip
+            parts = path.relative_to(base).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def _imports_between(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the first-party modules it imports (``from a import b``: ``a.b`` if a module)."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names if alias.name in modules}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for alias in node.names:
+                    if f"{node.module}.{alias.name}" in modules:
+                        targets.add(f"{node.module}.{alias.name}")
+                    elif node.module in modules:
+                        targets.add(node.module)
+        graph[name] = targets - {name}
+    return graph
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """No import circles anywhere in shipped code or the benchmarks (type-only imports
+    count: a circle of types is a circle of knowledge)."""
+    graph = _imports_between(_modules())
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    assert circles == []
