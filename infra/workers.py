@@ -76,6 +76,22 @@ COMMAND_TAG = "${aws:PrincipalTag/command}"
 USER_TAG = "${aws:PrincipalTag/user}"
 
 
+def berth_metric(
+    metric: str,
+    statistic: str = "Maximum",
+    service: str = "workers-scaler",
+    period: Duration | None = None,
+) -> cloudwatch.Metric:
+    """One of the metrics berth's workers functions publish (Powertools, per service)."""
+    return cloudwatch.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=metric,
+        dimensions_map={"service": service},
+        statistic=statistic,
+        period=period or Duration.minutes(1),
+    )
+
+
 class WorkerFleet(Construct):
     """Exposes ``user_queues`` (the ARN pattern of every user's queue), ``dead_letters``,
     ``bucket``, ``table``, ``tenant_role``, ``credentials`` (the route's function),
@@ -673,17 +689,7 @@ class WorkerFleet(Construct):
         grant_list_tasks(function, self.cluster)
 
     def _dashboard(self, name: str) -> cloudwatch.Dashboard:
-        def berth_metric(
-            metric: str, statistic: str = "Maximum", service: str = "workers-scaler"
-        ) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace=METRICS_NAMESPACE,
-                metric_name=metric,
-                dimensions_map={"service": service},
-                statistic=statistic,
-                period=Duration.minutes(1),
-            )
-
+        """The fleet against the work, commands' durations and failures, and what was lost."""
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{name}-workers")
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
@@ -699,31 +705,18 @@ class WorkerFleet(Construct):
                 ],
             ),
         )
+        five_minutes = Duration.minutes(5)
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Command duration (s)",
                 left=[
-                    cloudwatch.Metric(
-                        namespace=METRICS_NAMESPACE,
-                        metric_name="CommandDuration",
-                        dimensions_map={"service": "workers"},
-                        statistic=stat,
-                        period=Duration.minutes(5),
-                    )
+                    berth_metric("CommandDuration", stat, "workers", five_minutes)
                     for stat in ("p50", "p95", "Maximum")
                 ],
             ),
             cloudwatch.GraphWidget(
                 title="Failed commands",
-                left=[
-                    cloudwatch.Metric(
-                        namespace=METRICS_NAMESPACE,
-                        metric_name="CommandFailures",
-                        dimensions_map={"service": "workers"},
-                        statistic="Sum",
-                        period=Duration.minutes(5),
-                    )
-                ],
+                left=[berth_metric("CommandFailures", "Sum", "workers", five_minutes)],
             ),
             cloudwatch.GraphWidget(
                 title="Dead-letter queue depth; commands ended lost or undeliverable",
