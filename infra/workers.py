@@ -243,26 +243,7 @@ class WorkerFleet(Construct):
             stop_timeout=Duration.seconds(120),
             # an init as PID 1 reaps what commands leave behind (the worker kills it)
             linux_parameters=ecs.LinuxParameters(self, "WorkerLinux", init_process_enabled=True),
-            environment=AWS_RETRIES
-            | WorkerConfig.environment(
-                user_queue_prefix=self.queue_prefix,
-                workers_table=self.table.table_name,
-                workspaces_bucket=self.bucket.bucket_name,
-                connections_table=live.table.table_name,
-                websocket_endpoint=live.callback_url,
-                credentials_url=self.api.url_of(CREDENTIALS_PATH),
-                idle_seconds=settings.idle_seconds,
-                keep_warm_seconds=settings.keep_warm_seconds,
-                command_timeout_seconds=settings.command_timeout_seconds,
-                lease_seconds=settings.lease_seconds,
-                stop_grace_seconds=STOP_GRACE_SECONDS,
-                cancel_grace_seconds=settings.cancel_grace_seconds,
-                record_grace_seconds=record_grace_seconds,
-                run_as_uid=RUN_AS_UID,
-                run_as_uids=RUN_AS_UIDS,
-                workdir=WORKDIR,
-                metrics_namespace=METRICS_NAMESPACE,
-            ),
+            environment=self._worker_environment(settings, live, record_grace_seconds),
             logging=ecs.LogDrivers.aws_logs(
                 stream_prefix="worker",
                 log_group=logs.LogGroup(
@@ -275,6 +256,30 @@ class WorkerFleet(Construct):
             definition, "The environment holds resource names and limits, not secrets."
         )
         return definition
+
+    def _worker_environment(
+        self, settings: WorkersSettings, live: LiveUpdates, record_grace_seconds: int
+    ) -> dict[str, str]:
+        """What the worker reads (``WorkerConfig``), and botocore's retry mode."""
+        return AWS_RETRIES | WorkerConfig.environment(
+            user_queue_prefix=self.queue_prefix,
+            workers_table=self.table.table_name,
+            workspaces_bucket=self.bucket.bucket_name,
+            connections_table=live.table.table_name,
+            websocket_endpoint=live.callback_url,
+            credentials_url=self.api.url_of(CREDENTIALS_PATH),
+            idle_seconds=settings.idle_seconds,
+            keep_warm_seconds=settings.keep_warm_seconds,
+            command_timeout_seconds=settings.command_timeout_seconds,
+            lease_seconds=settings.lease_seconds,
+            stop_grace_seconds=STOP_GRACE_SECONDS,
+            cancel_grace_seconds=settings.cancel_grace_seconds,
+            record_grace_seconds=record_grace_seconds,
+            run_as_uid=RUN_AS_UID,
+            run_as_uids=RUN_AS_UIDS,
+            workdir=WORKDIR,
+            metrics_namespace=METRICS_NAMESPACE,
+        )
 
     def _grant_fleet_items(
         self, grantee: iam.IGrantable, actions: list[str], keys: list[str]
