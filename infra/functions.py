@@ -137,22 +137,10 @@ class LambdaBaseline(Construct):
             traced=True,
         )
 
-    def _make(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        service: str,
-        description: str,
-        environment: Mapping[str, str] | None,
-        timeout: Duration | None,
-        memory_mb: int | None,
-        runtime: lambda_.Runtime,
-        code: lambda_.Code,
-        handler: str,
-        layers: list[lambda_.ILayerVersion] | None,
-        traced: bool,
-    ) -> lambda_.Function:
+    def _logs_and_role(
+        self, scope: Construct, construct_id: str, service: str, description: str
+    ) -> tuple[logs.LogGroup, iam.Role]:
+        """The function's own log group, and a role that may write to it and nothing else."""
         log_group = logs.LogGroup(
             scope,
             f"{construct_id}Logs",
@@ -171,6 +159,25 @@ class LambdaBaseline(Construct):
                 resources=[log_group.log_group_arn],
             )
         )
+        return log_group, role
+
+    def _make(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        service: str,
+        description: str,
+        environment: Mapping[str, str] | None,
+        timeout: Duration | None,
+        memory_mb: int | None,
+        runtime: lambda_.Runtime,
+        code: lambda_.Code,
+        handler: str,
+        layers: list[lambda_.ILayerVersion] | None,
+        traced: bool,
+    ) -> lambda_.Function:
+        log_group, role = self._logs_and_role(scope, construct_id, service, description)
         function = lambda_.Function(
             scope,
             construct_id,
