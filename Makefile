@@ -55,7 +55,7 @@ local: install ## run the API on http://127.0.0.1:8080 against an in-process AWS
 
 test: install $(CHROMIUM) lint ## lint, type-check and run every test (the type check runs beside them)
 	@$(BIN)/mypy $(TYPED) > $(VENV)/typecheck.log 2>&1 & checker=$$!; \
-	$(BIN)/python -m pytest -n auto --dist loadfile; tested=$$?; \
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=25; tested=$$?; \
 	wait $$checker; typed=$$?; \
 	echo "--- type check: mypy $(TYPED)"; cat $(VENV)/typecheck.log; \
 	test $$tested -eq 0 && test $$typed -eq 0

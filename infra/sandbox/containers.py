@@ -105,8 +105,22 @@ class LocalTaskRunner:
         self.closed = False
         """Set first when the sandbox stops: no thread calls the emulator after that."""
 
-    def close(self) -> None:
-        self.closed = True
+    def close(self, grace_seconds: float = 5) -> None:
+        """The sandbox stops: every container still running gets SIGTERM (as StopTask does),
+        then SIGKILL after ``grace_seconds`` — none outlives the sandbox."""
+        with self._lock:
+            self.closed = True
+            running = [p for p in self._processes.values() if p.poll() is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        for process in running:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
 
     def address_of(self, private_ip: str, port: int) -> tuple[str, int] | None:
         """Where a session task's server listens here, from its address in the VPC."""
@@ -190,6 +204,10 @@ class LocalTaskRunner:
             )
             with self._lock:
                 self._processes[task["taskArn"]] = process
+                closing = self.closed  # started as the sandbox stopped: close() missed it
+            if closing:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
             if served is not None:  # a session server: its output goes where awslogs puts it
                 self._ship_logs(container, task_id, output, process)
             try:

@@ -3,6 +3,7 @@ tests and the chaos run (``make chaos``) drive, exactly as a user would run it."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from infra.settings import ROOT
@@ -31,6 +33,19 @@ FAULT_LOG = r"faults: .*; log (\S+)"
 class LaunchFailed(RuntimeError):
     """The sandbox exited or did not say it was ready in time; the message ends with what it
     printed last."""
+
+
+def processes_under(folder: Path) -> list[int]:
+    """Processes whose working directory is in ``folder`` (a sandbox's state: its local
+    containers run from its images there), deleted since or not."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if os.readlink(entry / "cwd").startswith(f"{folder}{os.sep}"):
+                found.append(int(entry.name))
+    return found
 
 
 @dataclass
@@ -62,6 +77,12 @@ class Launched:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             return [f"the sandbox did not stop within {timeout:.0f} s of Ctrl-C"]
+        left = processes_under(Path(self.aws_config).parent)
+        if left:
+            failures.append(f"{len(left)} local containers still ran after the sandbox stopped")
+            for pid in left:  # not left behind for the next run
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         if self.reader is not None:
             self.reader.join(timeout=10)  # it ends when the sandbox's output does
         marker = "berth sandbox: stopping\n"
