@@ -155,7 +155,7 @@ class LiveUpdates(Construct):
             description="WebSocket $connect: redeems a single-use ticket",
             environment=self.environment(),
         )
-        function.add_to_role_policy(self._tickets_only("dynamodb:DeleteItem"))
+        function.add_to_role_policy(self._items("dynamodb:DeleteItem", "TICKET#*"))
         return authorizers.WebSocketLambdaAuthorizer(
             "Tickets", function, identity_source=["route.request.querystring.ticket"]
         )
@@ -170,15 +170,16 @@ class LiveUpdates(Construct):
             description="POST /live/tickets: a ticket that opens the caller's connection",
             environment=self.environment(),
         )
-        function.add_to_role_policy(self._tickets_only("dynamodb:PutItem"))
+        function.add_to_role_policy(self._items("dynamodb:PutItem", "TICKET#*"))
         api.add_routes(function, routes_of(tickets_router))
         return function
 
-    def _tickets_only(self, action: str) -> iam.PolicyStatement:
+    def _items(self, action: str, *keys: str) -> iam.PolicyStatement:
+        """``action`` on the table's items whose partition key is like one of ``keys``."""
         return iam.PolicyStatement(
             actions=[action],
             resources=[self.table.table_arn],
-            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["TICKET#*"]}},
+            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(keys)}},
         )
 
     def environment(self) -> dict[str, str]:
@@ -190,15 +191,7 @@ class LiveUpdates(Construct):
 
     def grant_topics(self, function: lambda_.Function) -> None:
         """Write grants (``GRANT#<scope>``) and tickets (``TICKET#``) — nothing else."""
-        function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:PutItem"],
-                resources=[self.table.table_arn],
-                conditions={
-                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["GRANT#*", "TICKET#*"]}
-                },
-            )
-        )
+        function.add_to_role_policy(self._items("dynamodb:PutItem", "GRANT#*", "TICKET#*"))
 
     def grant_publish(self, function: lambda_.Function) -> None:
         """Read subscribers (and forget gone ones) and post to connections."""

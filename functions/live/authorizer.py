@@ -7,8 +7,6 @@ connection never opens.
 
 from __future__ import annotations
 
-import time
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -21,21 +19,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.telemetry import instrumented
 
 if TYPE_CHECKING:
-    from shared.live import Ticket, Tickets
+    from shared.live import Ticket
 
 logger = Logger()
 metrics = Metrics()
-
-
-@cache
-def tickets() -> Tickets:
-    import boto3
-
-    from live.config import LiveConfig
-    from shared.live import Tickets
-
-    table = boto3.resource("dynamodb").Table(LiveConfig.from_env().connections_table)
-    return Tickets(table, time.time)
 
 
 def decide(event: dict[str, Any], redeem: Any) -> dict[str, Any]:
@@ -60,4 +47,6 @@ def decide(event: dict[str, Any], redeem: Any) -> dict[str, Any]:
 
 @instrumented(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return decide(event, tickets().redeem)
+    from live.wiring import service_from_env  # on the first event: boto3, the table
+
+    return decide(event, service_from_env().tickets.redeem)

@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import ServerConnection, serve
 
-from infra.sandbox.account import ACCOUNT
+from infra.sandbox.account import ACCOUNT, REGION
 
 log = logging.getLogger("berth.sandbox")
 
@@ -33,12 +33,12 @@ STAGE = "local"
 API_ID = "local"
 
 
-def authorizer_event(query: str, region: str = "us-east-1") -> dict[str, Any]:
+def authorizer_event(query: str) -> dict[str, Any]:
     """A REQUEST authorizer's event for ``$connect``, as API Gateway sends it."""
     parameters = {k: v[0] for k, v in parse_qs(query).items()}
     return {
         "type": "REQUEST",
-        "methodArn": f"arn:aws:execute-api:{region}:{ACCOUNT}:{API_ID}/{STAGE}/$connect",
+        "methodArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/$connect",
         "headers": {},
         "queryStringParameters": parameters,
         "requestContext": {"routeKey": "$connect", "eventType": "CONNECT", "stage": STAGE},
