@@ -18,6 +18,7 @@ import logging
 import mimetypes
 import secrets
 import threading
+import urllib.error
 import urllib.request
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,10 +63,15 @@ class ConsoleServer:
         return self
 
     def serve_forever(self) -> None:
+        """In this thread, until interrupted (``berth console``)."""
         self.httpd.serve_forever()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        """Stops the thread ``start`` began (shutdown waits for a loop that runs: none ran,
+        or it ended with the interrupt, it would wait forever) and frees the port."""
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join()
         self.httpd.server_close()
 
     # --- what the handler calls ---------------------------------------------------------------
@@ -79,22 +85,32 @@ class ConsoleServer:
         try:
             answer = self.client.request(method, path, payload, dict(parse_qsl(query)) or None)
         except ApiError as error:
-            status = error.status if 400 <= error.status <= 599 else HTTPStatus.BAD_GATEWAY
-            return status, _error(error.code, error.message)
+            return _failed(error)
         return 200, json.dumps(answer).encode()
 
-    def download(self, job_id: str, kind: str) -> tuple[int, bytes, str]:
-        """A job's result or failure ZIP, fetched here from its presigned URL."""
+    def download(self, job_id: str, kind: str) -> tuple[int, bytes]:
+        """A job's result or failure ZIP (200), fetched here from its presigned URL; else
+        berth's error shape."""
         try:
             job = self.client.job(job_id)
         except ApiError as error:
-            status = error.status if 400 <= error.status <= 599 else HTTPStatus.BAD_GATEWAY
-            return status, _error(error.code, error.message), "application/json"
+            return _failed(error)
         url = job.result_url if kind == "result" else (job.error.failure_url if job.error else None)
         if not url or urlsplit(url).scheme not in {"http", "https"}:
-            return 404, _error("not_found", f"job {job_id} has no {kind} to download"), ""
-        with urllib.request.urlopen(url, timeout=self.client.timeout) as response:  # noqa: S310 - the API's presigned URL
-            return 200, response.read(), "application/zip"
+            return 404, _error("not_found", f"job {job_id} has no {kind} to download")
+        try:
+            with urllib.request.urlopen(url, timeout=self.client.timeout) as response:  # noqa: S310 - the API's presigned URL
+                return 200, response.read()
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            reason = getattr(error, "reason", error)
+            return 502, _error("unreachable", f"cannot fetch the {kind} of {job_id}: {reason}")
+
+
+def _failed(error: ApiError) -> tuple[int, bytes]:
+    """An API call's failure as the console answers it: the API's status (502 when it was
+    not reached) and its code and message."""
+    status = error.status if 400 <= error.status <= 599 else HTTPStatus.BAD_GATEWAY
+    return int(status), _error(error.code, error.message)
 
 
 class ConsoleHttpServer(ThreadingHTTPServer):
@@ -169,16 +185,11 @@ class Handler(BaseHTTPRequestHandler):
         _, _, _, job_id, kind = [*path.split("/"), "", ""][:5]
         if kind not in {"result", "failure"}:
             return self._json(404, _error("not_found", "result or failure"))
-        status, body, content_type = self.server.console.download(job_id, kind)
+        status, body = self.server.console.download(job_id, kind)
         if status != 200:
             return self._json(status, body)
-        name = f"{job_id}-{kind}.zip"
-        self._send(
-            200,
-            body,
-            content_type,
-            Content_Disposition=f'attachment; filename="{name}"',
-        )
+        attachment = f'attachment; filename="{job_id}-{kind}.zip"'
+        self._send(200, body, "application/zip", Content_Disposition=attachment)
 
     def _static(self, path: str) -> None:
         name = "index.html" if path in {"/", "/index.html"} else path.lstrip("/")
