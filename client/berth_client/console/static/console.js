@@ -60,14 +60,26 @@
     if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
     return `${(seconds / 3600).toFixed(1)} h`;
   }
-  function empty(body, columns, text) {
-    if (body.children.length) return;
-    const tr = document.createElement("tr");
-    const td = cell(text);
-    td.colSpan = columns;
-    td.className = "empty";
-    tr.append(td);
-    body.append(tr);
+  /* A table's rows, one per item: row(item) gives its cells (text or nodes) and the row's
+     data and title; each cell is labelled with its column's header (shown on a phone). */
+  function fill(id, items, row, emptyText) {
+    const body = $(id);
+    const headers = [...body.closest("table").tHead.rows[0].cells].map((th) => th.textContent);
+    body.replaceChildren(...items.map((item) => {
+      const { cells, data = {}, title } = row(item);
+      const tr = document.createElement("tr");
+      Object.assign(tr.dataset, data);
+      if (title) tr.title = title;
+      tr.append(...cells.map((content, index) => cell(content, headers[index])));
+      return tr;
+    }));
+    if (!items.length && emptyText) {
+      const td = cell(emptyText, null, "empty");
+      td.colSpan = headers.length;
+      const tr = document.createElement("tr");
+      tr.append(td);
+      body.append(tr);
+    }
   }
   function status(text) { const span = document.createElement("span"); span.className = `status ${text}`; span.textContent = text; return span; }
 
@@ -140,22 +152,14 @@
     drawSessions();
   }
   function drawSessions() {
-    const body = $("sessions");
-    body.replaceChildren();
-    const rows = [...state.sessions.values()].sort((a, b) => b.created_at.localeCompare(a.created_at));
-    for (const s of rows) {
-      const tr = document.createElement("tr");
-      tr.dataset.session = s.id;
+    const sessions = [...state.sessions.values()].sort((a, b) => b.created_at.localeCompare(a.created_at));
+    fill("sessions", sessions, (s) => {
       const where = s.url ? Object.assign(document.createElement("a"), { href: s.url, textContent: s.url, target: "_blank", rel: "noopener" }) : (s.private_ip ? `${s.private_ip}:${s.port}` : "—");
       const actions = document.createElement("span");
       actions.append(button("Logs", () => showLogs(s.id)));
       if (!["STOPPED", "FAILED", "STOPPING"].includes(s.status)) actions.append(" ", button("Stop", () => stopSession(s.id)));
-      tr.append(cell(s.id, "Session"), cell(s.profile, "Profile"), cell(status(s.status), "Status"), cell(age(s.created_at), "Age"),
-        cell(where, "Address"), cell(actions));
-      if (s.error) tr.title = s.error;
-      body.append(tr);
-    }
-    empty(body, 6, "No sessions yet: start one above.");
+      return { cells: [s.id, s.profile, status(s.status), age(s.created_at), where, actions], data: { session: s.id }, title: s.error };
+    }, "No sessions yet: start one above.");
   }
   async function stopSession(id) { const s = await api("DELETE", `/sessions/${id}`); state.sessions.set(s.id, s); drawSessions(); }
   async function showLogs(id) {
@@ -178,11 +182,7 @@
     const [catalogue, jobs] = await Promise.all([api("GET", "/jobs/catalogue"), api("GET", "/jobs")]);
     const select = $("runners");
     if (!select.options.length) for (const r of catalogue.items || catalogue) select.add(new Option(`${r.name} (${r.runtime})`, r.name));
-    const body = $("jobs");
-    body.replaceChildren();
-    for (const j of jobs.items || []) {
-      const tr = document.createElement("tr");
-      tr.dataset.job = j.id;
+    fill("jobs", jobs.items || [], (j) => {
       let output = "—";
       if (j.result_url) output = Object.assign(document.createElement("a"), { href: `/download/jobs/${j.id}/result?secret=${encodeURIComponent(SECRET)}`, textContent: "Download result" });
       else if (j.error) {
@@ -190,10 +190,8 @@
         output.append(`${j.error.message} `);
         if (j.error.failure_url) output.append(Object.assign(document.createElement("a"), { href: `/download/jobs/${j.id}/failure?secret=${encodeURIComponent(SECRET)}`, textContent: "Download failure" }));
       }
-      tr.append(cell(j.id, "Job"), cell(j.name, "Runner"), cell(status(j.status), "Status"), cell(age(j.created_at) + " ago", "Started"), cell(output, "Output"));
-      body.append(tr);
-    }
-    empty(body, 5, "No jobs yet: run one above.");
+      return { cells: [j.id, j.name, status(j.status), age(j.created_at) + " ago", output], data: { job: j.id } };
+    }, "No jobs yet: run one above.");
     if ((jobs.items || []).some((j) => !j.finished_at)) setTimeout(() => current() === "jobs" && attempt(loadJobs), 1000);
   }
   $("run-job").addEventListener("submit", (event) => {
@@ -257,15 +255,10 @@
     const { project, name } = state.project;
     let page;
     try { page = await api("GET", `/workspaces/${project}/commands?limit=20`); } catch (e) { if (!/not_found/.test(e.message)) showError(e); return false; }
-    const body = $("history");
-    body.replaceChildren();
-    for (const c of (page.items || []).filter((c) => c.terminal === name)) {
-      const tr = document.createElement("tr");
-      tr.dataset.command = c.id;
-      tr.append(cell(Object.assign(document.createElement("code"), { textContent: c.command }), "Command"), cell(status(c.status), "Status"),
-        cell(c.exit_code, "Exit"), cell(age(c.created_at) + " ago", "Started"));
-      body.append(tr);
-    }
+    fill("history", (page.items || []).filter((c) => c.terminal === name), (c) => ({
+      cells: [Object.assign(document.createElement("code"), { textContent: c.command }), status(c.status), c.exit_code, age(c.created_at) + " ago"],
+      data: { command: c.id },
+    }));
     return true;
   }
   $("open-terminal").addEventListener("submit", (event) => {
@@ -277,18 +270,12 @@
   // --- instances --------------------------------------------------------------------------
   async function loadInstances() {
     const page = await api("GET", "/instances");
-    const body = $("instances");
-    body.replaceChildren();
-    for (const i of page.items || []) {
-      const tr = document.createElement("tr");
-      tr.dataset.instance = i.id;
+    fill("instances", page.items || [], (i) => {
       const done = ["TERMINATED", "FAILED", "SUCCEEDED"].includes(i.status);
-      tr.append(cell(i.id, "Instance"), cell(i.blob_id, "Blob"), cell(status(i.status), "Status"),
-        cell(i.ec2_instance_id ? `${i.ec2_instance_id} ${i.private_ip || ""}` : "—", "Machine"),
-        cell(done ? "" : button("Terminate", async () => { await api("DELETE", `/instances/${i.id}`); await loadInstances(); })));
-      body.append(tr);
-    }
-    empty(body, 5, "No instances yet: launch one from a blob above.");
+      const machine = i.ec2_instance_id ? `${i.ec2_instance_id} ${i.private_ip || ""}` : "—";
+      const terminate = done ? "" : button("Terminate", async () => { await api("DELETE", `/instances/${i.id}`); await loadInstances(); });
+      return { cells: [i.id, i.blob_id, status(i.status), machine, terminate], data: { instance: i.id } };
+    }, "No instances yet: launch one from a blob above.");
   }
   $("create-instance").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -298,14 +285,9 @@
   // --- usage ------------------------------------------------------------------------------
   async function loadUsage() {
     const usage = await api("GET", "/usage?group_by=capability");
-    const body = $("usage");
-    body.replaceChildren();
-    for (const g of usage.groups || []) {
-      const tr = document.createElement("tr");
-      tr.append(cell(g.key, "Capability"), cell(g.count, "Units"), cell((g.seconds / 3600).toFixed(2), "Hours"), cell(g.dollars.toFixed(4), "Cost (USD)"));
-      body.append(tr);
-    }
-    empty(body, 4, "Nothing used this month yet.");
+    fill("usage", usage.groups || [], (g) => ({
+      cells: [g.key, g.count, (g.seconds / 3600).toFixed(2), g.dollars.toFixed(4)],
+    }), "Nothing used this month yet.");
     const b = usage.budget || {};
     $("budget").textContent = `Spent $${(usage.total && usage.total.dollars || 0).toFixed(4)} this month` +
       (b.monthly_budget_usd != null ? ` of a $${b.monthly_budget_usd} budget.` : " (no budget set).");
