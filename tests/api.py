@@ -29,7 +29,7 @@ def api_caller(
     wiring = importlib.import_module(f"{capability}.wiring")
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
-    wiring.service_from_env.cache_clear()
+    forget_built(wiring)
 
     def call(
         method: str,
@@ -47,4 +47,12 @@ def api_caller(
     try:
         yield call
     finally:
-        wiring.service_from_env.cache_clear()
+        forget_built(wiring)
+
+
+def forget_built(wiring: Any) -> None:
+    """Every builder a wiring module caches (the service, and e.g. the workers' files): each
+    test's cold start builds them again from its own environment and emulator."""
+    for value in vars(wiring).values():
+        if callable(getattr(value, "cache_clear", None)):
+            value.cache_clear()
