@@ -28,8 +28,8 @@ class WorkersConfig(EnvModel):
     """Where a project's owner is granted its terminals' topics (live updates)."""
     websocket_url: str | None = None
     """What a terminal's connect URL opens (``wss://…/<stage>``), with a ticket."""
-    connect_url_seconds: int = Field(default=60, ge=1)
-    """How long a terminal's connect URL opens a connection (once)."""
+    connect_url_seconds: int = Field(ge=1)
+    """How long a terminal's connect URL opens a connection (once; ``workers.*`` settings)."""
 
 
 class ScalerConfig(EnvModel):

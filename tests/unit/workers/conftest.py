@@ -54,6 +54,7 @@ def environment(aws: boto3.session.Session, synth: Synth) -> dict[str, str]:
             max_pending_per_user=5,
             log_url_seconds=60,
             max_file_bytes=1024,
+            connect_url_seconds=60,
         ),
         "DLQ_URL": dlq,
     }
