@@ -21,6 +21,7 @@ import pytest
 from berth_client.client import BerthClient, Settings
 from berth_client.console import VENDOR, ConsoleServer
 from tests.e2e.conftest import FAST_CONTEXT, FAST_ENV, Sandbox
+from tests.e2e.test_workers_local import get, run, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -150,16 +151,9 @@ def test_a_terminal_opened_mid_command_shows_what_it_printed_before(
     page: Any, sandbox: Sandbox
 ) -> None:
     """Output printed before the page listened comes from the command's saved log, in order."""
-    path = "/workspaces/console-late/commands"
-    code, queued = sandbox.request(
-        "POST", path, {"command": "echo early; sleep 3; echo late"}, user="console"
-    )
-    assert code == 202, queued
+    queued = run(sandbox, "console", "console-late", "echo early; sleep 3; echo late")
     deadline = time.monotonic() + 60
-    while (
-        "early"
-        not in sandbox.request("GET", f"{path}/{queued['id']}", user="console")[1]["output_tail"]
-    ):
+    while "early" not in get(sandbox, "console", "console-late", queued["id"])["output_tail"]:
         assert time.monotonic() < deadline
         time.sleep(0.2)
     open_terminal(page, "console-late")
@@ -235,16 +229,8 @@ def test_the_example_page_shows_a_terminal_from_a_connect_url(
     browser: Any, console: ConsoleServer, sandbox: Sandbox
 ) -> None:
     """What a product does: its backend asks for a connect URL, its page opens it."""
-    code, first = sandbox.request(
-        "POST", "/workspaces/console-embed/commands", {"command": "true"}, user="emma"
-    )
-    assert code == 202, first
-    deadline = time.monotonic() + 60  # its end is not what the page is to show
-    while sandbox.request("GET", f"/workspaces/console-embed/commands/{first['id']}", user="emma")[
-        1
-    ]["status"] not in {"SUCCEEDED", "FAILED"}:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    first = run(sandbox, "emma", "console-embed", "true")
+    wait_for(sandbox, "emma", "console-embed", first["id"])  # its end is not what to show
     code, link = sandbox.request(
         "POST", "/workspaces/console-embed/terminals/t1/connect", user="emma"
     )
@@ -255,13 +241,7 @@ def test_the_example_page_shows_a_terminal_from_a_connect_url(
     page.goto(f"{console.url}terminal.html?url={link['url']}")
     page.wait_for_function("document.getElementById('state').innerText === 'live'")
     assert "ticket=" not in page.url  # not left in the address bar or history
-    code, _ = sandbox.request(
-        "POST",
-        "/workspaces/console-embed/commands",
-        {"command": "echo hello from berth"},
-        user="emma",
-    )
-    assert code == 202
+    run(sandbox, "emma", "console-embed", "echo hello from berth")
     page.wait_for_function(
         "window.berthTerminal.text().includes('hello from berth\\n[SUCCEEDED 0]')"
     )
