@@ -165,26 +165,21 @@ def test_nothing_in_functions_is_kept_only_for_bench_or_tests() -> None:
     assert unused == set()
 
 
-PACKAGE_ROOTS = {  # where each first-party package's modules live
-    ROOT / "functions": "",
-    ROOT: "",  # infra, bench
-    ROOT / "client": "",
-    ROOT / "containers" / "worker": "",
-    ROOT / "containers" / "jobs": "",
-}
+SOURCES = (  # (where a module's import name starts, the folder of its files)
+    ("functions", "functions"),
+    ("", "infra"),
+    ("", "bench"),
+    ("client", "client/berth_client"),
+    ("containers/worker", "containers/worker/berth_worker"),
+    ("containers/jobs", "containers/jobs/berth_jobs"),
+)
 
 
 def _modules() -> dict[str, Path]:
     found: dict[str, Path] = {}
-    folders = ["functions", "infra", "bench", "client/berth_client"]
-    folders += ["containers/worker/berth_worker", "containers/jobs/berth_jobs"]
-    for folder in folders:
+    for base, folder in SOURCES:
         for path in (ROOT / folder).rglob("*.py"):
-            base = next(
-                root for root in sorted(PACKAGE_ROOTS, key=lambda r: -len(r.parts))
-                if root in path.parents
-            )  # fmt: skip
-            parts = path.relative_to(base).with_suffix("").parts
+            parts = path.relative_to(ROOT / base).with_suffix("").parts
             name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             found[name] = path
     return found
