@@ -642,12 +642,7 @@ def stream_command(api: BerthClient, project: str, terminal: str, text: str) -> 
                         continue
                     heard = True
                     if frame["type"] == "output":
-                        data = frame["data"].encode()
-                        start = int(frame.get("offset", printed))
-                        if start > printed:  # output from before we listened: from the log
-                            printed = _catch_up(api, project, queued.id, printed, start)
-                        _write(data[max(0, printed - start) :])
-                        printed = max(printed, start + len(data))
+                        printed = _show(api, project, queued.id, frame, printed)
                     elif frame["data"]["status"] in ENDED:
                         break
         except ConnectionClosed:
@@ -681,26 +676,42 @@ def _follow(api: BerthClient, project: str, command_id: str, printed: int) -> Co
         api.sleep(1)
 
 
+def _show(
+    api: BerthClient, project: str, command_id: str, frame: dict[str, Any], printed: int
+) -> int:
+    """Prints an output frame's part past ``printed`` (a byte of the log); returns where the
+    output now stands. What lies before the frame (said before we listened, or a lost frame)
+    comes from the saved log; so does a frame that overlaps what was printed, as its text
+    cannot be cut at a byte (bytes that are not UTF-8 are U+FFFD in it)."""
+    data = frame["data"].encode()
+    start = int(frame.get("offset", printed))
+    end = int(frame.get("next_offset", start + len(data)))  # older workers sent no next_offset
+    if start > printed:
+        printed = _catch_up(api, project, command_id, printed, start)
+    if printed == start:
+        _write(data)
+        return end
+    return _catch_up(api, project, command_id, printed, end)
+
+
 def _read_saved(api: BerthClient, project: str, command_id: str, offset: int) -> tuple[int, bool]:
     """Prints what the saved log holds past ``offset`` (one read); returns where it stopped
     and whether that is the end of an ended command's log."""
     piece = api.output(project, command_id, offset)
-    data = piece.data.encode()
-    _write(data)
-    return offset + len(data), piece.complete
+    _write(piece.data.encode())
+    return piece.next_offset, piece.complete
 
 
 def _catch_up(api: BerthClient, project: str, command_id: str, offset: int, until: int) -> int:
-    """Prints the saved log from ``offset`` to ``until``, waiting for it to be saved that far
-    (a live frame said where it starts); returns where it stopped."""
+    """Prints the saved log from ``offset`` until it reaches ``until`` (a live frame said where
+    its bytes are), waiting for it to be saved that far; returns where it stopped, which may
+    be past ``until``."""
     while offset < until:
-        piece = api.output(project, command_id, offset)
-        data = piece.data.encode()[: until - offset]
-        _write(data)
-        offset += len(data)
-        if piece.complete:
+        before = offset
+        offset, complete = _read_saved(api, project, command_id, offset)
+        if complete:
             return offset
-        if not data:
+        if offset == before:
             api.sleep(0.5)  # the worker saves its log about every second
     return offset
 

@@ -272,7 +272,9 @@ class CommandService:
         return self.get(user, project, command_id)
 
     def output(self, user: str, project: str, command_id: str, offset: int) -> Output:
-        """Up to ``OUTPUT_BYTES`` of the saved log from ``offset`` (whole UTF-8 characters)."""
+        """Up to ``OUTPUT_BYTES`` of the saved log from ``offset``, ending at a whole UTF-8
+        character unless it is the end of an ended command's log; ``next_offset`` counts the
+        log's bytes (bytes that are not UTF-8 are U+FFFD in ``data``)."""
         command = self.get(user, project, command_id)
         try:
             chunk = self.s3.get_object(
@@ -289,7 +291,8 @@ class CommandService:
             }:
                 raise
             chunk = b""
-        chunk = whole_characters(chunk) if len(chunk) == OUTPUT_BYTES else chunk
+        if len(chunk) == OUTPUT_BYTES or not command.status.finished:
+            chunk = whole_characters(chunk)  # the rest of a cut character comes with the next read
         return Output(
             offset=offset,
             data=chunk.decode("utf-8", "replace"),

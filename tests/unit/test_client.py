@@ -277,6 +277,75 @@ def test_a_second_ctrl_c_stops_waiting() -> None:
         signal.signal(signal.SIGINT, before)
 
 
+LOG = b"\xff\xfehello\n" + "\u20acuro\n".encode()
+FRAMES = [(0, 2), (2, 8), (8, len(LOG))]  # the bytes of the log each output frame decodes
+
+
+class FramedApi:
+    """A command whose output has bytes that are not UTF-8 (two U+FFFD, six bytes of text
+    for two of the log): the saved log holds ``saved[n]`` bytes at the n-th read, and the
+    socket brings the output frames ``heard`` (by index), then the end."""
+
+    def __init__(self, saved: list[int], heard: list[int]) -> None:
+        self.saved = saved
+        self.heard = heard
+        self.reads = 0
+
+    def run_command(self, project: str, text: str, terminal: str) -> Any:
+        return type("Queued", (), {"id": "cmd_1"})()
+
+    @contextlib.contextmanager
+    def subscribe(self, *topics: str, quiet: float) -> Iterator[Iterator[dict[str, Any]]]:
+        def frames() -> Iterator[dict[str, Any]]:
+            for n in self.heard:
+                start, end = FRAMES[n]
+                text = LOG[start:end].decode("utf-8", "replace")
+                yield {"type": "output", "command_id": "cmd_1", "seq": n + 2, "data": text,
+                       "offset": start, "next_offset": end}  # fmt: skip
+            yield {"type": "status", "command_id": "cmd_1", "data": {"status": "SUCCEEDED"}}
+
+        yield frames()
+
+    def command(self, project: str, command_id: str) -> Any:
+        return type("Shown", (), {"status": "SUCCEEDED", "exit_code": 0, "error": None})()
+
+    def output(self, project: str, command_id: str, offset: int) -> Output:
+        """As the API reads it: by the log's bytes, in whole characters until the end."""
+        saved = self.saved[min(self.reads, len(self.saved) - 1)]
+        self.reads += 1
+        chunk = LOG[offset:saved]
+        if saved < len(LOG) and chunk[-1:] and chunk[-1] >= 0x80:
+            chunk = chunk[: len(chunk) - 1 if chunk[-1] & 0xC0 == 0xC0 else len(chunk)]
+        return Output(
+            offset=offset,
+            data=chunk.decode("utf-8", "replace"),
+            next_offset=offset + len(chunk),
+            complete=saved == len(LOG) and offset + len(chunk) == len(LOG),
+        )
+
+    def sleep(self, seconds: float) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("saved", "heard"),
+    [
+        ([0], [0, 1, 2]),  # listening before any output: every frame live
+        ([8], [1, 2]),  # joined late: the log up to a frame, then a replayed frame and the rest
+        ([5, 15], [1, 2]),  # the log was saved to inside a frame: the rest of it from the log
+        ([0, 2, 15], [2]),  # two frames lost: read from the log before the next one
+    ],
+)
+def test_run_prints_output_that_is_not_utf8_once_and_in_order(
+    saved: list[int], heard: list[int], capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    from berth_client.cli import stream_command
+
+    api = FramedApi(saved, heard)
+    assert stream_command(api, "demo", "t1", "cat data.bin") == 0  # type: ignore[arg-type]
+    assert capsysbinary.readouterr().out.decode() == LOG.decode("utf-8", "replace")
+
+
 def test_a_saved_local_configuration_follows_the_sandbox_running_now(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

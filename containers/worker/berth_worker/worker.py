@@ -593,11 +593,16 @@ class Worker:
         self._frame(command, seq, "status", data)
 
     def _frame(
-        self, command: Command, seq: int | None, kind: str, data: Any, offset: int | None = None
+        self,
+        command: Command,
+        seq: int | None,
+        kind: str,
+        data: Any,
+        span: tuple[int, int] | None = None,
     ) -> None:
         message = {"type": kind, "command_id": command.id, "seq": seq, "data": data}
-        if offset is not None:
-            message["offset"] = offset
+        if span is not None:  # the bytes of the log an output frame's text decodes
+            message["offset"], message["next_offset"] = span
         try:
             (self._command_publish or self.publish)(
                 topic(command.project, command.terminal), message
@@ -623,27 +628,38 @@ class _Output:
         self.seq = 0
         self.saved_size = -1
         self.offset = 0
-        """Bytes of the log written so far: each output frame says where its bytes start,
-        so a late subscriber can join the saved log and the live frames without a gap."""
+        """Bytes of the log written so far. Each output frame says which bytes of the log its
+        text decodes (``offset`` to ``next_offset``), so a late subscriber can join the saved
+        log and the live frames without a gap and without counting characters: bytes that are
+        not UTF-8 become U+FFFD, which is longer than they are."""
 
     def next_seq(self) -> int:
         self.seq += 1
         return self.seq
 
+    def _held(self) -> int:
+        """Bytes of a character cut at a chunk's end, kept for the next frame's text."""
+        return len(self.decoder.getstate()[0])
+
     def write(self, data: bytes) -> None:
         """Output of the command (already written to the log by the runner)."""
-        offset, self.offset = self.offset, self.offset + len(data)
+        start = self.offset - self._held()
+        self.offset += len(data)
         text = self.decoder.decode(data)
         if text:
-            self.worker._frame(self.command, self.next_seq(), "output", text, offset)
+            span = (start, self.offset - self._held())
+            self.worker._frame(self.command, self.next_seq(), "output", text, span)
 
     def line(self, text: str) -> None:
         """A line of berth's own (a warning), in the output and the log."""
+        start = self.offset - self._held()
+        cut = self.decoder.decode(b"", final=True)  # a character the command left cut short
         data = (text + "\n").encode()
         if not self.file.closed:
             self.file.write(data)
-        offset, self.offset = self.offset, self.offset + len(data)
-        self.worker._frame(self.command, self.next_seq(), "output", text + "\n", offset)
+        self.offset += len(data)
+        span = (start, self.offset)
+        self.worker._frame(self.command, self.next_seq(), "output", cut + text + "\n", span)
 
     def warnings(self, report: SyncReport) -> None:
         for warning in report.warnings:

@@ -3,6 +3,7 @@ lost leases, SIGTERM, cancel, timeouts, hostile file names and output."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -656,6 +657,68 @@ def test_binary_output_is_logged_as_is(
     assert objects(aws, "logs/demo/")[log_key("demo", queued.id)] == b"\xff\xfe\x00ok\xe2\x82"
     assert service.get(ALICE, "demo", queued.id).status == CommandStatus.SUCCEEDED
     assert frames.output(queued.id).startswith("\ufffd\ufffd\x00ok")
+
+
+def assert_frames_tile(log: bytes, outputs: list[dict[str, Any]]) -> None:
+    """Output frames name the bytes of the log their text decodes, one after another."""
+    assert outputs[0]["offset"] == 0 and outputs[-1]["next_offset"] == len(log)
+    for before, after in itertools.pairwise(outputs):
+        assert before["next_offset"] == after["offset"]
+    for frame in outputs:
+        decoded = log[frame["offset"] : frame["next_offset"]].decode("utf-8", "replace")
+        assert frame["data"] == decoded
+
+
+def test_output_frames_name_the_log_bytes_of_their_text_whatever_the_bytes(
+    service: CommandService, worker: Worker, aws: boto3.session.Session, frames: Frames
+) -> None:
+    text = "printf '\\xff ok \\xe2\\x82'; sleep 0.3; printf '\\xac \\xfe\\xfe end\\n'"
+    queued = queue(service, ALICE, "demo", "t1", text)
+    worker.run_forever()
+    log = objects(aws, "logs/demo/")[log_key("demo", queued.id)]
+    assert log == b"\xff ok \xe2\x82\xac \xfe\xfe end\n"
+    assert_frames_tile(log, [m for m in frames.of(queued.id) if m["type"] == "output"])
+    assert frames.output(queued.id) == "\ufffd ok \u20ac \ufffd\ufffd end\n"
+
+
+def test_a_character_cut_between_chunks_goes_whole_with_the_next_frame(
+    service: CommandService, worker: Worker, frames: Frames, tmp_path: Path
+) -> None:
+    from berth_worker.worker import _Output
+
+    command = queue(service, ALICE, "demo", "t1", "true")
+    output = _Output(worker, command, tmp_path / "command.log")
+    chunks = [b"\xff ok \xe2\x82", b"\xac", b" \xf0\x9f", b"\x98\x80 \xe2"]
+    for chunk in chunks:
+        output.file.write(chunk)  # as the runner does before it emits a chunk
+        output.write(chunk)
+    output.line("berth: a warning")  # the command left a character cut short
+    output.close()
+    sent = [m for m in frames.of(command.id) if m["type"] == "output"]
+    assert [(m["offset"], m["next_offset"], m["data"]) for m in sent] == [
+        (0, 5, "\ufffd ok "),
+        (5, 8, "\u20ac"),
+        (8, 9, " "),
+        (9, 14, "\U0001f600 "),
+        (14, 32, "\ufffdberth: a warning\n"),
+    ]
+    assert_frames_tile((tmp_path / "command.log").read_bytes(), sent)
+
+
+def test_the_saved_log_is_read_in_whole_characters_by_the_bytes_it_holds(
+    service: CommandService, worker: Worker, aws: boto3.session.Session
+) -> None:
+    running = queue(service, ALICE, "demo", "t1", "sleep 60")
+    key = log_key("demo", running.id)
+    aws.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"\xff ok \xe2\x82")
+    piece = service.output(ALICE, "demo", running.id, 0)
+    assert (piece.data, piece.next_offset, piece.complete) == ("\ufffd ok ", 5, False)
+    assert service.output(ALICE, "demo", running.id, 5).data == ""  # until the rest is saved
+    ended = queue(service, ALICE, "demo", "t1", "printf 'ok\\xe2\\x82'")
+    service.cancel(ALICE, "demo", running.id)
+    worker.run_forever()
+    piece = service.output(ALICE, "demo", ended.id, 1)
+    assert (piece.data, piece.next_offset, piece.complete) == ("k\ufffd", 4, True)
 
 
 def test_only_changed_objects_are_downloaded_and_local_leftovers_removed(

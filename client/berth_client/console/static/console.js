@@ -107,35 +107,45 @@
       state.frames = state.frames.then(() => terminalFrame(message)).catch(showError);
     }
   }
-  // A frame that starts past what was shown (one lost, or the terminal opened mid-command)
-  // is preceded by the missing bytes from the command's saved log; at its end, whatever the
-  // log holds past what was shown (a lost last frame) is shown before its status.
+  // Shown bytes are counted in the log's bytes: each output frame names the bytes of the log
+  // its text decodes (offset to next_offset). What lies before a frame (the terminal opened
+  // mid-command, a lost frame) comes from the command's saved log; so does a frame that
+  // overlaps what was shown, as its text cannot be cut at a byte (bytes that are not UTF-8
+  // are U+FFFD in it). At a command's end, whatever the log holds past what was shown (a lost
+  // last frame) is shown before its status.
   const utf8 = new TextEncoder();
   async function terminalFrame(message) {
     const id = message.command_id;
-    const shown = state.shown.get(id) || 0;
     if (message.type === "output") {
-      const offset = typeof message.offset === "number" ? message.offset : shown;
-      if (offset < shown) return; // shown already (a replayed frame)
-      if (offset > shown) await backfill(id, shown, offset);
-      state.terminal.frame(message);
-      state.shown.set(id, offset + utf8.encode(message.data).length);
+      const shown = state.shown.get(id) || 0;
+      const start = typeof message.offset === "number" ? message.offset : shown;
+      const end = typeof message.next_offset === "number" ? message.next_offset : start + utf8.encode(message.data).length;
+      if (start > shown) await backfill(id, start);
+      if ((state.shown.get(id) || 0) === start) {
+        state.terminal.frame(message);
+        state.shown.set(id, end);
+      } else await backfill(id, end);
       return;
     }
     const final = BERTH_ENDED.has((message.data || {}).status);
     if (final && !ended({ id })) return;
-    if (final) await backfill(id, shown, null);
+    if (final) await backfill(id, null);
     if (state.terminal.frame(message)) state.terminal.prompt();
     loadHistory();
   }
-  async function backfill(id, from, until) {
+  // the saved log from what was shown until it reaches `until` (all of it when null), waiting
+  // a little for the worker to save it that far (it does about every second)
+  async function backfill(id, until) {
     const { project } = state.project;
-    const piece = await api("GET", `/workspaces/${project}/commands/${id}/output?offset=${from}`);
-    let bytes = utf8.encode(piece.data || "");
-    if (until !== null) bytes = bytes.slice(0, until - from);
-    if (!bytes.length) return;
-    state.terminal.term.write(new TextDecoder().decode(bytes));
-    state.shown.set(id, from + bytes.length);
+    for (let tries = 0; tries < 20; tries++) {
+      const from = state.shown.get(id) || 0;
+      if (until !== null && from >= until) return;
+      const piece = await api("GET", `/workspaces/${project}/commands/${id}/output?offset=${from}`);
+      if (piece.data) state.terminal.term.write(piece.data);
+      state.shown.set(id, piece.next_offset);
+      if (piece.complete || (until === null && piece.next_offset === from)) return;
+      if (piece.next_offset === from) await new Promise((done) => setTimeout(done, 500));
+    }
   }
 
   function subscribe(topic) {
