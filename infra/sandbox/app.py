@@ -149,13 +149,13 @@ class Sandbox:
         self._thread.start()
 
     def close(self) -> None:
+        self.events.stop()  # first: a schedule firing now must not find the endpoints gone
         if self.runner is not None:
             self.runner.close()
         self.router.stop()
         self.websocket.stop()
         self.server.shutdown()
         self.server.server_close()
-        self.events.stop()
         for function in self.functions.values():
             function.close()
         self.emulator.stop()

@@ -153,6 +153,9 @@ class EventBridge:
         try:
             self.invoke(target, event)
         except Exception:
+            if self._stop.is_set():  # the sandbox stopped under it: its endpoints are gone
+                log.debug("event target %s ended with the sandbox", target, exc_info=True)
+                return
             log.exception("event target %s failed", target)
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
