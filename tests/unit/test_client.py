@@ -15,6 +15,7 @@ import pytest
 from berth_client.client import ApiError, BerthClient, Settings
 from berth_client.models import Output
 from tests.fake_api import BODY, serving
+from workers.service import whole_characters
 
 SESSION = {
     "id": "ses_" + "1" * 28, "user": "arn:x", "profile": "default", "status": "PENDING",
@@ -314,8 +315,8 @@ class FramedApi:
         saved = self.saved[min(self.reads, len(self.saved) - 1)]
         self.reads += 1
         chunk = LOG[offset:saved]
-        if saved < len(LOG) and chunk[-1:] and chunk[-1] >= 0x80:
-            chunk = chunk[: len(chunk) - 1 if chunk[-1] & 0xC0 == 0xC0 else len(chunk)]
+        if saved < len(LOG):
+            chunk = whole_characters(chunk)
         return Output(
             offset=offset,
             data=chunk.decode("utf-8", "replace"),
